@@ -1,0 +1,217 @@
+"""The model interface every strategy, the harness and the REPL talk to.
+
+A model is anything with ``generate(prompts, config) -> list[Completion]`` (batch first, one completion per
+prompt, in order) and ``stream(prompt, config)`` (text pieces for one prompt). Models may also offer a
+``session()``: a continuous-batching queue that episodes feed one request at a time and that hands back each
+completion as soon as its row finishes. The base class provides a plain session on top of ``generate`` so every
+model, the scripted one included, works with the episode runner.
+
+``ScriptedLLM`` ships here, not only in tests: it replays replies and honours ``stop`` and ``max_new_tokens`` the
+way a real model does, so users can test their own agents without weights.
+
+Not here: anything that imports torch. The transformers backend lives in ``agentkit.engine``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Hashable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FinishReason = Literal["stop", "length"]
+
+
+class GenerationConfig(BaseModel):
+    """How to decode. Greedy unless ``do_sample``; ``stop`` strings end a row exactly before they start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(256, ge=1, description="upper bound on generated tokens per row")
+    do_sample: bool = Field(False, description="sample instead of greedy argmax")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature when sampling")
+    top_k: int | None = Field(None, ge=1, description="keep only the k most likely tokens when sampling")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
+    seed: int | None = Field(None, ge=0, description="makes sampling reproducible")
+    stop: list[str] = Field(default_factory=list, description="strings that end generation; never returned")
+
+    @model_validator(mode="after")
+    def _check_stop(self) -> GenerationConfig:
+        if any(s == "" for s in self.stop):
+            raise ValueError("stop: empty strings are not allowed (they would stop before the first token)")
+        return self
+
+    def key(self) -> str:
+        """A hashable identity for grouping requests that can share one batch."""
+        return self.model_dump_json()
+
+
+class Completion(BaseModel):
+    """One generated continuation. ``text`` never contains any part of a stop string."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` right before the earliest occurrence of any stop string. Returns (text, stopped)."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def partial_stop_suffix(text: str, stop: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of some stop string.
+
+    A streamer must hold those characters back: they may turn out to be the start of a stop string.
+    """
+    best = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
+
+
+class BatchSession:
+    """A queue of generation requests; ``step()`` advances them and returns the ones that finished.
+
+    This default runs every queued request through ``llm.generate`` in one go (grouped by config), which is
+    right for models that cannot add rows mid-batch. Engines with continuous batching override it so finished
+    rows leave and new requests join between decoding steps.
+    """
+
+    def __init__(self, llm: LLM, max_batch_size: int = 32):
+        self.llm = llm
+        self.max_batch_size = max_batch_size
+        self._queue: list[tuple[Hashable, str, GenerationConfig]] = []
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.max_batch_size - len(self._queue))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def add(self, key: Hashable, prompt: str, config: GenerationConfig) -> None:
+        self._queue.append((key, prompt, config))
+
+    def step(self) -> list[tuple[Hashable, Completion]]:
+        queue, self._queue = self._queue, []
+        groups: dict[str, list[tuple[Hashable, str, GenerationConfig]]] = {}
+        for item in queue:
+            groups.setdefault(item[2].key(), []).append(item)
+        done: list[tuple[Hashable, Completion]] = []
+        for items in groups.values():
+            completions = self.llm.generate([p for _, p, _ in items], items[0][2])
+            done.extend((k, c) for (k, _, _), c in zip(items, completions, strict=True))
+        return done
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+class LLM(ABC):
+    """Base class for models. Subclasses implement ``generate``; ``stream`` and ``session`` have defaults."""
+
+    name: str = "llm"
+
+    @abstractmethod
+    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+        """One completion per prompt, in order."""
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+        """Yield the completion of one prompt in pieces, then return the whole ``Completion``.
+
+        The pieces joined are exactly ``Completion.text``: text that might begin a stop string is held back
+        until it is known not to. The default generates the whole text and yields it in one piece.
+        """
+        completion = self.generate([prompt], config)[0]
+        if completion.text:
+            yield completion.text
+        return completion
+
+    def session(self, max_batch_size: int = 32) -> BatchSession:
+        """A request queue for the episode runner (see ``agentkit.runtime``)."""
+        return BatchSession(self, max_batch_size)
+
+    def count_tokens(self, text: str) -> int:
+        """Token count used for bookkeeping; the default is a whitespace-and-punctuation estimate."""
+        return len(_TOKEN_ESTIMATE.findall(text))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+_TOKEN_ESTIMATE = re.compile(r"\w+|[^\w\s]")
+
+Reply = str | Callable[[str], str]
+
+
+class ScriptedLLM(LLM):
+    """A fake model that returns scripted replies and records every prompt.
+
+    ``replies`` is either a list (served in order, one per prompt; running out is an error that says how many
+    prompts arrived) or a callable ``prompt -> reply``. Each reply is then treated like raw model output: cut
+    before the first stop string (``finish_reason="stop"``) and truncated to ``max_new_tokens`` tokens
+    (``finish_reason="length"``), with tokens counted by a simple word-and-punctuation tokenizer.
+    """
+
+    name = "scripted"
+
+    def __init__(self, replies: Sequence[str] | Callable[[str], str], *, name: str = "scripted"):
+        self.name = name
+        self._replies = replies if callable(replies) else list(replies)
+        self._next = 0
+        self._lock = threading.Lock()
+        self.prompts: list[str] = []
+
+    def _reply_for(self, prompt: str) -> str:
+        with self._lock:
+            self.prompts.append(prompt)
+            if callable(self._replies):
+                return self._replies(prompt)
+            if self._next >= len(self._replies):
+                raise RuntimeError(
+                    f"ScriptedLLM ran out of replies: prompt #{self._next + 1} arrived but only "
+                    f"{len(self._replies)} replies were scripted; add replies or pass a callable"
+                )
+            reply = self._replies[self._next]
+            self._next += 1
+            return reply
+
+    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+        config = config or GenerationConfig()
+        return [self._complete(prompt, self._reply_for(prompt), config) for prompt in prompts]
+
+    def _complete(self, prompt: str, reply: str, config: GenerationConfig) -> Completion:
+        text, stopped = cut_at_stop(reply, config.stop)
+        tokens = list(_TOKEN_ESTIMATE.finditer(text))
+        finish: FinishReason = "stop" if stopped else "length"
+        if len(tokens) > config.max_new_tokens:
+            text, finish = text[: tokens[config.max_new_tokens - 1].end()], "length"
+        elif not stopped:
+            # A real model that ends its reply (end-of-sequence) stops of its own accord.
+            finish = "stop"
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=self.count_tokens(prompt),
+            completion_tokens=min(len(tokens), config.max_new_tokens),
+        )
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+        completion = self.generate([prompt], config)[0]
+        yield from re.findall(r"\s*\S+|\s+", completion.text)
+        return completion
+
+    @property
+    def remaining(self) -> int | None:
+        """Replies not yet served (``None`` for a callable script)."""
+        return None if callable(self._replies) else len(self._replies) - self._next

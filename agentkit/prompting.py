@@ -1,0 +1,130 @@
+"""Prompts are data: Jinja2 templates and few-shot exemplar files, rendered strictly.
+
+Templates live in ``prompts/templates/<name>.jinja`` and exemplars in ``prompts/exemplars/<name>.jsonl`` (one
+JSON object per line). A user's own directory, laid out the same way (or holding the files flat), is searched
+first, so any shipped template or exemplar set can be overridden by name. Rendering uses ``StrictUndefined``:
+a variable the caller did not pass is an error that names the template and the variable.
+
+Zero-, one- and few-shot prompts are the same template with the first *n* exemplars of a set; chain-of-thought
+comes as exemplars with rationales (few-shot) or the "Let's think step by step" cue (zero-shot; Kojima et al.,
+2022).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+
+class PromptError(ValueError):
+    """A template or exemplar file is missing or wrong; the message names it and says what to do."""
+
+
+def builtin_dir() -> Path:
+    """The shipped ``prompts`` directory (installed as the package ``agentkit.prompts``)."""
+    return Path(str(files("agentkit.prompts")))
+
+
+class Templates:
+    """Loads and renders prompt templates and exemplar sets, user directory first."""
+
+    def __init__(self, user_dir: str | Path | None = None):
+        self.user_dir = Path(user_dir).expanduser() if user_dir is not None else None
+        if self.user_dir is not None and not self.user_dir.is_dir():
+            raise PromptError(f"template directory {self.user_dir} does not exist: pass an existing directory")
+        self._dirs = [d for d in (self.user_dir, builtin_dir()) if d is not None]
+        search = []
+        for d in self._dirs:
+            search += [str(d / "templates"), str(d)]
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(search),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+        self._exemplar_cache: dict[str, list[dict[str, Any]]] = {}
+
+    def names(self) -> list[str]:
+        """Every template name available (user and built-in)."""
+        found = set()
+        for d in self._dirs:
+            for sub in (d / "templates", d):
+                found.update(p.stem for p in sub.glob("*.jinja"))
+        return sorted(found)
+
+    def exemplar_sets(self) -> list[str]:
+        found = set()
+        for d in self._dirs:
+            for sub in (d / "exemplars", d):
+                found.update(p.stem for p in sub.glob("*.jsonl"))
+        return sorted(found)
+
+    def render(self, name: str, **variables: Any) -> str:
+        """Render template ``name`` (without ``.jinja``) with ``variables``."""
+        try:
+            template = self.env.get_template(f"{name}.jinja")
+        except jinja2.TemplateNotFound:
+            raise PromptError(
+                f"template '{name}' not found in {', '.join(str(d) for d in self._dirs)}; "
+                f"available: {', '.join(self.names())}"
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise PromptError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from None
+        try:
+            return template.render(**variables)
+        except jinja2.UndefinedError as exc:
+            raise PromptError(
+                f"template '{name}' ({template.filename}): {exc.message}; pass it when rendering"
+            ) from None
+
+    def exemplars(self, name: str, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` exemplars of set ``name``. Asking for more than the set holds is an error."""
+        if n < 0:
+            raise PromptError(f"shots must be >= 0, got {n}")
+        records = self._load_exemplars(name)
+        if n > len(records):
+            raise PromptError(
+                f"exemplar set '{name}' has {len(records)} exemplars but {n} shots were asked for: "
+                f"use --shots {len(records)} or fewer, or add exemplars to {name}.jsonl"
+            )
+        return records[:n]
+
+    def _load_exemplars(self, name: str) -> list[dict[str, Any]]:
+        if name in self._exemplar_cache:
+            return self._exemplar_cache[name]
+        path = next(
+            (p for d in self._dirs for p in (d / "exemplars" / f"{name}.jsonl", d / f"{name}.jsonl") if p.is_file()),
+            None,
+        )
+        if path is None:
+            raise PromptError(f"exemplar set '{name}' not found; available: {', '.join(self.exemplar_sets())}")
+        records = []
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PromptError(f"{path}:{lineno}: invalid JSON ({exc.msg}); fix or remove the line") from None
+            if not isinstance(record, dict):
+                raise PromptError(f"{path}:{lineno}: expected a JSON object per line")
+            records.append(record)
+        self._exemplar_cache[name] = records
+        return records
+
+
+_default: Templates | None = None
+
+
+def default_templates() -> Templates:
+    """The shared built-in template set (loaded once)."""
+    global _default
+    if _default is None:
+        _default = Templates()
+    return _default

@@ -1,0 +1,46 @@
+"""What an episode returns: the answer, how it was reached, and why it failed if it did.
+
+A model's mistake is data, not an exception: a missing answer, a program that crashed or a ReAct episode that
+ran out of steps all come back as a ``Result`` with ``answer=None`` (or a forced answer) and ``failure`` set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The failure reasons the strategies record (free-form strings are allowed for custom strategies).
+FAILURES = {
+    "no_answer": "the completion contained no answer the strategy could extract",
+    "parse_failure": "the completion was not in the expected format (no program, no action)",
+    "sandbox_error": "the program failed: syntax error, exception, timeout, no solution(), non-numeric value",
+    "forced_finish": "a ReAct episode used all its steps without Finish[...]",
+    "length": "generation hit max_new_tokens before the answer",
+}
+
+
+class Result(BaseModel):
+    """One question answered by one strategy."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    method: str
+    question: str
+    answer: str | None = None  # the extracted final answer, as text
+    failure: str | None = None  # None when an answer was produced; otherwise a key of FAILURES
+    error: str | None = None  # human-readable detail of the failure
+    prompt: str = ""  # the first prompt sent to the model
+    completions: list[str] = Field(default_factory=list)  # every raw model completion, in order
+    program: str | None = None  # PAL: the code that was run
+    execution: dict[str, Any] | None = None  # PAL: the sandbox's ExecResult as plain data
+    trajectory: Any = None  # ReAct: the Trajectory
+    votes: dict[str, int] | None = None  # self-consistency: normalized answer -> count
+    samples: list[Result] | None = None  # self-consistency: the individual sampled results
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration: float = 0.0  # wall-clock seconds from the episode's first step to its end
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.answer is not None

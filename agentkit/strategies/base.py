@@ -1,0 +1,130 @@
+"""The one primitive every strategy is built on: render a template, generate, interpret.
+
+A ``Strategy`` turns a question into an *episode* (see ``agentkit.runtime``). Single-call strategies (direct,
+chain-of-thought, PAL) only say how to build the prompt and how to read a completion; multi-step ones (ReAct)
+and wrappers (self-consistency) write their own episode. Running is the same for all:
+``strategy(question)`` for one question, ``strategy.batch(questions)`` for many in shared batches.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, ClassVar
+
+from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.prompting import Templates, default_templates
+from agentkit.result import Result
+from agentkit.runtime import Episode, Event, EventHandler, Generate, run_episode, run_episodes
+
+
+class Strategy(ABC):
+    """A way of answering questions with a model."""
+
+    name: ClassVar[str] = "strategy"
+    default_config: ClassVar[GenerationConfig] = GenerationConfig(max_new_tokens=256)
+
+    def __init__(
+        self,
+        llm: LLM | None = None,
+        *,
+        shots: int = 4,
+        config: GenerationConfig | None = None,
+        templates: Templates | None = None,
+    ):
+        self._llm = llm
+        self.shots = shots
+        self.templates = templates or default_templates()
+        self.config = config or self.default_config
+
+    @property
+    def llm(self) -> LLM:
+        if self._llm is None:
+            from agentkit.engine import TransformersLLM  # the embedded default, loaded on first use
+
+            self._llm = TransformersLLM()
+        return self._llm
+
+    @abstractmethod
+    def episode(self, question: str) -> Episode:
+        """The generator that answers ``question`` (see ``agentkit.runtime``)."""
+
+    def __call__(
+        self,
+        question: str,
+        *,
+        on_event: EventHandler | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Answer one question; ``on_token`` streams the model's text, ``on_event`` the steps."""
+        return run_episode(self.llm, self.episode(question), on_event=on_event, on_token=on_token)
+
+    def batch(
+        self,
+        questions: Iterable[str],
+        *,
+        batch_size: int = 32,
+        on_result: Callable[[int, Result], None] | None = None,
+    ) -> list[Result]:
+        """Answer many questions, their model calls sharing batches."""
+        return run_episodes(
+            self.llm, (self.episode(q) for q in questions), batch_size=batch_size, on_result=on_result
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shots={self.shots})"
+
+
+class Interpretation:
+    """What a single-call strategy read from one completion."""
+
+    __slots__ = ("answer", "failure", "error", "program", "execution")
+
+    def __init__(self, answer=None, failure=None, error=None, program=None, execution=None):
+        self.answer: str | None = answer
+        self.failure: str | None = failure
+        self.error: str | None = error
+        self.program: str | None = program
+        self.execution: dict[str, Any] | None = execution
+
+
+class SingleCall(Strategy):
+    """A strategy that asks the model once: ``prompt`` -> completion -> ``interpret``."""
+
+    template: ClassVar[str]
+    exemplar_set: ClassVar[str] = "math"
+
+    def prompt(self, question: str) -> str:
+        exemplars = self.templates.exemplars(self.exemplar_set, self.shots)
+        return self.templates.render(self.template, exemplars=exemplars, question=question)
+
+    @abstractmethod
+    def interpret(self, completion: Completion) -> Generator[Any, Any, Interpretation]:
+        """Read the answer out of a completion; may ``yield Call(...)`` to run tools (PAL runs its program)."""
+
+    def episode(self, question: str) -> Episode:
+        prompt = self.prompt(question)
+        completion = yield Generate(prompt, self.config)
+        reading = yield from self.interpret(completion)
+        if reading.answer is not None:
+            yield Event("answer", reading.answer)
+        return Result(
+            method=self.name,
+            question=question,
+            answer=reading.answer,
+            failure=reading.failure,
+            error=reading.error,
+            prompt=prompt,
+            completions=[completion.text],
+            program=reading.program,
+            execution=reading.execution,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
+
+
+def no_answer(completion: Completion, what: str) -> Interpretation:
+    """The failure for a completion with nothing to extract; 'length' when it was cut off by the token limit."""
+    if completion.finish_reason == "length":
+        return Interpretation(failure="length", error=f"generation hit max_new_tokens before {what}")
+    return Interpretation(failure="no_answer", error=f"no {what} in the completion")

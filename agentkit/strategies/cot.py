@@ -1,0 +1,23 @@
+"""Chain-of-thought prompting (Wei et al., 2022; zero-shot form: Kojima et al., 2022).
+
+The model writes its reasoning and ends with "The answer is N."; the answer is the number after the last
+"the answer is", or failing that the last number in the completion.
+"""
+
+from __future__ import annotations
+
+from agentkit.answers import extract_numeric_answer
+from agentkit.llm import Completion, GenerationConfig
+from agentkit.runtime import Event
+from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+
+
+class CoT(SingleCall):
+    name = "cot"
+    template = "cot"
+    default_config = GenerationConfig(max_new_tokens=160, stop=["\nQuestion:", "\n\n"])
+
+    def interpret(self, completion: Completion):
+        yield Event("thought", completion.text.strip())
+        answer = extract_numeric_answer(completion.text)
+        return Interpretation(answer=answer) if answer is not None else no_answer(completion, "number")

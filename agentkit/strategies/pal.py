@@ -1,0 +1,92 @@
+"""Program-aided language models (PAL; Gao et al., 2022).
+
+The model does not compute: it writes ``def solution(): ...`` and the orchestrator runs the program in the
+sandbox (``agentkit.tools.sandbox``); the answer is the value it returns. Every failure — no code, a syntax
+error, an exception, a timeout, no ``solution``, a non-numeric value — is recorded with the code and the error
+and scores as wrong; none stops a run.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Any
+
+from agentkit.answers import canonical_number, parse_number
+from agentkit.llm import Completion, GenerationConfig
+from agentkit.runtime import Call, Event
+from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_SEPARATORS = ("\nQuestion:", "\nQ:", "```")
+
+
+def extract_code(text: str) -> str:
+    """The program in a completion: the first fenced block if the text opens with one, else the text itself,
+    cut at the exemplar separator and dedented."""
+    stripped = text.lstrip()
+    if stripped.startswith("```"):
+        match = _FENCE.match(stripped)
+        code = match.group(1) if match else stripped[3:]
+    else:
+        code = text
+    for separator in _SEPARATORS:
+        code = code.split(separator, 1)[0]
+    return textwrap.dedent(code).strip("\n")
+
+
+def numeric_value(value: Any) -> str | None:
+    """The canonical answer for a program's value, or None when it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return canonical_number(float(value))
+    if isinstance(value, str):
+        number = parse_number(value)
+        return canonical_number(number) if number is not None else None
+    return None
+
+
+_shared = None
+
+
+def shared_sandbox():
+    """One warm sandbox (worker pool) for every PAL strategy in the process, started on first use."""
+    global _shared
+    if _shared is None:
+        from agentkit.tools.sandbox import Sandbox
+
+        _shared = Sandbox()
+    return _shared
+
+
+class PAL(SingleCall):
+    name = "pal"
+    template = "pal"
+    default_config = GenerationConfig(max_new_tokens=256, stop=["```", "\nQuestion:"])
+
+    def __init__(self, llm=None, *, sandbox=None, **kwargs):
+        super().__init__(llm, **kwargs)
+        self._sandbox = sandbox
+
+    @property
+    def sandbox(self):
+        if self._sandbox is None:
+            self._sandbox = shared_sandbox()
+        return self._sandbox
+
+    def interpret(self, completion: Completion):
+        code = extract_code(completion.text)
+        if not code.strip():
+            return no_answer(completion, "program")
+        yield Event("program", code)
+        result = yield Call(self.sandbox.run, code)
+        execution = result.model_dump() if hasattr(result, "model_dump") else dict(vars(result))
+        yield Event("execution", str(result.value) if result.ok else str(result.error), execution)
+        if not result.ok:
+            return Interpretation(failure="sandbox_error", error=result.error, program=code, execution=execution)
+        answer = numeric_value(result.value)
+        if answer is None:
+            error = f"ValueError: the program returned {result.value!r}, not a number"
+            return Interpretation(failure="sandbox_error", error=error, program=code, execution=execution)
+        return Interpretation(answer=answer, program=code, execution=execution)

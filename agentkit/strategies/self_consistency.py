@@ -1,0 +1,97 @@
+"""Self-consistency (Wang et al., 2022): sample k reasoning paths, answer by majority vote.
+
+Works over any single-call strategy (chain-of-thought, PAL). The k samples share one prompt, so the engine's
+prefix cache computes it once; each sample gets its own seed, so a run is reproducible. Votes are counted over
+*normalized* answers (``18``, ``18.0`` and ``$18`` are one vote); a tie goes to the answer that appeared first
+among the samples, so the result is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from agentkit.answers import normalize_answer
+from agentkit.result import Result
+from agentkit.runtime import Episode, Event, Generate, gather
+from agentkit.strategies.base import SingleCall, Strategy
+
+
+class SelfConsistency(Strategy):
+    def __init__(
+        self,
+        base: SingleCall,
+        *,
+        k: int = 5,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        top_k: int | None = 40,
+        seed: int | None = None,
+    ):
+        if k < 1:
+            raise ValueError(f"self-consistency needs k >= 1 samples, got {k}")
+        super().__init__(base._llm, shots=base.shots, config=base.config, templates=base.templates)
+        self.base = base
+        self.k = k
+        self.name = f"{base.name}-sc"
+        seed = base.config.seed if seed is None else seed
+        self.seed = 0 if seed is None else seed
+        self.sample_configs = [
+            base.config.model_copy(
+                update=dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, seed=self.seed + i)
+            )
+            for i in range(k)
+        ]
+
+    @property
+    def llm(self):
+        return self.base.llm
+
+    def episode(self, question: str) -> Episode:
+        prompt = self.base.prompt(question)
+        completions = yield [Generate(prompt, config) for config in self.sample_configs]
+        readings = yield from gather([self.base.interpret(c) for c in completions])
+        samples = [
+            Result(
+                method=self.base.name,
+                question=question,
+                answer=r.answer,
+                failure=r.failure,
+                error=r.error,
+                completions=[c.text],
+                program=r.program,
+                execution=r.execution,
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+            )
+            for r, c in zip(readings, completions, strict=True)
+        ]
+        votes = Counter(normalize_answer(r.answer) for r in readings if r.answer is not None)
+        first_seen = {}
+        for r in readings:
+            key = normalize_answer(r.answer)
+            if key is not None:
+                first_seen.setdefault(key, len(first_seen))
+        answer = min(votes, key=lambda a: (-votes[a], first_seen[a])) if votes else None
+        failure = error = None
+        if answer is None:
+            failures = Counter(r.failure for r in readings if r.failure)
+            failure = failures.most_common(1)[0][0] if failures else "no_answer"
+            error = f"none of the {self.k} samples gave an answer ({dict(failures)})"
+        else:
+            yield Event("answer", answer, {"votes": dict(votes)})
+        return Result(
+            method=self.name,
+            question=question,
+            answer=answer,
+            failure=failure,
+            error=error,
+            prompt=prompt,
+            completions=[c.text for c in completions],
+            votes=dict(votes),
+            samples=samples,
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+        )
+
+    def __repr__(self) -> str:
+        return f"SelfConsistency({self.base!r}, k={self.k})"
