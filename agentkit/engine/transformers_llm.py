@@ -1,0 +1,480 @@
+"""``TransformersLLM``: a local causal LM behind agentkit's ``LLM`` interface, with a continuous-batching engine.
+
+One decode loop serves ``generate``, ``stream`` and ``session``:
+
+* every request is a *row*; its prompt is tokenized whole, the longest block-aligned prefix already in the
+  :class:`~agentkit.engine.prefix_cache.PrefixCache` is copied in, and only the rest is prefilled (in chunks,
+  up to the last prompt token, which joins the next decode step: the 262k-entry LM head never runs on prompt
+  positions and a new row costs no head call of its own);
+* rows then decode together, one token per step, in the right-aligned KV layout of :mod:`agentkit.engine.kv`;
+* a row leaves the batch the step it finishes (EOS, stop string, or ``max_new_tokens``) and a waiting request
+  takes its slot before the next step, so nobody waits for the longest row;
+* stop strings are matched on incrementally decoded text (:mod:`agentkit.engine.text`), so they are exact.
+
+Sampling uses one ``torch.Generator`` per row (seeded from ``config.seed``; in ``generate`` row ``i`` uses
+``seed + i`` so k copies of one prompt give k different samples), so a row's samples do not depend on the batch.
+
+Deliberately not here: speculative decoding, quantized matmuls, multi-device, beam search, logit processors
+beyond temperature / top-k / top-p.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentkit.engine.kv import EMPTY, KVStore, ModelShape
+from agentkit.engine.loading import cache_dir, load_model, resolve_device, resolve_dtype
+from agentkit.engine.prefix_cache import PrefixCache
+from agentkit.engine.text import RowText
+from agentkit.llm import LLM, BatchSession, Completion, GenerationConfig
+
+PREFILL_CHUNK = 512  # prompt tokens per prefill forward (bounds the attention-mask and activation memory)
+
+
+def _set_threads() -> None:
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+
+
+class _Row:
+    __slots__ = ("key", "ids", "config", "text", "gen", "generated", "pending", "slot", "completion")
+
+    def __init__(self, key: Hashable, ids: list[int], config: GenerationConfig, text: RowText, gen: Any):
+        self.key, self.ids, self.config, self.text, self.gen = key, ids, config, text, gen
+        self.generated: list[int] = []
+        self.pending = ids[-1]  # the next token to feed: the last prompt token, then each generated one
+        self.slot = -1
+        self.completion: Completion | None = None
+
+
+class _Batcher:
+    """The continuous-batching loop: ``add`` rows, call ``step`` until it has returned every row."""
+
+    def __init__(self, llm: TransformersLLM, max_batch_size: int):
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        self.llm = llm
+        self.max_batch = max_batch_size
+        self.waiting: deque[_Row] = deque()
+        self.slots: list[_Row | None] = []  # index = KV slot; None = hole
+        self.store: KVStore | None = None
+
+    @property
+    def n_active(self) -> int:
+        return sum(r is not None for r in self.slots)
+
+    def add(self, row: _Row) -> None:
+        self.waiting.append(row)
+
+    def close(self) -> None:
+        self.waiting.clear()
+        self.slots = []
+        self.store = None
+
+    def step(self) -> list[_Row]:
+        """Admit waiting rows into free slots, run one decode step; return the rows that finished."""
+        finished: list[_Row] = []
+        stats = self.llm.stats
+        with self.llm._lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            self._admit(finished)
+            self._compact()
+            t1 = time.perf_counter()
+            if self.slots:
+                self._decode(finished)
+            stats["prefill_s"] += t1 - t0
+            stats["decode_s"] += time.perf_counter() - t1
+        return finished
+
+    # -- admission: prefix-cache lookup + prefill -------------------------------------------------------------
+
+    def _admit(self, finished: list[_Row]) -> None:
+        free = self.max_batch - self.n_active
+        group = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        if not group:
+            return
+        llm = self.llm
+        if self.store is None:
+            self.store = KVStore(llm._shape, self.max_batch, 0, llm.torch_dtype, llm.device)
+        store = self.store
+        rows = [r for r in self.slots if r is not None] + group
+        need_right = max(r.config.max_new_tokens - len(r.generated) for r in rows) + 1
+        store.make_room(max(len(r.ids) for r in group), need_right)
+        for row in group:
+            slot = self.slots.index(None) if None in self.slots else len(self.slots)
+            if slot == len(self.slots):
+                self.slots.append(None)
+            store.n = max(store.n, slot + 1)
+            self._prefill(row, slot)
+            row.slot = slot
+            self.slots[slot] = row
+        store.n = len(self.slots)
+
+    def _prefill(self, row: _Row, slot: int) -> None:
+        """Put the KV of all prompt tokens but the last into ``slot`` (cached blocks + computed rest).
+
+        The last prompt token is fed by the next decode step together with the other rows, so prefill never
+        needs the LM head and a row's first token costs one batched head call, not one of its own."""
+        llm, store, ids = self.llm, self.store, row.ids
+        assert store is not None
+        n = len(ids) - 1
+        start = store.t - n
+        store.start[slot] = start
+        done = 0
+        if llm.prefix_cache is not None:
+            blocks = llm.prefix_cache.lookup(ids, n)
+            bs = llm.prefix_cache.block
+            for j, (kb, vb) in enumerate(blocks):
+                store.k[:, slot, :, start + j * bs : start + (j + 1) * bs] = kb
+                store.v[:, slot, :, start + j * bs : start + (j + 1) * bs] = vb
+            done = len(blocks) * bs
+        llm.stats["prompt_tokens"] += n + 1
+        llm.stats["prefill_tokens"] += n - done
+        for c0 in range(done, n, PREFILL_CHUNK):
+            input_ids = torch.tensor([ids[c0 : min(n, c0 + PREFILL_CHUNK)]], device=llm.device)
+            store.forward(llm._base, input_ids, slice(slot, slot + 1), start + c0)
+        if llm.prefix_cache is not None and n > done:
+            llm.prefix_cache.insert(ids[:n], *store.row_kv(slot))
+
+    # -- decoding ---------------------------------------------------------------------------------------------
+
+    def _compact(self) -> None:
+        """Move rows from the tail into holes so active rows occupy slots 0..n-1."""
+        store = self.store
+        if store is None:
+            return
+        while None in self.slots:
+            hole = self.slots.index(None)
+            last = self.slots.pop()
+            if last is None:
+                continue
+            store.move_row(last.slot, hole)
+            last.slot = hole
+            self.slots[hole] = last
+        store.n = len(self.slots)
+        for i in range(store.n, store.rows):
+            store.start[i] = EMPTY
+
+    def _decode(self, finished: list[_Row]) -> None:
+        llm, store = self.llm, self.store
+        assert store is not None
+        rows = self.slots
+        if store.t >= store.capacity:
+            store.make_room(0, max(r.config.max_new_tokens - len(r.generated) for r in rows) + 1)
+        ids = torch.tensor([[r.pending] for r in rows], device=llm.device)
+        hidden = store.forward(llm._base, ids, slice(0, len(rows)), store.t)
+        store.t += 1
+        llm.stats["decode_steps"] += 1
+        llm.stats["decode_tokens"] += len(rows)
+        tokens = llm._next_tokens(hidden, rows)
+        for row, token in zip(list(rows), tokens.tolist(), strict=True):
+            if self._accept(row, token):
+                finished.append(row)
+                if llm.prefix_cache is not None:  # a follow-up prompt (ReAct) may extend prompt + completion
+                    k, v = store.row_kv(row.slot)
+                    llm.prefix_cache.insert(row.ids + row.generated[:-1], k, v)
+                self.slots[row.slot] = None
+                store.start[row.slot] = EMPTY
+        while self.slots and self.slots[-1] is None:
+            self.slots.pop()
+
+    def _accept(self, row: _Row, token: int) -> bool:
+        """Record a sampled token; on finish set ``row.completion`` and return True."""
+        row.generated.append(token)
+        row.pending = token
+        cfg = row.config
+        finish = None
+        if token in self.llm.eos_ids:
+            row.text.flush()
+            finish = "stop"
+        elif row.text.push(token):
+            finish = "stop"
+        elif len(row.generated) >= cfg.max_new_tokens:
+            row.text.flush()
+            finish = "stop" if row.text.stopped else "length"
+        if finish is None:
+            return False
+        row.completion = Completion(
+            text=row.text.text,
+            finish_reason=finish,
+            prompt_tokens=len(row.ids),
+            completion_tokens=len(row.generated),
+        )
+        return True
+
+
+class EngineSession(BatchSession):
+    """Continuous-batching ``BatchSession``: each ``step()`` admits queued requests and decodes one token."""
+
+    def __init__(self, llm: TransformersLLM, max_batch_size: int = 32):
+        self.llm = llm
+        self.max_batch_size = max_batch_size
+        self._batcher = _Batcher(llm, max_batch_size)
+
+    @property
+    def free_slots(self) -> int:
+        b = self._batcher
+        return max(0, self.max_batch_size - b.n_active - len(b.waiting))
+
+    @property
+    def pending(self) -> int:
+        return self._batcher.n_active + len(self._batcher.waiting)
+
+    def add(self, key: Hashable, prompt: str, config: GenerationConfig) -> None:
+        self._batcher.add(self.llm._row(key, prompt, config, config.seed))
+
+    def step(self) -> list[tuple[Hashable, Completion]]:
+        return [(r.key, r.completion) for r in self._batcher.step() if r.completion is not None]
+
+    def close(self) -> None:
+        self._batcher.close()
+
+
+class TransformersLLM(LLM):
+    """A Hugging Face causal LM (hub id, local directory, ``.gguf`` file, or the embedded default).
+
+    ``max_batch_size`` bounds the rows decoded together by ``generate``; ``prefix_cache_mb`` bounds the prefix
+    KV cache (0 disables it). ``load_seconds`` records how long construction took.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_batch_size: int = 32,
+        prefix_cache_mb: int = 512,
+        fast_lm_head: bool = True,
+        log: Callable[[str], Any] | None = None,
+    ):
+        t0 = time.perf_counter()
+        _set_threads()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.torch_dtype = getattr(torch, self.dtype)
+        self.cache_dir = _cache_dir(cache_dir)
+        model_obj, tokenizer, name = load_model(
+            model, dtype=self.dtype, device=self.device, cache=self.cache_dir, log=log or _stderr
+        )
+        self._setup(model_obj, tokenizer, name, max_batch_size, prefix_cache_mb, fast_lm_head)
+        self.load_seconds = time.perf_counter() - t0
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "custom",
+        max_batch_size: int = 32,
+        prefix_cache_mb: int = 512,
+        fast_lm_head: bool = True,
+    ) -> TransformersLLM:
+        """Wrap an already loaded causal LM. ``tokenizer`` needs ``encode(text, add_special_tokens)``,
+        ``decode(ids)`` (special tokens dropped) and ``token_id(token)``, like :class:`~agentkit.engine.loading.Tokenizer`.
+        """
+        self = cls.__new__(cls)
+        p = next(model.parameters())
+        self.device, self.dtype = str(p.device), str(p.dtype).removeprefix("torch.")
+        self.torch_dtype, self.cache_dir = p.dtype, None
+        self._setup(model, tokenizer, name, max_batch_size, prefix_cache_mb, fast_lm_head)
+        self.load_seconds = 0.0
+        return self
+
+    def _setup(
+        self, model: Any, tokenizer: Any, name: str, max_batch_size: int, prefix_cache_mb: int, fast_lm_head: bool
+    ) -> None:
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        model.eval()
+        self._base = getattr(model, model.base_model_prefix)
+        self._head = model.get_output_embeddings()
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self._softcap = getattr(cfg, "final_logit_softcapping", None)
+        self._qhead = None
+        self._qhead_thread: threading.Thread | None = None
+        if fast_lm_head and self.device == "cpu":
+            # Packing the int8 head takes seconds; build it in the background and use the exact head until then.
+            # Not a daemon: interpreter exit waits for it (killing it inside a torch op aborts the process).
+            self._qhead_thread = threading.Thread(target=self._build_qhead, name="agentkit-int8-head")
+            self._qhead_thread.start()
+        self.max_batch_size = max_batch_size
+        self._shape = ModelShape(model)
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb > 0 else None
+        self.eos_ids = self._eos_ids()
+        self._lock = threading.RLock()
+        self.stats: dict[str, float] = dict.fromkeys(
+            ("prompt_tokens", "prefill_tokens", "decode_steps", "decode_tokens", "prefill_s", "decode_s"), 0
+        )
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        for source in (getattr(self.model, "generation_config", None), self.model.config):
+            eos = getattr(source, "eos_token_id", None)
+            if isinstance(eos, int):
+                ids.add(eos)
+            elif eos:
+                ids.update(int(e) for e in eos)
+        end_of_turn = self.tokenizer.token_id("<end_of_turn>")  # Gemma chat models end replies with it
+        if end_of_turn is not None:
+            ids.add(end_of_turn)
+        return frozenset(ids)
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+        config = config or GenerationConfig()
+        if not prompts:
+            return []
+        batcher = _Batcher(self, min(self.max_batch_size, len(prompts)))
+        for i, prompt in enumerate(prompts):
+            seed = None if config.seed is None else config.seed + i
+            batcher.add(self._row(i, prompt, config, seed))
+        out: list[Completion | None] = [None] * len(prompts)
+        try:
+            while batcher.waiting or batcher.slots:
+                for row in batcher.step():
+                    out[row.key] = row.completion  # type: ignore[index]
+        finally:
+            batcher.close()
+        return out  # type: ignore[return-value]
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
+        config = config or GenerationConfig()
+        batcher = _Batcher(self, 1)
+        row = self._row(0, prompt, config, config.seed)
+        batcher.add(row)
+        try:
+            while True:
+                done = bool(batcher.step())
+                piece = row.text.stream_delta(final=done)
+                if piece:
+                    yield piece
+                if done:
+                    return
+        finally:  # also runs when the consumer stops iterating (GeneratorExit) or on Ctrl-C
+            batcher.close()
+
+    def session(self, max_batch_size: int = 32) -> EngineSession:
+        return EngineSession(self, max_batch_size)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def encode(self, prompt: str) -> list[int]:
+        """Prompt token ids as the engine feeds them (special tokens such as BOS included)."""
+        return self.tokenizer.encode(prompt, add_special_tokens=True)
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _row(self, key: Hashable, prompt: str, config: GenerationConfig, seed: int | None) -> _Row:
+        ids = self.encode(prompt)
+        if not ids:
+            raise ValueError("empty prompt: the tokenizer produced no tokens (and adds no BOS)")
+        gen = None
+        if config.do_sample:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+        return _Row(key, ids, config, RowText(self.tokenizer.decode, config.stop, ids), gen)
+
+    def wait_until_ready(self) -> None:
+        """Block until background set-up (the int8 LM-head shortlist) is done; generation works before too."""
+        if self._qhead_thread is not None:
+            self._qhead_thread.join()
+
+    def _build_qhead(self) -> None:
+        self._qhead = _quantized_head(self._head)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._head(hidden).float()
+        if self._softcap is not None:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Argmax of the LM head. With the int8 head: shortlist ``HEAD_CANDIDATES`` tokens with int8 logits,
+        then rescore the shortlist exactly in the model's dtype (softcapping is monotonic, so skipped)."""
+        qhead = self._qhead
+        if qhead is None:
+            return self._logits(hidden).argmax(dim=-1)
+        approx = qhead(hidden.float())
+        cand = approx.topk(HEAD_CANDIDATES, dim=-1).indices.sort(dim=-1).values  # sorted: ties go to the lowest id
+        w = self._head.weight[cand]  # [rows, K, hidden]
+        exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
+        return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
+
+    def _next_tokens(self, hidden: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+        """Next token per row: argmax for greedy rows, seeded sampling (on exact logits) for the others."""
+        sampled = [i for i, r in enumerate(rows) if r.config.do_sample]
+        greedy = [i for i, r in enumerate(rows) if not r.config.do_sample]
+        tokens = torch.empty(len(rows), dtype=torch.long, device=hidden.device)
+        if greedy:
+            tokens[greedy] = self._greedy(hidden if len(greedy) == len(rows) else hidden[greedy])
+        if sampled:
+            logits = self._logits(hidden[sampled])
+            for j, i in enumerate(sampled):
+                tokens[i] = _sample(logits[j], rows[i].config, rows[i].gen)
+        return tokens
+
+
+HEAD_CANDIDATES = 64
+
+
+def _quantized_head(head: Any) -> Any:
+    """An int8 (fbgemm, dynamic activation quantization) copy of the LM head, or None where unsupported."""
+    if head is None or getattr(head, "bias", None) is not None or not hasattr(head, "weight"):
+        return None
+    if not any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm")):
+        return None
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+            w = head.weight.detach().float()
+            lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+            lin.weight = torch.nn.Parameter(w, requires_grad=False)
+            lin.qconfig = torch.ao.quantization.default_dynamic_qconfig
+            return QLinear.from_float(lin)
+    except Exception:  # the quantized backend is optional; fall back to the full head
+        return None
+
+
+def _sample(logits: torch.Tensor, cfg: GenerationConfig, gen: Any) -> torch.Tensor:
+    x = logits / cfg.temperature
+    if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
+        kth = torch.topk(x, cfg.top_k).values[-1]
+        x = x.masked_fill(x < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_x, order = torch.sort(x, descending=True)
+        probs = sorted_x.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= cfg.top_p  # keep the smallest set whose mass reaches top_p
+        x = x.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    return torch.multinomial(x.softmax(-1), 1, generator=gen)[0]
+
+
+def _cache_dir(override: str | os.PathLike[str] | None) -> Path:
+    return cache_dir(override)
+
+
+def _stderr(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)

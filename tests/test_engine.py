@@ -1,0 +1,380 @@
+"""Fast tests for agentkit.engine: no downloaded weights.
+
+The decode loop is checked end to end on a tiny random-weight Gemma 3 (sliding-window and full layers, window
+shorter than the prompts) with a byte-level tokenizer, against transformers' own ``generate``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agentkit.engine import loading
+from agentkit.engine.loading import ModelLoadError, cache_dir, resolve_dtype
+from agentkit.engine.text import RowText
+from agentkit.llm import GenerationConfig
+
+# -- a byte-level tokenizer: ids 0..2 are <pad> <eos> <bos>, byte b is id b + 3 ----------------------------------
+
+
+class ByteTokenizer:
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [b + 3 for b in text.encode()]
+        return [2, *ids] if add_special_tokens else ids
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
+
+    def token_id(self, token: str) -> int | None:
+        return {"<pad>": 0, "<eos>": 1, "<bos>": 2}.get(token)
+
+
+class ChunkTokenizer(ByteTokenizer):
+    """Decodes id sequences of arbitrary multi-character 'tokens' (for RowText tests)."""
+
+    def __init__(self, pieces: list[str]):
+        self.pieces = pieces
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.pieces[i] for i in ids)
+
+
+def feed(pieces: list[str], stop: list[str]) -> tuple[RowText, list[str], int]:
+    tok = ChunkTokenizer(pieces)
+    row = RowText(tok.decode, stop)
+    shown = []
+    used = 0
+    for i in range(len(pieces)):
+        used += 1
+        done = row.push(i)
+        shown.append(row.stream_delta(final=done))
+        if done:
+            break
+    else:
+        row.flush()
+        shown.append(row.stream_delta(final=True))
+    return row, shown, used
+
+
+# -- stop strings and streaming holdback -----------------------------------------------------------------------
+
+
+def test_stop_string_spanning_tokens_is_cut_exactly():
+    row, shown, used = feed(["The answer", " is 4.\n", "\nQues", "tion: next", " more"], ["\n\nQuestion:"])
+    assert row.stopped
+    assert row.text == "The answer is 4."
+    assert "".join(shown) == row.text
+    assert used == 4  # stopped as soon as the stop string was complete
+
+
+def test_stop_string_ending_mid_token():
+    row, shown, _ = feed(["abc", "dXYZe", "fgh"], ["XY"])
+    assert row.stopped and row.text == "abcd"
+    assert "".join(shown) == "abcd"
+
+
+def test_earliest_of_several_stops_wins():
+    row, _, _ = feed(["one ", "two three"], ["three", "two"])
+    assert row.text == "one "
+
+
+def test_streaming_holds_back_possible_stop_prefix():
+    row, shown, _ = feed(["Hello\n", "\nQ", "uiet please"], ["\n\nQuestion:"])
+    assert not row.stopped
+    assert shown[0] == "Hello"  # "\n" may start the stop string: held back
+    assert shown[1] == ""  # "\n\nQ" still may
+    assert "".join(shown) == "Hello\n\nQuiet please" == row.text
+
+
+def test_no_stop_text_returned_whole():
+    row, shown, _ = feed(["a", "b", "c"], [])
+    assert row.text == "abc" and "".join(shown) == "abc" and not row.stopped
+
+
+def test_multibyte_character_waits_for_all_bytes():
+    tok = ByteTokenizer()
+    ids = tok.encode("é!", add_special_tokens=False)  # é is two bytes
+    row = RowText(tok.decode, [])
+    row.push(ids[0])
+    assert row.text == ""  # half a character is never shown
+    row.push(ids[1])
+    assert row.text == "é"
+    row.push(ids[2])
+    assert row.text == "é!"
+
+
+def test_prompt_context_keeps_leading_space():
+    pieces = ["Answer", ":", " 42"]
+    row = RowText(ChunkTokenizer(pieces).decode, [], prompt_ids=[0, 1])
+    row.push(2)
+    assert row.text == " 42"
+
+
+# -- configuration -----------------------------------------------------------------------------------------------
+
+
+def test_dtype_resolution(monkeypatch):
+    assert resolve_dtype("float32", "cpu") == "float32"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    assert resolve_dtype("auto", "cuda") == "bfloat16"
+    monkeypatch.setattr(loading, "cpu_supports_bf16", lambda: True)
+    assert resolve_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(loading, "cpu_supports_bf16", lambda: False)
+    assert resolve_dtype("auto", "cpu") == "float32"
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype("float16", "cpu")
+
+
+def test_cache_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("AGENTKIT_CACHE", str(tmp_path / "env"))
+    assert cache_dir() == tmp_path / "env"
+    assert cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
+    monkeypatch.delenv("AGENTKIT_CACHE")
+    default = cache_dir()
+    assert default.name == "agentkit" and "cache" in str(default).lower()
+
+
+def test_fingerprint_distinguishes_files(tmp_path):
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    a.write_bytes(b"x" * 5000)
+    b.write_bytes(b"x" * 4999 + b"y")
+    assert loading.file_fingerprint(a) != loading.file_fingerprint(b)
+    assert loading.file_fingerprint(a) == loading.file_fingerprint(a)
+
+
+def test_import_agentkit_engine_does_not_import_torch():
+    code = "import sys, agentkit, agentkit.engine; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- load errors ---------------------------------------------------------------------------------------------
+
+
+def _one_line_error(spec, tmp_path) -> str:
+    with pytest.raises(ModelLoadError) as info:
+        loading.load_model(spec, dtype="float32", device="cpu", cache=tmp_path / "cache")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert isinstance(info.value, ValueError)
+    return msg
+
+
+def test_missing_gguf_path(tmp_path):
+    msg = _one_line_error(str(tmp_path / "nope.gguf"), tmp_path)
+    assert "nope.gguf" in msg and "does not exist" in msg
+
+
+def test_missing_local_directory(tmp_path):
+    msg = _one_line_error(str(tmp_path / "missing" / "model"), tmp_path)
+    assert "does not exist" in msg
+
+
+def test_directory_without_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    msg = _one_line_error(str(tmp_path / "empty"), tmp_path)
+    assert "config.json" in msg
+
+
+def test_unknown_hub_id_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    msg = _one_line_error("agentkit-test/no-such-model", tmp_path)
+    assert "agentkit-test/no-such-model" in msg and "offline" in msg and "local directory or GGUF path" in msg
+
+
+# -- prefix cache ------------------------------------------------------------------------------------------------
+
+
+def test_prefix_cache_blocks_and_eviction():
+    torch = pytest.importorskip("torch")
+    from agentkit.engine.prefix_cache import PrefixCache
+
+    def kv(n, fill):
+        t = torch.full((2, 1, n, 4), float(fill))
+        t[:, :, :, 0] = torch.arange(n, dtype=torch.float)
+        return t, t.clone()
+
+    block_bytes = 2 * 2 * 1 * 4 * 4 * 4  # k+v, layers, heads, block, dim, float32
+    cache = PrefixCache(max_bytes=3 * block_bytes, block_size=4)
+    a = list(range(10))
+    cache.insert(a, *kv(10, 1))
+    assert len(cache) == 2  # two full blocks; the tail of 2 is not cached
+    b = a[:6] + [99, 98, 97, 96]
+    found = cache.lookup(b, len(b) - 1)
+    assert len(found) == 1  # only the first block agrees exactly
+    assert torch.equal(found[0][0][:, :, :, 0], torch.arange(4, dtype=torch.float).expand(2, 1, 4))
+    assert len(cache.lookup(a, 8)) == 2
+    assert len(cache.lookup(a, 7)) == 1  # never more than the limit
+    cache.insert([50 + i for i in range(8)], *kv(8, 2))
+    assert cache.nbytes <= cache.max_bytes
+    assert len(cache.lookup([50 + i for i in range(8)], 8)) == 2  # newest survives
+    assert len(cache.lookup(a, 8)) < 2  # oldest tail block was evicted
+
+
+# -- the decode loop on a tiny random Gemma 3 ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch = pytest.importorskip("torch")
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from agentkit.engine.transformers_llm import TransformersLLM
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(
+        vocab_size=259,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        max_position_embeddings=512,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    model = Gemma3ForCausalLM(cfg).float().eval()  # random weights: varied output, top-2 logit gaps ~1e-2
+    return TransformersLLM.from_model(model, ByteTokenizer(), name="tiny", max_batch_size=4)
+
+
+PROMPTS = [
+    "The quick brown fox jumps over the lazy dog, twice.",
+    "ab",
+    "Question: 12 + 30 = ?\nAnswer: ",
+    "Question: 12 + 30 = ?\nAnswer: It is",
+    "x" * 70,
+    "Question: 12 + 30 = ?\nAnswer: It is 42.",
+]
+
+
+def reference(llm, prompt: str, n: int) -> list[int]:
+    import torch
+
+    ids = torch.tensor([llm.encode(prompt)])
+    with torch.no_grad():
+        out = llm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
+    gen = out[0, ids.shape[1] :].tolist()
+    if 1 in gen:
+        gen = gen[: gen.index(1)]
+    return gen
+
+
+def test_tiny_greedy_matches_transformers_generate(tiny):
+    cfg = GenerationConfig(max_new_tokens=24)
+    got = tiny.generate(PROMPTS, cfg)  # 6 prompts through 4 slots: rows join and leave mid-flight
+    for prompt, completion in zip(PROMPTS, got, strict=True):
+        ref = tiny.tokenizer.decode(reference(tiny, prompt, 24))
+        assert completion.text == ref
+        assert completion.prompt_tokens == len(tiny.encode(prompt))
+        assert 1 <= completion.completion_tokens <= 24
+
+
+def test_tiny_batch_equals_alone_and_prefix_cache_is_transparent(tiny):
+    cfg = GenerationConfig(max_new_tokens=20)
+    batch = [c.text for c in tiny.generate(PROMPTS, cfg)]
+    alone = [tiny.generate([p], cfg)[0].text for p in PROMPTS]
+    assert batch == alone
+    hits_before = tiny.prefix_cache.hits
+    again = [c.text for c in tiny.generate(PROMPTS, cfg)]
+    assert tiny.prefix_cache.hits > hits_before  # shared prefixes were served from the cache
+    assert again == batch
+
+
+def test_tiny_session_joins_rows_midflight(tiny):
+    cfg_short = GenerationConfig(max_new_tokens=3)
+    cfg_long = GenerationConfig(max_new_tokens=20)
+    expected = {i: tiny.generate([p], cfg_long if i % 2 else cfg_short)[0] for i, p in enumerate(PROMPTS)}
+    session = tiny.session(max_batch_size=2)
+    queue = list(enumerate(PROMPTS))
+    results = {}
+    steps = 0
+    while queue or session.pending:
+        while queue and session.free_slots:
+            i, p = queue.pop(0)
+            session.add(i, p, cfg_long if i % 2 else cfg_short)
+        for key, completion in session.step():
+            results[key] = completion
+        steps += 1
+    session.close()
+    assert results == expected
+    assert steps < sum(c.completion_tokens for c in expected.values())  # rows really shared steps
+
+
+def test_tiny_stop_and_finish_reasons(tiny):
+    free = tiny.generate(PROMPTS[:3], GenerationConfig(max_new_tokens=30))
+    for prompt, c in zip(PROMPTS[:3], free, strict=True):
+        if len(c.text) < 3:
+            continue
+        stop = c.text[1:3]  # a stop string that surely occurs (possibly spanning tokens)
+        got = tiny.generate([prompt], GenerationConfig(max_new_tokens=30, stop=[stop]))[0]
+        assert got.finish_reason == "stop"
+        assert got.text == c.text[: c.text.find(stop)]
+        assert stop not in got.text
+    limited = tiny.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=2))[0]
+    assert limited.completion_tokens <= 2
+    assert limited.finish_reason == ("length" if limited.completion_tokens == 2 else "stop")
+
+
+def test_tiny_stream_equals_generate_and_can_be_abandoned(tiny):
+    cfg = GenerationConfig(max_new_tokens=25, stop=["e t"])
+    full = tiny.generate([PROMPTS[0]], cfg)[0].text
+    assert "".join(tiny.stream(PROMPTS[0], cfg)) == full
+    it = tiny.stream(PROMPTS[0], GenerationConfig(max_new_tokens=25))
+    next(it, None)
+    it.close()  # consumer stopped early (e.g. Ctrl-C)
+    assert tiny.generate([PROMPTS[0]], cfg)[0].text == full
+
+
+def test_tiny_sampling_is_seeded_per_row(tiny):
+    cfg = GenerationConfig(max_new_tokens=15, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=7)
+    a = tiny.generate([PROMPTS[0]], cfg)[0].text
+    b = tiny.generate([PROMPTS[0], PROMPTS[1], PROMPTS[2]], cfg)[0].text
+    assert a == b  # does not depend on the rest of the batch
+    many = tiny.generate([PROMPTS[0]] * 4, cfg)  # seeds 7..10: different samples
+    assert len({c.text for c in many}) > 1
+    assert many[0].text == a
+
+
+def test_count_tokens(tiny):
+    assert tiny.count_tokens("héllo") == 6
+
+
+def test_int8_head_shortlist_gives_exact_argmax(tiny):
+    import torch
+
+    tiny._build_qhead()  # normally built in the background
+    assert tiny._qhead is not None
+    hidden = torch.randn(64, tiny.model.config.hidden_size) * 3
+    assert torch.equal(tiny._greedy(hidden), tiny._logits(hidden).argmax(dim=-1))
+    texts = [c.text for c in tiny.generate(PROMPTS[:3], GenerationConfig(max_new_tokens=16))]
+    assert texts == [tiny.tokenizer.decode(reference(tiny, p, 16)) for p in PROMPTS[:3]]
+
+
+def test_tiny_llama_without_layer_types_matches_transformers():
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from agentkit.engine.transformers_llm import TransformersLLM
+
+    torch.manual_seed(1)
+    cfg = LlamaConfig(
+        vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )
+    llm = TransformersLLM.from_model(LlamaForCausalLM(cfg).float().eval(), ByteTokenizer(), max_batch_size=3)
+    got = llm.generate(PROMPTS, GenerationConfig(max_new_tokens=12))
+    assert [c.text for c in got] == [llm.tokenizer.decode(reference(llm, p, 12)) for p in PROMPTS]
+
+
+def test_raw_tokenizer_has_no_hf_tokenizer_without_chat_template(tmp_path):
+    (tmp_path / "tokenizer_config.json").write_text('{"bos_token": "<bos>"}')
+    tok = loading.Tokenizer(raw=object(), source=str(tmp_path))
+    assert tok.hf is None  # nothing to load: no chat template in the directory
