@@ -1,0 +1,191 @@
+"""Custom tools: @tool / Tool from typed, documented functions; argument conversion; errors as observations."""
+
+from typing import Literal
+
+import pytest
+
+from agentkit import Tool, tool
+from agentkit.tools.base import ToolDefinitionError, ToolError, strip_quotes
+
+
+@tool
+def population(city: str) -> str:
+    """Returns the population of a city from a small table.
+
+    Args:
+        city: the city's name, e.g. Paris
+    """
+    table = {"paris": "2.1 million", "rome": "2.8 million"}
+    if city.lower() not in table:
+        raise ToolError(f"No population for {city}.")
+    return table[city.lower()]
+
+
+@tool(name="Add", errors=(OverflowError,))
+def add(a: int, b: float = 0.5) -> float:
+    """Adds two numbers."""
+    return a + b
+
+
+def test_schema_comes_from_hints_and_docstring():
+    assert isinstance(population, Tool)
+    assert population.name == "population"
+    assert population.description == "Returns the population of a city from a small table."
+    (param,) = population.parameters
+    assert (param.name, param.type, param.required) == ("city", "string", True)
+    assert param.description == "the city's name, e.g. Paris"
+    assert population.signature == "population[city]"
+    assert population.describe() == "population[city]: Returns the population of a city from a small table."
+
+
+def test_decorated_function_stays_callable():
+    assert population("Rome") == "2.8 million"
+    assert add(2, 3.0) == 5.0
+
+
+def test_invoke_converts_the_argument_and_returns_text():
+    assert population.invoke("Paris") == "2.1 million"
+    assert population.invoke(' "paris" ') == "2.1 million"  # quotes and spaces dropped
+    assert add.invoke("2, 3.5") == "5.5"
+    assert add.invoke("2") == "2.5"  # the default fills the optional parameter
+    assert [p.type for p in add.parameters] == ["integer", "number"]
+
+
+def test_tool_error_becomes_the_observation():
+    assert population.invoke("Atlantis") == "No population for Atlantis."
+
+
+@pytest.mark.parametrize(
+    "argument, message",
+    [
+        ("two, 3", "Add: a must be integer, got 'two'"),
+        ("1, 2, 3", "Add expects 1 to 2 comma-separated values (a, b), got 3"),
+        ("1.5", "Add: a must be integer, got '1.5'"),
+    ],
+)
+def test_conversion_failures_are_observations(argument, message):
+    assert add.invoke(argument) == message
+
+
+def test_declared_errors_are_observations_and_others_propagate():
+    @tool(errors=(ZeroDivisionError,))
+    def ratio(a: int, b: int) -> float:
+        """Divides a by b."""
+        return a / b
+
+    assert ratio.invoke("1, 0") == "ratio failed: ZeroDivisionError: division by zero"
+
+    @tool
+    def buggy(x: str) -> str:
+        """Has a bug."""
+        return x.no_such_method()
+
+    with pytest.raises(AttributeError):  # a programmer error is not hidden
+        buggy.invoke("x")
+
+
+def test_more_types():
+    @tool
+    def pick(mode: Literal["fast", "slow"], verbose: bool, limit: int | None) -> str:
+        """Shows the converted values."""
+        return repr((mode, verbose, limit))
+
+    assert pick.invoke("FAST, yes, none") == "('fast', True, None)"
+    assert pick.invoke("slow, false, 1,000") == "pick expects 3 comma-separated values (mode, verbose, limit), got 4"
+    assert pick.invoke("slow, false, 12") == "('slow', False, 12)"
+    assert pick.invoke("medium, true, 1") == "pick: mode must be one of fast/slow, got 'medium'"
+    assert pick.invoke("fast, maybe, 1") == "pick: verbose must be boolean, got 'maybe'"
+    assert [p.type for p in pick.parameters] == ["one of fast/slow", "boolean", "integer or none"]
+
+
+def test_zero_argument_tool():
+    @tool
+    def now() -> str:
+        """Returns a fixed time."""
+        return "12:00"
+
+    assert now.signature == "now[]"
+    assert now.invoke("") == "12:00"
+    assert now.invoke("x") == "now takes no argument; write now[]"
+
+
+def test_from_function_accepts_bound_methods_and_overrides():
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def bump(self, by: int) -> int:
+            """Adds to the counter."""
+            self.n += by
+            return self.n
+
+    c = Counter()
+    t = Tool.from_function(c.bump, name="Bump", argument_hint="amount", description="Counts.")
+    assert t.signature == "Bump[amount]" and t.description == "Counts."
+    assert t.invoke("3") == "3" and t.invoke("4") == "7"
+
+
+def test_none_result_is_an_empty_observation():
+    @tool
+    def nothing(x: str) -> None:
+        """Returns nothing."""
+
+    assert nothing.invoke("a") == ""
+
+
+# ---------------------------------------------------------------- mistakes caught at definition time
+def test_missing_docstring_is_an_error_naming_the_function():
+    def undocumented(x: str) -> str:
+        return x
+
+    with pytest.raises(ToolDefinitionError, match="undocumented.*missing description"):
+        tool(undocumented)
+
+
+def test_missing_type_hint_is_an_error_naming_function_and_parameter():
+    def untyped(x) -> str:
+        """Has no hint."""
+        return x
+
+    with pytest.raises(ToolDefinitionError, match=r"untyped: parameter 'x' has no type hint"):
+        tool(untyped)
+
+
+def test_unsupported_annotation_is_an_error():
+    def takes_dict(d: dict) -> str:
+        """Takes a dict."""
+        return ""
+
+    with pytest.raises(ToolDefinitionError, match=r"takes_dict: parameter 'd' has unsupported type"):
+        tool(takes_dict)
+
+
+def test_varargs_and_bad_names_are_errors():
+    def star(*xs: str) -> str:
+        """Star args."""
+        return ""
+
+    with pytest.raises(ToolDefinitionError, match="star.*args"):
+        tool(star)
+    with pytest.raises(ToolDefinitionError, match="must be an identifier"):
+        tool(name="Bad Name")(population.fn)
+
+
+def test_args_only_docstring_has_no_description():
+    def only_args(x: str) -> str:
+        """Args:
+        x: something
+        """
+        return x
+
+    with pytest.raises(ToolDefinitionError, match="missing description"):
+        tool(only_args)
+    assert tool(description="Echoes x.")(only_args).description == "Echoes x."
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [('"a b"', "a b"), ("'x'", "x"), ("\u201cy\u201d", "y"), ("`z`", "z"), ('"unbalanced', '"unbalanced'), ("'", "'")],
+)
+def test_strip_quotes(text, expected):
+    assert strip_quotes(text) == expected

@@ -1,0 +1,283 @@
+"""Custom tools for agents that act with ``Name[argument]`` (ReAct, Yao et al., 2022).
+
+A tool is a typed Python function with a docstring::
+
+    from agentkit import tool
+
+    @tool
+    def population(city: str) -> str:
+        \"\"\"Return the population of a city from our own table.\"\"\"
+        return TABLE.get(city.lower(), "unknown")
+
+The decorator builds a :class:`Tool`: its name is the function name (or ``name=``), its description is the
+docstring's first paragraph, its parameters come from the type hints. Mistakes are caught when the tool is
+*defined*, not when a model first calls it: a missing docstring, a parameter without a type hint, or an
+annotation the argument converter cannot handle raises :class:`ToolDefinitionError` naming the function.
+
+The model calls a tool as ``Name[argument]``. :meth:`Tool.invoke` turns that one bracketed string into the
+function's arguments (``str``, ``int``, ``float``, ``bool``, ``Literal[...]`` and ``X | None`` are supported;
+several parameters are written comma-separated: ``Distance[Paris, Rome]``), calls the function and returns
+the observation text. A conversion failure, or an exception the tool declares as expected (``ToolError``, or
+the types listed in ``errors=``), becomes a short observation so the episode goes on; any other exception is a
+bug in the tool and propagates.
+
+Not here: JSON-schema function calling, keyword arguments from the model, async tools, or state kept per
+episode (a tool is shared by every episode that uses it, and may run in a worker thread: keep it stateless or
+thread-safe; the Wikipedia tools get their per-episode state from ``agentkit.tools.wikipedia.WikiSession``).
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+__all__ = ["Tool", "ToolDefinitionError", "ToolError", "ToolParameter", "tool"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+_QUOTES = [('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("`", "`")]
+
+
+class ToolDefinitionError(TypeError):
+    """A tool was defined wrongly (missing docstring or type hint, unsupported annotation, bad name)."""
+
+
+class ToolError(Exception):
+    """Raise from a tool for an expected failure; its message becomes the observation."""
+
+
+@dataclass(frozen=True)
+class ToolParameter:
+    """One parameter of a tool: its name, annotation, JSON-ish type name and description."""
+
+    name: str
+    annotation: Any
+    type: str
+    description: str = ""
+    required: bool = True
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A callable the model can use as ``Name[argument]``.
+
+    Build one with :func:`tool` or :meth:`Tool.from_function`. ``terminal`` marks actions that end the episode
+    (``Finish``); the strategy, not the tool, decides what ending means.
+    """
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    parameters: tuple[ToolParameter, ...] = ()
+    errors: tuple[type[BaseException], ...] = (ToolError,)
+    terminal: bool = False
+    argument_hint: str = field(default="")
+
+    # ---------------------------------------------------------------- definition
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        errors: tuple[type[BaseException], ...] = (),
+        terminal: bool = False,
+        argument_hint: str | None = None,
+    ) -> Tool:
+        """Make a tool from a typed, documented function (or bound method). Raises ToolDefinitionError."""
+        if not callable(fn):
+            raise ToolDefinitionError(f"tool: expected a function, got {fn!r}")
+        qual = getattr(fn, "__qualname__", repr(fn))
+        tool_name = name or getattr(fn, "__name__", "")
+        if not _NAME.match(tool_name or ""):
+            raise ToolDefinitionError(f"tool {qual}: name {tool_name!r} must be an identifier (letters, digits, _)")
+        doc = inspect.getdoc(fn) or ""
+        summary, arg_docs = _parse_docstring(doc)
+        desc = (description if description is not None else summary).strip()
+        if not desc:
+            raise ToolDefinitionError(
+                f"tool {qual}: missing description; write a docstring saying what the tool returns "
+                "(or pass description=...)"
+            )
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:  # unresolvable forward reference etc.
+            raise ToolDefinitionError(f"tool {qual}: cannot resolve type hints: {exc}") from exc
+        params: list[ToolParameter] = []
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise ToolDefinitionError(f"tool {qual}: *args/**kwargs are not supported (parameter {p.name!r})")
+            if p.name not in hints:
+                raise ToolDefinitionError(f"tool {qual}: parameter {p.name!r} has no type hint")
+            ann = hints[p.name]
+            params.append(
+                ToolParameter(
+                    name=p.name,
+                    annotation=ann,
+                    type=_type_name(ann, qual, p.name),
+                    description=arg_docs.get(p.name, ""),
+                    required=p.default is inspect.Parameter.empty,
+                    default=None if p.default is inspect.Parameter.empty else p.default,
+                )
+            )
+        hint = argument_hint if argument_hint is not None else ", ".join(p.name for p in params)
+        return cls(
+            name=tool_name,
+            description=desc,
+            fn=fn,
+            parameters=tuple(params),
+            errors=(ToolError, *errors),
+            terminal=terminal,
+            argument_hint=hint,
+        )
+
+    # ---------------------------------------------------------------- use
+    @property
+    def signature(self) -> str:
+        """How the model writes a call, e.g. ``Search[entity]``."""
+        return f"{self.name}[{self.argument_hint}]"
+
+    def convert(self, argument: str) -> list[Any]:
+        """Turn the bracketed text into positional arguments. Raises ToolError with a readable reason."""
+        argument = strip_quotes(argument.strip())
+        if not self.parameters:
+            if argument:
+                raise ToolError(f"{self.name} takes no argument; write {self.name}[]")
+            return []
+        if len(self.parameters) == 1:
+            pieces = [argument]
+        else:
+            pieces = [strip_quotes(p.strip()) for p in next(csv.reader([argument], skipinitialspace=True), [])]
+        required = sum(p.required for p in self.parameters)
+        if not (required <= len(pieces) <= len(self.parameters)):
+            raise ToolError(
+                f"{self.name} expects {_count(required, len(self.parameters))} comma-separated values "
+                f"({self.argument_hint}), got {len(pieces)}"
+            )
+        return [
+            _convert(piece, p.annotation, self.name, p.name) for piece, p in zip(pieces, self.parameters, strict=False)
+        ]
+
+    def invoke(self, argument: str) -> str:
+        """Convert ``argument``, call the tool, and return the observation (expected failures included)."""
+        try:
+            args = self.convert(argument)
+            result = self.fn(*args)
+        except (ToolError, *self.errors) as exc:
+            return str(exc) if isinstance(exc, ToolError) else f"{self.name} failed: {type(exc).__name__}: {exc}"
+        return "" if result is None else str(result)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calling the tool calls the function, so decorated functions stay usable from Python."""
+        return self.fn(*args, **kwargs)
+
+    def describe(self) -> str:
+        """One line for the instruction: ``Name[args]: description``."""
+        return f"{self.signature}: {self.description}"
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    errors: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Decorator that turns a typed, documented function into a :class:`Tool`.
+
+    Use bare (``@tool``) or with options (``@tool(name="Calc", errors=(ZeroDivisionError,))``); ``errors``
+    lists exception types that are expected failures and become observations instead of propagating.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        return Tool.from_function(f, name=name, description=description, errors=errors)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+# -------------------------------------------------------------------- helpers
+def strip_quotes(text: str) -> str:
+    """Remove one pair of matching quotes around ``text`` (straight, curly or backticks)."""
+    for left, right in _QUOTES:
+        if len(text) >= 2 and text.startswith(left) and text.endswith(right):
+            return text[1:-1].strip()
+    return text
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """First paragraph (the description) and Google-style ``Args:`` entries."""
+    paragraphs = re.split(r"\n\s*\n", doc.strip(), maxsplit=1)
+    summary = " ".join(paragraphs[0].split()) if paragraphs and paragraphs[0] else ""
+    if re.match(r"^(Args|Arguments|Parameters|Returns?)\s*:", summary):
+        summary = ""
+    args: dict[str, str] = {}
+    m = re.search(r"^(?:Args|Arguments|Parameters)\s*:\s*\n((?:[ \t]+.*\n?)+)", doc, re.M)
+    if m:
+        for line in m.group(1).splitlines():
+            am = re.match(r"\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)", line)
+            if am:
+                args[am.group(1)] = am.group(2).strip()
+    return summary, args
+
+
+def _unwrap_optional(ann: Any) -> tuple[Any, bool]:
+    origin = get_origin(ann)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(ann) if a is not type(None)]
+        if len(args) == 1 and len(get_args(ann)) == 2:
+            return args[0], True
+    return ann, False
+
+
+def _type_name(ann: Any, qual: str, param: str) -> str:
+    inner, optional = _unwrap_optional(ann)
+    if inner in _SCALARS:
+        name = _SCALARS[inner]
+    elif get_origin(inner) is Literal and get_args(inner):
+        name = "one of " + "/".join(str(a) for a in get_args(inner))
+    else:
+        raise ToolDefinitionError(
+            f"tool {qual}: parameter {param!r} has unsupported type {ann!r}; "
+            "use str, int, float, bool, Literal[...] or one of them | None"
+        )
+    return f"{name} or none" if optional else name
+
+
+def _convert(text: str, ann: Any, tool_name: str, param: str) -> Any:
+    inner, optional = _unwrap_optional(ann)
+    if optional and text.lower() in {"", "none", "null"}:
+        return None
+    try:
+        if inner is str:
+            return text
+        if inner is bool:
+            low = text.lower()
+            if low in _TRUE or low in _FALSE:
+                return low in _TRUE
+            raise ValueError
+        if inner is int:
+            return int(text.replace(",", "").replace("_", ""))
+        if inner is float:
+            return float(text.replace(",", ""))
+        if get_origin(inner) is Literal:
+            for choice in get_args(inner):
+                if str(choice).lower() == text.lower():
+                    return choice
+            raise ValueError
+    except ValueError:
+        pass
+    raise ToolError(f"{tool_name}: {param} must be {_type_name(ann, tool_name, param)}, got {text!r}")
+
+
+def _count(lo: int, hi: int) -> str:
+    return str(hi) if lo == hi else f"{lo} to {hi}"
