@@ -1,0 +1,638 @@
+"""Run methods over a dataset, write every finished example at once, resume after a kill, and report.
+
+``run_benchmark`` builds each method with ``agentkit.strategies.load_strategy`` and pushes the examples of
+all methods through one ``agentkit.runtime.run_episodes`` call, so they share the engine's batches. As each
+example finishes, its record (prompt, raw completions, program and execution, ReAct trajectory, extracted
+answer, gold, verdict, failure reason, tokens) is appended to ``<output_dir>/<method>/samples.jsonl`` and
+flushed with ``fsync``, so a kill loses only the examples in flight. Rerunning the same command resumes:
+finished ids are skipped, a torn last line (the trace of a kill mid-write) is dropped and the file rewritten
+cleanly, and a directory made with a different configuration is refused. When a method completes, its file is rewritten in dataset order, so an interrupted
+and resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields.
+
+At the end the output directory holds ``config.json``, ``results.json`` (config, versions, git commit,
+model, per-method accuracy with a 95% Wilson interval, failure rates, tokens, time), ``results.md`` (a
+comparison table) and ``results.png`` (accuracy bars with interval whiskers).
+
+Deliberately not here: prompting and answer extraction (the strategies), model loading (``agentkit.models``),
+and any retry of failed examples (a model's failure is a result, recorded with its reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping
+from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, bleu, rouge, score_answer, wilson_interval
+
+__all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
+
+SAMPLES = "samples.jsonl"
+CONFIG = "config.json"
+# Record fields that depend on the wall clock; everything else is a deterministic function of the run.
+TIMING = "timing"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark cannot start or resume; the message is one readable line."""
+
+
+# --- the per-method sample file --------------------------------------------------------------------------------
+
+
+class SampleStore:
+    """``<dir>/samples.jsonl``: one JSON record per finished example, appended durably.
+
+    ``load()`` returns the records already there (by id). A last line that is not valid JSON is what a kill
+    mid-write leaves: it is dropped and the file rewritten without it (a complete record that only lost its
+    newline is kept). A bad line anywhere else means the file was damaged some other way, which is an error
+    rather than something to paper over.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / SAMPLES
+        self._file = None
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline; otherwise the last line lost its newline
+        damaged = False
+        if tail.strip():
+            damaged = True  # rewritten below, either without the torn line or with its newline restored
+            try:
+                json.loads(tail)["id"]
+                lines.append(tail)  # the record was written whole; only the newline is missing
+            except (ValueError, KeyError, TypeError):
+                pass  # a kill in the middle of the write: drop it, that example runs again
+        records: dict[str, dict[str, Any]] = {}
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                record_id = record["id"]
+            except (ValueError, KeyError, TypeError):
+                if lineno == len(lines) and not tail.strip():
+                    damaged = True  # an unreadable last line (e.g. a write cut at a newline inside it)
+                    continue
+                raise BenchmarkError(
+                    f"{self.path}:{lineno}: unreadable record in the middle of the file; "
+                    f"use a new --output-dir or --overwrite"
+                ) from None
+            if record_id in records:  # never written twice by us; keep the first if someone else did
+                damaged = True
+                continue
+            records[record_id] = record
+        if damaged:
+            self.rewrite(records.values())
+        return records
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def rewrite(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the file atomically (write a temporary file, fsync, rename)."""
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(SAMPLES + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# --- results ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MethodResult:
+    """One method's records (in dataset order) and their summary."""
+
+    method: str
+    records: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.summary["accuracy"]
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return tuple(self.summary["ci95"])  # type: ignore[return-value]
+
+
+@dataclass
+class BenchmarkResult:
+    """What ``run_benchmark`` returns: per-method results plus where the files went."""
+
+    methods: dict[str, MethodResult]
+    config: dict[str, Any]
+    output_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    table: str = ""
+    wall_seconds: float = 0.0  # this invocation
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy of the only method; with several methods use ``accuracies`` or ``methods[name]``."""
+        if len(self.methods) != 1:
+            raise ValueError(f"{len(self.methods)} methods were run; use .accuracies or .methods[name].accuracy")
+        return next(iter(self.methods.values())).accuracy
+
+    @property
+    def accuracies(self) -> dict[str, float]:
+        return {name: m.accuracy for name, m in self.methods.items()}
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Every per-example record, method by method."""
+        return [r for m in self.methods.values() for r in m.records]
+
+    def __getitem__(self, method: str) -> MethodResult:
+        return self.methods[method]
+
+
+# --- records ---------------------------------------------------------------------------------------------------
+
+
+def _is_time_key(key: str) -> bool:
+    return key in _TIME_KEYS or key.endswith("_seconds")
+
+
+def _jsonable(value: Any, timing: dict[str, float] | None = None, path: str = "") -> Any:
+    """Plain JSON data from pydantic models, dataclasses and containers.
+
+    Wall-clock numbers (``duration``, ``tool_seconds``...) are moved out into ``timing`` under their dotted
+    path (``trajectory.steps.0.tool_seconds``), so everything left is deterministic.
+    """
+    if hasattr(value, "model_dump"):
+        try:
+            value = value.model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - arbitrary types inside: fall back to python mode
+            value = value.model_dump()
+    elif hasattr(value, "__dataclass_fields__"):
+        value = {k: getattr(value, k) for k in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            key = str(k)
+            where = f"{path}.{key}" if path else key
+            if _is_time_key(key) and (v is None or isinstance(v, (int, float))):
+                if timing is not None and v:
+                    timing[where] = round(float(v), 4)
+                continue
+            out[key] = _jsonable(v, timing, where)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, timing, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return _ADDRESS.sub("", repr(value))  # "<function f at 0x7f..>" -> "<function f>": stable across runs
+
+
+def make_record(
+    example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float
+) -> dict[str, Any]:
+    """The samples.jsonl record for one finished example."""
+    score = score_answer(
+        result.answer, example.answer, golds=example.meta.get("answers"), rel_tol=rel_tol, abs_tol=abs_tol
+    )
+    timing: dict[str, float] = {"duration": round(float(getattr(result, "duration", 0.0) or 0.0), 4)}
+    return {
+        "id": example.id,
+        "index": index,
+        "method": method,
+        "question": example.question,
+        "gold": example.answer,
+        "answer": result.answer,
+        "normalized_answer": score.prediction,
+        "correct": score.correct,
+        "kind": score.kind,
+        "exact_match": score.exact_match,
+        "f1": score.f1,
+        "failure": result.failure,
+        "error": result.error,
+        "prompt": result.prompt,
+        "completions": list(result.completions),
+        "program": result.program,
+        "execution": _jsonable(result.execution, timing, "execution"),
+        "trajectory": _jsonable(result.trajectory, timing, "trajectory"),
+        "votes": result.votes,
+        "samples": _jsonable(result.samples, timing, "samples"),
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        TIMING: timing,
+    }
+
+
+def summarize(method: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Accuracy with a 95% Wilson interval, failure rates, tokens and time for one method."""
+    n = len(records)
+    correct = sum(bool(r["correct"]) for r in records)
+    failures = Counter(r["failure"] for r in records if r.get("failure"))
+    answered = sum(r.get("answer") is not None for r in records)
+    prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
+    completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
+    seconds = sum(float((r.get(TIMING) or {}).get("duration") or 0.0) for r in records)
+    lo, hi = wilson_interval(correct, n)
+    summary: dict[str, Any] = {
+        "method": method,
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else 0.0,
+        "ci95": [lo, hi],
+        "answered": answered,
+        "failures": dict(sorted(failures.items())),
+        "failure_rate": sum(failures.values()) / n if n else 0.0,
+        "failure_rates": {k: v / n for k, v in sorted(failures.items())},
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "tokens_per_example": (prompt_tokens + completion_tokens) / n if n else 0.0,
+        "seconds": round(seconds, 3),  # sum of per-example latencies (they overlap when batched)
+        "seconds_per_example": round(seconds / n, 4) if n else 0.0,
+    }
+    if any(r.get("kind") == "text" for r in records):
+        text = list(records)  # numeric golds among them score EM = F1 = correct
+        summary["exact_match"] = sum(r["exact_match"] for r in text) / len(text)
+        summary["f1"] = sum(r["f1"] for r in text) / len(text)
+        preds = [r.get("answer") or "" for r in text]
+        golds = [r["gold"] for r in text]
+        rouges = [rouge(p, g) for p, g in zip(preds, golds, strict=True)]
+        for key in ("rouge1", "rouge2", "rougeL"):
+            summary[key] = sum(s[key] for s in rouges) / len(rouges)
+        summary["bleu"] = bleu(preds, golds)
+    return summary
+
+
+# --- provenance ------------------------------------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("agentkit", "torch", "transformers", "pydantic", "gguf", "rouge-score", "sacrebleu"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) >= 7 else None
+
+
+# --- reports ---------------------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table comparing methods (also printed at the end of a CLI run)."""
+    text = any("f1" in s for s in summaries)
+    head = ["method", "n", "accuracy", "95% CI", "failed", "top failure", "tokens/ex", "latency s/ex"]
+    if text:
+        head[4:4] = ["F1", "ROUGE-L"]
+    rows = []
+    for s in summaries:
+        top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
+        row = [
+            s["method"],
+            str(s["n"]),
+            _pct(s["accuracy"]),
+            f"{_pct(s['ci95'][0])}–{_pct(s['ci95'][1])}",
+            _pct(s["failure_rate"]),
+            top,
+            f"{s['tokens_per_example']:.0f}",
+            f"{s['seconds_per_example']:.2f}",
+        ]
+        if text:
+            row[4:4] = [f"{s.get('f1', 0.0):.3f}", f"{s.get('rougeL', 0.0):.3f}"]
+        rows.append(row)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_chart(path: Path, summaries: Sequence[Mapping[str, Any]], title: str) -> Path:
+    """Accuracy bars with 95% interval whiskers (matplotlib, Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["method"] for s in summaries]
+    acc = [100 * s["accuracy"] for s in summaries]
+    lower = [100 * (s["accuracy"] - s["ci95"][0]) for s in summaries]
+    upper = [100 * (s["ci95"][1] - s["accuracy"]) for s in summaries]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names) + 2), 4))
+    bars = ax.bar(names, acc, yerr=[lower, upper], capsize=6, color="#4C72B0", edgecolor="black")
+    for bar, value, top in zip(bars, acc, upper, strict=True):
+        ax.annotate(f"{value:.1f}%", (bar.get_x() + bar.get_width() / 2, min(value + top + 1.5, 97)),
+                    ha="left", va="bottom", xytext=(4, 0), textcoords="offset points", fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%) with 95% Wilson interval")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+
+def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(diffs)[:300]
+
+
+def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
+    config_path = output_dir / CONFIG
+    if overwrite and config_path.exists():
+        shutil.rmtree(output_dir)
+    elif overwrite and output_dir.exists() and any(output_dir.iterdir()):
+        raise BenchmarkError(f"--overwrite: {output_dir} is not empty and holds no {CONFIG}; refusing to delete it")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config_path.exists():
+        try:
+            old = json.loads(config_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
+        if old != config:
+            raise BenchmarkError(
+                f"{output_dir} holds a run with a different config ({_config_diff(old, config)}); "
+                f"use a new --output-dir or --overwrite"
+            )
+    else:
+        _atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def _model_name(llm: Any) -> str:
+    return str(getattr(llm, "name", None) or type(llm).__name__)
+
+
+def _progress(total: int, initial: int, label: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=label, unit="ex", dynamic_ncols=True, file=sys.stderr)
+
+
+def run_benchmark(
+    dataset: str | Path | Sequence[Example],
+    method: str | Sequence[str] = "cot",
+    llm: Any = None,
+    *,
+    shots: int = 4,
+    output_dir: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    config: Mapping[str, Any] | Any = None,
+    fields: Mapping[str, str] | Iterable[str] | None = None,
+    method_options: Mapping[str, Any] | None = None,
+    rel_tol: float = DEFAULT_REL_TOL,
+    abs_tol: float = DEFAULT_ABS_TOL,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    strategy_factory: Callable[..., Any] | None = None,
+) -> BenchmarkResult:
+    """Run one or several methods over a dataset and score them.
+
+    ``dataset``: a path, a shipped name (``gsm8k-sample``, ``wiki-sample``), a Hugging Face name, or a list
+    of :class:`Example`. ``method``: a name or a list of names (``direct``, ``cot``, ``cot-sc``, ``pal``,
+    ``pal-sc``, ``react``, ``react-cot-sc``). ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included).
+    ``config``: generation settings laid over each method's defaults (a dict such as
+    ``{"max_new_tokens": 128, "seed": 0}``) or a full ``GenerationConfig``. ``method_options``: extra keyword
+    arguments for ``load_strategy`` (``k``, ``temperature``, ``tools``...).
+
+    With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
+    docstring); without it nothing touches the disk. ``limit`` takes the first N examples and may change
+    between resumed runs; everything else in the config must stay the same.
+    """
+    if llm is None:
+        raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
+    methods = [method] if isinstance(method, str) else list(dict.fromkeys(method))
+    if not methods:
+        raise BenchmarkError("no method given")
+    mapping = dict(fields) if isinstance(fields, Mapping) else parse_field_mapping(fields or [])
+    if isinstance(dataset, (str, Path)):
+        dataset_name = str(dataset)
+        all_examples = load_dataset(dataset, fields=mapping)
+    else:
+        dataset_name = "<examples>"
+        all_examples = list(dataset)
+    if limit is not None and limit < 0:
+        raise BenchmarkError(f"limit must be >= 0, got {limit}")
+    examples = all_examples[:limit] if limit is not None else all_examples
+    if hasattr(config, "model_dump"):
+        gen_settings: Any = config.model_dump(mode="json")
+        strategy_config: Any = config
+    else:
+        gen_settings = dict(config or {})
+        strategy_config = dict(config) if config else None
+    options = dict(method_options or {})
+    run_config = {
+        "dataset": dataset_name,
+        "dataset_fingerprint": dataset_fingerprint(all_examples),
+        "fields": mapping,
+        "model": _model_name(llm),
+        "shots": shots,
+        "generation": gen_settings,
+        "method_options": _jsonable(options),
+        "rel_tol": rel_tol,
+        "abs_tol": abs_tol,
+    }
+    if strategy_factory is None:
+        from agentkit.strategies import METHODS, UnknownMethod
+        from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
+
+        for name in methods:  # before anything runs or is written
+            if name not in METHODS:
+                raise UnknownMethod(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None:
+        _prepare_output_dir(out, run_config, overwrite)
+
+    started = time.perf_counter()
+    results = _run_methods(
+        methods, llm, examples, out, strategy_factory, shots, strategy_config, options,
+        batch_size=batch_size, rel_tol=rel_tol, abs_tol=abs_tol, progress=progress, on_record=on_record,
+    )
+    wall_seconds = round(time.perf_counter() - started, 3)
+
+    summaries = [m.summary for m in results.values()]
+    table = markdown_table(summaries)
+    bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": limit},
+                            output_dir=out, table=table, wall_seconds=wall_seconds)
+    if out is not None:
+        report = {
+            "config": bench.config,
+            "model": run_config["model"],
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_seconds": wall_seconds,  # this invocation only (resumed examples cost nothing now)
+            "methods": {s["method"]: s for s in summaries},
+        }
+        files = {"config": out / CONFIG, "results_json": out / "results.json", "results_md": out / "results.md",
+                 "chart": out / "results.png"}
+        _atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        title = f"{dataset_name} · {run_config['model']} · {shots}-shot · n={len(examples)}"
+        md = (f"# Benchmark: {dataset_name}\n\nModel: `{run_config['model']}` · shots: {shots} · "
+              f"examples: {len(examples)}\n\n{table}\n\n![accuracy by method](results.png)\n")
+        _atomic_write(files["results_md"], md)
+        write_chart(files["chart"], summaries, title)
+        for name in methods:
+            files[f"samples:{name}"] = out / name / SAMPLES
+        bench.files = files
+    return bench
+
+
+@dataclass
+class _MethodRun:
+    """Bookkeeping for one method during a run."""
+
+    name: str
+    store: SampleStore | None
+    done: dict[str, dict[str, Any]]
+    todo: list[tuple[int, Example]]
+    correct: int = 0
+    count: int = 0
+
+
+def _run_methods(
+    methods: Sequence[str],
+    llm: Any,
+    examples: list[Example],
+    out: Path | None,
+    factory: Callable[..., Any],
+    shots: int,
+    config: Any,
+    options: Mapping[str, Any],
+    *,
+    batch_size: int,
+    rel_tol: float,
+    abs_tol: float,
+    progress: bool,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, MethodResult]:
+    """Run every method's unfinished examples through one ``run_episodes`` call.
+
+    The methods share the engine's batch (example by example: direct, cot, pal for example 1, then example 2,
+    ...), so one method's long generations overlap with the others' instead of running alone at the end.
+    """
+    from agentkit.runtime import run_episodes
+
+    wanted = {ex.id for ex in examples}
+    runs: dict[str, _MethodRun] = {}
+    for name in methods:
+        store = SampleStore(out / name) if out is not None else None
+        done = store.load() if store is not None else {}
+        finished = [r for r in done.values() if r["id"] in wanted]
+        runs[name] = _MethodRun(
+            name=name,
+            store=store,
+            done=done,
+            todo=[(i, ex) for i, ex in enumerate(examples) if ex.id not in done],
+            correct=sum(bool(r["correct"]) for r in finished),
+            count=len(finished),
+        )
+    jobs = [(run, index, example) for index, example in enumerate(examples) for run in runs.values()
+            if example.id not in run.done]
+    strategies = {run.name: factory(run.name, llm, shots=shots, config=config, **options)
+                  for run in runs.values() if run.todo}
+
+    bar = _progress(len(examples) * len(runs), sum(r.count for r in runs.values()), ", ".join(runs), progress)
+
+    def on_result(k: int, result: Any) -> None:
+        run, index, example = jobs[k]
+        if example.id in run.done:  # cannot happen with unique ids; guards the never-twice promise anyway
+            return
+        record = make_record(example, index, run.name, result, rel_tol=rel_tol, abs_tol=abs_tol)
+        if run.store is not None:
+            run.store.append(record)
+        run.done[example.id] = record
+        run.count += 1
+        run.correct += bool(record["correct"])
+        if on_record is not None:
+            on_record(record)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(" · ".join(f"{r.name} {100 * r.correct / r.count:.0f}%"
+                                           for r in runs.values() if r.count))
+
+    try:
+        if jobs:
+            run_episodes(llm, (strategies[run.name].episode(ex.question) for run, _, ex in jobs),
+                         batch_size=batch_size, on_result=on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+        for run in runs.values():
+            if run.store is not None:
+                run.store.close()
+
+    order = {ex.id: i for i, ex in enumerate(examples)}
+    results: dict[str, MethodResult] = {}
+    for run in runs.values():
+        records = sorted((r for r in run.done.values() if r["id"] in wanted), key=lambda r: order[r["id"]])
+        if run.store is not None:
+            # Dataset order, with records beyond the current --limit kept after them for a later, larger run.
+            canonical = records + [r for r in run.done.values() if r["id"] not in wanted]
+            if list(run.done.values()) != canonical:
+                run.store.rewrite(canonical)
+        summary = summarize(run.name, records)
+        summary["ran_now"] = len(run.todo)
+        results[run.name] = MethodResult(method=run.name, records=records, summary=summary)
+    return results

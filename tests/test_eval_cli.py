@@ -1,0 +1,187 @@
+"""``agentkit bench``: options, one-line errors, and a real process killed midway then resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agentkit.eval import cli as bench_cli
+from agentkit.eval.cli import METHOD_NAMES, bench, default_output_dir
+from agentkit.eval.datasets import load_dataset
+from agentkit.eval.runner import TIMING
+
+EXAMPLES = load_dataset("gsm8k-sample")
+
+
+def gold_script(tmp_path: Path, name="gold.json", delta=0) -> Path:
+    """A scripted-model file answering every sample question (CoT style) with its gold (+ delta)."""
+    table = {e.question: f"Step by step. The answer is {float(e.answer) + delta:g}." for e in EXAMPLES}
+    path = tmp_path / name
+    path.write_text(json.dumps(table))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(bench, list(args), catch_exceptions=False)
+
+
+def strip(lines):
+    return [{k: v for k, v in json.loads(line).items() if k != TIMING} for line in lines]
+
+
+def test_help_explains_every_option():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for option in ("--dataset", "--method", "--shots", "--model", "--limit", "--batch-size", "--output-dir",
+                   "--max-new-tokens", "--temperature", "--seed", "--dtype", "--field", "--overwrite"):
+        assert option in result.output
+    assert "gsm8k-sample" in result.output and "resume" in result.output.lower()
+
+
+def test_method_names_match_the_strategies():
+    from agentkit.strategies import METHODS
+
+    assert set(METHOD_NAMES) == set(METHODS)
+
+
+def test_bench_runs_and_prints_table_and_chart(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("--dataset", "gsm8k-sample", "--method", "cot", "--model", f"scripted:{gold_script(tmp_path)}",
+                    "--limit", "10", "--output-dir", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "| cot | 10 | 100.0% |" in result.output
+    assert f"chart:   {out / 'results.png'}" in result.output
+    assert (out / "results.png").exists() and (out / "cot" / "samples.jsonl").exists()
+
+
+def test_generation_options_reach_the_run_config(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "-n", "2",
+                    "-o", str(out), "-q", "--max-new-tokens", "64", "--seed", "3", "--temperature", "0", "--shots", "2")
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["generation"] == {"max_new_tokens": 64, "do_sample": False, "seed": 3}
+    assert config["shots"] == 2
+
+
+def test_errors_are_one_readable_line(tmp_path):
+    bad = tmp_path / "data.jsonl"
+    bad.write_text('{"question": "a?", "answer": "#### 1"}\n{"question": "b?"}\n')
+    result = CliRunner().invoke(bench, ["--dataset", str(bad), "--model", "scripted:x.json"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: data.jsonl:2: missing field 'answer'"
+
+    result = CliRunner().invoke(bench, ["--dataset", "gsm8k-sample", "--model", str(tmp_path / "nope.json")
+                                        .replace(str(tmp_path), "scripted:" + str(tmp_path))])
+    assert result.exit_code == 1 and "Error: cannot load model" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+    result = CliRunner().invoke(bench, ["--dataset", "gsm8k-sample", "--method", "tot"])
+    assert result.exit_code == 2 and "'tot' is not one of" in result.output
+
+
+def test_config_clash_is_one_line(tmp_path):
+    script = f"scripted:{gold_script(tmp_path)}"
+    out = str(tmp_path / "out")
+    assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q").exit_code == 0
+    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out,
+                                        "-q", "--shots", "1"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("benchmark: gsm8k-sample")  # the banner, then exactly one error line
+    (line,) = lines[1:]
+    assert line.startswith("Error: ") and "different config" in line and "--overwrite" in line
+    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out,
+                                        "-q", "--shots", "1", "--overwrite"])
+    assert result.exit_code == 0, result.output
+
+
+def test_default_output_dir_is_per_setup():
+    assert default_output_dir("gsm8k-sample", None, 4) == Path("runs/bench-gsm8k-sample-default-4shot")
+    assert default_output_dir("data/my set.jsonl", "scripted:/tmp/r.json", 0).name == "bench-my-set-r-0shot"
+
+
+def test_dtype_is_passed_to_the_model_loader(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_load_model(spec, *, dtype="auto", device="auto"):
+        seen.update(spec=spec, dtype=dtype)
+        raise ValueError("no weights here\nsecond line")
+
+    import agentkit.models
+
+    monkeypatch.setattr(agentkit.models, "load_model", fake_load_model)
+    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "--model", "some/model", "--dtype", "float32"])
+    assert seen == {"spec": "some/model", "dtype": "float32"}
+    assert result.output.strip() == "Error: cannot load model 'some/model': no weights here"
+
+
+def test_ctrl_c_says_how_to_resume(monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("agentkit.eval.runner.run_benchmark", interrupted)
+    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}",
+                                        "-o", str(tmp_path / "o")])
+    assert result.exit_code == 130 and "rerun the same command to resume" in result.output
+
+
+def test_killed_process_resumes_to_the_same_results(tmp_path):
+    """SIGKILL a real `bench` process midway; rerunning finishes without losing or repeating an example."""
+    script = gold_script(tmp_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def command(out: Path, delay: float) -> list[str]:
+        return [sys.executable, "-m", "agentkit.eval.cli", "--dataset", "gsm8k-sample", "--method", "cot",
+                "--model", f"scripted:{script}?delay={delay}", "--batch-size", "2", "--output-dir", str(out), "-q"]
+
+    reference = tmp_path / "reference"
+    subprocess.run(command(reference, 0), check=True, env=env, capture_output=True, timeout=120)
+
+    out = tmp_path / "killed"
+    samples = out / "cot" / "samples.jsonl"
+    proc = subprocess.Popen(command(out, 0.01), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if samples.exists() and samples.read_bytes().count(b"\n") >= 6:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the benchmark process wrote nothing in time")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = samples.read_bytes().count(b"\n")
+    assert 6 <= partial < len(EXAMPLES), "killed midway"
+
+    done = subprocess.run(command(out, 0), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| cot | 44 | 100.0% |" in done.stdout
+    final = (samples).read_text().splitlines()
+    assert strip(final) == strip((reference / "cot" / "samples.jsonl").read_text().splitlines())
+    assert len({json.loads(line)["id"] for line in final}) == len(final) == len(EXAMPLES)
+    ref_report = json.loads((reference / "results.json").read_text())["methods"]["cot"]
+    report = json.loads((out / "results.json").read_text())["methods"]["cot"]
+    assert {k: report[k] for k in ("n", "correct", "accuracy", "ci95", "failures")} == {
+        k: ref_report[k] for k in ("n", "correct", "accuracy", "ci95", "failures")
+    }
+
+
+def test_too_many_shots_is_one_line(tmp_path):
+    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "-m", "cot", "--model",
+                                        f"scripted:{gold_script(tmp_path)}", "--shots", "50", "-q",
+                                        "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "50 shots" in last and "Traceback" not in result.output
