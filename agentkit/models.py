@@ -1,0 +1,159 @@
+"""Turn a model spec from the command line into an ``LLM``.
+
+``load_model(spec)`` understands:
+
+* ``None`` or ``"default"``: the embedded default model (``TransformersLLM()``, Gemma 3 270M);
+* ``"scripted:FILE"``: a ``ScriptedLLM`` that replays replies from a JSON file, for trying the CLI and testing
+  agents without weights. The file holds either a list of replies (served in order, one per model call) or an
+  object mapping a question substring to a reply, or to a list of replies served in order for that question (the
+  last one then repeats). The key found latest in the prompt wins, so a word in an exemplar early in a few-shot
+  prompt does not shadow the real question at its end; the key ``"*"`` is the fallback.
+  ``scripted:FILE?delay=S`` waits S seconds before each streamed word (a "slow model", for trying Ctrl-C);
+* anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
+  ``agentkit.engine.TransformersLLM``.
+
+torch and the engine are imported only when a real model is asked for. Every problem with a spec raises a
+``ValueError`` (``ModelSpecError`` here, the engine's own load error there) with a one-line message.
+
+Deliberately not here: caching loaded models between calls, downloading, or choosing models by task.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Generator
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM
+
+SCRIPTED_PREFIX = "scripted:"
+DEFAULT_NAMES = ("default", "")
+
+
+class ModelSpecError(ValueError):
+    """A model spec (e.g. ``scripted:FILE``) is malformed or names a file that is missing or invalid."""
+
+
+def load_model(spec: str | None, *, dtype: str = "auto", device: str = "auto") -> LLM:
+    """The model named by ``spec`` (see the module docstring)."""
+    if spec is None or spec.strip().lower() in DEFAULT_NAMES:
+        return _transformers(None, dtype=dtype, device=device)
+    spec = spec.strip()
+    if spec.startswith(SCRIPTED_PREFIX):
+        return scripted_model(spec[len(SCRIPTED_PREFIX) :])
+    return _transformers(spec, dtype=dtype, device=device)
+
+
+def _transformers(spec: str | None, *, dtype: str, device: str) -> LLM:
+    from agentkit.engine import TransformersLLM  # imports torch: only when a real model is wanted
+
+    return TransformersLLM(spec, dtype=dtype, device=device)
+
+
+def scripted_model(argument: str) -> ScriptedLLM:
+    """A ``ScriptedLLM`` from ``FILE`` or ``FILE?delay=S`` (the part after ``scripted:``)."""
+    path_text, _, query = argument.partition("?")
+    if not path_text.strip():
+        raise ModelSpecError("scripted: needs a file, e.g. --model scripted:replies.json")
+    delay = _delay(query, argument)
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise ModelSpecError(f"scripted model file {path} not found: write a JSON list of replies there")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"scripted model file {path}: invalid JSON ({exc})") from None
+    replies = _replies(data, path)
+    name = f"scripted:{path.name}"
+    if delay:
+        return SlowScriptedLLM(replies, delay=delay, name=name)
+    return ScriptedLLM(replies, name=name)
+
+
+def _delay(query: str, argument: str) -> float:
+    if not query:
+        return 0.0
+    options = parse_qs(query, keep_blank_values=True)
+    unknown = set(options) - {"delay"}
+    if unknown:
+        raise ModelSpecError(f"scripted:{argument}: unknown option {sorted(unknown)[0]!r}; the only option is delay=S")
+    try:
+        delay = float(options["delay"][-1])
+    except ValueError:
+        raise ModelSpecError(f"scripted:{argument}: delay must be a number of seconds") from None
+    if delay < 0:
+        raise ModelSpecError(f"scripted:{argument}: delay must be >= 0")
+    return delay
+
+
+def _replies(data: object, path: Path):
+    if isinstance(data, list):
+        if not all(isinstance(r, str) for r in data):
+            raise ModelSpecError(f"scripted model file {path}: every reply in the list must be a string")
+        return data
+    if isinstance(data, dict):
+        table: dict[str, list[str]] = {}
+        for key, value in data.items():
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(v, str) for v in values):
+                raise ModelSpecError(
+                    f"scripted model file {path}: the reply for {key!r} must be a string or a list of strings"
+                )
+            table[key] = list(values)
+        return _ByQuestion(table, path)
+    raise ModelSpecError(
+        f"scripted model file {path}: expected a JSON list of replies or an object question -> reply, "
+        f"got {type(data).__name__}"
+    )
+
+
+class _ByQuestion:
+    """Serve replies by the question substring found latest in the prompt; lists are served in order."""
+
+    def __init__(self, table: dict[str, list[str]], path: Path):
+        self.table = table
+        self.path = path
+        self.served: dict[str, int] = {}
+
+    def __call__(self, prompt: str) -> str:
+        found = [(prompt.rfind(key), key) for key in self.table if key != "*" and key in prompt]
+        if found:
+            key = max(found)[1]
+        elif "*" in self.table:
+            key = "*"
+        else:
+            raise RuntimeError(
+                f"scripted model file {self.path} has no reply for this prompt: none of its keys "
+                f"({', '.join(repr(k) for k in self.table)}) occurs in it; add a key or a \"*\" fallback"
+            )
+        replies = self.table[key]
+        index = self.served.get(key, 0)
+        self.served[key] = index + 1
+        return replies[min(index, len(replies) - 1)]  # the last reply repeats
+
+
+class SlowScriptedLLM(ScriptedLLM):
+    """A ``ScriptedLLM`` that streams slowly: ``delay`` seconds before each word (and per word in ``generate``)."""
+
+    def __init__(self, replies, *, delay: float, name: str = "scripted"):
+        super().__init__(replies, name=name)
+        self.delay = delay
+
+    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+        completions = super().generate(prompts, config)
+        time.sleep(self.delay * sum(max(1, len(c.text.split())) for c in completions))
+        return completions
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+        completion = ScriptedLLM.generate(self, [prompt], config)[0]
+        for piece in _pieces(completion.text):
+            time.sleep(self.delay)
+            yield piece
+        return completion
+
+
+def _pieces(text: str) -> list[str]:
+    return re.findall(r"\s*\S+|\s+", text)

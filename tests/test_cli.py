@@ -1,0 +1,185 @@
+"""``agentkit run``, ``agentkit ls``, the group (--version, --help, bench) and one-line errors at the CLI edge."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agentkit import __version__
+from agentkit.cli import main
+from agentkit.strategies import METHODS
+
+PROGRAM = "def solution():\n    return 6 * 7\n"
+REACT_FINISH = " I know this one: six sevens are 42.\nAction 1: Finish[42]"
+QUESTION = "What is 6 times 7?"
+
+# method -> (scripted replies, expected answer)
+SCRIPTS = {
+    "chat": (["6 times 7 is 42."], "6 times 7 is 42."),
+    "direct": ([" 42"], "42"),
+    "cot": ([" Six sevens are 42. The answer is 42."], "42"),
+    "cot-sc": ([" The answer is 42."] * 5, "42"),
+    "pal": ([PROGRAM], "42"),
+    "pal-sc": ([PROGRAM] * 5, "42"),
+    "react": ([REACT_FINISH], "42"),
+    "react-cot-sc": ([REACT_FINISH], "42"),
+}
+
+
+def script(tmp_path, replies):
+    path = tmp_path / "replies.json"
+    path.write_text(json.dumps(replies), encoding="utf-8")
+    return f"scripted:{path}"
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def test_every_method_has_a_script():
+    assert set(SCRIPTS) == {"chat", *METHODS}
+
+
+@pytest.mark.parametrize("method", list(SCRIPTS))
+def test_run_json_prints_only_the_full_result(tmp_path, method):
+    replies, answer = SCRIPTS[method]
+    result = CliRunner().invoke(main, ["run", QUESTION, "--method", method, "--model", script(tmp_path, replies),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout is JSON and nothing else
+    assert data["answer"] == answer and data["failure"] is None
+    assert data["question"] == QUESTION and data["method"] == method
+    assert data["duration"] > 0 and data["prompt"]
+    if method.startswith("pal"):
+        program = data["program"] if method == "pal" else data["samples"][0]["program"]
+        assert program == PROGRAM.strip()
+    if method.startswith("react"):
+        assert data["trajectory"]["steps"][0]["action"] == "Finish"
+    if method.endswith("-sc") and method != "react-cot-sc":
+        assert data["votes"] == {"42": 5}
+
+
+def test_run_streams_the_work_then_the_answer(tmp_path):
+    result = invoke("run", QUESTION, "--method", "pal", "--model", script(tmp_path, [PROGRAM]))
+    assert result.exit_code == 0
+    assert result.output.splitlines() == ["Program:", "def solution():", "    return 6 * 7", "Result: 42",
+                                          "Answer: 42"]
+
+
+def test_run_options_reach_the_strategy(tmp_path):
+    model = script(tmp_path, [" one two three four. The answer is 5."] * 3)
+    result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--k", "3",
+                    "--max-tokens", "4", "--temperature", "0.9", "--seed", "7")
+    data = json.loads(result.stdout)
+    assert data["prompt"].count("Question:") == 2  # one exemplar and the question
+    assert len(data["samples"]) == 3
+    assert all(s["completions"] == [" one two three four"] for s in data["samples"])  # cut at 4 tokens
+    assert data["failure"] == "length" and data["answer"] is None
+
+
+def test_a_model_that_fails_to_answer_is_data_not_an_error(tmp_path):
+    model = script(tmp_path, ["def solution():\n    return 1 / 0\n"])
+    result = invoke("run", QUESTION, "--method", "pal", "--model", model)
+    assert result.exit_code == 0
+    assert "Program error: ZeroDivisionError" in result.output
+    assert result.output.splitlines()[-1].startswith("Answer: (none; sandbox_error: ZeroDivisionError")
+    model = script(tmp_path, [" I am not sure."])
+    result = invoke("run", QUESTION, "--method", "cot", "--model", model, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["failure"] == "no_answer"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", QUESTION, "--model", "scripted:/no/such.json"], "Error: scripted model file /no/such.json not found"),
+        (["run", QUESTION, "--model", "scripted:{bad}"], "Error: scripted model file {bad}: invalid JSON"),
+        (["run", QUESTION, "--model", "scripted:{ok}", "--shots", "99"], "Error: exemplar set 'math' has 8 exemplars"),
+        (["run", QUESTION, "--model", "scripted:{ok}", "--templates", "/no/such/dir"],
+         "Error: template directory /no/such/dir does not exist"),
+        (["run", QUESTION, "--model", "scripted:{empty}"], "Error: ScriptedLLM ran out of replies"),
+        (["ls", "--templates", "/no/such/dir"], "Error: template directory /no/such/dir does not exist"),
+    ],
+)
+def test_bad_input_is_one_red_line_not_a_traceback(tmp_path, args, message):
+    (tmp_path / "bad.json").write_text("[unclosed")
+    (tmp_path / "ok.json").write_text('[" The answer is 1."]')
+    (tmp_path / "empty.json").write_text("[]")
+    args = [a.format(bad=tmp_path / "bad.json", ok=tmp_path / "ok.json", empty=tmp_path / "empty.json") for a in args]
+    message = message.format(bad=tmp_path / "bad.json")
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", QUESTION, "--method", "magic"], "Invalid value for '--method' / '-m': 'magic' is not one of"),
+        (["run", "  "], "Invalid value for QUESTION: the question is empty"),
+        (["run", QUESTION, "--shots", "-1"], "Invalid value for '--shots'"),
+        (["run", QUESTION, "--temperature", "hot"], "Invalid value for '--temperature'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = invoke("--debug", "run", QUESTION, "--model", "scripted:/no/such.json")
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)  # raised, not turned into a line
+    env = {**os.environ, "AGENTKIT_DEBUG": "1"}
+    proc = subprocess.run([sys.executable, "-m", "agentkit.cli", "run", QUESTION, "--model", "scripted:/no/such.json"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+    assert "ModelSpecError" in proc.stderr
+
+
+def test_ls_lists_methods_templates_exemplars_and_datasets():
+    result = invoke("ls")
+    assert result.exit_code == 0
+    out = result.output
+    for method, description in METHODS.items():
+        assert f"  {method} " in out and description in out
+    assert "  chat " in out
+    templates = out.split("Templates:\n", 1)[1].splitlines()[0]
+    for name in ("chat", "cot", "direct", "pal", "react"):
+        assert name in templates.split(", ") or f" {name}" in templates
+    assert "  math " in out and "exemplars" in out
+    assert "  gsm8k-sample " in out and "  wiki-sample " in out
+
+
+def test_ls_with_a_user_template_directory(tmp_path):
+    (tmp_path / "mine.jinja").write_text("{{ question }}")
+    (tmp_path / "geo.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    out = invoke("ls", "--templates", str(tmp_path)).output
+    assert "mine" in out.split("Templates:\n", 1)[1].splitlines()[0]
+    assert "  geo " in out and "1 exemplars" in out
+
+
+def test_version_help_and_bench_are_there():
+    assert invoke("--version").output.strip() == f"agentkit, version {__version__}"
+    help_text = invoke("--help").output
+    for command in ("chat", "run", "ls", "bench"):
+        assert f"  {command} " in help_text
+    bench = invoke("bench", "--help")
+    assert bench.exit_code == 0 and "--dataset" in bench.output
+
+
+def test_the_console_script_runs(tmp_path):
+    exe = Path(sys.executable).with_name("agentkit")
+    if not exe.exists():
+        pytest.skip("the agentkit console script is not installed next to this Python")
+    proc = subprocess.run([str(exe), "run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM])],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "Answer: 42"
+    assert "\x1b[" not in proc.stdout  # no colours when piped
