@@ -4,6 +4,9 @@ Used by the strategies (to extract an answer), by self-consistency (so ``18``, `
 vote) and by the benchmark's scoring. The traps other harnesses fall into are the test cases here: "The answer
 is 18" without a period, ``$18``, ``18.0`` vs ``18``, ``$29.00`` vs ``29``, dropped minus signs, ``1,234``.
 
+Text answers (questions about the world rather than arithmetic) come out of the same "The answer is ..." phrase
+with :func:`extract_text_answer`.
+
 Deliberately not here: units conversion, words for numbers ("eighteen"), or algebraic expressions.
 """
 
@@ -99,3 +102,23 @@ def extract_first_numeric(text: str) -> str | None:
     """The first number of a direct answer ("18 apples. Question: ..." -> "18")."""
     value = parse_number(text)
     return canonical_number(value) if value is not None else None
+
+
+_TEXT_END = re.compile(r"\n|(?<!\b[A-Z])(?<!\b(?:St|Dr|Mr|Ms|Jr|Sr|vs))\.(?:\s|$)")
+
+
+def extract_text_answer(text: str, *, marked: bool = True) -> str | None:
+    """A short text answer: what follows the last "the answer is" (``marked``), or the first line of a direct
+    answer (``marked=False``), up to the end of its sentence, without quotes or a trailing period.
+
+    Returns None when there is no marker (``marked``) or nothing is left.
+    """
+    if marked:
+        marks = list(_ANSWER_IS.finditer(text))
+        if not marks:
+            return None
+        text = text[marks[-1].end():]
+    text = text.lstrip()
+    end = _TEXT_END.search(text)
+    answer = (text[: end.start()] if end else text).strip().strip("\"'*").rstrip(".").strip()
+    return answer or None

@@ -152,7 +152,7 @@ def ls(templates_dir):
     heading("\nExemplar sets:")
     for name in templates.exemplar_sets():
         try:
-            count = f"{len(templates._load_exemplars(name))} exemplars"
+            count = f"{templates.count(name)} exemplars"
         except ValueError as exc:
             count = f"unreadable: {one_line(exc)}"
         click.echo(f"  {name:<{width}}  {count}")

@@ -95,6 +95,10 @@ class Templates:
             )
         return records[:n]
 
+    def count(self, name: str) -> int:
+        """How many exemplars set ``name`` holds (the most shots it can give)."""
+        return len(self._load_exemplars(name))
+
     def _load_exemplars(self, name: str) -> list[dict[str, Any]]:
         if name in self._exemplar_cache:
             return self._exemplar_cache[name]

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping
-from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, bleu, rouge, score_answer, wilson_interval
+from agentkit.eval.scoring import (
+    DEFAULT_ABS_TOL,
+    DEFAULT_REL_TOL,
+    bleu,
+    is_numeric_answer,
+    rouge,
+    score_answer,
+    wilson_interval,
+)
 
 __all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
 
@@ -453,7 +461,8 @@ def run_benchmark(
     ``pal-sc``, ``react``, ``react-cot-sc``). ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included).
     ``config``: generation settings laid over each method's defaults (a dict such as
     ``{"max_new_tokens": 128, "seed": 0}``) or a full ``GenerationConfig``. ``method_options``: extra keyword
-    arguments for ``load_strategy`` (``k``, ``temperature``, ``tools``...).
+    arguments for ``load_strategy`` (``k``, ``temperature``, ``tools``...); ``answer`` (``"number"`` or
+    ``"text"``) defaults to the dataset's kind: number when every gold answer is a number.
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk. ``limit`` takes the first N examples and may change
@@ -481,6 +490,9 @@ def run_benchmark(
         gen_settings = dict(config or {})
         strategy_config = dict(config) if config else None
     options = dict(method_options or {})
+    if strategy_factory is None and "answer" not in options:
+        # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
+        options["answer"] = "number" if all(is_numeric_answer(ex.answer) for ex in all_examples) else "text"
     run_config = {
         "dataset": dataset_name,
         "dataset_fingerprint": dataset_fingerprint(all_examples),

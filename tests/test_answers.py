@@ -8,6 +8,7 @@ from agentkit.answers import (
     canonical_number,
     extract_first_numeric,
     extract_numeric_answer,
+    extract_text_answer,
     normalize_answer,
     numbers_in,
     parse_number,
@@ -67,3 +68,24 @@ def test_first_numeric_and_canonical_forms():
     assert normalize_answer("  Paris. ") == "paris"
     assert normalize_answer(None) is None
     assert numbers_in("1, 2 and -3") == [1.0, 2.0, -3.0]
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        (" Cusco was the Inca capital. The answer is Peru.", "Peru"),
+        (" The answer is St. Petersburg. It lies on the Neva.", "St. Petersburg"),
+        (' So the answer is "Lake Superior".\nQuestion: next', "Lake Superior"),
+        (" It measures 1,550 km. The answer is 1,550 km.", "1,550 km"),
+        (" The answer is 2.5 metres.", "2.5 metres"),
+        (" I am not sure.", None),
+        (" The answer is .", None),
+    ],
+)
+def test_extract_text_answer(text, answer):
+    assert extract_text_answer(text) == answer
+
+
+def test_extract_text_answer_unmarked_takes_the_first_line():
+    assert extract_text_answer(" Indian Ocean.\nQuestion: next", marked=False) == "Indian Ocean"
+    assert extract_text_answer("   \n", marked=False) is None

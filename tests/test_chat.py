@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from agentkit.chat import ChatMode, ChatSession, Display, Settings, build_strategy
 from agentkit.cli import main
 from agentkit.llm import LLM, ScriptedLLM
+from agentkit.strategies.pal import PAL
 
 CHAT_REPLY = "6 times 7 is 42."
 PROGRAM = "def solution():\n    return 6 * 7\n"
@@ -284,7 +285,7 @@ def test_build_strategy_lays_settings_over_the_method_defaults():
     assert cot.config.do_sample and cot.config.temperature == 0.5 and cot.config.seed == 3
     assert cot.config.max_new_tokens == 10 and "\nQuestion:" in cot.config.stop and cot.shots == 2
     greedy = build_strategy("pal", llm, Settings())
-    assert not greedy.config.do_sample and greedy.config.max_new_tokens == 256
+    assert not greedy.config.do_sample and greedy.config.max_new_tokens == PAL.default_config.max_new_tokens
     sc = build_strategy("cot-sc", llm, Settings(k=3))  # temperature 0: self-consistency samples at its default
     assert len(sc.sample_configs) == 3 and {c.temperature for c in sc.sample_configs} == {0.7}
     hot = build_strategy("pal-sc", llm, Settings(temperature=1.2))

@@ -433,3 +433,27 @@ def test_react_on_the_wiki_sample_records_trajectories(tmp_path):
     assert "Leonardo da Vinci" in steps[0]["observation"]
     assert "tool_seconds" not in steps[0] and "trajectory.steps.0.tool_seconds" in record[TIMING]
     assert result.methods["react"].summary["f1"] == 1.0
+
+
+def test_text_datasets_get_text_answers_from_direct_cot_and_the_react_fallback(tmp_path):
+    """On the wiki sample, direct and CoT answer in words with the wiki exemplars, and react-cot-sc's fallback
+    votes on text answers when ReAct never finishes."""
+    golds = {e.question: e.answer for e in load_dataset("wiki-sample")}
+
+    def reply(prompt: str) -> str:
+        question = prompt.rsplit("\nQuestion:", 1)[1].split("\n", 1)[0].strip()
+        if "Thought 1:" in prompt:  # ReAct: search forever, so the step limit forces the fallback
+            return " I keep looking.\nAction: Search[Nothing Such Exists]"
+        if "Reason step by step" in prompt:
+            assert "Indian Ocean" in prompt  # the wiki exemplars, not the math ones
+            return f" I recall it. The answer is {golds[question]}."
+        return f" {golds[question]}"
+
+    methods = ["direct", "cot", "react-cot-sc"]
+    result = run_benchmark("wiki-sample", methods, ScriptedLLM(reply), output_dir=tmp_path, limit=4,
+                           method_options={"k": 3})
+    assert result.config["method_options"]["answer"] == "text"
+    for name in methods:
+        assert result.methods[name].summary["accuracy"] == 1.0, name
+    fallback = result.methods["react-cot-sc"].records[0]["trajectory"]["fallback"]
+    assert fallback["method"] == "cot-sc" and fallback["answer"] == golds[load_dataset("wiki-sample")[0].question]

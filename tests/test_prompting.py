@@ -29,7 +29,7 @@ def _sample_variables(t, name):
     """Variables for a template: the exemplar set it documents, plus any extra keys its tests need."""
     sets = {"react": "react"}
     exemplar_set = sets.get(name, "math")
-    exemplars = t.exemplars(exemplar_set, len(t._load_exemplars(exemplar_set)))
+    exemplars = t.exemplars(exemplar_set, t.count(exemplar_set))
     variables = {"question": "How many?", "exemplars": exemplars}
     extra = builtin_dir() / "templates" / f"{name}.vars.json"
     if extra.is_file():

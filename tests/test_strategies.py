@@ -145,3 +145,22 @@ def test_load_strategy_overlays_settings_and_rejects_unknown_names():
     assert s.config.max_new_tokens == 64 and s.config.stop == CoT.default_config.stop
     with pytest.raises(UnknownMethod, match="unknown method 'magic'.*cot-sc"):
         load_strategy("magic")
+
+
+def test_text_answers_for_direct_and_cot():
+    cot = CoT(ScriptedLLM([" It stands in Tanzania. The answer is Indian Ocean."]), answer="text", shots=2)
+    result = cot("Which ocean?")
+    assert result.answer == "Indian Ocean"
+    assert "Mount Kilimanjaro" in result.prompt and "short answer" in result.prompt
+    direct = Direct(ScriptedLLM([" Gustave Eiffel.\nQuestion: more"]), answer="text")
+    assert direct("Who?").answer == "Gustave Eiffel"
+    assert CoT(ScriptedLLM([" I think it is Peru."]), answer="text")("q").failure == "no_answer"
+    with pytest.raises(ValueError, match="answer must be one of"):
+        CoT(ScriptedLLM([]), answer="words")
+
+
+def test_react_cot_sc_falls_back_to_text_cot():
+    strategy = load_strategy("react-cot-sc", ScriptedLLM([]), k=3)
+    assert strategy.fallback.base.answer == "text" and strategy.fallback.k == 3
+    assert load_strategy("cot", ScriptedLLM([])).answer == "number"
+    assert load_strategy("cot-sc", ScriptedLLM([]), answer="text").base.exemplar_set == "wiki"

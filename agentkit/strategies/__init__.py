@@ -32,6 +32,7 @@ def load_strategy(
     k: int = 5,
     temperature: float = 0.7,
     top_p: float = 0.95,
+    answer: str | None = None,
     **options: Any,
 ):
     """Build the strategy called ``name`` (see ``METHODS``).
@@ -39,6 +40,9 @@ def load_strategy(
     ``config`` is either a full ``GenerationConfig`` or a dict of settings laid over the strategy's own
     defaults (so ``{"max_new_tokens": 64}`` keeps the strategy's stop strings). ``k``, ``temperature`` and
     ``top_p`` apply to the self-consistency methods; ``options`` go to the strategy (e.g. ReAct's tools).
+    ``answer`` (``"number"`` or ``"text"``) is the kind of answer direct and chain-of-thought give, with
+    matching exemplars: number by default, text for ReAct's CoT-SC fallback (which answers questions about the
+    world). PAL always computes a number.
     """
     from agentkit.strategies.cot import CoT
     from agentkit.strategies.direct import Direct
@@ -55,12 +59,13 @@ def load_strategy(
         return cls(llm, shots=shots, config=settings, templates=templates, **extra)
 
     sc = dict(k=k, temperature=temperature, top_p=top_p)
+    kind = dict(answer=answer or "number")
     if name == "direct":
-        return make(Direct)
+        return make(Direct, **kind)
     if name == "cot":
-        return make(CoT)
+        return make(CoT, **kind)
     if name == "cot-sc":
-        return SelfConsistency(make(CoT), **sc)
+        return SelfConsistency(make(CoT, **kind), **sc)
     if name == "pal":
         return make(PAL, **options)
     if name == "pal-sc":
@@ -69,5 +74,5 @@ def load_strategy(
 
     if name == "react":
         return make(ReAct, **options)
-    fallback = SelfConsistency(make(CoT), **sc)
+    fallback = SelfConsistency(make(CoT, answer=answer or "text"), **sc)
     return make(ReAct, fallback=fallback, **options)

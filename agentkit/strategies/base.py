@@ -88,15 +88,39 @@ class Interpretation:
         self.execution: dict[str, Any] | None = execution
 
 
+ANSWER_KINDS = ("number", "text")
+DEFAULT_EXEMPLARS = {"number": "math", "text": "wiki"}
+
+
 class SingleCall(Strategy):
-    """A strategy that asks the model once: ``prompt`` -> completion -> ``interpret``."""
+    """A strategy that asks the model once: ``prompt`` -> completion -> ``interpret``.
+
+    ``answer`` says what kind of answer the questions have: ``"number"`` (word problems; exemplars from
+    ``math.jsonl``) or ``"text"`` (questions about the world; exemplars from ``wiki.jsonl``).
+    ``exemplar_set`` names another exemplar file to take the shots from.
+    """
 
     template: ClassVar[str]
-    exemplar_set: ClassVar[str] = "math"
+
+    def __init__(
+        self,
+        llm: LLM | None = None,
+        *,
+        answer: str = "number",
+        exemplar_set: str | None = None,
+        **kwargs: Any,
+    ):
+        if answer not in ANSWER_KINDS:
+            raise ValueError(f"answer must be one of {', '.join(ANSWER_KINDS)}, got {answer!r}")
+        super().__init__(llm, **kwargs)
+        self.answer = answer
+        self.exemplar_set = exemplar_set or DEFAULT_EXEMPLARS[answer]
 
     def prompt(self, question: str) -> str:
         exemplars = self.templates.exemplars(self.exemplar_set, self.shots)
-        return self.templates.render(self.template, exemplars=exemplars, question=question)
+        return self.templates.render(
+            self.template, exemplars=exemplars, question=question, answer_kind=self.answer
+        )
 
     @abstractmethod
     def interpret(self, completion: Completion) -> Generator[Any, Any, Interpretation]:

@@ -63,7 +63,9 @@ def shared_sandbox():
 class PAL(SingleCall):
     name = "pal"
     template = "pal"
-    default_config = GenerationConfig(max_new_tokens=256, stop=["```", "\nQuestion:"])
+    # Our exemplar programs are ~30 tokens; 160 leaves room for long ones without letting a looping
+    # small model run on for long.
+    default_config = GenerationConfig(max_new_tokens=160, stop=["```", "\nQuestion:"])
 
     def __init__(self, llm=None, *, sandbox=None, **kwargs):
         super().__init__(llm, **kwargs)

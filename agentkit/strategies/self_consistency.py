@@ -66,12 +66,14 @@ class SelfConsistency(Strategy):
             for r, c in zip(readings, completions, strict=True)
         ]
         votes = Counter(normalize_answer(r.answer) for r in readings if r.answer is not None)
-        first_seen = {}
+        first_seen: dict[str, tuple[int, str]] = {}  # normalized answer -> (order, first spelling)
         for r in readings:
             key = normalize_answer(r.answer)
             if key is not None:
-                first_seen.setdefault(key, len(first_seen))
-        answer = min(votes, key=lambda a: (-votes[a], first_seen[a])) if votes else None
+                first_seen.setdefault(key, (len(first_seen), r.answer))
+        winner = min(votes, key=lambda a: (-votes[a], first_seen[a][0])) if votes else None
+        # numbers in canonical form; text as the model first wrote it ("Leonardo da Vinci", not lower-cased)
+        answer = None if winner is None else winner if self.base.answer == "number" else first_seen[winner][1]
         failure = error = None
         if answer is None:
             failures = Counter(r.failure for r in readings if r.failure)
