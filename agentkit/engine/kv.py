@@ -19,6 +19,8 @@ Not here: paging, cross-row sharing of prefix KV in the batch (shared prefixes a
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import torch
@@ -165,7 +167,14 @@ class KVStore:
             input_ids=input_ids,
             attention_mask=masks,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{_cache_kwarg(type(base_model)): cache},
         )
         return out.last_hidden_state[:, -1]
+
+
+@functools.cache
+def _cache_kwarg(model_class: type) -> str:
+    """The name the model's ``forward`` takes its KV cache under: ``cache`` in newer transformers, which
+    deprecate ``past_key_values``; ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,22 @@ class Tokenizer:
         return None if tid == self._hf.unk_token_id else tid
 
 
+@contextmanager
+def _quiet_weight_loading(local: bool) -> Iterator[None]:
+    """No "Loading weights" progress bar for a local model: it takes seconds and would clutter every run's
+    output (downloads from the hub keep theirs)."""
+    from transformers.utils import logging as hf_logging
+
+    if not local or hf_logging.are_progress_bars_disabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def _load_pretrained(source: str, torch_dtype: Any, local_only: bool, **kwargs: Any):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -200,7 +217,10 @@ def _load_pretrained(source: str, torch_dtype: Any, local_only: bool, **kwargs: 
             raw = pool.submit(RawTokenizer.from_file, str(tok_file))
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only, **kwargs)
+        with _quiet_weight_loading(local=Path(source).is_dir()):
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, local_files_only=local_only, **kwargs
+            )
         if tok_file.is_file():
             return model, Tokenizer(raw=raw.result(), source=source)
     from transformers import AutoTokenizer
