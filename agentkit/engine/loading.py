@@ -195,7 +195,7 @@ def _quiet_weight_loading(local: bool) -> Iterator[None]:
     output (downloads from the hub keep theirs)."""
     from transformers.utils import logging as hf_logging
 
-    if not local or hf_logging.are_progress_bars_disabled():
+    if not local or not hf_logging.is_progress_bar_enabled():
         yield
         return
     hf_logging.disable_progress_bar()
