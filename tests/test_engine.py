@@ -378,3 +378,22 @@ def test_raw_tokenizer_has_no_hf_tokenizer_without_chat_template(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text('{"bos_token": "<bos>"}')
     tok = loading.Tokenizer(raw=object(), source=str(tmp_path))
     assert tok.hf is None  # nothing to load: no chat template in the directory
+
+
+def test_sample_keeps_exactly_the_top_k_and_top_p_sets():
+    import torch
+
+    from agentkit.engine.transformers_llm import _sample
+
+    logits = torch.tensor([0.0, 5.0, 1.0, 4.0, 2.0, 3.0])  # best first: ids 1, 3, 5, 4, 2, 0
+    gen = torch.Generator().manual_seed(0)
+
+    def drawn(**settings) -> set[int]:
+        cfg = GenerationConfig(do_sample=True, **settings)
+        return {int(_sample(logits, cfg, gen)) for _ in range(400)}
+
+    assert drawn(top_k=3, top_p=1.0) == {1, 3, 5}
+    assert drawn(top_k=None, top_p=0.5) == {1}  # id 1 alone holds ~64% of the mass
+    assert drawn(top_k=None, top_p=0.9) == {1, 3, 5}  # 64% + 24% < 90%, + 9% reaches it
+    assert drawn(top_k=2, top_p=0.99) == {1, 3}
+    assert drawn(top_k=None, top_p=1.0, temperature=5.0) == set(range(6))

@@ -61,17 +61,6 @@ def samples(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def sandbox_available() -> bool:
-    try:
-        import agentkit.tools.sandbox  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_sandbox = pytest.mark.skipif(not sandbox_available(), reason="agentkit.tools.sandbox not available yet")
-
-
 # --- scores -------------------------------------------------------------------------------------------------------
 
 
@@ -83,7 +72,6 @@ def test_gold_model_scores_100_percent_through_cot(tmp_path):
     assert result.methods["cot"].ci95[1] == 1.0
 
 
-@needs_sandbox
 def test_gold_model_scores_100_percent_through_pal(tmp_path):
     result = run_benchmark("gsm8k-sample", "pal", ScriptedLLM(pal_reply), output_dir=tmp_path / "run")
     assert result.accuracy == 1.0, [(r["gold"], r["answer"], r["error"]) for r in result.records if not r["correct"]]
@@ -91,7 +79,6 @@ def test_gold_model_scores_100_percent_through_pal(tmp_path):
     assert record["program"].startswith("def solution():") and record["execution"] is not None
 
 
-@needs_sandbox
 def test_off_by_one_program_scores_zero_through_pal(tmp_path):
     def reply(prompt):
         return f"def solution():\n    return {GOLD[question_of(prompt)]} + 1\n"

@@ -458,16 +458,23 @@ def _quantized_head(head: Any) -> Any:
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, gen: Any) -> torch.Tensor:
-    x = logits / cfg.temperature
+    """One token from temperature / top-k / top-p sampling, drawn with the row's own generator.
+
+    With ``top_k`` only the k best logits are kept (``topk``), so top-p sorts and the softmax runs over k values
+    instead of the whole vocabulary (262k for Gemma): the same distribution, a fraction of the work.
+    """
+    x = logits.float() / cfg.temperature
+    ids = None  # vocabulary ids of the entries of x, when x is a shortlist
     if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
-        kth = torch.topk(x, cfg.top_k).values[-1]
-        x = x.masked_fill(x < kth, float("-inf"))
+        x, ids = torch.topk(x, cfg.top_k)  # sorted, best first
     if cfg.top_p < 1.0:
-        sorted_x, order = torch.sort(x, descending=True)
-        probs = sorted_x.softmax(-1)
+        if ids is None:
+            x, ids = torch.sort(x, descending=True)
+        probs = x.softmax(-1)
         drop = probs.cumsum(-1) - probs >= cfg.top_p  # keep the smallest set whose mass reaches top_p
-        x = x.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-    return torch.multinomial(x.softmax(-1), 1, generator=gen)[0]
+        x = x.masked_fill(drop, float("-inf"))
+    choice = torch.multinomial(x.softmax(-1), 1, generator=gen)[0]
+    return choice if ids is None else ids[choice]
 
 
 def _cache_dir(override: str | os.PathLike[str] | None) -> Path:
