@@ -291,7 +291,7 @@ def test_overwrite_refuses_a_foreign_directory(tmp_path):
 
 
 def test_several_methods_make_a_comparison_with_reports(tmp_path):
-    methods = ["direct", "cot", "pal"] if sandbox_available() else ["direct", "cot"]
+    methods = ["direct", "cot", "pal"]
     out = tmp_path / "run"
     result = run_benchmark("gsm8k-sample", methods, ScriptedLLM(any_reply), output_dir=out, limit=12)
     assert set(result.accuracies) == set(methods)
