@@ -166,6 +166,8 @@ def bench(
                    err=True)
         sys.exit(130)
     click.echo(result.table)
+    click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
+               f"time; examples share the model's batches, so latencies overlap)")
     click.echo(f"\nresults: {result.files['results_json']}\nreport:  {result.files['results_md']}\n"
                f"chart:   {result.files['chart']}")
 
