@@ -41,6 +41,7 @@ from agentkit.prompting import Templates, default_templates
 from agentkit.result import Result
 from agentkit.runtime import Episode, Event, Generate, run_episode
 from agentkit.strategies import METHODS
+from agentkit.strategies.base import ANSWER_KINDS
 
 CHAT_MODE = "chat"
 MODES: dict[str, str] = {CHAT_MODE: "plain chat with the model; keeps the conversation (/reset clears it)", **METHODS}
@@ -63,12 +64,14 @@ class Settings:
     max_tokens: int | None = None
     seed: int | None = None
     k: int | None = None
+    answer: str | None = None  # "number" or "text" for direct/cot (None = the method's default)
 
     def describe(self) -> str:
         shots = "default" if self.shots is None else str(self.shots)
         max_tokens = "default" if self.max_tokens is None else str(self.max_tokens)
         temperature = "0 (greedy)" if not self.temperature else f"{self.temperature:g}"
-        return f"mode {self.mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}"
+        answer = "" if self.answer is None else f", answer {self.answer}"
+        return f"mode {self.mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}"
 
 
 def parse_mode(value: str) -> str:
@@ -96,6 +99,15 @@ def parse_temperature(value: str) -> float:
     if not 0 <= temperature <= 5 or temperature != temperature:
         raise ValueError(f"temperature must be between 0 and 5 (0 = greedy), got {value}")
     return temperature
+
+
+def parse_answer(value: str) -> str | None:
+    answer = value.strip().lower()
+    if answer == "default":
+        return None
+    if answer not in ANSWER_KINDS:
+        raise ValueError(f"answer must be one of: {', '.join(ANSWER_KINDS)}, default; got '{value}'")
+    return answer
 
 
 def parse_max_tokens(value: str) -> int | None:
@@ -214,6 +226,8 @@ def build_strategy(
         kwargs["k"] = settings.k
     if sampled and settings.temperature:
         kwargs["temperature"] = settings.temperature
+    if settings.answer is not None:
+        kwargs["answer"] = settings.answer
     return load_strategy(mode, llm, **kwargs)
 
 
@@ -489,6 +503,8 @@ class ChatSession:
             (["/shots"], "/shots [N]", "show or set the number of few-shot exemplars", self._shots),
             (["/temperature"], "/temperature [T]", "show or set the sampling temperature (0 = greedy)", self._temp),
             (["/max-tokens"], "/max-tokens [N]", "show or set the token limit per generation ('default')", self._max),
+            (["/answer"], "/answer [KIND]", "show or set what direct and cot answer: number, text or default",
+             self._answer),
             (["/model"], "/model [SPEC]", "show or switch the model (default, scripted:FILE, HF id, dir, .gguf)",
              self._model),
             (["/tools"], "/tools", "list the tools the react modes can use", self._tools),
@@ -584,6 +600,13 @@ class ChatSession:
             self.settings.max_tokens = parse_max_tokens(arg)
         limit = "the method's default" if self.settings.max_tokens is None else self.settings.max_tokens
         self.display.message(f"max tokens: {limit}")
+
+    def _answer(self, arg: str) -> None:
+        if arg:
+            self.settings.answer = parse_answer(arg)
+        kind = "the method's default (number; text for react-cot-sc's fallback)" if self.settings.answer is None \
+            else self.settings.answer
+        self.display.message(f"answer: {kind}")
 
     def _model(self, arg: str) -> None:
         if not arg:
@@ -736,6 +759,9 @@ def _isatty(stream: Any) -> bool:
               help="Sampling temperature; 0 = greedy.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
               help="Token limit per generation (default: the method's).")
+@click.option("--answer", type=click.Choice(ANSWER_KINDS), default=None,
+              help="What direct and cot answer: a number (word problems) or a short text (questions about the "
+                   "world); /answer switches.")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
               help="Weights dtype for a real model.")
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
@@ -743,7 +769,7 @@ def _isatty(stream: Any) -> bool:
 @click.option("--history-file", type=click.Path(dir_okay=False), default=None,
               help="Where the terminal keeps input history (default: in the user data directory).")
 @click.pass_context
-def chat(ctx, model_spec, mode, shots, temperature, max_tokens, dtype, templates_dir, history_file):
+def chat(ctx, model_spec, mode, shots, temperature, max_tokens, answer, dtype, templates_dir, history_file):
     """Chat with the model, or ask questions of an agent, in an interactive loop.
 
     Each line is a question answered by the current mode (chat, direct, cot, pal, react, ...), streamed as it
@@ -764,7 +790,7 @@ def chat(ctx, model_spec, mode, shots, temperature, max_tokens, dtype, templates
         return load_model(spec, dtype=dtype)
 
     llm = load(model_spec)
-    settings = Settings(mode=mode, shots=shots, temperature=temperature, max_tokens=max_tokens)
+    settings = Settings(mode=mode, shots=shots, temperature=temperature, max_tokens=max_tokens, answer=answer)
     session = ChatSession(
         llm=llm,
         model_spec=model_spec or "default",

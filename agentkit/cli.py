@@ -28,6 +28,7 @@ import click
 
 from agentkit import __version__
 from agentkit.chat import CHAT_MODE, MODES, Display, Settings, chat, one_line, result_data, stdout_is_tty
+from agentkit.strategies.base import ANSWER_KINDS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Errors a user can cause: shown as one line. Anything else is a bug and keeps its traceback.
@@ -87,12 +88,15 @@ main.add_command(chat)
               help="Sampling temperature; 0 = greedy (self-consistency samples at 0.7 unless set).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for sampling (reproducible runs).")
 @click.option("--k", "-k", type=click.IntRange(min=1), default=None, help="Samples for the -sc methods (default 5).")
+@click.option("--answer", type=click.Choice(ANSWER_KINDS), default=None,
+              help="What direct and cot answer: a number (word problems, the default) or a short text "
+                   "(questions about the world).")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
               help="Weights dtype for a real model.")
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
               help="Directory of your own templates/exemplars, searched before the shipped ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
-def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, dtype, templates_dir, as_json):
+def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, answer, dtype, templates_dir, as_json):
     """Answer one QUESTION with one method, streaming the work, then the answer.
 
     The exit status is 0 whenever the method ran, even if the model gave no answer (that is shown);
@@ -105,7 +109,8 @@ def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, d
     if not question.strip():
         raise click.BadParameter("the question is empty", param_hint="QUESTION")
     templates = Templates(templates_dir) if templates_dir else None
-    settings = Settings(mode=method, shots=shots, temperature=temperature, max_tokens=max_tokens, seed=seed, k=k)
+    settings = Settings(mode=method, shots=shots, temperature=temperature, max_tokens=max_tokens, seed=seed, k=k,
+                        answer=answer)
     if as_json:
         with contextlib.redirect_stdout(sys.stderr):  # loader messages must not break the JSON
             llm = load_model(model_spec, dtype=dtype)

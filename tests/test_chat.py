@@ -308,3 +308,17 @@ def test_a_terminal_shows_dots_until_the_first_token():
     display.begin_generation("Question: q\nAnswer:")
     display.token(" 42")
     assert plain == ["42"]
+
+
+def test_answer_command_switches_cot_to_text_answers(tmp_path):
+    replies = [" It was painted in Florence. The answer is Leonardo da Vinci.",
+               " It was painted in Florence. The answer is Leonardo da Vinci."]
+    lines = ["/mode cot", "Who painted the Mona Lisa?", "/answer text", "/settings", "Who painted the Mona Lisa?",
+             "/answer words", "/answer"]
+    code, out = chat(tmp_path, replies, lines)
+    assert code == 0
+    assert after(out, "Who painted the Mona Lisa?")[-1].startswith("Answer: (none")  # numbers by default
+    assert after(out, "/settings")[0].endswith(", answer text")
+    assert out.count("Answer: Leonardo da Vinci") == 1
+    assert after(out, "/answer words") == ["Error: answer must be one of: number, text, default; got 'words'"]
+    assert after(out, "/answer") == ["answer: text"]

@@ -70,6 +70,16 @@ def test_run_streams_the_work_then_the_answer(tmp_path):
                                           "Answer: 42"]
 
 
+def test_run_answer_text_reads_a_phrase_with_the_wiki_exemplars(tmp_path):
+    model = script(tmp_path, [" The tower is named after its engineer. The answer is Gustave Eiffel."])
+    data = json.loads(invoke("run", "After whom is the Eiffel Tower named?", "-m", "cot", "--answer", "text",
+                             "--model", model, "--json").stdout)
+    assert data["answer"] == "Gustave Eiffel"
+    assert "Mount Kilimanjaro" in data["prompt"]  # the encyclopedic exemplars, not the word problems
+    bad = invoke("run", QUESTION, "--answer", "words", "--model", model)
+    assert bad.exit_code == 2 and "'words' is not one of 'number', 'text'" in bad.output
+
+
 def test_run_options_reach_the_strategy(tmp_path):
     model = script(tmp_path, [" one two three four. The answer is 5."] * 3)
     result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--k", "3",
