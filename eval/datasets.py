@@ -263,7 +263,10 @@ def load_dataset(
         if path.exists():
             examples = _read_file(path, mapping)
         elif isinstance(spec, Path) or path.suffix in (".jsonl", ".json") or spec_str.startswith((".", "/", "~")):
-            raise DatasetError(f"dataset file {spec_str!r} not found")
+            raise DatasetError(
+                f"dataset file {spec_str!r} not found: pass an existing .jsonl/.json file or a shipped name "
+                f"({', '.join(SHIPPED)})"
+            )
         else:
             examples = _load_hf(spec_str, mapping)
     if limit is not None:
