@@ -36,6 +36,14 @@ from typing import Any
 
 import click
 
+from agentkit.cli_options import (
+    answer_option,
+    dtype_option,
+    max_tokens_option,
+    model_option,
+    shots_option,
+    templates_option,
+)
 from agentkit.llm import LLM, Completion, GenerationConfig
 from agentkit.prompting import Templates, default_templates
 from agentkit.result import Result
@@ -749,23 +757,16 @@ def _isatty(stream: Any) -> bool:
 # ------------------------------------------------------------------------------------------------ command
 @click.command("chat", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                short_help="Chat, or ask an agent questions, interactively.")
-@click.option("--model", "model_spec", metavar="SPEC", default=None,
-              help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory "
-                   "or a .gguf file.")
+@model_option
 @click.option("--mode", type=click.Choice(list(MODES)), default=CHAT_MODE, show_default=True,
               help="How each question is answered; /mode switches.")
-@click.option("--shots", type=click.IntRange(min=0), default=None, help="Few-shot exemplars (default: the method's).")
+@shots_option
 @click.option("--temperature", type=click.FloatRange(0, 5), default=0.0, show_default=True,
               help="Sampling temperature; 0 = greedy.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
-              help="Token limit per generation (default: the method's).")
-@click.option("--answer", type=click.Choice(ANSWER_KINDS), default=None,
-              help="What direct and cot answer: a number (word problems) or a short text (questions about the "
-                   "world); /answer switches.")
-@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
-              help="Weights dtype for a real model.")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory of your own templates/exemplars, searched before the shipped ones.")
+@max_tokens_option
+@answer_option
+@dtype_option
+@templates_option
 @click.option("--history-file", type=click.Path(dir_okay=False), default=None,
               help="Where the terminal keeps input history (default: in the user data directory).")
 @click.pass_context

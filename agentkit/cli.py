@@ -28,7 +28,14 @@ import click
 
 from agentkit import __version__
 from agentkit.chat import CHAT_MODE, MODES, Display, Settings, chat, one_line, result_data, stdout_is_tty
-from agentkit.strategies.base import ANSWER_KINDS
+from agentkit.cli_options import (
+    answer_option,
+    dtype_option,
+    max_tokens_option,
+    model_option,
+    shots_option,
+    templates_option,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Errors a user can cause: shown as one line. Anything else is a bug and keeps its traceback.
@@ -78,23 +85,16 @@ main.add_command(chat)
 @click.argument("question")
 @click.option("--method", "-m", type=click.Choice(list(MODES)), default="cot", show_default=True,
               help="How to answer (see `agentkit ls`); chat = a plain chat reply.")
-@click.option("--model", "model_spec", metavar="SPEC", default=None,
-              help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory "
-                   "or a .gguf file.")
-@click.option("--shots", type=click.IntRange(min=0), default=None, help="Few-shot exemplars (default: the method's).")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
-              help="Token limit per generation (default: the method's).")
+@model_option
+@shots_option
+@max_tokens_option
 @click.option("--temperature", type=click.FloatRange(0, 5), default=0.0, show_default=True,
               help="Sampling temperature; 0 = greedy (self-consistency samples at 0.7 unless set).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for sampling (reproducible runs).")
 @click.option("--k", "-k", type=click.IntRange(min=1), default=None, help="Samples for the -sc methods (default 5).")
-@click.option("--answer", type=click.Choice(ANSWER_KINDS), default=None,
-              help="What direct and cot answer: a number (word problems, the default) or a short text "
-                   "(questions about the world).")
-@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
-              help="Weights dtype for a real model.")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory of your own templates/exemplars, searched before the shipped ones.")
+@answer_option
+@dtype_option
+@templates_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
 def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, answer, dtype, templates_dir, as_json):
     """Answer one QUESTION with one method, streaming the work, then the answer.
