@@ -71,18 +71,14 @@ def cot_workload(args: argparse.Namespace) -> Workload:
 
 def react_workload(args: argparse.Namespace) -> Workload:
     from agentkit.strategies.react import ReAct
+    from agentkit.tools.wikipedia import make_backend
 
     update = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     config = ReAct.default_config.model_copy(update=update)
-    shared: dict[str, object] = {}
-
-    def make(llm: LLM) -> object:
-        strategy = ReAct(llm, shots=4, config=config)
-        strategy._backend = shared.setdefault("backend", strategy.backend)  # load the corpus once, untimed
-        return strategy
-
+    corpus = make_backend("offline")  # loaded once, here, outside the timed runs
     questions, gold, source = _questions(args, "wiki-sample")
-    return Workload("react (4-shot, offline corpus, greedy)", make, questions, gold, source)
+    return Workload("react (4-shot, offline corpus, greedy)",
+                    lambda llm: ReAct(llm, shots=4, config=config, corpus=corpus), questions, gold, source)
 
 
 def pal_sc_workload(args: argparse.Namespace) -> Workload:
