@@ -65,10 +65,10 @@ class SelfConsistency(Strategy):
             )
             for r, c in zip(readings, completions, strict=True)
         ]
-        votes = Counter(normalize_answer(r.answer) for r in readings if r.answer is not None)
+        keys = [normalize_answer(r.answer) for r in readings]  # None where a sample gave no answer
+        votes = Counter(key for key in keys if key is not None)
         first_seen: dict[str, tuple[int, str]] = {}  # normalized answer -> (order, first spelling)
-        for r in readings:
-            key = normalize_answer(r.answer)
+        for key, r in zip(keys, readings, strict=True):
             if key is not None:
                 first_seen.setdefault(key, (len(first_seen), r.answer))
         winner = min(votes, key=lambda a: (-votes[a], first_seen[a][0])) if votes else None
