@@ -14,6 +14,7 @@ Not here: anything that imports torch. The transformers backend lives in ``agent
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -21,6 +22,8 @@ from collections.abc import Callable, Generator, Hashable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentkit.errors import UsageError
 
 FinishReason = Literal["stop", "length"]
 
@@ -47,6 +50,37 @@ class GenerationConfig(BaseModel):
     def key(self) -> str:
         """A hashable identity for grouping requests that can share one batch."""
         return self.model_dump_json()
+
+
+class Message(BaseModel):
+    """One turn of a conversation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Chat(BaseModel):
+    """A prompt in chat form, for models with a chat template (instruct models).
+
+    When the last message is the assistant's, the model *continues* that message (no end-of-turn after it):
+    that is how ReAct extends one assistant turn across its steps. Otherwise the model starts a new assistant
+    turn. A model turns a ``Chat`` into the text it sees with ``LLM.render``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: tuple[Message, ...] = Field(min_length=1)
+
+    @property
+    def continues(self) -> bool:
+        """True when the model continues the last (assistant) message instead of starting a new turn."""
+        return self.messages[-1].role == "assistant"
+
+
+# What a model is asked to continue: plain text (sent as it is) or a conversation.
+Prompt = str | Chat
 
 
 class Completion(BaseModel):
@@ -121,6 +155,8 @@ class LLM(ABC):
     """Base class for models. Subclasses implement ``generate``; ``stream`` and ``session`` have defaults."""
 
     name: str = "llm"
+    chat_template: str | None = None  # a Hugging Face-style Jinja chat template; None: the model takes text only
+    special_tokens: dict[str, str] = {}  # e.g. bos_token, eos_token: variables the chat template may use
 
     @abstractmethod
     def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
@@ -141,12 +177,55 @@ class LLM(ABC):
         """A request queue for the episode runner (see ``agentkit.runtime``)."""
         return BatchSession(self, max_batch_size)
 
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model sees for ``prompt``: text as it is, a ``Chat`` through the chat template."""
+        if isinstance(prompt, str):
+            return prompt
+        if not self.chat_template:
+            raise UsageError(
+                f"model {self.name} has no chat template; use the text prompt format (--prompt-format text)"
+            )
+        return render_chat(self.chat_template, prompt, **self.special_tokens)
+
     def count_tokens(self, text: str) -> int:
         """Token count used for bookkeeping; the default is a whitespace-and-punctuation estimate."""
         return len(_TOKEN_ESTIMATE.findall(text))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def render_chat(template: str, chat: Chat, **special_tokens: str) -> str:
+    """Render ``chat`` with a Hugging Face-style chat template, as ``apply_chat_template`` does.
+
+    A new assistant turn gets the generation prompt (``add_generation_prompt``); a chat whose last message is the
+    assistant's is rendered whole and cut right after that message's content, so the model continues it (what
+    transformers calls ``continue_final_message``).
+    """
+    messages = [m.model_dump() for m in chat.messages]
+    text = _chat_environment().from_string(template).render(
+        messages=messages, add_generation_prompt=not chat.continues, **special_tokens
+    )
+    if not chat.continues:
+        return text
+    final = chat.messages[-1].content.rstrip()
+    end = text.rfind(final) if final else -1
+    if end < 0:
+        raise UsageError("the chat template does not show the assistant's last message; it cannot be continued")
+    return text[: end + len(final)]
+
+
+@functools.cache
+def _chat_environment():
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env
 
 
 _TOKEN_ESTIMATE = re.compile(r"\w+|[^\w\s]")

@@ -27,13 +27,14 @@ from collections.abc import Generator
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from agentkit.errors import UsageError
 from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM
 
 SCRIPTED_PREFIX = "scripted:"
 DEFAULT_NAMES = ("default", "")
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(UsageError):
     """A model spec (e.g. ``scripted:FILE``) is malformed or names a file that is missing or invalid."""
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import jinja2
 
+from agentkit.errors import UsageError
 
-class PromptError(ValueError):
+
+class PromptError(UsageError):
     """A template or exemplar file is missing or wrong; the message names it and says what to do."""
 
 

@@ -30,6 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agentkit.errors import UsageError
+
 __all__ = [
     "DatasetError",
     "Example",
@@ -49,7 +51,7 @@ SHIPPED = {
 _ID_FIELDS = ("id", "_id", "qid", "uid")
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError):
     """A dataset could not be found or parsed. The message is one readable line."""
 
 

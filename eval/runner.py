@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentkit.errors import BenchmarkError
 from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping
 from agentkit.eval.scoring import (
     DEFAULT_ABS_TOL,
@@ -52,10 +53,6 @@ CONFIG = "config.json"
 TIMING = "timing"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
-
-
-class BenchmarkError(RuntimeError):
-    """A benchmark cannot start or resume; the message is one readable line."""
 
 
 # --- the per-method sample file --------------------------------------------------------------------------------

@@ -25,11 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agentkit.errors import UsageError
+
 CACHE_ENV = "AGENTKIT_CACHE"
 _CACHE_FORMAT = 1  # bump when the layout of a cache entry changes
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UsageError):
     """A model could not be found or loaded. The message is one line saying what was tried and what to do."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentkit.errors import UsageError
 from agentkit.llm import LLM, GenerationConfig
 from agentkit.prompting import Templates
 
@@ -18,7 +19,7 @@ METHODS = {
 }
 
 
-class UnknownMethod(ValueError):
+class UnknownMethod(UsageError):
     pass
 
 
