@@ -397,3 +397,30 @@ def test_sample_keeps_exactly_the_top_k_and_top_p_sets():
     assert drawn(top_k=None, top_p=0.9) == {1, 3, 5}  # 64% + 24% < 90%, + 9% reaches it
     assert drawn(top_k=2, top_p=0.99) == {1, 3}
     assert drawn(top_k=None, top_p=1.0, temperature=5.0) == set(range(6))
+
+
+def test_uninitialized_kv_memory_never_reaches_attention(tiny, monkeypatch):
+    """The KV store allocates without zero-filling; masked columns still enter attention as 0 * value, so fill
+    every fresh buffer with NaN: any unwritten column shown to a row would turn its output into garbage."""
+    import torch
+
+    from agentkit.engine.kv import KVStore
+
+    real_alloc = KVStore._alloc
+
+    def nan_alloc(self, capacity):
+        return tuple(t.fill_(float("nan")) for t in real_alloc(self, capacity))
+
+    monkeypatch.setattr(KVStore, "_alloc", nan_alloc)
+    cfg = GenerationConfig(max_new_tokens=12)
+    session = tiny.session(max_batch_size=3)  # rows of different lengths join, leave and move between slots
+    got = {}
+    queue = list(enumerate(PROMPTS))
+    while queue or session.pending:
+        while queue and session.free_slots:
+            i, p = queue.pop(0)
+            session.add(i, p + "." * i, cfg)
+        got.update(session.step())
+    session.close()
+    for i, p in enumerate(PROMPTS):
+        assert got[i].text == tiny.tokenizer.decode(reference(tiny, p + "." * i, 12))

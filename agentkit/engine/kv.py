@@ -13,6 +13,13 @@ The model's own decoder layers run unchanged: :class:`StepCache` stands in for a
 needs ``update``) and the masks are passed ready-made (a dict per layer type for hybrid models such as Gemma 3,
 a 4D tensor otherwise), so transformers never builds masks or caches of its own.
 
+Growth never zero-fills or copies more than it must: buffers are allocated uninitialized (untouched pages cost no
+memory), and an invariant keeps every column a live row can be shown finite: for each live slot, columns
+``[lo, t)`` (``lo`` = the smallest ``start``) hold written or zeroed values. Masked columns still enter attention
+as ``0 * value``, so uninitialized memory (possibly NaN) must never be inside that span. When the buffer must grow,
+it grows geometrically, and a relayout leaves slack on the left for longer rows joining later, so a multi-step
+agent whose prompts grow each step does not repack the store at every admission.
+
 Not here: paging, cross-row sharing of prefix KV in the batch (shared prefixes are copied in from
 :mod:`agentkit.engine.prefix_cache`), or attention kernels (the model's configured attention, sdpa, is used).
 """
@@ -82,9 +89,10 @@ class KVStore:
     def _alloc(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.shape
         dims = (s.n_layers, self.rows, s.n_kv_heads, capacity, s.head_dim)
-        # zeros, not empty: masked columns still enter attention as 0 * value, and garbage may be NaN
-        return (torch.zeros(dims, dtype=self.dtype, device=self.device),
-                torch.zeros(dims, dtype=self.dtype, device=self.device))
+        # empty, not zeros: zero-filling [rows, capacity] on every growth was a quarter of ReAct's time; the
+        # columns a row can be shown are kept finite by ``place_row`` / ``move_row`` instead (see module doc)
+        return (torch.empty(dims, dtype=self.dtype, device=self.device),
+                torch.empty(dims, dtype=self.dtype, device=self.device))
 
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
@@ -110,22 +118,41 @@ class KVStore:
         self.t = new_t
 
     def make_room(self, need_left: int, need_right: int, slack: int = 256) -> None:
-        """Ensure ``t >= need_left`` (a joining row's length) and ``t + need_right <= capacity``."""
+        """Ensure ``t >= need_left`` (a joining row's length) and ``t + need_right <= capacity``.
+
+        A relayout packs the live span to the left edge but leaves ``slack + need_left // 4`` free columns before
+        ``t`` beyond what the joiner needs (the next, longer prompt of an agent fits without another move); a new
+        buffer is at least 1.5x the old one, so growth copies the store O(log) times."""
         lo = self.lo()
         used = self.t - lo
         if self.t >= need_left and self.t + need_right <= self.capacity:
             return
-        new_t = max(need_left, used)  # pack the live span to the left edge, leaving room for the joiner
+        new_t = max(need_left + slack + need_left // 4, used)
         capacity = self.capacity
         if new_t + need_right > capacity:
-            capacity = new_t + need_right + slack
+            capacity = max(new_t + need_right + slack, capacity * 3 // 2)
         self.relayout(new_t, capacity)
 
+    def place_row(self, slot: int, start: int) -> None:
+        """Make ``slot`` a live row starting at column ``start`` (its columns ``[start, t)`` are written next),
+        keeping the invariant that every live slot's columns ``[lo, t)`` are finite."""
+        lo = self.lo()
+        self.start[slot] = start
+        live = [i for i in range(self.n) if self.start[i] != EMPTY and i != slot]
+        if start < lo and live:  # the span shown to every row widens to the left: clear it in the other rows
+            for i in live:
+                self.k[:, i, :, start:lo] = 0
+                self.v[:, i, :, start:lo] = 0
+        if lo < start:
+            self.k[:, slot, :, lo:start] = 0
+            self.v[:, slot, :, lo:start] = 0
+
     def move_row(self, src: int, dst: int) -> None:
-        s = self.start[src]
+        """Move a live row to slot ``dst``; its whole ``[lo, t)`` span moves, so masked columns stay finite."""
+        lo, s = self.lo(), self.start[src]
         self.start[src] = EMPTY
-        self.k[:, dst, :, s : self.t] = self.k[:, src, :, s : self.t]
-        self.v[:, dst, :, s : self.t] = self.v[:, src, :, s : self.t]
+        self.k[:, dst, :, lo : self.t] = self.k[:, src, :, lo : self.t]
+        self.v[:, dst, :, lo : self.t] = self.v[:, src, :, lo : self.t]
         self.start[dst] = s
 
     def row_kv(self, slot: int, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,7 +133,7 @@ class _Batcher:
         assert store is not None
         n = len(ids) - 1
         start = store.t - n
-        store.start[slot] = start
+        store.place_row(slot, start)
         done = 0
         if llm.prefix_cache is not None:
             blocks = llm.prefix_cache.lookup(ids, n)
