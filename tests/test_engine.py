@@ -424,3 +424,49 @@ def test_uninitialized_kv_memory_never_reaches_attention(tiny, monkeypatch):
     session.close()
     for i, p in enumerate(PROMPTS):
         assert got[i].text == tiny.tokenizer.decode(reference(tiny, p + "." * i, 12))
+
+
+def test_bounded_int8_head_candidates_provably_hold_the_exact_top_k(tiny):
+    import torch
+
+    tiny._build_qhead()
+    head = tiny._qhead
+    torch.manual_seed(3)
+    hidden = torch.randn(48, tiny.model.config.hidden_size) * 3
+    hidden[:, 5] *= 15  # an outlier dimension, as in real final hidden states
+    exact = tiny._logits(hidden)
+    for k in (1, 5, 40):
+        cands = head.candidates(hidden, k)
+        truth = exact.topk(k, dim=-1).indices
+        sizes = []
+        for row, cand in enumerate(cands):
+            assert cand is not None
+            assert set(truth[row].tolist()) <= set(cand.tolist())
+            sizes.append(len(cand))
+        assert sum(sizes) / len(sizes) < exact.shape[1]  # the scan does prune
+    assert head.candidates(hidden[:2], exact.shape[1]) == [None, None]  # k >= vocabulary: the full head
+
+
+def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
+    """Same generator state, same exact top-k logits: the shortlist path draws the very same tokens."""
+    import torch
+
+    from agentkit.engine.transformers_llm import _Row
+
+    tiny._build_qhead()
+    torch.manual_seed(4)
+    hidden = torch.randn(6, tiny.model.config.hidden_size) * 3
+    configs = [GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p)
+               for t, k, p in [(0.7, 40, 0.95), (1.0, 5, 1.0), (1.5, 100, 0.9), (0.5, 1, 1.0), (1.0, 258, 1.0),
+                               (0.7, 40, 0.95)]]
+
+    def draw(use_int8: bool) -> list[list[int]]:
+        saved = tiny._qhead
+        tiny._qhead = saved if use_int8 else None
+        rows = [_Row(i, [2], c, None, torch.Generator().manual_seed(i)) for i, c in enumerate(configs)]
+        try:
+            return [tiny._next_tokens(hidden, rows).tolist() for _ in range(50)]
+        finally:
+            tiny._qhead = saved
+
+    assert draw(True) == draw(False)
