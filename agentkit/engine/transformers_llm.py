@@ -493,6 +493,7 @@ class _BoundedHead:
         rest = torch.ones(w.shape[1], dtype=torch.bool)
         rest[o] = False
         self.norms = torch.stack([(w - q)[:, rest].norm(dim=1), q[:, rest].norm(dim=1)])  # ||E_i,R||, ||Q_i,R||
+        self.norms_max = self.norms.amax(dim=1, keepdim=True)
         self.w_norm_max = float(w.norm(dim=1).max())
         self.w_out = w[:, o].contiguous()  # [V, |O|], exact part
         self.n_rest = int(rest.sum())
@@ -507,18 +508,20 @@ class _BoundedHead:
         h = hidden.float()
         h_rest = h.clone()
         h_rest[:, self.outliers] = 0
-        approx = torch.addmm(self.qhead(h_rest), h[:, self.outliers], self.w_out.T)
-        step = float(h_rest.max().clamp(min=0) - h_rest.min().clamp(max=0)) / 127  # coarsest fbgemm step
-        # eps_i = ||h_R|| ||E_i,R|| + sqrt(|R|) step ||Q_i,R||: a rank-2 outer product, one small matmul
-        coef = torch.stack([h_rest.norm(dim=1), torch.full_like(h_rest[:, 0], self.n_rest**0.5 * step)], dim=1)
-        eps = coef @ self.norms
-        margin = 1e-3 + 1e-5 * self.w_norm_max * h.norm(dim=1, keepdim=True)  # float rounding of both sides
-        margin = margin + self.rel * (approx.abs().amax(dim=1, keepdim=True) + eps.amax(dim=1, keepdim=True))
-        eps += margin
+        approx = self.qhead(h_rest).addmm_(h[:, self.outliers], self.w_out.T)
+        # fbgemm quantizes the activations per tensor with these parameters (reduce_range on x86); the error of
+        # each row is computed, not assumed, and one extra step per row covers rounding ties
+        scale, zero = torch._choose_qparams_per_tensor(h_rest, True)
+        err = h_rest - torch.fake_quantize_per_tensor_affine(h_rest, scale, zero, 0, 127)
+        coef = torch.stack([h_rest.norm(dim=1), err.norm(dim=1) + scale], dim=1)
+        eps = coef @ self.norms  # eps_i = ||h_R|| ||E_i,R|| + ||err|| ||Q_i,R||: one [rows, 2] x [2, V] matmul
+        # float rounding of both sides, from |l_i| <= max_i ||W_i|| ||h|| and the largest eps: per-row scalars
+        size = self.w_norm_max * h.norm(dim=1, keepdim=True)
+        eps += 1e-3 + 1e-5 * size + self.rel * (size + 2 * coef @ self.norms_max)
         floor = (approx - eps).topk(k, dim=-1).values[:, -1:]  # <= the exact k-th largest logit
-        keep = (approx + eps).ge_(floor)
-        counts = keep.sum(dim=1).tolist()
-        return [None if c > MAX_CANDIDATES else keep[i].nonzero()[:, 0] for i, c in enumerate(counts)]
+        rows, ids = eps.add_(approx).ge_(floor).nonzero(as_tuple=True)  # upper bound reaches the floor
+        counts = torch.bincount(rows, minlength=hidden.shape[0]).tolist()
+        return [None if c > MAX_CANDIDATES else part for c, part in zip(counts, ids.split(counts), strict=True)]
 
     def exact(self, hidden_row: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Exact logits (model dtype) of tokens ``ids`` for one hidden state."""
