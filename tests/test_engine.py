@@ -470,3 +470,14 @@ def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
             tiny._qhead = saved
 
     assert draw(True) == draw(False)
+
+
+def test_copies_of_a_prompt_admitted_together_prefill_it_once(tiny):
+    tiny.prefix_cache.clear()
+    prompt = "Question: 12 + 30 = ?\\nAnswer: " * 3
+    n = len(tiny.encode(prompt)) - 1
+    cfg = GenerationConfig(max_new_tokens=4, do_sample=True, top_k=20, seed=0)
+    before = tiny.stats["prefill_tokens"]
+    tiny.generate([prompt] * 4, cfg)  # self-consistency: k copies join in one step
+    computed = tiny.stats["prefill_tokens"] - before
+    assert computed < n + 3 * tiny.prefix_cache.block  # the first copy computes the prompt, the others its tail

@@ -58,13 +58,18 @@ class StepCache:
 
     is_compileable = False
 
-    def __init__(self, store: KVStore, rows: slice, col: int, lo: int, lo_sliding: int):
+    def __init__(self, store: KVStore, rows: slice, col: int, lo: int, lo_sliding: int,
+                 keep: torch.Tensor | None = None):
         self.store, self.rows, self.col, self.lo, self.lo_sliding = store, rows, col, lo, lo_sliding
+        self.keep = keep  # [rows, 1, m, 1]: True where the column's existing K/V stays (cached prefix, padding)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kw: Any):
         m = key_states.shape[2]
         k, v = self.store.k[layer_idx], self.store.v[layer_idx]
         end = self.col + m
+        if self.keep is not None:
+            key_states = torch.where(self.keep, k[self.rows, :, self.col : end], key_states)
+            value_states = torch.where(self.keep, v[self.rows, :, self.col : end], value_states)
         k[self.rows, :, self.col : end] = key_states
         v[self.rows, :, self.col : end] = value_states
         lo = self.lo_sliding if self.store.shape.sliding[layer_idx] else self.lo
@@ -161,8 +166,11 @@ class KVStore:
         end = self.t if n is None else s + n
         return self.k[:, slot, :, s:end], self.v[:, slot, :, s:end]
 
-    def forward(self, base_model: Any, input_ids: torch.Tensor, rows: slice, col: int) -> torch.Tensor:
-        """Run ``input_ids`` (``[len(rows), m]``) for slots ``rows`` with KV written at ``col..col+m``.
+    def forward(self, base_model: Any, input_ids: torch.Tensor, rows: slice, col: int,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``input_ids`` (``[len(rows), m]``) for slots ``rows`` with KV written at ``col..col+m``, except where
+        ``keep`` (``[len(rows), 1, m, 1]``) is True: there the column's K/V stays, and the fed token is padding
+        (a query there attends at least to its own column, so it stays finite; its output is never used).
 
         ``base_model`` is the decoder stack without the LM head. Every row in ``rows`` must already have its
         earlier tokens in ``[start, col)``. Returns the final hidden state of the last position, ``[rows, hidden]``.
@@ -182,6 +190,8 @@ class KVStore:
                 ok = ok & (kcols[None, None, :] <= qcols[None, :, None])
             if sliding and m > 1:
                 ok = ok & (qcols[None, :, None] - kcols[None, None, :] < window)
+            if keep is not None:
+                ok = ok | (kcols[None, None, :] == qcols[None, :, None])
             return ok.expand(-1, m, -1)[:, None]  # [rows, 1, m, L]
 
         if self.shape.layer_types:
@@ -189,7 +199,7 @@ class KVStore:
                           for t in set(self.shape.layer_types)}
         else:
             masks = mask(lo, False)
-        cache = StepCache(self, rows, col, lo, lo_s)
+        cache = StepCache(self, rows, col, lo, lo_s, keep)
         out = base_model(
             input_ids=input_ids,
             attention_mask=masks,

@@ -91,8 +91,8 @@ class _Batcher:
         stats = self.llm.stats
         with self.llm._lock, torch.inference_mode():
             t0 = time.perf_counter()
+            self._compact()  # active rows in slots 0..n-1, so the rows admitted now get the contiguous n..
             self._admit(finished)
-            self._compact()
             t1 = time.perf_counter()
             if self.slots:
                 self._decode(finished)
@@ -114,41 +114,73 @@ class _Batcher:
         rows = [r for r in self.slots if r is not None] + group
         need_right = max(r.config.max_new_tokens - len(r.generated) for r in rows) + 1
         store.make_room(max(len(r.ids) for r in group), need_right)
+        # Rows whose first uncached block another row of this group also starts with (self-consistency's k
+        # copies of a prompt) wait one round: the first row's prefill puts that block in the prefix cache.
+        bs = llm.prefix_cache.block if llm.prefix_cache is not None else 0
+        leaders, followers, seen = [], [], set()
         for row in group:
-            slot = self.slots.index(None) if None in self.slots else len(self.slots)
-            if slot == len(self.slots):
-                self.slots.append(None)
-            store.n = max(store.n, slot + 1)
-            self._prefill(row, slot)
-            row.slot = slot
-            self.slots[slot] = row
+            done = self._cached(row)
+            key = tuple(row.ids[done : done + bs]) if bs and len(row.ids) - 1 - done >= bs else None
+            (followers if key is not None and key in seen else leaders).append(row)
+            seen.add(key)
+        for part in (leaders, followers):
+            if part:
+                self._prefill(part)
         store.n = len(self.slots)
 
-    def _prefill(self, row: _Row, slot: int) -> None:
-        """Put the KV of all prompt tokens but the last into ``slot`` (cached blocks + computed rest).
+    def _cached(self, row: _Row) -> int:
+        """How many leading prompt tokens the prefix cache holds (a multiple of its block size)."""
+        cache = self.llm.prefix_cache
+        return 0 if cache is None else cache.cached_tokens(row.ids, len(row.ids) - 1)
+
+    def _prefill(self, group: list[_Row]) -> None:
+        """Put the KV of all prompt tokens but the last of each row into new slots (cached blocks + computed rest),
+        in one batched forward per chunk of columns.
 
         The last prompt token is fed by the next decode step together with the other rows, so prefill never
-        needs the LM head and a row's first token costs one batched head call, not one of its own."""
-        llm, store, ids = self.llm, self.store, row.ids
+        needs the LM head and a row's first token costs one batched head call, not one of its own. All rows are
+        right-aligned on ``t``, so their uncached tails end at the same column; rows sorted by tail length make
+        the rows of every chunk a contiguous run of slots. A row's columns left of its tail in a chunk are fed
+        but not written (``keep``), so the cached KV there stays exactly as it was."""
+        llm, store = self.llm, self.store
         assert store is not None
-        n = len(ids) - 1
-        start = store.t - n
-        store.place_row(slot, start)
-        done = 0
+        plans = []
+        for row in group:
+            n = len(row.ids) - 1
+            blocks = llm.prefix_cache.lookup(row.ids, n) if llm.prefix_cache is not None else []
+            plans.append((row, n, blocks, len(blocks) * (llm.prefix_cache.block if blocks else 0)))
+        plans.sort(key=lambda p: p[1] - p[3], reverse=True)
+        first = len(self.slots)
+        for j, (row, n, blocks, done) in enumerate(plans):
+            slot = first + j
+            row.slot = slot
+            self.slots.append(row)
+            store.n = slot + 1
+            start = store.t - n
+            store.place_row(slot, start)
+            bs = llm.prefix_cache.block if blocks else 0
+            for b, (kb, vb) in enumerate(blocks):
+                store.k[:, slot, :, start + b * bs : start + (b + 1) * bs] = kb
+                store.v[:, slot, :, start + b * bs : start + (b + 1) * bs] = vb
+            llm.stats["prompt_tokens"] += n + 1
+            llm.stats["prefill_tokens"] += n - done
+        t = store.t
+        tails = [n - done for _, n, _, done in plans]
+        for c0 in range(t - tails[0], t, PREFILL_CHUNK):
+            c1 = min(t, c0 + PREFILL_CHUNK)
+            g = sum(t - m < c1 for m in tails)  # rows whose tail reaches into this chunk: a prefix of the group
+            ids, keep = [], []
+            for row, n, _, done in plans[:g]:
+                start = t - n
+                ids.append([row.ids[c - start] if c >= start else 0 for c in range(c0, c1)])
+                keep.append([c < start + done for c in range(c0, c1)])
+            keep_t = torch.tensor(keep, device=llm.device)
+            store.forward(llm._base, torch.tensor(ids, device=llm.device), slice(first, first + g), c0,
+                          keep=keep_t[:, None, :, None] if keep_t.any() else None)
         if llm.prefix_cache is not None:
-            blocks = llm.prefix_cache.lookup(ids, n)
-            bs = llm.prefix_cache.block
-            for j, (kb, vb) in enumerate(blocks):
-                store.k[:, slot, :, start + j * bs : start + (j + 1) * bs] = kb
-                store.v[:, slot, :, start + j * bs : start + (j + 1) * bs] = vb
-            done = len(blocks) * bs
-        llm.stats["prompt_tokens"] += n + 1
-        llm.stats["prefill_tokens"] += n - done
-        for c0 in range(done, n, PREFILL_CHUNK):
-            input_ids = torch.tensor([ids[c0 : min(n, c0 + PREFILL_CHUNK)]], device=llm.device)
-            store.forward(llm._base, input_ids, slice(slot, slot + 1), start + c0)
-        if llm.prefix_cache is not None and n > done:
-            llm.prefix_cache.insert(ids[:n], *store.row_kv(slot))
+            for row, n, _, done in plans:
+                if n > done:
+                    llm.prefix_cache.insert(row.ids[:n], *store.row_kv(row.slot))
 
     # -- decoding ---------------------------------------------------------------------------------------------
 
