@@ -36,6 +36,7 @@ from agentkit.cli_options import (
     shots_option,
     templates_option,
 )
+from agentkit.cli_serve import serve
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Errors a user can cause: shown as one line. Anything else is a bug and keeps its traceback.
@@ -78,6 +79,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 main.add_command(chat)
+main.add_command(serve)
 
 
 # ------------------------------------------------------------------------------------------------ run

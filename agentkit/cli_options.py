@@ -8,7 +8,8 @@ from agentkit.strategies.base import ANSWER_KINDS
 
 model_option = click.option(
     "--model", "model_spec", metavar="SPEC", default=None,
-    help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory or a .gguf file.",
+    help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory, a .gguf file, "
+         "or a server: http://HOST:PORT/v1[,URL...][?model=NAME] (see docs/serving.md).",
 )
 shots_option = click.option(
     "--shots", type=click.IntRange(min=0), default=None, help="Few-shot exemplars (default: the method's)."
