@@ -58,7 +58,7 @@ from agentkit.serving.protocol import (
 
 
 class BadRequest(Exception):
-    """A request the server refuses; becomes an OpenAI-style JSON error."""
+    """A request the server refuses (or, with status 500, could not serve); becomes an OpenAI-style JSON error."""
 
     def __init__(self, message: str, status: int = 400, param: str | None = None):
         super().__init__(message)
@@ -223,13 +223,6 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
     async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
         return _error(str(exc), exc.status, exc.param)
 
-    @app.exception_handler(Exception)
-    async def _failed(_: Request, exc: Exception) -> JSONResponse:
-        # The model failed (not the request): a 500 that retrying clients retry, with the model's own message.
-        body = ErrorResponse(error=ErrorBody(message=" ".join(f"{type(exc).__name__}: {exc}".split()),
-                                             type="server_error", code=500))
-        return JSONResponse(body.model_dump(), status_code=500)
-
     @app.get("/v1/models")
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=name)])
@@ -271,7 +264,7 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
 
 
 def _error(message: str, status: int, param: str | None = None) -> JSONResponse:
-    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    kind = {404: "not_found_error", 500: "server_error"}.get(status, "invalid_request_error")
     body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=status))
     return JSONResponse(body.model_dump(), status_code=status)
 
@@ -325,6 +318,8 @@ async def _generate(engine: EngineLoop, prompts: list[str], config: GenerationCo
         return list(await asyncio.gather(*futures))
     except ValueError as exc:
         raise BadRequest(" ".join(str(exc).split()), param="prompt") from None
+    except Exception as exc:  # noqa: BLE001 - the model failed, not the request: a 500 clients retry
+        raise BadRequest(" ".join(f"{type(exc).__name__}: {exc}".split()), 500) from exc
 
 
 def _usage(c: Completion) -> Usage:

@@ -80,6 +80,18 @@ class _Cancelled(Exception):
 
 
 @dataclass
+class _Link:
+    """The connections a request goes over, and the flag that abandons it (its session was closed)."""
+
+    client: httpx.Client
+    cancel: threading.Event | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+
+@dataclass
 class _Job:
     """One request to send: a prompt with ``n`` samples (consecutive seeds) for the given keys."""
 
@@ -125,12 +137,13 @@ class ServerLLM(LLM):
         if api_key is None:
             api_key = next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
+        self._client_options = dict(
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             limits=httpx.Limits(max_connections=max_concurrency + 8, max_keepalive_connections=max_concurrency),
             transport=transport,
         )
+        self._client = self._new_client()
         self._lock = threading.Lock()
         self._replica_free = threading.Condition(self._lock)
         self.model = "?"
@@ -141,6 +154,9 @@ class ServerLLM(LLM):
         self.max_stops = None if served.get(self.model) == "agentkit" else MAX_SERVER_STOPS
         self.accepts_prompt_lists = True  # set False when a server refuses (or ignores) a list of prompts
         self.accepts_n = True  # set False when a server refuses (or ignores) n > 1
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(**self._client_options)  # type: ignore[arg-type]
 
     @property
     def urls(self) -> list[str]:
@@ -160,7 +176,7 @@ class ServerLLM(LLM):
             completions = self._prompt_list(prompts, config)  # type: ignore[arg-type]
             if completions is not None:
                 return completions
-        session = self.session(len(prompts))
+        session = ServerSession(self, len(prompts), own_connections=False)
         try:
             for i, prompt in enumerate(prompts):
                 seeded = config.do_sample and config.seed is not None and len(prompts) > 1
@@ -291,13 +307,13 @@ class ServerLLM(LLM):
             text=text, finish_reason=reason, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
         )
 
-    def _run(self, job: _Job, cancel: threading.Event | None = None) -> list[tuple[Hashable, Completion]]:
+    def _run(self, job: _Job, link: _Link | None = None) -> list[tuple[Hashable, Completion]]:
         """Send one job (``n`` = its number of keys) and return a completion per key."""
         n = len(job.keys)
         if n > 1 and self.accepts_n:
             path, body = self._body(job.prompt, job.config, n=n)
             try:
-                data = self._send("POST", path, body, cancel=cancel)
+                data = self._send("POST", path, body, link=link)
             except ServerRefused:
                 self.accepts_n = False  # refused: fall back to one request per sample
                 data = None
@@ -308,13 +324,13 @@ class ServerLLM(LLM):
                 done = list(zip(job.keys, completions, strict=False))
                 rest = [_Job([k], job.prompt, self._sample_config(job.config, i)) for i, k in enumerate(job.keys)]
                 for single in rest[len(done):]:
-                    done.extend(self._run(single, cancel))
+                    done.extend(self._run(single, link))
                 return done
         out: list[tuple[Hashable, Completion]] = []
         for i, key in enumerate(job.keys):
             config = self._sample_config(job.config, i)
             path, body = self._body(job.prompt, config)
-            data = self._send("POST", path, body, cancel=cancel)
+            data = self._send("POST", path, body, link=link)
             out.append((key, self._choices(data, _Job([key], job.prompt, config), expected=1)[0]))
         return out
 
@@ -359,19 +375,23 @@ class ServerLLM(LLM):
     # -- transport: replicas, retries, errors -----------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, body: dict | None, *, retries: int | None = None,
-        cancel: threading.Event | None = None,
+        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None
     ) -> dict:
         """One JSON request with replica choice and bounded retries; the parsed response body."""
         retries = self.retries if retries is None else retries
+        link = link or _Link(self._client)
         attempt = 0
         while True:
-            replica = self._acquire(cancel)
+            replica = self._acquire(link)
             try:
-                response = self._client.request(method, replica.url + path, json=body)
+                response = link.client.request(method, replica.url + path, json=body)
                 self._check(response, replica, path)
                 data = response.json()
-            except (httpx.TransportError, _Transient, ValueError) as exc:
+            except (httpx.TransportError, _Transient, ValueError, RuntimeError) as exc:
+                if link.cancelled:
+                    raise _Cancelled() from None  # the session closed its connections under this request
+                if isinstance(exc, RuntimeError) and not isinstance(exc, _Transient):
+                    raise
                 failure = _failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, _Transient) else None
                 self._release(replica, failure, retry_after)
@@ -393,7 +413,7 @@ class ServerLLM(LLM):
         """The JSON events of an SSE response; retried like ``_send`` until the first event arrives."""
         attempt = 0
         while True:
-            replica = self._acquire(None)
+            replica = self._acquire(_Link(self._client))
             received = False
             try:
                 with self._client.stream("POST", replica.url + path, json=body) as response:
@@ -437,11 +457,11 @@ class ServerLLM(LLM):
         self._release(replica)
         raise ServerRefused(f"{replica.url}{path} refused model {self.model}: HTTP {status}: {message}{hint}", status)
 
-    def _acquire(self, cancel: threading.Event | None) -> Replica:
+    def _acquire(self, link: _Link) -> Replica:
         """The live replica with the fewest requests in flight; waits while every replica is out."""
         with self._lock:
             while True:
-                if cancel is not None and cancel.is_set():
+                if link.cancelled:
                     raise _Cancelled()
                 now = time.monotonic()
                 live = [r for r in self.replicas if r.down_until <= now]
@@ -479,13 +499,16 @@ class ServerSession(BatchSession):
 
     POLL = 0.02  # seconds step() waits for a response before returning to the runner
 
-    def __init__(self, llm: ServerLLM, max_batch_size: int = 32):
+    def __init__(self, llm: ServerLLM, max_batch_size: int = 32, *, own_connections: bool = True):
         self.llm = llm
         self.max_batch_size = max(1, min(max_batch_size, llm.max_concurrency))
+        # A run's session has its own connections: closing it (an error, Ctrl-C) aborts what is still in flight
+        # at once instead of leaving worker threads to wait out their timeouts.
+        self._link = _Link(llm._new_client() if own_connections else llm._client, threading.Event())
+        self._own_connections = own_connections
         self._queue: list[tuple[Hashable, Prompt, GenerationConfig]] = []
         self._running: dict[Future, int] = {}  # future -> number of requests it answers
         self._pool = ThreadPoolExecutor(self.max_batch_size, thread_name_prefix="agentkit-server")
-        self._cancel = threading.Event()
         self._error: BaseException | None = None
 
     @property
@@ -494,7 +517,8 @@ class ServerSession(BatchSession):
 
     @property
     def pending(self) -> int:
-        return sum(self._running.values()) + len(self._queue)
+        # A stashed error counts as pending so that the runner calls step() again, which raises it.
+        return sum(self._running.values()) + len(self._queue) + (self._error is not None)
 
     def add(self, key: Hashable, prompt: Prompt, config: GenerationConfig) -> None:  # type: ignore[override]
         self._queue.append((key, prompt, config))
@@ -503,7 +527,7 @@ class ServerSession(BatchSession):
         if self._error is not None:
             raise self._error
         for job in _jobs(self._queue, self.llm.accepts_n):
-            self._running[self._pool.submit(self.llm._run, job, self._cancel)] = len(job.keys)
+            self._running[self._pool.submit(self.llm._run, job, self._link)] = len(job.keys)
         self._queue = []
         done, _ = wait(list(self._running), timeout=self.POLL, return_when=FIRST_COMPLETED)
         out: list[tuple[Hashable, Completion]] = []
@@ -518,9 +542,11 @@ class ServerSession(BatchSession):
         return out
 
     def close(self) -> None:
-        self._cancel.set()
+        self._link.cancel.set()  # type: ignore[union-attr]
         self._queue.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_connections:
+            self._link.client.close()
 
 
 def _jobs(queue: list[tuple[Hashable, Prompt, GenerationConfig]], use_n: bool) -> list[_Job]:
