@@ -6,14 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from agentkit.cli import main
@@ -21,7 +18,7 @@ from agentkit.errors import ServerError
 from agentkit.eval import run_benchmark
 from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message, ScriptedLLM
 from agentkit.serving import ServerLLM
-from agentkit.serving.app import create_app
+from agentkit.serving.app import running
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"
@@ -33,25 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(llm: LLM, **options) -> Iterator[str]:
-    """Serve ``llm`` on a free loopback port for the block; yields the base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(llm, **options), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class SeedEcho(LLM):
@@ -84,7 +62,7 @@ def post(url: str, path: str, payload: dict) -> httpx.Response:
 # -- the API ----------------------------------------------------------------------------------------------------
 
 def test_models_completions_with_a_prompt_list_n_and_seeds():
-    with serving(SeedEcho()) as url:
+    with running(SeedEcho()) as url:
         assert httpx.get(url + "/models").json()["data"][0] == {
             "id": "echo", "object": "model", "created": pytest.approx(time.time(), abs=60), "owned_by": "agentkit"
         }
@@ -99,7 +77,7 @@ def test_models_completions_with_a_prompt_list_n_and_seeds():
 
 
 def test_temperature_zero_is_greedy():
-    with serving(SeedEcho()) as url:
+    with running(SeedEcho()) as url:
         data = post(url, "/completions", {"prompt": "p", "temperature": 0, "seed": 1}).json()
     assert data["choices"][0]["text"].startswith("seed=1 sample=False")
 
@@ -119,7 +97,7 @@ def test_temperature_zero_is_greedy():
     ],
 )
 def test_a_bad_request_is_an_openai_style_json_error(path, payload, status, fragment):
-    with serving(SeedEcho()) as url:
+    with running(SeedEcho()) as url:
         response = post(url, path, payload)
     assert response.status_code == status
     error = response.json()["error"]
@@ -127,7 +105,7 @@ def test_a_bad_request_is_an_openai_style_json_error(path, payload, status, frag
 
 
 def test_chat_completions_render_with_the_template_and_continue_the_last_message():
-    with serving(SeedEcho()) as url:
+    with running(SeedEcho()) as url:
         new_turn = post(url, "/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
                                                    "stop": ["\nSTOP"]}).json()
         continued = post(url, "/chat/completions", {
@@ -140,7 +118,7 @@ def test_chat_completions_render_with_the_template_and_continue_the_last_message
 
 
 def test_a_model_without_a_chat_template_refuses_chat_with_400():
-    with serving(ScriptedLLM(["x"], name="base")) as url:
+    with running(ScriptedLLM(["x"], name="base")) as url:
         response = post(url, "/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 400 and "no chat template" in response.json()["error"]["message"]
 
@@ -152,7 +130,7 @@ def sse_events(response: httpx.Response) -> list:
 def test_completions_and_chat_stream_server_sent_events():
     llm = ScriptedLLM(lambda p: "The answer is 42.\nQuestion: more", name="s")
     llm.chat_template = CHAT_TEMPLATE
-    with serving(llm) as url:
+    with running(llm) as url:
         with httpx.stream("POST", url + "/completions", json={
             "prompt": "q", "stream": True, "stop": ["\nQuestion:"], "stream_options": {"include_usage": True}
         }) as response:
@@ -172,7 +150,7 @@ def test_completions_and_chat_stream_server_sent_events():
 
 def test_concurrent_clients_share_the_engines_batches():
     llm = SeedEcho(delay=0.2)
-    with serving(llm) as url, ThreadPoolExecutor(8) as pool:
+    with running(llm) as url, ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda i: post(url, "/completions", {"prompt": f"q{i}", "temperature": 0}),
                                   range(8)))
     assert all(r.status_code == 200 for r in responses)
@@ -186,7 +164,7 @@ def test_server_llm_against_agentkit_serve_equals_the_model_in_process():
     stops = ["\nObservation", "Observation:", "\nQuestion:", "Observation 1:", "Observation 2:", "More"]
     config = GenerationConfig(stop=stops, max_new_tokens=40)
     local = ScriptedLLM(lambda p: reply, name="m")
-    with serving(ScriptedLLM(lambda p: reply, name="m")) as url:
+    with running(ScriptedLLM(lambda p: reply, name="m")) as url:
         remote = ServerLLM(url)
         assert remote.generate(["a", "b"], config) == local.generate(["a", "b"], config)
         pieces = []
@@ -207,7 +185,7 @@ def numbers_reply(prompt: str) -> str:
 
 def test_a_benchmark_completes_on_the_live_replica_with_every_example_recorded_once(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    with serving(ScriptedLLM(numbers_reply, name="m")) as url:
+    with running(ScriptedLLM(numbers_reply, name="m")) as url:
         llm = ServerLLM([dead, url], backoff=0.05, max_backoff=0.2, timeout=5)
         result = run_benchmark("gsm8k-sample", "cot", llm, output_dir=tmp_path, batch_size=4)
     lines = (tmp_path / "cot" / "samples.jsonl").read_text().splitlines()
@@ -233,14 +211,14 @@ class Dying(ScriptedLLM):
 
 
 def test_a_server_that_dies_stops_the_benchmark_and_a_rerun_resumes_without_duplicates(tmp_path):
-    with serving(Dying(lives=5)) as url:
+    with running(Dying(lives=5)) as url:
         llm = ServerLLM(url, retries=1, backoff=0.01, max_backoff=0.02, timeout=5)
         with pytest.raises(ServerError, match=r"HTTP 500.*device lost.*gave up"):
             run_benchmark("gsm8k-sample", "cot", llm, output_dir=tmp_path, batch_size=1)
     samples = tmp_path / "cot" / "samples.jsonl"
     kept = [json.loads(line)["id"] for line in samples.read_text().splitlines()]
     assert 1 <= len(kept) <= 5
-    with serving(ScriptedLLM(numbers_reply, name="m")) as url:
+    with running(ScriptedLLM(numbers_reply, name="m")) as url:
         result = run_benchmark("gsm8k-sample", "cot", ServerLLM(url), output_dir=tmp_path)
     ids = [json.loads(line)["id"] for line in samples.read_text().splitlines()]
     assert result["cot"].summary["ran_now"] == len(ids) - len(kept)
@@ -248,7 +226,7 @@ def test_a_server_that_dies_stops_the_benchmark_and_a_rerun_resumes_without_dupl
 
 
 def test_agentkit_chat_streams_from_a_server(tmp_path):
-    with serving(ScriptedLLM(lambda p: "Forty-two, of course.", name="m")) as url:
+    with running(ScriptedLLM(lambda p: "Forty-two, of course.", name="m")) as url:
         result = CliRunner().invoke(main, ["chat", "--model", url, "--mode", "chat"],
                                     input="What is six times seven?\n/quit\n")
     assert result.exit_code == 0, result.output

@@ -26,8 +26,9 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,7 @@ class EngineLoop:
     def stop(self) -> None:
         self._stopped.set()
         self._inbox.put(("stop",))
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         session = self.llm.session(self.max_batch_size)
@@ -377,13 +378,42 @@ async def _stream_events(
         stream.cancelled.set()  # the client went away, or the stream is over: the engine drops it
 
 
+@contextlib.contextmanager
+def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Iterator[str]:
+    """Serve ``llm`` on a background thread for the block (``port=0``: a free one); yields the base URL.
+
+    For tests and notebooks: ``with running(llm) as url: ServerLLM(url)``. ``options`` go to ``create_app``.
+    """
+    import socket
+
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(llm, **options), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="agentkit-serve", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"agentkit serve could not start on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 def serve(llm: LLM, *, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
           max_batch_size: int = 32, log_level: str = "warning") -> None:
     """Serve ``llm`` until interrupted (Ctrl-C)."""
     import uvicorn
 
     app = create_app(llm, model_name=model_name, max_batch_size=max_batch_size)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # In-flight requests get a few seconds to finish on Ctrl-C or SIGTERM; the rest are cut.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
 
-__all__ = ["BadRequest", "EngineLoop", "create_app", "serve"]
+__all__ = ["BadRequest", "EngineLoop", "create_app", "running", "serve"]
