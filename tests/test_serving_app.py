@@ -239,3 +239,14 @@ def test_agentkit_serve_command_is_registered_with_its_options():
     for option in ("--model", "--dtype", "--host", "--port", "--served-model-name", "--batch-size"):
         assert option in result.output
     assert "127.0.0.1" in result.output
+
+
+def test_a_client_that_gives_up_does_not_stop_the_engine():
+    llm = SeedEcho(delay=0.3)
+    with running(llm) as url:
+        with pytest.raises(httpx.TimeoutException):  # these clients leave while their requests wait
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda i: httpx.post(url + "/completions", json={"prompt": f"q{i}"}, timeout=0.1),
+                              range(4)))
+        time.sleep(1.0)
+        assert post(url, "/completions", {"prompt": "after", "temperature": 0}).status_code == 200

@@ -19,7 +19,7 @@ from agentkit.eval import run_benchmark
 from agentkit.eval.runner import TIMING
 from agentkit.serving import ServerLLM
 
-pytestmark = [pytest.mark.model, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.model, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,8 @@ class EngineLoop:
                         item = None
                 while waiting and session.free_slots > 0:
                     prompt, config, future = waiting.pop(0)
+                    if not future.set_running_or_notify_cancel():
+                        continue  # its client went away before the request reached the engine
                     key = next(ids)
                     try:
                         session.add(key, prompt, config)
