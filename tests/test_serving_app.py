@@ -250,3 +250,40 @@ def test_a_client_that_gives_up_does_not_stop_the_engine():
                               range(4)))
         time.sleep(1.0)
         assert post(url, "/completions", {"prompt": "after", "temperature": 0}).status_code == 200
+
+
+class BySeed(LLM):
+    """A 'sampling' model: its reply depends on the seed alone."""
+
+    name = "by-seed"
+
+    def __init__(self):
+        self.seeds: list[int | None] = []
+
+    def generate(self, prompts, config=None):
+        self.seeds += [config.seed] * len(prompts)
+        return [Completion(text=f"So the answer is {config.seed % 3}.", finish_reason="stop", prompt_tokens=9,
+                           completion_tokens=6) for _ in prompts]
+
+
+def test_self_consistency_through_a_server_asks_once_with_n_and_votes_as_in_process():
+    from agentkit.strategies.cot import CoT
+    from agentkit.strategies.self_consistency import SelfConsistency
+
+    local = SelfConsistency(CoT(BySeed()), k=5, seed=4)("How much?")
+    model = BySeed()
+    with running(model) as url:
+        served_llm = ServerLLM(url)
+        bodies, send = [], served_llm._send
+
+        def recording(method, path, body, **options):
+            bodies.append(body)
+            return send(method, path, body, **options)
+
+        served_llm._send = recording
+        strategy = SelfConsistency(CoT(served_llm), k=5, seed=4)
+        served = strategy.batch(["How much?"])[0]
+    assert (served.answer, served.votes, served.completions) == (local.answer, local.votes, local.completions)
+    assert served.completion_tokens == local.completion_tokens == 30
+    assert model.seeds == [4, 5, 6, 7, 8]
+    assert [(b["n"], b["seed"]) for b in bodies] == [(5, 4)]  # one request for the five samples
