@@ -71,10 +71,10 @@ class FakeSandbox:
         self.value, self.error, self.sources = value, error, []
 
     def run(self, source):
-        from types import SimpleNamespace
+        from agentkit.tools.sandbox import ExecResult
 
         self.sources.append(source)
-        return SimpleNamespace(ok=self.error is None, value=self.value, error=self.error)
+        return ExecResult(ok=self.error is None, value=self.value, error=self.error)
 
 
 def test_pal_runs_the_extracted_program():
