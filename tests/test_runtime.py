@@ -31,16 +31,22 @@ def test_single_episode_streams_tokens_and_events():
     assert result.duration > 0
 
 
+class Recorder(ScriptedLLM):
+    """Records the prompts of every ``generate`` call (one call is one batch)."""
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self.batches = []
+
+    def generate(self, prompts, config=None):
+        self.batches.append(list(prompts))
+        return super().generate(prompts, config)
+
+
 def test_many_episodes_share_batches_whatever_step_they_are_at():
-    batches = []
-
-    class Recorder(ScriptedLLM):
-        def generate(self, prompts, config=None):
-            batches.append(list(prompts))
-            return super().generate(prompts, config)
-
     llm = Recorder(lambda p: p.split()[0] + "-out")
     results = run_episodes(llm, (two_step(f"e{i}") for i in range(6)), batch_size=4)
+    batches = llm.batches
     assert [r.question for r in results] == [f"e{i}" for i in range(6)]
     assert all(r.answer == f"e{i}-out" for i, r in enumerate(results))
     assert max(len(b) for b in batches) == 4  # never more than the batch size
@@ -130,19 +136,13 @@ def test_gather_runs_parts_concurrently():
 
 
 def test_run_episode_batches_the_prompts_of_one_request():
-    batches = []
-
-    class Recorder(ScriptedLLM):
-        def generate(self, prompts, config=None):
-            batches.append(list(prompts))
-            return super().generate(prompts, config)
-
     def episode():
         completions = yield [Generate(f"p{i}", CFG) for i in range(3)]
         return Result(method="t", question="q", completions=[c.text for c in completions])
 
-    result = run_episode(Recorder(lambda p: p + "!"), episode())
-    assert result.completions == ["p0!", "p1!", "p2!"] and batches == [["p0", "p1", "p2"]]
+    llm = Recorder(lambda p: p + "!")
+    result = run_episode(llm, episode())
+    assert result.completions == ["p0!", "p1!", "p2!"] and llm.batches == [["p0", "p1", "p2"]]
 
 
 def test_when_one_tool_of_a_request_fails_the_others_answers_are_dropped():
