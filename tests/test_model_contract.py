@@ -5,11 +5,12 @@ prompt in order; stop strings cut exactly; ``finish_reason`` "stop" when the tex
 "length" when ``max_new_tokens`` cut it; streamed pieces that join to the text, the stream returning the
 ``Completion``; token counts; seeds; sessions; ``render`` leaving text as it is.
 
-A backend joins with one line in ``BACKENDS``: a name, a factory, and what it cannot do (``samples=False``:
-sampling does not vary the text, as with a fake that replays; ``seeds=False``: a seed does not reproduce a
-sample, as with a server that takes none). The checks are written against each backend's own greedy output (a
-stop string is taken from text the backend has just produced), so they need no knowledge of its weights; they
-do need greedy decoding to be deterministic.
+A backend joins with one line in ``BACKENDS``: a name, a factory (a context manager that yields the model, so a
+server can be started and stopped around the tests), and what it cannot do (``samples=False``: sampling does
+not vary the text, as with a fake that replays; ``seeds=False``: a seed does not reproduce a sample, as with a
+server that takes none). The checks are written against each backend's own greedy output (a stop string is
+taken from text the backend has just produced), so they need no knowledge of its weights; they do need greedy
+decoding to be deterministic.
 
 The engine runs on a tiny random Gemma 3 with a small trained BPE tokenizer (``tests/tiny_engine.py``), so the
 whole contract takes seconds.
@@ -18,7 +19,8 @@ whole contract takes seconds.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -38,7 +40,7 @@ class Backend:
     """A model backend under the contract, and what it cannot do."""
 
     name: str
-    make: Callable[[], LLM]
+    make: Callable[[], AbstractContextManager[LLM]]  # a context: a backend may need a server started and stopped
     samples: bool = True  # do_sample draws different texts under different seeds
     seeds: bool = True  # the same seed draws the same text again
 
@@ -51,10 +53,26 @@ def babble(prompt: str) -> str:
     return "".join(random.Random(prompt).choices(_PIECES, k=60))
 
 
+@contextmanager
+def scripted() -> Iterator[LLM]:
+    yield ScriptedLLM(babble)
+
+
+@contextmanager
+def slow_scripted() -> Iterator[LLM]:
+    yield SlowScriptedLLM(babble, delay=1e-4)
+
+
+@contextmanager
+def engine() -> Iterator[LLM]:
+    with one_torch_thread():
+        yield tiny_engine(bpe=True, max_batch_size=3)
+
+
 BACKENDS = [
-    Backend("scripted", lambda: ScriptedLLM(babble), samples=False),
-    Backend("slow-scripted", lambda: SlowScriptedLLM(babble, delay=1e-4), samples=False),
-    Backend("engine", lambda: tiny_engine(bpe=True, max_batch_size=3)),
+    Backend("scripted", scripted, samples=False),
+    Backend("slow-scripted", slow_scripted, samples=False),
+    Backend("engine", engine),
 ]
 
 
@@ -64,9 +82,9 @@ def backend(request) -> Backend:
 
 
 @pytest.fixture(scope="module")
-def llm(backend: Backend) -> Generator[LLM, None, None]:
-    with one_torch_thread():  # the tiny engine; the other backends do not care
-        yield backend.make()
+def llm(backend: Backend) -> Iterator[LLM]:
+    with backend.make() as model:
+        yield model
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -273,12 +291,13 @@ def run_session(llm: LLM, requests: list[tuple[str, str, GenerationConfig]], max
 def test_render_leaves_text_as_it_is(llm):
     for prompt in PROMPTS:
         assert llm.render(prompt) == prompt
-    chat = Chat(messages=(Message(role="user", content="What is 6 times 7?"),))
-    if llm.chat_template is None:
-        with pytest.raises(UsageError, match="no chat template"):
-            llm.render(chat)
-    else:
-        assert "What is 6 times 7?" in llm.render(chat)
+    chat = Chat(messages=(Message(role="system", content="Be brief."), Message(role="user", content="6 times 7?")))
+    try:
+        rendered = llm.render(chat)
+    except UsageError as exc:  # a model without a chat template says so
+        assert llm.chat_template is None and "chat template" in str(exc)
+    else:  # the text the model sees (or, from a server, the messages it is sent) shows every message
+        assert "Be brief." in rendered and "6 times 7?" in rendered
 
 
 # ------------------------------------------------------------------------------------------------ through the runtime
