@@ -88,7 +88,7 @@ def run_episode(
     """Run one episode to the end. With ``on_token``, model output is streamed piece by piece."""
     session = llm.session() if on_token is None else StreamingSession(llm, on_token)
     events = None if on_event is None else lambda _index, event: on_event(event)
-    return _drive(session, [episode], max_active=1, tool_workers=1, on_result=None, on_event=events)[0]
+    return _drive(session, [episode], max_active=1, tool_workers=4, on_result=None, on_event=events)[0]
 
 
 def run_episodes(
