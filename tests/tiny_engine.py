@@ -95,7 +95,7 @@ def tiny_engine(*, bpe: bool = False, max_batch_size: int = 4, name: str = "tiny
 
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
-    """Run a tiny model on one thread: more only add synchronisation (20x slower on a busy 2-core machine)."""
+    """Run a tiny model on one thread: more only add synchronisation (16x slower on a busy 2-core machine)."""
     import torch
 
     threads = torch.get_num_threads()
