@@ -456,29 +456,43 @@ def test_exec_result_is_json_serialisable(sandbox):
     assert isinstance(r, ExecResult) and r.duration >= 0
 
 
-def test_timeout_kills_and_respawns():
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    end = time.monotonic() + within
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < end:
+        time.sleep(0.01)
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def test_timeout_kills_the_program_not_the_template():
     with Sandbox(timeout=0.5, workers=1) as sb:
-        pid = sb._slots[0].proc.pid
+        template = sb._slots[0].proc.pid
+        before = _children(template)  # the children forked ahead; the program goes to one of them
         t0 = time.monotonic()
         r = sb.run("while True:\n    pass\n")
         assert time.monotonic() - t0 < 5
-        assert r.ok is False and r.error == "TimeoutError: program ran longer than 0.5 s"
+        assert r.ok is False and r.error == "TimeoutError: program ran longer than 0.5 s" and r.kind == "timeout"
         assert 0.5 <= r.duration < 2
-        assert not os.path.exists(f"/proc/{pid}")  # killed and reaped
-        assert sb._slots[0].proc.pid != pid
+        assert sum(not _gone(pid) for pid in before) == len(before) - 1  # exactly one was killed and reaped
+        assert sb._slots[0].proc.pid == template  # no restart: the template never ran the program
         assert sb.run("answer = 3\n").value == 3
         r = sb.run("import itertools\nanswer = sum(itertools.count())\n")
-        assert r.error_type == "TimeoutError"
+        assert r.error_type == "TimeoutError" and r.kind == "timeout"
         r = sb.run("while True:\n    pass\n", timeout=0.2)  # per-call override
         assert r.error == "TimeoutError: program ran longer than 0.2 s" and r.duration < 1
         assert sb.run("answer = 4\n").value == 4
+        assert sb._slots[0].proc.pid == template
 
 
 def test_cpu_limit():
     with Sandbox(timeout=20, cpu_seconds=1, workers=1) as sb:
         t0 = time.monotonic()
         r = sb.run("while True:\n    pass\n")
-        assert r.error_type == "TimeoutError" and "CPU" in r.error
+        assert r.error_type == "TimeoutError" and "CPU" in r.error and r.kind == "timeout"
         assert time.monotonic() - t0 < 15  # well before the 20 s wall clock
         assert sb.run("answer = 5\n").value == 5
 
@@ -486,7 +500,7 @@ def test_cpu_limit():
 def test_memory_limit():
     with Sandbox(timeout=5, memory_mb=200, workers=1) as sb:
         r = sb.run("answer = len('a' * (300 * 10**6))\n")
-        assert r.error_type == "MemoryError" and "200 MB" in r.error
+        assert r.error_type == "MemoryError" and "200 MB" in r.error and r.kind == "memory"
         assert sb.run("answer = len('a' * (50 * 10**6))\n").value == 50 * 10**6
 
 
@@ -556,11 +570,14 @@ def test_misuse_raises():
         Sandbox(workers=0)
 
 
-def test_close_reaps_workers():
+def test_close_reaps_templates_and_their_children():
     with Sandbox(timeout=1, workers=2) as sb:
+        assert sb.run("answer = 1").ok
         pids = [s.proc.pid for s in sb._slots]
-        assert all(os.path.exists(f"/proc/{p}") for p in pids)
+        children = set().union(*(_children(p) for p in pids))
+        assert all(os.path.exists(f"/proc/{p}") for p in pids) and children
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    assert all(_gone(p) for p in children)
 
 
 def test_program_cannot_raise_in_host(sandbox):
