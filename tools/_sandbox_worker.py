@@ -749,17 +749,26 @@ def _fresh_decimal_context() -> None:
         traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow]))
 
 
-def run_program(source: str, cfg: dict) -> dict:
+def _new_state(cfg: dict) -> RunState:
+    state = RunState(cfg)
+    state.make_globals()
+    return state
+
+
+def run_program(source: str, cfg: dict, state: RunState | None = None) -> dict:
     """Run one program and build its reply. ``kind`` says who ended the run: the program ("ok", "exception")
-    or the sandbox ("syntax", "refused", "result", "memory"); the parent adds "timeout" and "crash"."""
+    or the sandbox ("syntax", "refused", "result", "memory"); the parent adds "timeout" and "crash".
+
+    ``state``: an unused :class:`RunState` with its globals made (the template builds one that every child
+    inherits untouched); a new one by default."""
     global _current_state
-    state = _current_state = RunState(cfg)
+    state = _current_state = state or _new_state(cfg)
+    glb = state.globals
     kind, value, error_type, error = "exception", None, None, None
     _fresh_decimal_context()
     sys.setrecursionlimit(len(_stack_depth()) + cfg["max_recursion"] + 60)
     try:
         code = _compile(source)
-        glb = state.make_globals()
         exec(code, glb)
         if "solution" in glb:
             sol = glb["solution"]
@@ -967,7 +976,7 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(low, _TEMPLATE_FDS + 1)
 
 
-def _child_main(cfg: dict, template_pid: int, src_r: int, res_w: int) -> None:
+def _child_main(cfg: dict, template_pid: int, src_r: int, res_w: int, state: RunState) -> None:
     """The whole life of a child: limits, one request (read to EOF), one reply line, exit. Never returns.
 
     Its only pipes lead to the parent; it holds nothing of the template's (not the control socket, not another
@@ -982,7 +991,7 @@ def _child_main(cfg: dict, template_pid: int, src_r: int, res_w: int) -> None:
         source = request["source"]
         if type(source) is not str:
             raise TypeError("source must be a string")
-        _write_all(res_w, _reply_line(run_program(source, cfg), cfg))
+        _write_all(res_w, _reply_line(run_program(source, cfg, state), cfg))
         os.close(res_w)  # the parent sees EOF now, not after this process's memory is torn down
         status = 0
     finally:
@@ -1002,8 +1011,9 @@ def _exit_report(pid: int, status: int, usage) -> dict:
     return report
 
 
-def _serve(cfg: dict, ctl: socket.socket) -> None:
-    """Keep ``_PREFORKED`` children ready, hand each one's pipes to the parent, kill on request, report exits."""
+def _serve(cfg: dict, ctl: socket.socket, state: RunState) -> None:
+    """Keep ``_PREFORKED`` children ready, hand each one's pipes to the parent, kill on request, report exits.
+    ``state`` is the program's globals, builtins and guards, built once here: each child gets its own copy."""
     children: dict[int, int | None] = {}  # pid -> pidfd (None where pidfds are unavailable: polled instead)
     by_pidfd: dict[int, int] = {}
     poller = select.poll()
@@ -1015,7 +1025,7 @@ def _serve(cfg: dict, ctl: socket.socket) -> None:
         res_r, res_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _child_main(cfg, template_pid, src_r, res_w)
+            _child_main(cfg, template_pid, src_r, res_w, state)
         os.close(src_r)
         os.close(res_w)
         try:
@@ -1083,10 +1093,11 @@ def main() -> None:
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     _prewarm()
     layers = _harden_template(cfg)
+    state = _new_state(cfg)
     gc.collect()
     gc.freeze()  # everything so far is shared with the children, never scanned by their collections
     ctl.send(json.dumps({"ready": True, "pid": os.getpid(), "layers": layers}).encode())
-    _serve(cfg, ctl)
+    _serve(cfg, ctl, state)
 
 
 if __name__ == "__main__":
