@@ -11,8 +11,11 @@ same machine load, and every figure is printed as a range over the rounds. Progr
 * ``run`` programs/s, one program at a time, back to back,
 * single-program latency after an idle pause (how one PAL episode meets the sandbox): median and 90th percentile,
 * CPU milliseconds per program, summed over the parent and every sandbox process (from ``getrusage`` once they
-  are reaped; start-up is measured separately and subtracted). Unlike wall-clock rates this barely depends on
-  how busy the machine is, and ``cores / CPU per program`` is the throughput the design can reach on idle cores.
+  are reaped; start-up is measured separately and subtracted). It depends less on how busy the machine is than
+  wall-clock rates do, and ``cores / CPU per program`` is the throughput the design can reach on idle cores.
+
+For scale it also prints what one ``fork()`` + ``_exit()`` of a bare Python process costs on this machine: the
+floor under any design that gives every program a process of its own.
 """
 
 from __future__ import annotations
@@ -115,6 +118,25 @@ def measure(cls, n: int, workers: int | None, offset: int) -> dict:
     return out
 
 
+FORK_FLOOR = """
+import os, resource
+n = 200
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print((own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime) / n * 1000)
+"""
+
+
+def fork_floor_ms() -> float:
+    """CPU ms of one fork + exit of a bare Python process on this machine: the floor of a process per program."""
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", FORK_FLOOR], check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="programs per run_many measurement")
@@ -145,6 +167,7 @@ def main() -> None:
             xs = figures[name][key]
             cells.append(f"{min(xs):10.2f} - {max(xs):<10.2f}" if len(xs) > 1 else f"{xs[0]:10.2f}")
         print(f"{key:30}" + "".join(f"{c:>28}" for c in cells))
+    print(f"{'(machine) bare fork + exit CPU ms':30}{fork_floor_ms():>28.2f}")
     after = figures["after"]
     cores = args.workers or min(8, os.cpu_count() or 1)
     capacity = cores * 1000 / min(after["CPU ms/program"])

@@ -1,29 +1,35 @@
-"""Worker process of :mod:`agentkit.tools.sandbox` -- the half of the sandbox that runs untrusted code.
+"""Template process of :mod:`agentkit.tools.sandbox` -- the half of the sandbox that runs untrusted code.
 
-This file is run as a *script* (``python -I _sandbox_worker.py CONFIG_JSON``) by the parent, never imported by
-it, and imports only the standard library and RestrictedPython: a program that escapes the language layer lands
-in a process that holds nothing of the host's (no agentkit state, no model, no open files but its pipes).
+This file is run as a *script* (``python -I _sandbox_worker.py CONFIG_JSON CONTROL_FD``) by the parent, never
+imported by it, and imports only the standard library and RestrictedPython: a program that escapes the language
+layer lands in a process that holds nothing of the host's (no agentkit state, no model, no open files but its
+pipes).
 
-Protocol (one JSON object per line, UTF-8):
+The process is a *template*: it imports and warms everything allowed, hardens itself, freezes its heap
+(``gc.freeze``) and from then on only forks. Every program runs in a child of its own, forked before the program
+exists, that runs exactly that one program and exits; no program ever runs in the template, so every child starts
+from the same state, which no program has touched. Caches inside allowed modules, ABC registrations, objects
+whose code would run later, memory and garbage: whatever a program leaves behind dies with its process.
 
-* parent -> worker on stdin: ``{"source": "..."}``
-* worker -> parent on the original stdout (fd 1 is redirected to /dev/null before any program runs, so the program
-  cannot write to the pipe through ``print`` or a library that writes to ``sys.stdout``):
-  first ``{"ready": true, "layers": {...}}`` once, then one reply per request:
-  ``{"ok": bool, "value": <json>, "error_type": str|None, "error": str|None, "stdout": str,
-  "stdout_truncated": bool}``.
+Protocol. The control socket (``SOCK_SEQPACKET``, one JSON object per message) carries, template -> parent:
+``{"ready": true, "layers": {...}}`` once; ``{"child": pid}`` with two file descriptors attached (SCM_RIGHTS), the
+write end of the child's request pipe and the read end of its reply pipe; ``{"exit": pid, "signal"|"code": ...,
+"cpu": seconds}`` when a child is reaped. Parent -> template: ``{"kill": pid}`` (the wall clock ran out). The
+parent writes ``{"source": "..."}`` to the child's request pipe and closes it; the child answers with one line,
+``{"kind": str, "value": <json>, "error_type": str|None, "error": str|None, "stdout": str,
+"stdout_truncated": bool}``. A child holds only its own two pipes (fds 1 and 2 are ``/dev/null``): it can't reach
+the control socket, the template, or another program's pipes. The parent treats every reply as hostile input.
 
-The parent treats every reply as hostile input (size-capped, schema-checked); nothing here is trusted by it.
+Layers (see docs/sandbox.md):
 
-Layers applied in this process (see docs/sandbox.md):
-
-1. hardening at start-up: network namespace (``unshare(CLONE_NEWNET)`` when the OS allows), dropping root to
-   ``nobody`` when started as root, ``PR_SET_NO_NEW_PRIVS``, rlimits (address space, file size 0, few open files,
-   no new processes, no core dumps), CPU-seconds limit re-armed before every program;
+1. the template, once: network namespace (``unshare(CLONE_NEWNET)`` when the OS allows), ``PR_SET_NO_NEW_PRIVS``,
+   not dumpable, no core dumps, file size 0; each child, before it reads its program: drops root to ``nobody``,
+   dies with the template, and sets its own rlimits (address space, CPU seconds, no new processes, 16 files);
 2. RestrictedPython compilation with a stricter policy (:class:`SandboxPolicy`) and guards that really guard
-   (:func:`_guarded_getattr`, :func:`_guarded_write`, safe ``str.format``, ...);
-3. a fresh namespace, fresh builtins, fresh module proxies, a fresh ``random.Random`` and a fresh decimal
-   context for every program; proxies expose an explicit list of public names and refuse writes;
+   (``RunState.getattr_``, ``RunState.write_``, safe ``str.format``, ``_`` keyword arguments refused, ...);
+3. a namespace, builtins and guards built by the template and inherited by each child untouched, module proxies
+   and a ``random.Random`` made on first import, a fresh decimal context; proxies expose an explicit list of public
+   names and refuse writes;
 4. the answer is converted to plain JSON data with exact ``type(x) is ...`` checks before it leaves.
 """
 
@@ -951,6 +957,7 @@ def _prewarm() -> None:
 
 _PREFORKED = 2  # children kept ready per template: one can start while the last one still exits
 _TEMPLATE_FDS = 64  # RLIMIT_NOFILE of the template (each child holds 16 at most)
+_CTL_FD = 3  # the control socket to the parent
 
 
 def _read_all(fd: int) -> bytes:
@@ -1084,7 +1091,11 @@ def _serve(cfg: dict, ctl: socket.socket, state: RunState) -> None:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    ctl = socket.socket(fileno=int(sys.argv[2]))
+    fd = int(sys.argv[2])
+    if fd != _CTL_FD:  # a low, fixed number: below the template's RLIMIT_NOFILE, closed in every child
+        os.dup2(fd, _CTL_FD)
+        os.close(fd)
+    ctl = socket.socket(fileno=_CTL_FD)
     warnings.simplefilter("ignore")  # SyntaxWarnings etc. would only go to /dev/null, through extra imports
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):

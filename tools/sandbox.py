@@ -19,11 +19,12 @@ What it implements, in layers (details and the threat model in docs/sandbox.md):
    forks one child per program; the child drops root to ``nobody``, sets its own rlimits (address space, CPU
    seconds, file size 0, open files, no new processes), runs exactly one program, sends its reply and exits. No
    program ever sees state another program left behind: caches inside allowed modules, ABC registrations,
-   garbage, memory, objects whose code would run later -- all of it dies with the child. A program that hangs is
-   killed by the template at the wall-clock limit (and the template by the parent, should it ever stop
-   answering); a program that crashes its interpreter (a C-level stack overflow) takes only its own child down.
-3. **Data** -- the answer is converted to plain JSON data inside the worker with exact type checks, sent as one
-   JSON line over a pipe, size-capped and schema-checked again by the parent. Nothing is ever unpickled, and the
+   garbage, memory, objects whose code would run later -- all of it dies with the child. The parent talks to
+   each child over two private pipes, so the template is off the path of every run; when the wall clock runs
+   out the template kills the child; a program that crashes its interpreter (a C-level stack overflow) takes
+   only its own process down.
+3. **Data** -- the answer is converted to plain JSON data inside the program's process with exact type checks,
+   sent as one JSON line over its pipe, size-capped and schema-checked again by the parent. Nothing is ever unpickled, and the
    program's stdout is never parsed.
 
 What it deliberately does not do: it is not a defence against kernel exploits, CPU side channels or a hostile
@@ -265,8 +266,10 @@ class _Template:
         ctl = self.ctl
         if ctl is None:
             raise _TemplateGone("no template")
+        poller = select.poll()  # not select(): the host may hold more than FD_SETSIZE descriptors
+        poller.register(ctl, select.POLLIN)
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([ctl], [], [], remaining)[0]:
+        if remaining <= 0 or not poller.poll(max(1, math.ceil(remaining * 1000))):
             return None
         try:
             data, fds, _flags, _addr = socket.recv_fds(ctl, 4096, 2)
