@@ -305,12 +305,13 @@ def test_the_program_runs_in_its_own_limited_process():
         template = sb._slots[0].proc.pid
         seen = {}
 
-        def watch():  # find the child that is busy with the program and read its limits
+        def watch():  # find the child busy with the program (it has spun for 0.3 s) and read its limits
             end = time.monotonic() + 3
+            ticks = 0.3 * os.sysconf("SC_CLK_TCK")
             while time.monotonic() < end and not seen:
                 for pid in _proc(template, f"task/{template}/children").split():
                     try:
-                        if _proc(int(pid), "stat").split(")")[-1].split()[0] == "R":
+                        if int(_proc(int(pid), "stat").split(")")[-1].split()[11]) >= ticks:  # utime
                             seen.update(pid=int(pid), limits=_proc(int(pid), "limits"),
                                         status=_proc(int(pid), "status"), net=os.readlink(f"/proc/{pid}/ns/net"))
                     except (OSError, StopIteration):

@@ -892,7 +892,7 @@ def _harden_template(cfg: dict) -> dict:
         except Exception:  # noqa: BLE001
             pass
     # 3. the children drop root: the template keeps it (it runs no program), so a child can't signal it
-    layers["uid"] = _NOBODY if cfg.get("drop_privileges", True) and os.geteuid() == 0 else os.geteuid()
+    layers["uid"] = _probe_uid(cfg)
     _set_rlimits({"RLIMIT_FSIZE": 0, "RLIMIT_CORE": 0, "RLIMIT_MEMLOCK": 0, "RLIMIT_NOFILE": _TEMPLATE_FDS})
     # 4. the per-program limits every child sets on itself (reported here, applied in _enter_child)
     layers["rlimits"] = [name for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE",
@@ -901,15 +901,34 @@ def _harden_template(cfg: dict) -> dict:
     return layers
 
 
+def _drop_root(cfg: dict) -> None:
+    """As ``nobody`` a process can't touch root's files, and RLIMIT_NPROC applies to it. Where the OS refuses
+    (a container without CAP_SETUID), the process stays as it is; ``layers["uid"]`` says which."""
+    if cfg.get("drop_privileges", True) and os.geteuid() == 0:
+        try:
+            os.setgroups([])
+            os.setgid(_NOBODY)
+            os.setuid(_NOBODY)
+        except OSError:
+            pass
+
+
+def _probe_uid(cfg: dict) -> int:
+    """The uid a child ends up with, found by forking one that drops root and reports through its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        _drop_root(cfg)
+        os._exit(0 if os.geteuid() == _NOBODY else 1)
+    _pid, status = os.waitpid(pid, 0)
+    return _NOBODY if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else os.geteuid()
+
+
 def _enter_child(cfg: dict, template_pid: int) -> None:
     """In a freshly forked child, before it reads its program: drop root, die with the template, set the limits.
 
     Order matters: changing uid clears the parent-death signal, and RLIMIT_NPROC=0 applies to the new uid.
     """
-    if cfg.get("drop_privileges", True) and os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(_NOBODY)
-        os.setuid(_NOBODY)
+    _drop_root(cfg)
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)

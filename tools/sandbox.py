@@ -24,8 +24,8 @@ What it implements, in layers (details and the threat model in docs/sandbox.md):
    out the template kills the child; a program that crashes its interpreter (a C-level stack overflow) takes
    only its own process down.
 3. **Data** -- the answer is converted to plain JSON data inside the program's process with exact type checks,
-   sent as one JSON line over its pipe, size-capped and schema-checked again by the parent. Nothing is ever unpickled, and the
-   program's stdout is never parsed.
+   sent as one JSON line over its pipe, size-capped and schema-checked again by the parent. Nothing is ever
+   unpickled, and the program's stdout is never parsed.
 
 What it deliberately does not do: it is not a defence against kernel exploits, CPU side channels or a hostile
 co-tenant on the same machine; no seccomp filter is installed. For hostile multi-tenant use, run the whole thing
