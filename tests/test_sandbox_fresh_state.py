@@ -299,7 +299,8 @@ def _limit(limits: str, name: str) -> str:
     return line[len(name):].split()[0]
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"),
+                    reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)")
 def test_the_program_runs_in_its_own_limited_process():
     with Sandbox(workers=1, timeout=4.0, memory_mb=300, cpu_seconds=3) as sb:
         template = sb._slots[0].proc.pid

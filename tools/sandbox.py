@@ -65,6 +65,7 @@ __all__ = [
     "AVAILABLE_MODULES",
     "DEFAULT_ALLOWED_IMPORTS",
     "ExecResult",
+    "SANDBOX_KINDS",
     "Sandbox",
     "SandboxClosedError",
     "SandboxStartError",
