@@ -337,3 +337,32 @@ def test_the_program_runs_in_its_own_limited_process():
             assert "Uid:\t65534\t65534\t65534\t65534" in seen["status"]
         if sb.layers.get("netns"):
             assert seen["net"] != os.readlink("/proc/self/ns/net")
+
+
+def test_a_template_killed_from_outside_is_replaced():
+    with Sandbox(workers=1, timeout=5.0) as sb:
+        template = sb._slots[0].proc.pid
+        assert sb.run("answer = 1").ok
+        os.kill(template, 9)
+        sb._slots[0].proc.wait(timeout=5)
+        r = sb.run("answer = 2")
+        assert r.ok and r.value == 2, r.error
+        assert sb._slots[0].proc.pid != template
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"),
+                    reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)")
+def test_a_waiting_child_killed_from_outside_does_not_cost_a_program():
+    with Sandbox(workers=1, timeout=5.0) as sb:
+        template = sb._slots[0].proc.pid
+        end = time.monotonic() + 5
+        while len(_proc(template, f"task/{template}/children").split()) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        killed = [int(pid) for pid in _proc(template, f"task/{template}/children").split()]
+        for pid in killed:
+            os.kill(pid, 9)
+        while any(os.path.exists(f"/proc/{pid}") for pid in killed) and time.monotonic() < end + 5:
+            time.sleep(0.01)  # reaped by the template
+        r = sb.run("answer = 3")
+        assert r.ok and r.value == 3, r.error
+        assert sb._slots[0].proc.pid == template

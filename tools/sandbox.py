@@ -165,6 +165,10 @@ class _TemplateGone(Exception):
     pass
 
 
+class _NotDelivered(Exception):
+    """The child was gone before it read the program: nothing ran, so the program may go to the next child."""
+
+
 class _Child(NamedTuple):
     pid: int
     src_w: int  # the parent writes the request here, then closes it
@@ -270,7 +274,7 @@ class _Template:
         poller = select.poll()  # not select(): the host may hold more than FD_SETSIZE descriptors
         poller.register(ctl, select.POLLIN)
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not poller.poll(max(1, math.ceil(remaining * 1000))):
+        if not poller.poll(max(0, math.ceil(remaining * 1000))):
             return None
         try:
             data, fds, _flags, _addr = socket.recv_fds(ctl, 4096, 2)
@@ -296,6 +300,8 @@ class _Template:
 
     def take_child(self, deadline: float) -> _Child | None:
         """The next ready child, or None at the deadline. Children that died while waiting are dropped."""
+        while self._receive(0.0) is not None:  # first whatever the template has already said (exits included)
+            pass
         while True:
             while not self.ready:
                 if self._receive(deadline) is None:
@@ -562,28 +568,31 @@ class Sandbox:
     # -- internals --------------------------------------------------------------------------------------------
     def _run_on(self, slot: _Template, source: str, timeout: float) -> ExecResult:
         payload = json.dumps({"source": source}).encode("utf-8")
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):  # another try only when the program never reached a child
             if not slot.alive():
                 slot.start()
             try:
                 child = slot.take_child(time.monotonic() + _TEMPLATE_PATIENCE_S)
             except (_TemplateGone, ValueError):
                 child = None
-            if child is not None:
-                break
-            slot.kill()  # stuck or gone before the program was even handed over: a fresh template, once more
-            if attempt == 2:
+            if child is None:  # stuck or gone before the program was handed over: a fresh template
+                slot.kill()
+                if attempt == 1:
+                    continue
                 self._respawn(slot)
                 return _failure("crash", "WorkerCrash", "the sandbox's template process stopped answering; it was "
                                 "restarted")
-        try:
-            return self._run_child(slot, child, payload, timeout)
-        except (_TemplateGone, ValueError):
-            slot.kill()
-            self._respawn(slot)
-            return _failure("crash", "WorkerCrash", "the sandbox's template process died; it was restarted")
-        finally:
-            _close(child.res_r)  # src_w is closed by _run_child, as soon as the request is written
+            try:
+                return self._run_child(slot, child, payload, timeout)
+            except _NotDelivered:  # the child was gone before it read the program (killed from outside)
+                continue
+            except (_TemplateGone, ValueError):
+                slot.kill()
+                self._respawn(slot)
+                return _failure("crash", "WorkerCrash", "the sandbox's template process died; it was restarted")
+            finally:
+                _close(child.res_r)  # src_w is closed by _run_child, as soon as the request is written
+        return _failure("crash", "WorkerCrash", "three of the sandbox's processes died before they read the program")
 
     def _run_child(self, slot: _Template, child: _Child, payload: bytes, timeout: float) -> ExecResult:
         t0 = time.perf_counter()
@@ -594,6 +603,8 @@ class Sandbox:
             sent = _write_all(child.src_w, payload, deadline)
         finally:
             os.close(child.src_w)  # EOF: the child starts
+        if not sent and time.monotonic() < deadline:
+            raise _NotDelivered
         reply, closed = _read_reply(child.res_r, deadline, slot.max_reply) if sent else (b"", False)
         if closed and reply.endswith(b"\n") and reply.count(b"\n") == 1:
             duration = time.perf_counter() - t0
