@@ -28,10 +28,11 @@ from typing import Any
 
 from agentkit.errors import UsageError
 from agentkit.eval.compare import Comparison, pairwise
+from agentkit.eval.report_html import render_html
 from agentkit.eval.scoring import bleu, rouge, wilson_interval
 
-__all__ = ["Run", "read_run", "write_reports", "summarize", "markdown_table", "comparisons_table", "write_chart",
-           "atomic_write", "TIMING"]
+__all__ = ["Run", "read_run", "write_reports", "summarize", "summary_rows", "markdown_table", "comparisons_table",
+           "write_chart", "atomic_write", "TIMING"]
 
 SAMPLES = "samples.jsonl"
 TIMING = "timing"
@@ -83,28 +84,41 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table comparing methods (also printed at the end of a CLI run)."""
+def summary_rows(
+    summaries: Sequence[Mapping[str, Any]], *, by_kind: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """The comparison table as text cells: (header, rows). ``by_kind`` lists every failure kind with its count
+    (the HTML report) instead of the failure rate and the most common kind (the terminal and results.md)."""
     text = any("f1" in s for s in summaries)
-    head = ["method", "n", "accuracy", "95% CI", "failed", "top failure", "tokens/ex", "latency s/ex"]
+    failure_head = ["failures by kind"] if by_kind else ["failed", "top failure"]
+    head = ["method", "n", "accuracy", "95% CI", *failure_head, "tokens/ex", "latency s/ex"]
     if text:
         head[4:4] = ["F1", "ROUGE-L"]
     rows = []
     for s in summaries:
-        top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
+        if by_kind:
+            failures = [", ".join(f"{kind} {count}" for kind, count in s["failures"].items()) or "none"]
+        else:
+            top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
+            failures = [_pct(s["failure_rate"]), top]
         row = [
             s["method"],
             str(s["n"]),
             _pct(s["accuracy"]),
             f"{_pct(s['ci95'][0])}–{_pct(s['ci95'][1])}",
-            _pct(s["failure_rate"]),
-            top,
+            *failures,
             f"{s['tokens_per_example']:.0f}",
             f"{s['seconds_per_example']:.2f}",
         ]
         if text:
             row[4:4] = [f"{s.get('f1', 0.0):.3f}", f"{s.get('rougeL', 0.0):.3f}"]
         rows.append(row)
+    return head, rows
+
+
+def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table comparing methods (also printed at the end of a CLI run)."""
+    head, rows = summary_rows(summaries)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -170,7 +184,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of one samples.jsonl in dataset order, read only (a torn last line is skipped, not fixed)."""
+    """The records of one samples.jsonl in dataset order, read only: a torn last line is skipped, not repaired
+    as ``runner.SampleStore.load`` does, because a report may be made while the run is still appending."""
     lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 may sit inside a record
     while lines and not lines[-1].strip():
         lines.pop()
@@ -248,8 +263,6 @@ def write_reports(
     methods: Mapping[str, Sequence[Mapping[str, Any]]],
 ) -> dict[str, Path]:
     """Write results.md, results.png and results.html for ``methods`` (name -> records in dataset order)."""
-    from agentkit.eval.report_html import render_html
-
     summaries = [summarize(name, records) for name, records in methods.items()]
     comparisons = pairwise(methods)
     n = len({r["id"] for records in methods.values() for r in records})
@@ -270,7 +283,7 @@ def write_reports(
     md += ["Browse every example and its trajectory in [results.html](results.html).", ""]
     atomic_write(files["results_md"], "\n".join(md))
     page = render_html(
-        config=config, methods=methods, summaries=summaries, comparisons=comparisons,
+        config=config, methods=methods, table=summary_rows(summaries, by_kind=True), comparisons=comparisons,
         chart_png=files["chart"].read_bytes(), repeats=repeats,
     )
     atomic_write(files["results_html"], page)

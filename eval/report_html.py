@@ -116,26 +116,11 @@ def _js_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _summary_table(summaries: Sequence[Mapping[str, Any]]) -> str:
-    text = any("f1" in s for s in summaries)
-    head = ["method", "n", "correct", "accuracy", "95% CI", "failures by kind", "tokens/ex", "latency s/ex"]
-    if text:
-        head[5:5] = ["F1", "ROUGE-L"]
-    rows = []
-    for s in summaries:
-        failures = ", ".join(f"{k} {v}" for k, v in s["failures"].items()) or "none"
-        cells = [s["method"], s["n"], s["correct"], _pct(s["accuracy"]),
-                 f"{_pct(s['ci95'][0])} – {_pct(s['ci95'][1])}", failures,
-                 f"{s['tokens_per_example']:.0f}", f"{s['seconds_per_example']:.2f}"]
-        if text:
-            cells[5:5] = [f"{s.get('f1', 0.0):.3f}", f"{s.get('rougeL', 0.0):.3f}"]
-        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
-    return ("<table class=summary><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
-            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+def _summary_table(table: tuple[Sequence[str], Sequence[Sequence[str]]]) -> str:
+    head, rows = table
+    return ("<table class=summary><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+            + "</tbody></table>")
 
 
 def _comparisons_table(comparisons: Sequence[Comparison]) -> str:
@@ -156,7 +141,7 @@ def _comparisons_table(comparisons: Sequence[Comparison]) -> str:
             f"<td class={'sig' if c.p_value < 0.05 else 'nonsig'}>{c.p_value:.3g}</td></tr>"
         )
     return (
-        "<h2>Paired comparisons</h2><p class=note>Each pair on the questions both answered. The interval is the "
+        "<h2>Paired comparisons</h2><p class=note>Each pair on the questions both answered. The interval is "
         f"{_e(CI_METHOD)}; the p-value is the {_e(TEST_METHOD)}. Click a count to list those questions.</p>"
         "<table class=pairs><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
         + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
@@ -167,12 +152,13 @@ def render_html(
     *,
     config: Mapping[str, Any],
     methods: Mapping[str, Sequence[Mapping[str, Any]]],
-    summaries: Sequence[Mapping[str, Any]],
+    table: tuple[Sequence[str], Sequence[Sequence[str]]],
     comparisons: Sequence[Comparison],
     chart_png: bytes | None = None,
     repeats: int = 0,
 ) -> str:
-    """The whole page as one string."""
+    """The whole page as one string. ``table`` is the comparison table's (header, rows) of text cells
+    (``report.summary_rows``); ``methods`` maps each method to its records in dataset order."""
     data = page_data(config, methods, comparisons)
     dataset, model, shots = config.get("dataset", "?"), config.get("model", "?"), config.get("shots", "?")
     n = len(data["questions"])
@@ -191,7 +177,7 @@ def render_html(
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
         f"<title>{_e(dataset)} · {_e(model)} — agentkit benchmark</title><style>{_CSS}</style></head><body>"
         f"<header><h1>Benchmark: {_e(dataset)}</h1><p class=facts>{_e(' · '.join(facts))}</p></header>"
-        f"<section class=top><div>{_summary_table(summaries)}{_comparisons_table(comparisons)}</div>{chart}</section>"
+        f"<section class=top><div>{_summary_table(table)}{_comparisons_table(comparisons)}</div>{chart}</section>"
         "<h2>Examples</h2>"
         "<div class=controls>"
         "<label>Method <select id=method></select></label>"

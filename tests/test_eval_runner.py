@@ -341,7 +341,7 @@ def test_greedy_runs_are_deterministic(tmp_path):
         return [line.rsplit("|", 2)[0] for line in rows]
 
     assert table_without_latency(runs[0]) == table_without_latency(runs[1])
-    assert len(table_without_latency(runs[0])) == 4  # header, rule, two methods
+    assert len(table_without_latency(runs[0])) == 4 + 3  # header, rule, two methods; the pair's header, rule, row
 
 
 def test_no_output_dir_touches_no_disk(tmp_path, monkeypatch):
