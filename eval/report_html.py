@@ -75,6 +75,8 @@ def _slim(result: Mapping[str, Any]) -> dict[str, Any]:
         })
     if result.get("samples"):
         out["samples"] = [_slim(s) for s in result["samples"] if isinstance(s, Mapping)]
+        if not trajectory:
+            out["completions"] = None  # self-consistency: the samples' own completions, shown with each sample
     return _compact(out)  # False is left out too: a missing "correct" reads as not correct
 
 
