@@ -89,8 +89,9 @@ def exact_number(text: str | None) -> Fraction | None:
         marks = list(_ANSWER_IS.finditer(text))
         if marks:
             match = _NUMBER.search(text[marks[-1].end() :][:80])
-        if match is None:
-            *_, match = (None, *_NUMBER.finditer(text))
+        if match is None:  # no marker, or no number after it: the last number
+            numbers = list(_NUMBER.finditer(text))
+            match = numbers[-1] if numbers else None
     return _fraction(match) if match is not None else None
 
 
