@@ -10,7 +10,8 @@ right and B wrong" for each pair), and searches the question text.
 Safety: questions and model output are untrusted text. The static part is escaped with ``html.escape``; the
 examples travel as JSON in a ``<script type="application/json">`` block with ``<``, ``>``, ``&``, U+2028 and
 U+2029 escaped, so no string can close the block; the page's script builds every node with ``textContent``,
-never ``innerHTML``; and a Content-Security-Policy forbids any network access and any script but the page's own.
+never ``innerHTML``; and a Content-Security-Policy forbids any network access and runs only the page's own script
+and style (allowed by their SHA-256), so even a slip in escaping could not run injected code.
 
 Speed: the list is virtual (only the rows in view exist in the DOM) and a question's details are built when it
 is opened, so a full GSM8K run (1,319 questions x several methods) opens and filters at once. The prompts are
@@ -22,6 +23,7 @@ Deliberately not here: any server, any external asset (no CDN, fonts or librarie
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -109,6 +111,11 @@ def page_data(
 # --- the static part (escaped on the server side) -----------------------------------------------------------------
 
 
+def _sha256(source: str) -> str:
+    """A CSP source that allows exactly this inline script or style and nothing else."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii")
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -175,8 +182,8 @@ def render_html(
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
-        "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f"<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
+        f"style-src '{_sha256(_CSS)}'; script-src '{_sha256(_JS)}'\">"
         f"<title>{_e(dataset)} · {_e(model)} — agentkit benchmark</title><style>{_CSS}</style></head><body>"
         f"<header><h1>Benchmark: {_e(dataset)}</h1><p class=facts>{_e(' · '.join(facts))}</p></header>"
         f"<section class=top><div>{_summary_table(table)}{_comparisons_table(comparisons)}</div>{chart}</section>"

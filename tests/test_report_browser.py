@@ -143,3 +143,15 @@ def test_a_full_size_run_renders_only_the_rows_in_view(tmp_path, open_page):
     page.select_option("#outcome", label="failed: no_answer")
     assert count(page) == f"{sum(any(failed(i, k) for k in range(4)) for i in range(1319))} of 1319 questions"
     assert page.errors == []
+
+
+def test_the_policy_runs_only_the_pages_own_script(report_run, open_page, tmp_path):
+    """Defence in depth: even a script that got into the page some other way would not run."""
+    page_text = (report_run / "results.html").read_text(encoding="utf-8")
+    tampered = tmp_path / "tampered.html"
+    tampered.write_text(page_text.replace("<h2>Examples</h2>", "<h2>Examples</h2><script>window.__csp = 1</script>"),
+                        encoding="utf-8")
+    page = open_page(tampered)
+    assert page.evaluate("() => window.__csp") is None
+    assert count(page) == "8 of 8 questions"  # the page's own script still ran
+    assert any("Content Security Policy" in e for e in page.errors)
