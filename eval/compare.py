@@ -239,8 +239,8 @@ def format_comparison(c: Comparison) -> str:
         "",
         f"accuracy A - B: {_pts(c.difference)} points, 95% CI {_pts(c.ci95[0])} to {_pts(c.ci95[1])} "
         f"(by {CI_METHOD})",
-        f"exact McNemar test: {c.only_a} questions only A got right, {c.only_b} only B; two-sided p = "
-        f"{c.p_value:.4g}",
+        f"exact McNemar test: {c.only_a} question{'' if c.only_a == 1 else 's'} only A got right, {c.only_b} "
+        f"only B; two-sided p = {c.p_value:.4g}",
         verdict(c),
     ]
     return "\n".join(lines)
