@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agentkit.eval.compare import pairwise
 from agentkit.eval.report import summarize, summary_rows
-from agentkit.eval.report_html import render_html
+from agentkit.eval.report_html import page_data, render_html
 
 RATIONALE = ("She buys {a} packs of {b} pens, so she has {a} * {b} = {c} pens. She gives away {d}, "
              "which leaves {c} - {d} = {e} pens. Then she splits them between 2 friends. ") * 2
@@ -57,9 +57,11 @@ def main() -> None:
     methods = records(args.questions, args.k)
 
     started = time.perf_counter()
-    page = render_html(config={"dataset": "gsm8k", "model": "synthetic", "shots": 4}, methods=methods,
+    comparisons = pairwise(methods)
+    page = render_html(config={"dataset": "gsm8k", "model": "synthetic", "shots": 4},
+                       data=page_data(methods, comparisons),
                        table=summary_rows([summarize(m, r) for m, r in methods.items()], by_kind=True),
-                       comparisons=pairwise(methods))
+                       comparisons=comparisons)
     render_s = time.perf_counter() - started
     print(f"{args.questions} questions x {len(methods)} methods (pal-sc k={args.k})")
     print(f"page size: {len(page.encode()) / 1e6:.1f} MB; Python render: {render_s:.2f} s")

@@ -28,7 +28,7 @@ from typing import Any
 
 from agentkit.errors import UsageError
 from agentkit.eval.compare import Comparison, pairwise
-from agentkit.eval.report_html import render_html
+from agentkit.eval.report_html import page_data, render_html
 from agentkit.eval.scoring import bleu, rouge, wilson_interval
 
 __all__ = ["Run", "read_run", "write_reports", "summarize", "summary_rows", "markdown_table", "comparisons_table",
@@ -243,20 +243,6 @@ def comparisons_table(comparisons: Sequence[Comparison]) -> str:
     return "\n".join(lines)
 
 
-def repeated_questions(methods: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
-    """How many examples repeat an earlier example's question (each is still scored on its own)."""
-    first: dict[str, dict[str, Any]] = {}
-    for records in methods.values():
-        for r in records:
-            first.setdefault(r["id"], r)
-    seen: set[str] = set()
-    repeats = 0
-    for r in sorted(first.values(), key=lambda r: r.get("index", 0)):
-        repeats += r.get("question") in seen
-        seen.add(r.get("question"))
-    return repeats
-
-
 def write_reports(
     run_dir: Path,
     config: Mapping[str, Any],
@@ -267,7 +253,8 @@ def write_reports(
     comparisons = pairwise(methods)
     n = len({r["id"] for records in methods.values() for r in records})
     dataset, model, shots = config.get("dataset", "?"), config.get("model", "?"), config.get("shots", "?")
-    repeats = repeated_questions(methods)
+    data = page_data(methods, comparisons)
+    repeats = sum("repeat_of" in q for q in data["questions"])
     files = {"results_md": run_dir / "results.md", "chart": run_dir / "results.png",
              "results_html": run_dir / "results.html"}
     write_chart(files["chart"], summaries, f"{dataset} · {model} · {shots}-shot · n={n}")
@@ -282,9 +269,7 @@ def write_reports(
                comparisons_table(comparisons), ""]
     md += ["Browse every example and its trajectory in [results.html](results.html).", ""]
     atomic_write(files["results_md"], "\n".join(md))
-    page = render_html(
-        config=config, methods=methods, table=summary_rows(summaries, by_kind=True), comparisons=comparisons,
-        chart_png=files["chart"].read_bytes(), repeats=repeats,
-    )
+    page = render_html(config=config, data=data, table=summary_rows(summaries, by_kind=True),
+                       comparisons=comparisons, chart_png=files["chart"].read_bytes())
     atomic_write(files["results_html"], page)
     return files

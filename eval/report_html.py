@@ -83,11 +83,11 @@ def _slim(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def page_data(
-    config: Mapping[str, Any],
     methods: Mapping[str, Sequence[Mapping[str, Any]]],
-    comparisons: Sequence[Comparison],
+    comparisons: Sequence[Comparison] = (),
 ) -> dict[str, Any]:
-    """The JSON the page's script reads: one entry per question, each method's result under it."""
+    """The JSON the page's script reads: one entry per question (in dataset order), each method's result under
+    it, and ``repeat_of`` (the id of the first question with the same text) where a question repeats."""
     questions: dict[str, dict[str, Any]] = {}
     for name, records in methods.items():
         for r in records:
@@ -160,18 +160,17 @@ def _comparisons_table(comparisons: Sequence[Comparison]) -> str:
 def render_html(
     *,
     config: Mapping[str, Any],
-    methods: Mapping[str, Sequence[Mapping[str, Any]]],
+    data: Mapping[str, Any],
     table: tuple[Sequence[str], Sequence[Sequence[str]]],
     comparisons: Sequence[Comparison],
     chart_png: bytes | None = None,
-    repeats: int = 0,
 ) -> str:
-    """The whole page as one string. ``table`` is the comparison table's (header, rows) of text cells
-    (``report.summary_rows``); ``methods`` maps each method to its records in dataset order."""
-    data = page_data(config, methods, comparisons)
+    """The whole page as one string. ``data`` is :func:`page_data`'s; ``table`` the comparison table's
+    (header, rows) of text cells (``report.summary_rows``)."""
     dataset, model, shots = config.get("dataset", "?"), config.get("model", "?"), config.get("shots", "?")
     n = len(data["questions"])
-    facts = [f"model {model}", f"{shots}-shot", f"{n} examples", f"methods: {', '.join(methods)}"]
+    repeats = sum("repeat_of" in q for q in data["questions"])
+    facts = [f"model {model}", f"{shots}-shot", f"{n} examples", f"methods: {', '.join(data['methods'])}"]
     if repeats:
         facts.append(f"{repeats} repeat an earlier question (each scored on its own)")
     generation = config.get("generation")

@@ -64,7 +64,7 @@ def test_json_for_script_round_trips():
 
 def test_page_data_keeps_trajectories_and_drops_prompts(report_run):
     run = read_run(report_run)
-    data = page_data(run.report_config, run.methods, [])
+    data = page_data(run.methods)
     q = next(q for q in data["questions"] if q["id"] == "line-3")
     react = q["results"]["react"]["trajectory"]["steps"]
     assert react[0]["action"] == "Search" and react[0]["thought"].startswith("<script>")

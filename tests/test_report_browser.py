@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from agentkit.eval.report import summarize, summary_rows
-from agentkit.eval.report_html import render_html
+from agentkit.eval.report_html import page_data, render_html
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
@@ -130,7 +130,7 @@ def big_run(n_questions: int, methods: list[str]) -> dict[str, list[dict]]:
 
 def test_a_full_size_run_renders_only_the_rows_in_view(tmp_path, open_page):
     methods = big_run(1319, ["direct", "cot", "pal", "pal-sc"])
-    page_text = render_html(config={"dataset": "gsm8k", "model": "m", "shots": 4}, methods=methods,
+    page_text = render_html(config={"dataset": "gsm8k", "model": "m", "shots": 4}, data=page_data(methods),
                             table=summary_rows([summarize(m, r) for m, r in methods.items()]), comparisons=[])
     path = tmp_path / "results.html"
     path.write_text(page_text, encoding="utf-8")
