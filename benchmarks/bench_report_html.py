@@ -84,7 +84,7 @@ def main() -> None:
 
         def timed(script: str) -> float:
             """Milliseconds the page takes to apply a change (measured inside the page)."""
-            return tab.evaluate("() => { const t0 = performance.now(); " + script + "; return performance.now() - t0; }")
+            return tab.evaluate(f"() => {{ const t0 = performance.now(); {script}; return performance.now() - t0; }}")
 
         n = args.questions
         filter_ms = timed("const s = document.getElementById('outcome'); s.selectedIndex = 2; "

@@ -262,7 +262,12 @@ _JS = r"""
     return parent;
   }
   function option(sel, value, text) { var o = el("option", null, text); o.value = value; sel.appendChild(o); }
-  function group(sel, label) { var g = document.createElement("optgroup"); g.label = label; sel.appendChild(g); return g; }
+  function group(sel, label) {
+    var g = document.createElement("optgroup");
+    g.label = label;
+    sel.appendChild(g);
+    return g;
+  }
 
   // outcome of one method on one question: "ok", "wrong", a failure kind, or "none" (not run)
   function outcome(r) { return !r ? "none" : r.correct ? "ok" : (r.failure || "wrong"); }
@@ -398,8 +403,8 @@ _JS = r"""
       var x = r.execution;
       if (x) {
         if (x.stdout) add(parent, label("stdout" + (x.stdout_truncated ? " (truncated)" : "")), pre(x.stdout));
-        add(parent, label("Sandbox"),
-          x.ok ? pre("returned " + JSON.stringify(x.value === undefined ? null : x.value)) : pre(x.error || "failed", "err"));
+        var value = JSON.stringify(x.value === undefined ? null : x.value);
+        add(parent, label("Sandbox"), x.ok ? pre("returned " + value) : pre(x.error || "failed", "err"));
       }
     }
     if (r.votes) {

@@ -12,10 +12,10 @@ import pytest
 
 from agentkit.eval.datasets import (
     DatasetError,
+    Repeats,
     dataset_fingerprint,
     gsm8k_gold,
     load_dataset,
-    Repeats,
     parse_field_mapping,
     repeats,
     shipped_path,
@@ -148,7 +148,8 @@ def test_repeated_questions_are_each_their_own_example(tmp_path):
     assert [e.meta.get("repeat_of") for e in examples] == [None, "line-1", None, "line-1"]
     found = repeats(examples)
     assert found == Repeats(questions=2, other_gold=1, ids=0)
-    assert str(found) == "2 repeat an earlier question, 1 with a different gold (each line is scored as its own example)"
+    assert str(found) == ("2 repeat an earlier question, 1 with a different gold "
+                          "(each line is scored as its own example)")
     assert str(repeats(examples[2:3])) == "no repeated questions"
 
 

@@ -52,31 +52,32 @@ def open_page(browser):
         page.close()
 
 
-def count(page) -> str:
-    return page.text_content("#count")
+def shows(page, text: str) -> None:
+    """The list's count reads ``text`` (waiting for the page, as events such as a details toggle are async)."""
+    sync_api.expect(page.locator("#count")).to_have_text(text)
 
 
 def test_page_loads_without_errors_and_filters_change_what_is_shown(report_run, open_page):
     page = open_page(report_run / "results.html")
-    assert count(page) == "8 of 8 questions"
+    shows(page, "8 of 8 questions")
     assert page.locator(".row").count() == 8
     page.select_option("#outcome", label="failed: sandbox_error")
-    assert count(page) == "1 of 8 questions"
+    shows(page, "1 of 8 questions")
     assert page.text_content(".row .q").startswith("Mia owes $45")
     page.select_option("#method", "cot")
-    assert count(page) == "0 of 8 questions"
+    shows(page, "0 of 8 questions")
     assert "No question matches" in page.text_content("#detail")
     page.select_option("#outcome", label="wrong answer")
-    assert count(page) == "1 of 8 questions"  # cot's 1,450,001 for 1,450,000
+    shows(page, "1 of 8 questions")  # cot's 1,450,001 for 1,450,000
     page.select_option("#method", "")
     page.select_option("#outcome", label="everything")
     page.fill("#search", "baker")
-    assert count(page) == "2 of 8 questions"
+    shows(page, "2 of 8 questions")
     page.fill("#search", "")
     page.select_option("#outcome", label="cot right, pal not")
-    assert count(page) == "2 of 8 questions"
+    shows(page, "2 of 8 questions")
     page.click("button.pairfilter >> nth=0")  # direct vs cot, both right
-    assert count(page) == "4 of 8 questions"
+    shows(page, "4 of 8 questions")
     assert page.errors == []
 
 
@@ -103,7 +104,7 @@ def test_the_detail_shows_every_method_side_by_side(report_run, open_page):
     pal = cards.nth(2).text_content()
     assert "return owed / 0" in pal and "ZeroDivisionError" in pal
     page.click("#detail summary >> text=sample 1")
-    assert "ZeroDivisionError" in cards.nth(3).text_content()
+    sync_api.expect(cards.nth(3)).to_contain_text("ZeroDivisionError")  # built when the sample is opened
     page.fill("#search", "9 birds")
     react = page.locator("#detail .card").nth(4).text_content()
     assert "ran out of steps (forced finish)" in react and "Search[Nothing Such Exists]" in react
@@ -135,13 +136,13 @@ def test_a_full_size_run_renders_only_the_rows_in_view(tmp_path, open_page):
     path = tmp_path / "results.html"
     path.write_text(page_text, encoding="utf-8")
     page = open_page(path)
-    assert count(page) == "1319 of 1319 questions"
+    shows(page, "1319 of 1319 questions")
     assert 0 < page.locator(".row").count() < 80  # virtual: the rows in view, not 1,319
     page.eval_on_selector("#list", "el => { el.scrollTop = el.scrollHeight; }")
-    page.wait_for_function("() => Array.from(document.querySelectorAll('.row .idx')).some(e => e.textContent === '1319')")
+    page.wait_for_function("() => [...document.querySelectorAll('.row .idx')].some(e => e.textContent === '1319')")
     assert page.locator(".row").count() < 80
     page.select_option("#outcome", label="failed: no_answer")
-    assert count(page) == f"{sum(any(failed(i, k) for k in range(4)) for i in range(1319))} of 1319 questions"
+    shows(page, f"{sum(any(failed(i, k) for k in range(4)) for i in range(1319))} of 1319 questions")
     assert page.errors == []
 
 
@@ -153,5 +154,5 @@ def test_the_policy_runs_only_the_pages_own_script(report_run, open_page, tmp_pa
                         encoding="utf-8")
     page = open_page(tampered)
     assert page.evaluate("() => window.__csp") is None
-    assert count(page) == "8 of 8 questions"  # the page's own script still ran
+    shows(page, "8 of 8 questions")  # the page's own script still ran
     assert any("Content Security Policy" in e for e in page.errors)
