@@ -58,7 +58,11 @@ def test_extract_code_handles_fenced_bare_and_separators(completion, expected):
 
 
 @pytest.mark.parametrize(
-    "value, expected", [(42, "42"), (42.0, "42"), (2.5, "2.5"), ("$18", "18"), (True, None), ([1], None), (None, None)]
+    "value, expected",
+    [(42, "42"), (42.0, "42"), (2.5, "2.5"), ("$18", "18"), (True, None), ([1], None), (None, None),
+     # exact at any size: no float rounding, no OverflowError, and the sandbox's exact texts read exactly
+     (10**400, "1" + "0" * 400), (2**53 + 1, "9007199254740993"), ("1E+400", "1" + "0" * 400),
+     ("-12/4", "-3"), ("1/4", "0.25"), ("1/" + "1" + "0" * 400, "1/" + "1" + "0" * 400), (float("inf"), None)],
 )
 def test_numeric_value(value, expected):
     assert numeric_value(value) == expected
@@ -74,7 +78,8 @@ class FakeSandbox:
         from agentkit.tools.sandbox import ExecResult
 
         self.sources.append(source)
-        return ExecResult(ok=self.error is None, value=self.value, error=self.error)
+        kind = "ok" if self.error is None else "exception"
+        return ExecResult(ok=self.error is None, value=self.value, error=self.error, kind=kind)
 
 
 def test_pal_runs_the_extracted_program():
