@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections.abc import Generator
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentkit.answers import canonical_number, parse_number
-from agentkit.llm import Completion, GenerationConfig
-from agentkit.runtime import Call, Event
+from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.runtime import Call, Event, Request
 from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+
+if TYPE_CHECKING:
+    from agentkit.tools.sandbox import ExecResult, Sandbox
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _SEPARATORS = ("\nQuestion:", "\nQ:", "```")
@@ -96,23 +100,23 @@ class PAL(SingleCall):
     # small model run on for long.
     default_config = GenerationConfig(max_new_tokens=160, stop=["```", "\nQuestion:"])
 
-    def __init__(self, llm=None, *, sandbox=None, **kwargs):
+    def __init__(self, llm: LLM | None = None, *, sandbox: Sandbox | None = None, **kwargs: Any):
         super().__init__(llm, **kwargs)
         self._sandbox = sandbox
 
     @property
-    def sandbox(self):
+    def sandbox(self) -> Sandbox:
         if self._sandbox is None:
             self._sandbox = shared_sandbox()
         return self._sandbox
 
-    def interpret(self, completion: Completion):
+    def interpret(self, completion: Completion) -> Generator[Request, Any, Interpretation]:
         code = extract_code(completion.text)
         if not code.strip():
             return no_answer(completion, "program")
         yield Event("program", code)
-        result = yield Call(self.sandbox.run, code)
-        execution = result.model_dump() if hasattr(result, "model_dump") else dict(vars(result))
+        result: ExecResult = yield Call(self.sandbox.run, code)
+        execution = result.model_dump()
         yield Event("execution", str(result.value) if result.ok else str(result.error), execution)
         if not result.ok:
             return Interpretation(failure="sandbox_error", error=result.error, program=code, execution=execution)
