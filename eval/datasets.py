@@ -36,6 +36,7 @@ __all__ = [
     "DatasetError",
     "Example",
     "SHIPPED",
+    "shipped_datasets",
     "load_dataset",
     "gsm8k_gold",
     "parse_field_mapping",
@@ -198,6 +199,8 @@ def _check_unique(examples: list[Example]) -> None:
     seen: dict[str, str] = {}
     for ex in examples:
         if ex.id in seen:
+            if ex.id == _stable_id(ex.question):  # an id we derived from the question: the user never wrote it
+                raise DatasetError(f"{ex.source}: the same question as {seen[ex.id]}; remove one of the two lines")
             raise DatasetError(f"{ex.source}: duplicate id {ex.id!r} (first seen at {seen[ex.id]})")
         seen[ex.id] = ex.source
 
@@ -205,6 +208,11 @@ def _check_unique(examples: list[Example]) -> None:
 def shipped_path(name: str) -> Path:
     """Path of a shipped sample set (``gsm8k-sample`` or ``wiki-sample``)."""
     return Path(str(resources.files("agentkit.prompts") / "data" / SHIPPED[name]))
+
+
+def shipped_datasets() -> dict[str, Path]:
+    """Every shipped sample set: name -> file."""
+    return {name: shipped_path(name) for name in SHIPPED}
 
 
 _HF_SPEC = re.compile(r"^(?:hf:)?(?P<name>[A-Za-z0-9_.\-/]+?)(?::(?P<config>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%]+))?$")

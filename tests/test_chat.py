@@ -10,9 +10,12 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from agentkit.chat import ChatMode, ChatSession, Display, Settings, build_strategy
 from agentkit.cli import main
+from agentkit.cli.chat import ChatSession
+from agentkit.cli.display import Display
 from agentkit.llm import LLM, ScriptedLLM
+from agentkit.strategies import Settings, build_strategy
+from agentkit.strategies.chat import ChatStrategy as ChatMode
 from agentkit.strategies.pal import PAL
 
 CHAT_REPLY = "6 times 7 is 42."
@@ -205,7 +208,7 @@ def test_mode_option_and_custom_chat_template(tmp_path):
     (templates / "chat.jinja").write_text(template)
     code, out = chat(tmp_path, ["Arr, 42."], ["What is 6 times 7?", "/trace"], "--templates", str(templates))
     assert "PIRATE CHAT\nQ: What is 6 times 7?\nA:" in out
-    code, out = chat(tmp_path, [" 42"], ["What is 6 times 7?"], "--mode", "direct")
+    code, out = chat(tmp_path, [" 42"], ["What is 6 times 7?"], "--method", "direct")
     assert "direct> What is 6 times 7?" in out and "Answer: 42" in out
 
 
@@ -214,8 +217,8 @@ def test_bad_options_fail_before_the_loop(tmp_path):
     assert result.exit_code == 1
     expected = "Error: scripted model file /no/such.json not found: write a JSON list of replies there"
     assert result.output.strip() == expected
-    result = CliRunner().invoke(main, ["chat", "--mode", "nonsense"], input="hi\n")
-    assert result.exit_code == 2 and "Invalid value for '--mode'" in result.output
+    result = CliRunner().invoke(main, ["chat", "--method", "nonsense"], input="hi\n")
+    assert result.exit_code == 1 and "Invalid value for '--method'" in result.output
 
 
 # ------------------------------------------------------------------------------------------------ the session object

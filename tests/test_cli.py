@@ -17,14 +17,14 @@ PROGRAM = "def solution():\n    return 6 * 7\n"
 REACT_FINISH = " I know this one: six sevens are 42.\nAction 1: Finish[42]"
 QUESTION = "What is 6 times 7?"
 
-# method -> (scripted replies, expected answer)
+# method -> (scripted replies, expected answer: a JSON number where the method answers numbers)
 SCRIPTS = {
     "chat": (["6 times 7 is 42."], "6 times 7 is 42."),
-    "direct": ([" 42"], "42"),
-    "cot": ([" Six sevens are 42. The answer is 42."], "42"),
-    "cot-sc": ([" The answer is 42."] * 5, "42"),
-    "pal": ([PROGRAM], "42"),
-    "pal-sc": ([PROGRAM] * 5, "42"),
+    "direct": ([" 42"], 42),
+    "cot": ([" Six sevens are 42. The answer is 42."], 42),
+    "cot-sc": ([" The answer is 42."] * 5, 42),
+    "pal": ([PROGRAM], 42),
+    "pal-sc": ([PROGRAM] * 5, 42),
     "react": ([REACT_FINISH], "42"),
     "react-cot-sc": ([REACT_FINISH], "42"),
 }
@@ -77,12 +77,12 @@ def test_run_answer_text_reads_a_phrase_with_the_wiki_exemplars(tmp_path):
     assert data["answer"] == "Gustave Eiffel"
     assert "Mount Kilimanjaro" in data["prompt"]  # the encyclopedic exemplars, not the word problems
     bad = invoke("run", QUESTION, "--answer", "words", "--model", model)
-    assert bad.exit_code == 2 and "'words' is not one of 'number', 'text'" in bad.output
+    assert bad.exit_code == 1 and "'words' is not one of 'number', 'text'" in bad.output
 
 
 def test_run_options_reach_the_strategy(tmp_path):
     model = script(tmp_path, [" one two three four. The answer is 5."] * 3)
-    result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--k", "3",
+    result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--samples", "3",
                     "--max-tokens", "4", "--temperature", "0.9", "--seed", "7")
     data = json.loads(result.stdout)
     assert data["prompt"].count("Question:") == 2  # one exemplar and the question
@@ -138,10 +138,12 @@ def test_bad_input_is_one_red_line_not_a_traceback(tmp_path, args, message):
         (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
-def test_usage_errors_exit_2_with_a_message(args, message):
+def test_usage_errors_are_one_line_with_exit_1(args, message):
     result = invoke(*args)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert message in result.output
+    (line,) = result.stderr.splitlines()  # one line, as docs/cli.md says
+    assert line.startswith("Error: ") and line.endswith("--help')") and result.stdout == ""
 
 
 def test_debug_shows_the_traceback(tmp_path):
