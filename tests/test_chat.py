@@ -325,3 +325,58 @@ def test_answer_command_switches_cot_to_text_answers(tmp_path):
     assert out.count("Answer: Leonardo da Vinci") == 1
     assert after(out, "/answer words") == ["Error: answer must be one of: number, text, default; got 'words'"]
     assert after(out, "/answer") == ["answer: text"]
+
+
+def test_settings_are_checked_when_set_and_accept_default(tmp_path):
+    lines = ["/mode cot", "/shots 99", "/shots", "/shots 2", "/mode react", "/shots default", "/max-tokens default",
+             "/answer default", "/shots"]
+    code, out = chat(tmp_path, [], lines)
+    assert code == 0
+    (refused,) = after(out, "/shots 99")
+    assert refused.startswith("Error: exemplar set 'math' has 8 exemplars but 99 shots were asked for")
+    assert "--shots" not in refused  # no advice about a command-line flag inside the loop
+    assert after(out, "/shots")[0] == "shots: the method's default"  # unchanged by the refused value
+    assert after(out, "/shots default") == ["shots: the method's default"]
+    assert after(out, "/max-tokens default") == ["max tokens: the method's default"]
+    assert after(out, "/answer default")[0].startswith("answer: the method's default")
+
+
+def test_trace_and_save_after_ctrl_c_mention_the_interrupted_turn(tmp_path):
+    out = []
+    session = ChatSession(llm=ScriptedLLM(["fine"]), model_spec="test", display=Display(out=out.append))
+    assert session.ask("first?").answer == "fine"
+    session.llm = InterruptedLLM()
+    assert session.ask("second?") is None
+    out.clear()
+    session.handle("/trace")
+    text = "".join(out)
+    assert text.startswith("the last turn ('second?') was interrupted and kept nothing; this is the last finished")
+    assert "--- question ---\nfirst?" in text
+    out.clear()
+    target = tmp_path / "t.jsonl"
+    session.handle(f"/save {target}")
+    assert "".join(out).strip() == f"saved 1 turn to {target}; 1 interrupted turn (Ctrl-C) not saved"
+    assert len(target.read_text().splitlines()) == 1
+
+
+def test_the_stats_line_says_generated_and_prompt_tokens_apart():
+    out = []
+    session = ChatSession(llm=ScriptedLLM(["four words are here"]), model_spec="test", display=Display(out=out.append),
+                          show_stats=True)
+    result = session.ask("hello?")
+    stats = "".join(out).strip().splitlines()[-1]
+    assert stats.endswith(f"s; {result.completion_tokens} tokens generated, {result.prompt_tokens} prompt tokens)")
+    assert result.completion_tokens == 4
+
+
+def test_chat_is_a_strategy_in_the_registry():
+    from agentkit.strategies import REGISTRY, load_strategy
+    from agentkit.strategies.base import Strategy
+
+    assert "chat" in REGISTRY and not REGISTRY["chat"].scored
+    history = [{"user": "hi", "assistant": "hello"}]
+    strategy = load_strategy("chat", ScriptedLLM(["I am fine."]), history=history)
+    assert isinstance(strategy, Strategy) and strategy.history is history
+    result = strategy("How are you?")  # like any strategy: one call answers one question
+    assert result.answer == "I am fine." and result.method == "chat"
+    assert result.prompt.endswith("User: hi\nAssistant: hello\n\nUser: How are you?\nAssistant:")

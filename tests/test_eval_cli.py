@@ -30,7 +30,7 @@ def gold_script(tmp_path: Path, name="gold.json", delta=0) -> Path:
 
 
 def invoke(*args: str, catch_exceptions=False):
-    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=catch_exceptions)
+    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=catch_exceptions, prog_name="agentkit")
 
 
 def strip(lines):
@@ -185,3 +185,60 @@ def test_too_many_shots_is_one_line(tmp_path):
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "50 shots" in last and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "0"], "Invalid value for '--limit' / '-n': 0 is not in the range x>=1"),
+    (["-m", "cot", "-m", "cot"], "method 'cot' is given more than once"),
+    (["--dtype", "float16"], "'float16' is not one of 'auto', 'bfloat16', 'float32'"),
+    (["--shots", "50"], "exemplar set 'math' has 8 exemplars but 50 shots were asked for"),
+    (["-m", "chat"], "'chat' is not one of"),
+])
+def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, args, message):
+    out = tmp_path / "o"
+    result = invoke("-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}", "-o", str(out), "-q", *args,
+                    catch_exceptions=True)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line and "saved" not in line
+    assert not out.exists()
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = invoke("-d", "gsm8k-sample", "-o", str(tmp_path / "file"), catch_exceptions=True)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: Invalid value for '--output-dir' / '-o': Directory '{tmp_path / 'file'}' is a file "
+        "(see 'agentkit bench --help')"]
+
+
+def test_a_resumed_run_says_how_many_examples_were_done(tmp_path):
+    script, out = f"scripted:{gold_script(tmp_path)}", str(tmp_path / "out")
+    assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "3", "-o", out, "-q").exit_code == 0
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "-m", "direct", "--model", script, "-n", "5", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"resuming the run in {out}: 3 of 10 examples already done (cot 3, direct 0)" in result.output
+
+
+def test_bench_takes_your_templates_and_records_them(tmp_path):
+    templates = tmp_path / "mine"
+    templates.mkdir()
+    (templates / "cot.jinja").write_text("MY COT\nQuestion: {{ question }}\nAnswer:")
+    out = tmp_path / "out"
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "-n", "2",
+                    "-o", str(out), "-q", "--templates", str(templates))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "cot" / "samples.jsonl").read_text().splitlines()[0])
+    assert record["prompt"].startswith("MY COT\nQuestion: ")
+    assert json.loads((out / "config.json").read_text())["templates"] == str(templates)
+
+
+def test_the_wiki_setting_reaches_the_config(tmp_path):
+    out = tmp_path / "out"
+    replies = tmp_path / "r.json"
+    replies.write_text(json.dumps({"*": " I know it.\nAction 1: Finish[Tanzania]"}))
+    result = invoke("-d", "wiki-sample", "-m", "react", "--model", f"scripted:{replies}", "-n", "1", "-o", str(out),
+                    "-q", "--wiki", "offline")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["method_options"]["corpus"] == "offline"

@@ -23,12 +23,9 @@ from typing import Any
 import click
 
 from agentkit import __version__
-from agentkit.cli.bench import bench
-from agentkit.cli.chat import chat
+from agentkit.cli import bench, chat, ls, reference, run  # the modules; each holds its command
 from agentkit.cli.display import debug_enabled, one_line
-from agentkit.cli.ls import ls
-from agentkit.cli.reference import cli_reference, cli_reference_command
-from agentkit.cli.run import run
+from agentkit.cli.reference import cli_reference
 from agentkit.errors import AgentkitError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -96,7 +93,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug or debug_enabled()
 
 
-for command in (bench, chat, ls, run, cli_reference_command):
+for command in (bench.bench, chat.chat, ls.ls, run.run, reference.cli_reference_command):
     command.context_settings = {**CONTEXT, **command.context_settings}
     main.add_command(command)
 
