@@ -12,10 +12,13 @@ Deliberately not here: what a record holds (the harness adds gold and verdict; c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
@@ -31,13 +34,13 @@ def jsonable(value: Any, timing: dict[str, float] | None = None, path: str = "")
     With ``timing``, wall-clock numbers are moved out into it under their dotted path
     (``trajectory.steps.0.tool_seconds``); without it they stay where they are.
     """
-    if hasattr(value, "model_dump"):
+    if isinstance(value, BaseModel):
         try:
             value = value.model_dump(mode="json")
         except Exception:  # noqa: BLE001 - arbitrary types inside: fall back to python mode
             value = value.model_dump()
-    elif hasattr(value, "__dataclass_fields__"):
-        value = {k: getattr(value, k) for k in value.__dataclass_fields__}
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():

@@ -280,3 +280,8 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(agentkit.cli.run, "build_strategy", broken)
     result = invoke("run", QUESTION, "--model", script(tmp_path, [" 1"]))
     assert isinstance(result.exception, RuntimeError) and "Error:" not in result.output
+
+
+def test_agentkit_alone_prints_its_help():
+    result = invoke()
+    assert result.exit_code == 0 and result.stdout.startswith("Usage: ") and "Commands:" in result.stdout

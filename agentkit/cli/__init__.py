@@ -48,7 +48,7 @@ def _usage_line(exc: click.UsageError) -> OneLineError:
 
 
 def _shows_help(exc: click.UsageError) -> bool:
-    """``agentkit`` with no command prints the help (click's NoArgsIsHelpError): leave that to click."""
+    """A group called without a command prints its help (click's NoArgsIsHelpError): leave that to click."""
     return type(exc).__name__ == "NoArgsIsHelpError"
 
 
@@ -74,13 +74,13 @@ class AgentkitGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
             raise
         except USER_ERRORS as exc:
-            if debug_enabled(ctx):
+            if debug_enabled(ctx) or isinstance(exc, BrokenPipeError):  # click quietly ends a closed pipe
                 raise
             click.secho(f"Error: {one_line(exc)}", fg="red", err=True)
             ctx.exit(1)
 
 
-@click.group(cls=AgentkitGroup, context_settings=CONTEXT)
+@click.group(cls=AgentkitGroup, context_settings=CONTEXT, invoke_without_command=True)
 @click.version_option(__version__, "--version", "-V", prog_name="agentkit")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors (or set AGENTKIT_DEBUG=1).")
 @click.pass_context
@@ -91,6 +91,8 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug or debug_enabled()
+    if ctx.invoked_subcommand is None:  # plain `agentkit`: the help, on stdout, and no error
+        click.echo(ctx.get_help())
 
 
 for command in (bench.bench, chat.chat, ls.ls, run.run, reference.cli_reference_command):
