@@ -146,3 +146,23 @@ def test_one_converter_for_results_with_and_without_timing():
 def test_typed_answer(answer, kind, expected):
     value = typed_answer(answer, kind)
     assert value == expected and type(value) is type(expected)
+
+
+def test_the_registry_defaults_are_the_strategies_own():
+    import inspect
+
+    from agentkit.strategies.self_consistency import SelfConsistency
+
+    sc = inspect.signature(SelfConsistency).parameters
+    shots = inspect.signature(Strategy.__init__).parameters["shots"].default
+    for method in REGISTRY.values():
+        if "k" in method.options:
+            assert method.defaults["k"] == sc["k"].default and method.defaults["temperature"] == sc["temperature"].default
+        if method.exemplar_sets(method.answer_kind()):
+            assert method.defaults["shots"] == shots
+
+
+def test_every_setting_has_one_command_line_option():
+    from agentkit.cli.options import SETTING_OPTIONS
+
+    assert list(SETTING_OPTIONS) == list(Settings.model_fields)
