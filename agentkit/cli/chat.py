@@ -106,6 +106,7 @@ class ChatSession:
     turns: list[Turn] = field(default_factory=list)
     last: Result | None = None
     interrupted: list[str] = field(default_factory=list)  # questions whose turn Ctrl-C stopped
+    last_interrupted: str | None = None  # the question of the latest turn, when Ctrl-C stopped it
 
     def __post_init__(self) -> None:
         self.commands: dict[str, Command] = {}
@@ -169,12 +170,13 @@ class ChatSession:
         except KeyboardInterrupt:
             self.display.interrupted()
             self.interrupted.append(question)
+            self.last_interrupted = question
             return None
         except Exception as exc:  # noqa: BLE001 - one failed turn must not end the session
             self._report(exc)
             return None
         self.display.result(result, show_stats=self.show_stats)
-        self.last = result
+        self.last, self.last_interrupted = result, None
         self.turns.append(Turn(mode, question, result, self.model_spec))
         if mode == CHAT and result.answer is not None:
             self.history.append({"user": question, "assistant": result.answer})
@@ -261,10 +263,10 @@ class ChatSession:
             self.display.line(body)
 
     def _interrupted_note(self) -> str:
-        """A word about a turn that Ctrl-C stopped after the last finished one ('' if none)."""
-        if not self.interrupted:
+        """A word about the latest turn when Ctrl-C stopped it ('' otherwise)."""
+        if self.last_interrupted is None:
             return ""
-        return f"the last turn ({self.interrupted[-1]!r}) was interrupted and kept nothing"
+        return f"the last turn ({self.last_interrupted!r}) was interrupted and kept nothing"
 
     def _save(self, arg: str) -> None:
         if not arg:
