@@ -380,3 +380,13 @@ def test_chat_is_a_strategy_in_the_registry():
     result = strategy("How are you?")  # like any strategy: one call answers one question
     assert result.answer == "I am fine." and result.method == "chat"
     assert result.prompt.endswith("User: hi\nAssistant: hello\n\nUser: How are you?\nAssistant:")
+
+
+def test_the_streaming_wrapper_renders_chat_prompts_as_the_model_does():
+    from agentkit.cli.display import _Watched
+    from agentkit.llm import Chat, Message
+
+    llm = ScriptedLLM(["hi"])
+    llm.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+    chat_prompt = Chat(messages=(Message(role="user", content="hello"),))
+    assert _Watched(llm, lambda _p: None).render(chat_prompt) == llm.render(chat_prompt) == "<user>hello<assistant>"

@@ -197,7 +197,8 @@ class _Watched(LLM):
 
     def __init__(self, inner: LLM, on_start: Callable[[str], None]):
         self.inner = inner
-        self.name = getattr(inner, "name", "llm")
+        self.name = inner.name
+        self.chat_template, self.special_tokens = inner.chat_template, inner.special_tokens  # so render() agrees
         self.on_start = on_start
 
     def generate(self, prompts, config=None):
