@@ -227,7 +227,7 @@ def test_a_server_that_dies_stops_the_benchmark_and_a_rerun_resumes_without_dupl
 
 def test_agentkit_chat_streams_from_a_server(tmp_path):
     with running(ScriptedLLM(lambda p: "Forty-two, of course.", name="m")) as url:
-        result = CliRunner().invoke(main, ["chat", "--model", url, "--mode", "chat"],
+        result = CliRunner().invoke(main, ["chat", "--model", url, "--method", "chat"],
                                     input="What is six times seven?\n/quit\n")
     assert result.exit_code == 0, result.output
     assert "Forty-two, of course." in result.output

@@ -79,7 +79,7 @@ def test_a_benchmark_through_agentkit_serve_records_what_the_engine_records_in_p
 
 
 def test_agentkit_chat_streams_from_agentkit_serve(server_url):
-    result = CliRunner().invoke(main, ["chat", "--model", server_url, "--mode", "cot", "--max-tokens", "48"],
+    result = CliRunner().invoke(main, ["chat", "--model", server_url, "--method", "cot", "--max-tokens", "48"],
                                 input="What is 2 plus 3?\n/quit\n")
     assert result.exit_code == 0, result.output
     assert "Error" not in result.output and len(result.output.strip()) > 40

@@ -1,14 +1,16 @@
-"""``agentkit serve``: serve a model over an OpenAI-compatible HTTP API (the logic is ``agentkit.serving.app``)."""
+"""``agentkit serve``: serve a model over an OpenAI-compatible HTTP API.
+
+Deliberately not here: the server itself (``agentkit.serving.app``) and model loading (``agentkit.models``).
+"""
 
 from __future__ import annotations
 
 import click
 
-from agentkit.cli_options import dtype_option, model_option
+from agentkit.cli.options import dtype_option, model_option
 
 
-@click.command("serve", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-               short_help="Serve a model over an OpenAI-compatible HTTP API.")
+@click.command("serve", short_help="Serve a model over an OpenAI-compatible HTTP API.")
 @model_option
 @dtype_option
 @click.option("--host", default="127.0.0.1", show_default=True,
