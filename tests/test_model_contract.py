@@ -69,10 +69,21 @@ def engine() -> Iterator[LLM]:
         yield tiny_engine(bpe=True, max_batch_size=3)
 
 
+@contextmanager
+def served_engine() -> Iterator[LLM]:
+    """The engine behind ``agentkit serve`` on a loopback port, driven over HTTP by ``ServerLLM``."""
+    from agentkit.serving import ServerLLM
+    from agentkit.serving.app import running
+
+    with engine() as model, running(model) as url:
+        yield ServerLLM(url)
+
+
 BACKENDS = [
     Backend("scripted", scripted, samples=False),
     Backend("slow-scripted", slow_scripted, samples=False),
     Backend("engine", engine),
+    Backend("served-engine", served_engine),
 ]
 
 

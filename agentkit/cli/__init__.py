@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from agentkit import __version__
-from agentkit.cli import bench, chat, ls, reference, report, run  # the modules; each holds its command(s)
+from agentkit.cli import bench, chat, ls, reference, report, run, serve  # the modules; each holds its command(s)
 from agentkit.cli.display import debug_enabled, one_line
 from agentkit.cli.reference import cli_reference
 from agentkit.errors import AgentkitError
@@ -95,7 +95,7 @@ def main(ctx: click.Context, debug: bool) -> None:
         click.echo(ctx.get_help())
 
 
-for command in (bench.bench, chat.chat, ls.ls, run.run, report.report, report.compare,
+for command in (bench.bench, chat.chat, ls.ls, run.run, report.report, report.compare, serve.serve,
                 reference.cli_reference_command):
     command.context_settings = {**CONTEXT, **command.context_settings}
     main.add_command(command)

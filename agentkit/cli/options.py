@@ -135,7 +135,8 @@ def method_option(*, multiple: bool = False, default: str | None = None, help: s
 
 model_option = click.option(
     "--model", "model_spec", metavar="SPEC", default=None,
-    help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory or a .gguf file.",
+    help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory, a .gguf file, "
+         "or a server: http://HOST:PORT/v1[,URL...][?model=NAME] (see docs/serving.md).",
 )
 dtype_option = click.option(
     "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
