@@ -93,6 +93,12 @@ def _load_model(spec: str | None, dtype: str | None) -> Any:
 @click.option("--rel-tol", type=float, default=1e-6, show_default=True, help="Relative tolerance for numbers.")
 @click.option("--abs-tol", type=float, default=1e-4, show_default=True, help="Absolute tolerance for numbers.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run on Ray workers, each loading its own model: the cluster at ADDRESS (auto, HOST:6379, "
+                   "ray://HOST:10001), or without ADDRESS this machine's cluster or a new local one. Needs "
+                   "agentkit[ray]; see docs/distributed.md.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray workers to start (with --ray; default: one per node).")
 def bench(
     dataset: str,
     methods: tuple[str, ...],
@@ -111,6 +117,8 @@ def bench(
     rel_tol: float,
     abs_tol: float,
     quiet: bool,
+    ray_address: str | None,
+    workers: int | None,
 ) -> None:
     """Benchmark methods on a dataset and compare them.
 
@@ -147,14 +155,23 @@ def bench(
     if temperature is not None and temperature > 0:
         options["temperature"] = temperature
 
-    llm = _load_model(model, dtype)
-    click.echo(f"benchmark: {dataset} · {', '.join(methods)} · {shots}-shot · model {getattr(llm, 'name', llm)}"
-               f" · output {out}", err=True)
+    if workers is not None and ray_address is None:
+        raise click.UsageError("--workers starts Ray workers: add --ray (and an ADDRESS to use a cluster)")
+    executor = llm = None
+    if ray_address is not None:
+        from agentkit.eval.distributed import RayExecutor
+
+        executor = RayExecutor(model, workers=workers, address=ray_address or None, dtype=dtype)
+        where = f"model {model or 'default'} on Ray ({ray_address or 'local'})"
+    else:
+        llm = _load_model(model, dtype)
+        where = f"model {getattr(llm, 'name', llm)}"
+    click.echo(f"benchmark: {dataset} · {', '.join(methods)} · {shots}-shot · {where} · output {out}", err=True)
     try:
         result = run_benchmark(
             dataset, list(methods), llm, shots=shots, output_dir=out, limit=limit, batch_size=batch_size,
             config=config or None, fields=mapping, method_options=options, rel_tol=rel_tol, abs_tol=abs_tol,
-            overwrite=overwrite, progress=not quiet,
+            overwrite=overwrite, progress=not quiet, executor=executor,
         )
     except (DatasetError, BenchmarkError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -165,6 +182,9 @@ def bench(
         click.echo(f"\ninterrupted: finished examples are saved in {out}; rerun the same command to resume",
                    err=True)
         sys.exit(130)
+    finally:
+        if executor is not None:
+            executor.close()
     click.echo(result.table)
     click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
                f"time; examples share the model's batches, so latencies overlap)")

@@ -6,8 +6,13 @@ example finishes, its record (prompt, raw completions, program and execution, Re
 answer, gold, verdict, failure reason, tokens) is appended to ``<output_dir>/<method>/samples.jsonl`` and
 flushed with ``fsync``, so a kill loses only the examples in flight. Rerunning the same command resumes:
 finished ids are skipped, a torn last line (the trace of a kill mid-write) is dropped and the file rewritten
-cleanly, and a directory made with a different configuration is refused. When a method completes, its file is rewritten in dataset order, so an interrupted
+cleanly, and a directory made with a different configuration is refused (how it ran, e.g. on how many Ray
+workers, may change). When a method completes, its file is rewritten in dataset order, so an interrupted
 and resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields.
+
+Where the episodes run is an executor's business: ``LocalExecutor`` (the default) runs them in this process on
+one model; ``agentkit.eval.distributed.RayExecutor`` runs them on Ray workers, each with its own copy of the
+model. Either way every record comes back here, and this process alone writes the run directory.
 
 At the end the output directory holds ``config.json``, ``results.json`` (config, versions, git commit,
 model, per-method accuracy with a 95% Wilson interval, failure rates, tokens, time), ``results.md`` (a
@@ -31,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from agentkit.errors import BenchmarkError
 from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping
@@ -45,10 +50,13 @@ from agentkit.eval.scoring import (
     wilson_interval,
 )
 
-__all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
+__all__ = ["BenchmarkError", "BenchmarkResult", "Executor", "LocalExecutor", "MethodResult", "run_benchmark",
+           "SampleStore"]
 
 SAMPLES = "samples.jsonl"
 CONFIG = "config.json"
+# The config key that says how a run is executed (e.g. on how many Ray workers): a resumed run may change it.
+EXECUTION = "execution"
 # Record fields that depend on the wall clock; everything else is a deterministic function of the run.
 TIMING = "timing"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -390,6 +398,82 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# --- execution: where the episodes run ------------------------------------------------------------------------
+
+
+class Job(NamedTuple):
+    """One example to answer with one method; ``index`` is the example's position in the dataset."""
+
+    method: str
+    index: int
+    example: Example
+
+
+@dataclass(frozen=True)
+class Work:
+    """Everything but the model that turns jobs into records; every process that runs jobs gets the same."""
+
+    factory: Callable[..., Any]  # (method, llm, shots=, config=, **options) -> strategy
+    shots: int
+    config: Any  # generation settings: a dict laid over each method's defaults, or a GenerationConfig
+    options: Mapping[str, Any]
+    batch_size: int
+    rel_tol: float
+    abs_tol: float
+
+
+def run_jobs(llm: Any, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+    """Run ``jobs`` on ``llm`` through one ``run_episodes`` call and ``emit`` each record as its example finishes.
+
+    The jobs share the engine's batch whatever their method, so one method's long generations overlap with the
+    others' instead of running alone at the end.
+    """
+    from agentkit.runtime import run_episodes
+
+    strategies: dict[str, Any] = {}
+    for job in jobs:
+        if job.method not in strategies:
+            strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
+                                                  **work.options)
+
+    def on_result(k: int, result: Any) -> None:
+        job = jobs[k]
+        emit(make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol))
+
+    run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
+                 batch_size=work.batch_size, on_result=on_result)
+
+
+class Executor(Protocol):
+    """Runs a benchmark's jobs somewhere and hands every record back to the one process that writes them."""
+
+    def model_name(self) -> str:
+        """The model's name, as recorded in config.json (the same on every worker)."""
+
+    def describe(self) -> dict[str, Any]:
+        """How the run executes (``{"backend": "local", "workers": 1}``), for config.json and results.json."""
+
+    def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Run every job and ``emit`` its record once, in any order, as it finishes; return when all are done."""
+
+
+class LocalExecutor:
+    """Runs every job in this process, on one model."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+
+    def model_name(self) -> str:
+        return _model_name(self.llm)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local", "workers": 1}
+
+    def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+        if jobs:
+            run_jobs(self.llm, jobs, work, emit)
+
+
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
@@ -411,11 +495,14 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
             old = json.loads(config_path.read_text(encoding="utf-8"))
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
-        if old != config:
+        before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
+        if before != now:
             raise BenchmarkError(
-                f"{output_dir} holds a run with a different config ({_config_diff(old, config)}); "
+                f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
                 f"use a new --output-dir or --overwrite"
             )
+        if old != config:  # the same run executed differently: config.json tells the latest way
+            _atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     else:
         _atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
@@ -450,6 +537,7 @@ def run_benchmark(
     progress: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
+    executor: Executor | None = None,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
 
@@ -459,14 +547,19 @@ def run_benchmark(
     ``config``: generation settings laid over each method's defaults (a dict such as
     ``{"max_new_tokens": 128, "seed": 0}``) or a full ``GenerationConfig``. ``method_options``: extra keyword
     arguments for ``load_strategy`` (``k``, ``temperature``, ``tools``...); ``answer`` (``"number"`` or
-    ``"text"``) defaults to the dataset's kind: number when every gold answer is a number.
+    ``"text"``) defaults to the dataset's kind: number when every gold answer is a number. ``executor``: where
+    the episodes run instead of on ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from
+    ``agentkit.eval.distributed`` (each worker loads its own model; pass no ``llm``).
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk. ``limit`` takes the first N examples and may change
     between resumed runs; everything else in the config must stay the same.
     """
-    if llm is None:
+    if llm is None and executor is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
+    if llm is not None and executor is not None:
+        raise BenchmarkError("run_benchmark takes an llm or an executor that loads its own, not both")
+    executor = executor if executor is not None else LocalExecutor(llm)
     methods = [method] if isinstance(method, str) else list(dict.fromkeys(method))
     if not methods:
         raise BenchmarkError("no method given")
@@ -494,12 +587,13 @@ def run_benchmark(
         "dataset": dataset_name,
         "dataset_fingerprint": dataset_fingerprint(all_examples),
         "fields": mapping,
-        "model": _model_name(llm),
+        "model": executor.model_name(),
         "shots": shots,
         "generation": gen_settings,
         "method_options": _jsonable(options),
         "rel_tol": rel_tol,
         "abs_tol": abs_tol,
+        EXECUTION: executor.describe(),
     }
     if strategy_factory is None:
         from agentkit.strategies import METHODS, UnknownMethod
@@ -514,10 +608,8 @@ def run_benchmark(
         _prepare_output_dir(out, run_config, overwrite)
 
     started = time.perf_counter()
-    results = _run_methods(
-        methods, llm, examples, out, strategy_factory, shots, strategy_config, options,
-        batch_size=batch_size, rel_tol=rel_tol, abs_tol=abs_tol, progress=progress, on_record=on_record,
-    )
+    work = Work(strategy_factory, shots, strategy_config, options, batch_size, rel_tol, abs_tol)
+    results = _run_methods(methods, executor, work, examples, out, progress=progress, on_record=on_record)
     wall_seconds = round(time.perf_counter() - started, 3)
 
     summaries = [m.summary for m in results.values()]
@@ -562,27 +654,19 @@ class _MethodRun:
 
 def _run_methods(
     methods: Sequence[str],
-    llm: Any,
+    executor: Executor,
+    work: Work,
     examples: list[Example],
     out: Path | None,
-    factory: Callable[..., Any],
-    shots: int,
-    config: Any,
-    options: Mapping[str, Any],
     *,
-    batch_size: int,
-    rel_tol: float,
-    abs_tol: float,
     progress: bool,
     on_record: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, MethodResult]:
-    """Run every method's unfinished examples through one ``run_episodes`` call.
+    """Hand every method's unfinished examples to the executor and write each record as it comes back.
 
-    The methods share the engine's batch (example by example: direct, cot, pal for example 1, then example 2,
-    ...), so one method's long generations overlap with the others' instead of running alone at the end.
+    The jobs go out example by example (direct, cot, pal for example 1, then example 2, ...), so the methods
+    share the engine's batches.
     """
-    from agentkit.runtime import run_episodes
-
     wanted = {ex.id for ex in examples}
     runs: dict[str, _MethodRun] = {}
     for name in methods:
@@ -597,21 +681,18 @@ def _run_methods(
             correct=sum(bool(r["correct"]) for r in finished),
             count=len(finished),
         )
-    jobs = [(run, index, example) for index, example in enumerate(examples) for run in runs.values()
+    jobs = [Job(run.name, index, example) for index, example in enumerate(examples) for run in runs.values()
             if example.id not in run.done]
-    strategies = {run.name: factory(run.name, llm, shots=shots, config=config, **options)
-                  for run in runs.values() if run.todo}
 
     bar = _progress(len(examples) * len(runs), sum(r.count for r in runs.values()), ", ".join(runs), progress)
 
-    def on_result(k: int, result: Any) -> None:
-        run, index, example = jobs[k]
-        if example.id in run.done:  # cannot happen with unique ids; guards the never-twice promise anyway
+    def accept(record: dict[str, Any]) -> None:
+        run = runs[record["method"]]
+        if record["id"] in run.done:  # a re-queued example answered twice (its worker died): keep the first
             return
-        record = make_record(example, index, run.name, result, rel_tol=rel_tol, abs_tol=abs_tol)
         if run.store is not None:
             run.store.append(record)
-        run.done[example.id] = record
+        run.done[record["id"]] = record
         run.count += 1
         run.correct += bool(record["correct"])
         if on_record is not None:
@@ -622,9 +703,7 @@ def _run_methods(
                                            for r in runs.values() if r.count))
 
     try:
-        if jobs:
-            run_episodes(llm, (strategies[run.name].episode(ex.question) for run, _, ex in jobs),
-                         batch_size=batch_size, on_result=on_result)
+        executor.run(jobs, work, accept)
     finally:
         if bar is not None:
             bar.close()
