@@ -247,6 +247,15 @@ class RayExecutor:
 
     # -- lifetime
 
+    def ready(self) -> RayExecutor:
+        """Start the workers and wait until every one has loaded its model (or died); returns the executor."""
+        self._start()
+        while starting := [p for p in self._places if p.state == LOADING]:
+            if time.monotonic() - min(p.since for p in starting) > self.start_timeout:
+                raise BenchmarkError(f"a Ray worker did not start within {self.start_timeout:.0f} s; see `ray status`")
+            self._step(lambda record: None)
+        return self
+
     def close(self) -> None:
         """End the workers, and the local Ray instance if this executor started it."""
         self._stop()

@@ -583,6 +583,13 @@ def run_benchmark(
     if strategy_factory is None and "answer" not in options:
         # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
         options["answer"] = "number" if all(is_numeric_answer(ex.answer) for ex in all_examples) else "text"
+    if strategy_factory is None:
+        from agentkit.strategies import METHODS, UnknownMethod
+        from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
+
+        for name in methods:  # before anything loads, runs or is written
+            if name not in METHODS:
+                raise UnknownMethod(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
     run_config = {
         "dataset": dataset_name,
         "dataset_fingerprint": dataset_fingerprint(all_examples),
@@ -595,13 +602,6 @@ def run_benchmark(
         "abs_tol": abs_tol,
         EXECUTION: executor.describe(),
     }
-    if strategy_factory is None:
-        from agentkit.strategies import METHODS, UnknownMethod
-        from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
-
-        for name in methods:  # before anything runs or is written
-            if name not in METHODS:
-                raise UnknownMethod(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
 
     out = Path(output_dir) if output_dir is not None else None
     if out is not None:
