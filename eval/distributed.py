@@ -70,6 +70,9 @@ class BenchWorker:
     def __init__(self, model: str | None, dtype: str | None, threads: int, cwd: str):
         self.spec, self.dtype, self.threads, self.cwd = model, dtype, threads, cwd
         self.llm: Any = None
+        self.work_key: str | None = None  # the run whose Work and strategies this worker holds
+        self.work: Work | None = None
+        self.strategies: dict[str, Any] = {}
 
     def load(self) -> str:
         """Load the model and return its name. Torch gets ``threads`` threads: this worker's share of the node."""
@@ -87,13 +90,21 @@ class BenchWorker:
         """The torch intra-op thread count (``None`` when the model does not use torch)."""
         return sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
 
-    def run(self, jobs: Sequence[Job], work: Work):
-        """Run a shard in shared batches and yield each record as its example finishes (a streaming generator)."""
+    def run(self, jobs: Sequence[Job], work: list[Any]):
+        """Run a shard in shared batches and yield each record as its example finishes (a streaming generator).
+
+        ``work`` is ``[ref]``, a reference to the run's ``Work`` (in a list, so Ray does not resolve it): it is
+        fetched, and the strategies built, once per run rather than once per shard.
+        """
+        if work[0].hex() != self.work_key:
+            import ray
+
+            self.work, self.strategies, self.work_key = ray.get(work[0]), {}, work[0].hex()
         out: queue.SimpleQueue = queue.SimpleQueue()
 
         def target() -> None:
             try:
-                run_jobs(self.llm, jobs, work, out.put)
+                run_jobs(self.llm, jobs, self.work, out.put, self.strategies)
                 out.put(_END)
             except BaseException as exc:  # noqa: BLE001 - re-raised below, in the method Ray is running
                 out.put(_Raised(exc))
@@ -214,7 +225,7 @@ class RayExecutor:
             return
         ray = _ray()
         self._start()
-        work_ref = ray.put(work)  # sent to each worker once, not with every shard
+        work_ref = [ray.put(work)]  # each worker fetches it once per run, not with every shard
         self._queue, self._attempts, self._given_up = deque(jobs), Counter(), []
         target = self.shard_size or 4 * work.batch_size
         try:

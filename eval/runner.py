@@ -422,15 +422,22 @@ class Work:
     abs_tol: float
 
 
-def run_jobs(llm: Any, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+def run_jobs(
+    llm: Any,
+    jobs: Sequence[Job],
+    work: Work,
+    emit: Callable[[dict[str, Any]], None],
+    strategies: dict[str, Any] | None = None,
+) -> None:
     """Run ``jobs`` on ``llm`` through one ``run_episodes`` call and ``emit`` each record as its example finishes.
 
     The jobs share the engine's batch whatever their method, so one method's long generations overlap with the
-    others' instead of running alone at the end.
+    others' instead of running alone at the end. ``strategies`` (method -> strategy built from ``work``) keeps
+    the strategies for a later call with the same ``work``; missing ones are built and added.
     """
     from agentkit.runtime import run_episodes
 
-    strategies: dict[str, Any] = {}
+    strategies = {} if strategies is None else strategies
     for job in jobs:
         if job.method not in strategies:
             strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
