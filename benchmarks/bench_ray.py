@@ -61,7 +61,7 @@ def main() -> None:
     from agentkit.eval.distributed import RayExecutor
     from agentkit.models import load_model
 
-    common = {"limit": args.n, "batch_size": args.batch_size, "config": {"max_new_tokens": args.max_new_tokens}}
+    common = {"limit": args.n, "batch_size": args.batch_size, "generation": {"max_new_tokens": args.max_new_tokens}}
     dtype = {"dtype": args.dtype} if args.dtype else {}
     rows = []  # (label, load s, run s, records)
     if not args.no_local:

@@ -69,7 +69,7 @@ def reference(script, tmp_path_factory):
 def test_importing_the_harness_or_running_locally_never_imports_ray(script, tmp_path):
     code = (
         "import sys\n"
-        "import agentkit.eval, agentkit.eval.runner, agentkit.eval.cli\n"
+        "import agentkit.eval, agentkit.eval.runner, agentkit.cli, agentkit.cli.bench\n"
         "from agentkit.models import load_model\n"
         f"agentkit.eval.run_benchmark('gsm8k-sample', 'cot', load_model('scripted:{script}'), limit=3,"
         f" output_dir={str(tmp_path / 'o')!r})\n"
@@ -138,7 +138,7 @@ def test_an_example_whose_worker_keeps_dying_is_set_aside_then_retried_by_a_reru
 def test_a_killed_driver_resumes_with_another_worker_count(cluster, script, reference, tmp_path):
     """SIGKILL a `bench --ray` process midway; rerunning with one worker finishes without duplicates."""
     out = tmp_path / "killed-driver"
-    command = [sys.executable, "-m", "agentkit.eval.cli", "-d", "gsm8k-sample", "-m", "cot",
+    command = [sys.executable, "-m", "agentkit.cli", "bench", "-d", "gsm8k-sample", "-m", "cot",
                "--model", f"scripted:{script}?delay=0.03", "--batch-size", "2", "-o", str(out), "-q",
                "--ray", cluster, "--workers", "2"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -177,9 +177,19 @@ def test_an_error_in_a_worker_reaches_the_driver_as_itself(cluster, tmp_path):
             run_benchmark("gsm8k-sample", "cot", executor=executor, output_dir=tmp_path / "o", limit=4)
 
 
+def test_the_executor_is_a_run_time_hook_not_part_of_the_config(script, tmp_path):
+    from agentkit.eval.config import BenchmarkConfig
+
+    assert "executor" not in BenchmarkConfig.model_fields
+    config = BenchmarkConfig.of(dataset="gsm8k-sample", methods="cot", limit=2, output_dir=tmp_path / "o")
+    result = run_benchmark(config, executor=LocalExecutor(load_model(f"scripted:{script}")))
+    assert result.config["execution"] == {"backend": "local", "workers": 1}
+    assert "execution" not in config.identity(model="m", fingerprint="f", method_options={})
+
+
 def test_cli_ray_options(monkeypatch, script, tmp_path):
     import agentkit.eval.distributed
-    from agentkit.eval.cli import bench
+    from agentkit.cli.bench import bench
 
     made = []
 
@@ -195,7 +205,7 @@ def test_cli_ray_options(monkeypatch, script, tmp_path):
     args = ["-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{script}", "-n", "3", "-q"]
     result = CliRunner().invoke(bench, [*args, "-o", str(tmp_path / "a"), "--ray", "--workers", "3"])
     assert result.exit_code == 0, result.output
-    assert made == [(f"scripted:{script}", {"workers": 3, "address": None, "dtype": None}), "closed"]
+    assert made == [(f"scripted:{script}", {"workers": 3, "address": None, "dtype": "auto"}), "closed"]
     made.clear()
     result = CliRunner().invoke(bench, [*args, "-o", str(tmp_path / "b"), "--ray", "10.0.0.1:6379"])
     assert result.exit_code == 0 and made[0][1]["address"] == "10.0.0.1:6379"
