@@ -6,10 +6,15 @@ example finishes, its record (prompt, raw completions, program and execution, Re
 answer, gold, verdict, failure reason, tokens) is appended to ``<output_dir>/<method>/samples.jsonl`` and
 flushed with ``fsync``, so a kill loses only the examples in flight. Rerunning the same command resumes:
 finished ids are skipped, a torn last line (the trace of a kill mid-write) is dropped and the file rewritten
-cleanly, and a directory made with a different configuration is refused. When a method completes, its file is
-rewritten in dataset order, so an interrupted and resumed run ends byte-identical to an uninterrupted one apart
-from the ``timing`` fields. What a run is (dataset, methods, settings) is one ``BenchmarkConfig``
-(``agentkit.eval.config``); ``config.json`` holds the part of it a resumed run must share.
+cleanly, and a directory made with a different configuration is refused (how it ran, e.g. on how many Ray
+workers, may change). When a method completes, its file is rewritten in dataset order, so an interrupted and
+resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields. What a run is (dataset,
+methods, settings) is one ``BenchmarkConfig`` (``agentkit.eval.config``); ``config.json`` holds the part of it a
+resumed run must share.
+
+Where the episodes run is an executor's business: ``LocalExecutor`` (the default) runs them in this process on
+one model; ``agentkit.eval.distributed.RayExecutor`` runs them on Ray workers, each with its own copy of the
+model. Either way every record comes back here, and this process alone writes the run directory.
 
 At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
 (config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
@@ -32,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval.compare import pairwise
@@ -42,9 +47,12 @@ from agentkit.eval.report import SAMPLES, TIMING, atomic_write, markdown_table, 
 from agentkit.eval.scoring import is_numeric_answer, score_answer
 from agentkit.records import jsonable
 
-__all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
+__all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "Executor", "LocalExecutor", "MethodResult",
+           "run_benchmark", "SampleStore"]
 
 CONFIG = "config.json"
+# The config key that says how a run is executed (e.g. on how many Ray workers): a resumed run may change it.
+EXECUTION = "execution"
 # TIMING ("timing"): the record field of wall-clock readings; everything else is a deterministic function of the run.
 
 
@@ -243,6 +251,89 @@ def git_commit() -> str | None:
     return commit if out.returncode == 0 and len(commit) >= 7 else None
 
 
+# --- execution: where the episodes run ------------------------------------------------------------------------
+
+
+class Job(NamedTuple):
+    """One example to answer with one method; ``index`` is the example's position in the dataset."""
+
+    method: str
+    index: int
+    example: Example
+
+
+@dataclass(frozen=True)
+class Work:
+    """Everything but the model that turns jobs into records; every process that runs jobs gets the same."""
+
+    factory: Callable[..., Any]  # (method, llm, shots=, config=, **options) -> strategy
+    shots: int
+    config: Any  # generation settings: a dict laid over each method's defaults, or a GenerationConfig
+    options: Mapping[str, Any]
+    batch_size: int
+    rel_tol: float
+    abs_tol: float
+
+
+def run_jobs(
+    llm: Any,
+    jobs: Sequence[Job],
+    work: Work,
+    emit: Callable[[dict[str, Any]], None],
+    strategies: dict[str, Any] | None = None,
+) -> None:
+    """Run ``jobs`` on ``llm`` through one ``run_episodes`` call and ``emit`` each record as its example finishes.
+
+    The jobs share the engine's batch whatever their method, so one method's long generations overlap with the
+    others' instead of running alone at the end. ``strategies`` (method -> strategy built from ``work``) keeps
+    the strategies for a later call with the same ``work``; missing ones are built and added.
+    """
+    from agentkit.runtime import run_episodes
+
+    strategies = {} if strategies is None else strategies
+    for job in jobs:
+        if job.method not in strategies:
+            strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
+                                                  **work.options)
+
+    def on_result(k: int, result: Any) -> None:
+        job = jobs[k]
+        emit(make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol))
+
+    run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
+                 batch_size=work.batch_size, on_result=on_result)
+
+
+class Executor(Protocol):
+    """Runs a benchmark's jobs somewhere and hands every record back to the one process that writes them."""
+
+    def model_name(self) -> str:
+        """The model's name, as recorded in config.json (the same on every worker)."""
+
+    def describe(self) -> dict[str, Any]:
+        """How the run executes (``{"backend": "local", "workers": 1}``), for config.json and results.json."""
+
+    def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Run every job and ``emit`` its record once, in any order, as it finishes; return when all are done."""
+
+
+class LocalExecutor:
+    """Runs every job in this process, on one model."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+
+    def model_name(self) -> str:
+        return _model_name(self.llm)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local", "workers": 1}
+
+    def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+        if jobs:
+            run_jobs(self.llm, jobs, work, emit)
+
+
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
@@ -264,11 +355,14 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
             old = json.loads(config_path.read_text(encoding="utf-8"))
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
-        if old != config:
+        before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
+        if before != now:
             raise BenchmarkError(
-                f"{output_dir} holds a run with a different config ({_config_diff(old, config)}); "
+                f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
                 f"use a new --output-dir or --overwrite"
             )
+        if old != config:  # the same run executed differently: config.json tells the latest way
+            atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     else:
         atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
@@ -299,6 +393,7 @@ def run_benchmark(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     notify: Callable[[str], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
+    executor: Executor | None = None,
     **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
@@ -318,7 +413,9 @@ def run_benchmark(
 
     What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
     ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
-    replaces ``load_strategy`` (for custom strategies).
+    replaces ``load_strategy`` (for custom strategies), ``executor`` says where the episodes run instead of on
+    ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from ``agentkit.eval.distributed`` (each
+    worker loads its own model; pass no ``llm``). These are not part of the config: a resumed run may change them.
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk.
@@ -329,8 +426,11 @@ def run_benchmark(
         config = dataset
     else:
         config = BenchmarkConfig.of(dataset=dataset, methods=method or "cot", **settings)
-    if llm is None:
+    if llm is None and executor is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
+    if llm is not None and executor is not None:
+        raise BenchmarkError("run_benchmark takes an llm or an executor that loads its own, not both")
+    executor = executor if executor is not None else LocalExecutor(llm)
     methods = list(config.methods)
     mapping = config.fields
     if isinstance(config.dataset, (str, Path)):
@@ -342,8 +442,9 @@ def run_benchmark(
     if strategy_factory is None and "answer" not in options:
         # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
         options["answer"] = answer_kind(all_examples)
-    run_config = config.identity(model=_model_name(llm), fingerprint=dataset_fingerprint(all_examples),
+    run_config = config.identity(model=executor.model_name(), fingerprint=dataset_fingerprint(all_examples),
                                  method_options=options)
+    run_config[EXECUTION] = executor.describe()
     templates = None
     if config.templates is not None:
         from agentkit.prompting import Templates
@@ -364,11 +465,10 @@ def run_benchmark(
         _prepare_output_dir(out, run_config, config.overwrite)
 
     started = time.perf_counter()
-    results = _run_methods(
-        methods, llm, examples, out, strategy_factory, config.shots, config.generation or None, options,
-        batch_size=config.batch_size, rel_tol=config.rel_tol, abs_tol=config.abs_tol, progress=progress,
-        on_record=on_record, notify=notify,
-    )
+    work = Work(strategy_factory, config.shots, config.generation or None, options, config.batch_size,
+                config.rel_tol, config.abs_tol)
+    results = _run_methods(methods, executor, work, examples, out, progress=progress, on_record=on_record,
+                           notify=notify)
     wall_seconds = round(time.perf_counter() - started, 3)
 
     summaries = [m.summary for m in results.values()]
@@ -411,28 +511,20 @@ class _MethodRun:
 
 def _run_methods(
     methods: Sequence[str],
-    llm: Any,
+    executor: Executor,
+    work: Work,
     examples: list[Example],
     out: Path | None,
-    factory: Callable[..., Any],
-    shots: int,
-    config: Any,
-    options: Mapping[str, Any],
     *,
-    batch_size: int,
-    rel_tol: float,
-    abs_tol: float,
     progress: bool,
     on_record: Callable[[dict[str, Any]], None] | None,
     notify: Callable[[str], None] | None,
 ) -> dict[str, MethodResult]:
-    """Run every method's unfinished examples through one ``run_episodes`` call.
+    """Hand every method's unfinished examples to the executor and write each record as it comes back.
 
-    The methods share the engine's batch (example by example: direct, cot, pal for example 1, then example 2,
-    ...), so one method's long generations overlap with the others' instead of running alone at the end.
+    The jobs go out example by example (direct, cot, pal for example 1, then example 2, ...), so the methods
+    share the engine's batches.
     """
-    from agentkit.runtime import run_episodes
-
     wanted = {ex.id for ex in examples}
     runs: dict[str, _MethodRun] = {}
     for name in methods:
@@ -451,21 +543,18 @@ def _run_methods(
     if already and notify is not None:
         each = ", ".join(f"{r.name} {r.count}" for r in runs.values())
         notify(f"resuming the run in {out}: {already} of {len(examples) * len(runs)} examples already done ({each})")
-    jobs = [(run, index, example) for index, example in enumerate(examples) for run in runs.values()
+    jobs = [Job(run.name, index, example) for index, example in enumerate(examples) for run in runs.values()
             if example.id not in run.done]
-    strategies = {run.name: factory(run.name, llm, shots=shots, config=config, **options)
-                  for run in runs.values() if run.todo}
 
     bar = _progress(len(examples) * len(runs), sum(r.count for r in runs.values()), ", ".join(runs), progress)
 
-    def on_result(k: int, result: Any) -> None:
-        run, index, example = jobs[k]
-        if example.id in run.done:  # cannot happen with unique ids; guards the never-twice promise anyway
+    def accept(record: dict[str, Any]) -> None:
+        run = runs[record["method"]]
+        if record["id"] in run.done:  # a re-queued example answered twice (its worker died): keep the first
             return
-        record = make_record(example, index, run.name, result, rel_tol=rel_tol, abs_tol=abs_tol)
         if run.store is not None:
             run.store.append(record)
-        run.done[example.id] = record
+        run.done[record["id"]] = record
         run.count += 1
         run.correct += bool(record["correct"])
         if on_record is not None:
@@ -476,9 +565,7 @@ def _run_methods(
                                            for r in runs.values() if r.count))
 
     try:
-        if jobs:
-            run_episodes(llm, (strategies[run.name].episode(ex.question) for run, _, ex in jobs),
-                         batch_size=batch_size, on_result=on_result)
+        executor.run(jobs, work, accept)
     finally:
         if bar is not None:
             bar.close()

@@ -40,6 +40,16 @@ def default_output_dir(dataset: str, model: str | None, shots: int) -> Path:
     return Path("runs") / f"bench-{_slug(dataset)}-{_slug(model or 'default')}-{shots}shot"
 
 
+def ray_options(command):
+    """``--ray [ADDRESS]`` and ``--workers N``: run the episodes on Ray workers (``agentkit.eval.distributed``)."""
+    command = click.option("--workers", type=click.IntRange(min=1), default=None,
+                           help="Ray workers to start (with --ray; default: one per node).")(command)
+    return click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+                        help="Run on Ray workers, each loading its own model: the cluster at ADDRESS (auto, "
+                             "HOST:6379, ray://HOST:10001), or without ADDRESS this machine's cluster or a new "
+                             "local one. Needs agentkit[ray]; see docs/distributed.md.")(command)
+
+
 def saved_examples(out: Path) -> int:
     """How many finished examples the run in ``out`` holds (lines of its samples files)."""
     from agentkit.eval.runner import SAMPLES
@@ -72,8 +82,9 @@ def saved_examples(out: Path) -> int:
 @click.option("--abs-tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@ray_options
 def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size, output_dir, overwrite, fields,
-          rel_tol, abs_tol, quiet, **kwargs) -> None:
+          rel_tol, abs_tol, quiet, ray_address, workers, **kwargs) -> None:
     """Benchmark methods on a dataset and compare them.
 
     Every finished example is saved at once to OUTPUT_DIR/<method>/samples.jsonl; rerun the same command
@@ -90,6 +101,8 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     from agentkit.prompting import Templates
     from agentkit.strategies import check_shots
 
+    if workers is not None and ray_address is None:
+        raise click.UsageError("--workers starts Ray workers: add --ray (and an ADDRESS to use a cluster)")
     settings = pop_settings(kwargs)
     shots = 4 if settings.shots is None else settings.shots
     out = output_dir or default_output_dir(dataset, model_spec, shots)
@@ -107,11 +120,19 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     for method in config.methods:
         check_shots(method, shots, answer=answer, templates=templates)
 
-    llm = load_model(model_spec, dtype=dtype)
-    click.echo(f"benchmark: {dataset} · {', '.join(config.methods)} · {shots}-shot · model {llm.name}"
-               f" · output {out}", err=True)
+    executor = llm = None
+    if ray_address is not None:
+        from agentkit.eval.distributed import RayExecutor
+
+        executor = RayExecutor(model_spec, workers=workers, address=ray_address or None, dtype=dtype)
+        where = f"model {model_spec or 'default'} on Ray ({ray_address or 'local'})"
+    else:
+        llm = load_model(model_spec, dtype=dtype)
+        where = f"model {llm.name}"
+    click.echo(f"benchmark: {dataset} · {', '.join(config.methods)} · {shots}-shot · {where} · output {out}",
+               err=True)
     try:
-        result = runner.run_benchmark(config, llm=llm, progress=not quiet,
+        result = runner.run_benchmark(config, llm=llm, executor=executor, progress=not quiet,
                                       notify=lambda note: click.echo(note, err=True))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "
@@ -123,6 +144,9 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
             raise
         raise BenchmarkError(f"{one_line(exc)} ({saved} finished examples are saved in {out}; "
                              f"rerun the same command to resume)") from exc
+    finally:
+        if executor is not None:
+            executor.close()
     click.echo(result.table)
     click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
                f"time; examples share the model's batches, so latencies overlap)")
