@@ -17,6 +17,7 @@ _EXPORTS = {
     "LLM": "agentkit.llm",
     "ScriptedLLM": "agentkit.llm",
     "TransformersLLM": "agentkit.engine",
+    "ServerLLM": "agentkit.serving",
     "Sandbox": "agentkit.tools.sandbox",
     "ExecResult": "agentkit.tools.sandbox",
     "Templates": "agentkit.prompting",
@@ -52,4 +53,5 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from agentkit.engine import TransformersLLM
     from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM
+    from agentkit.serving import ServerLLM
     from agentkit.tools.sandbox import ExecResult, Sandbox

@@ -9,11 +9,20 @@
   last one then repeats). The key found latest in the prompt wins, so a word in an exemplar early in a few-shot
   prompt does not shadow the real question at its end; the key ``"*"`` is the fallback.
   ``scripted:FILE?delay=S`` waits S seconds before each streamed word (a "slow model", for trying Ctrl-C);
+* ``"http://HOST:PORT/v1"`` (or ``https://``): an OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama,
+  ``agentkit serve``) through ``agentkit.serving.ServerLLM``. Several base URLs separated by commas are replicas
+  of one model. Options go once, after the last URL, and apply to every replica:
+  ``http://a:8000/v1,http://b:8000/v1?model=NAME&timeout=300&concurrency=64&retries=6&api_key_env=VAR``.
+  ``model`` names the served model (not needed when the server serves one); the API key comes from the
+  environment variable ``api_key_env`` names, else ``$AGENTKIT_API_KEY``, else ``$OPENAI_API_KEY``;
 * anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
   ``agentkit.engine.TransformersLLM``.
 
 torch and the engine are imported only when a real model is asked for. Every problem with a spec raises a
-``ValueError`` (``ModelSpecError`` here, the engine's own load error there) with a one-line message.
+``UsageError`` (``ModelSpecError`` here, the engine's ``ModelLoadError`` there) with a one-line message; a
+scripted model without a reply for a prompt raises ``ScriptError`` naming its file; a server that cannot be
+reached, or refuses, raises ``agentkit.errors.ServerError``. ``DTYPES`` are the weight dtypes the engine accepts
+(the command line offers exactly these).
 
 Deliberately not here: caching loaded models between calls, downloading, or choosing models by task.
 """
@@ -28,10 +37,13 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from agentkit.errors import UsageError
-from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM
+from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM, ScriptError
 
 SCRIPTED_PREFIX = "scripted:"
+SERVER_SCHEMES = ("http://", "https://")
+SERVER_OPTIONS = {"model": str, "timeout": float, "concurrency": int, "retries": int, "api_key_env": str}
 DEFAULT_NAMES = ("default", "")
+DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)
 
 
 class ModelSpecError(UsageError):
@@ -45,6 +57,8 @@ def load_model(spec: str | None, *, dtype: str = "auto", device: str = "auto") -
     spec = spec.strip()
     if spec.startswith(SCRIPTED_PREFIX):
         return scripted_model(spec[len(SCRIPTED_PREFIX) :])
+    if spec.lower().startswith(SERVER_SCHEMES):
+        return server_model(spec)
     return _transformers(spec, dtype=dtype, device=device)
 
 
@@ -70,8 +84,42 @@ def scripted_model(argument: str) -> ScriptedLLM:
     replies = _replies(data, path)
     name = f"scripted:{path.name}"
     if delay:
-        return SlowScriptedLLM(replies, delay=delay, name=name)
-    return ScriptedLLM(replies, name=name)
+        return SlowScriptedLLM(replies, delay=delay, name=name, path=path)
+    return FileScriptedLLM(replies, name=name, path=path)
+
+
+def server_model(spec: str) -> LLM:
+    """A ``ServerLLM`` from ``URL[,URL...][?model=NAME&timeout=S&concurrency=N&retries=N&api_key_env=VAR]``."""
+    import os
+
+    from agentkit.serving import ServerLLM  # httpx only: cheap, but not needed for other models
+
+    urls_text, _, query = spec.partition("?")
+    if "://" in query:
+        raise ModelSpecError(
+            f"{spec}: put the options once, after the last URL (URL,URL?model=NAME), not after each replica"
+        )
+    urls = [u.strip() for u in urls_text.split(",") if u.strip()]
+    bad = [u for u in urls if not u.lower().startswith(SERVER_SCHEMES) or len(u.split("://", 1)[1].strip("/")) == 0]
+    if not urls or bad:
+        raise ModelSpecError(f"{spec}: {bad[0] if bad else 'no URL'} is not a server base URL like http://host:8000/v1")
+    options: dict[str, object] = {}
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        if name not in SERVER_OPTIONS:
+            raise ModelSpecError(f"{spec}: unknown option {name!r}; options are {', '.join(SERVER_OPTIONS)}")
+        try:
+            options[name] = SERVER_OPTIONS[name](values[-1])
+        except ValueError:
+            raise ModelSpecError(f"{spec}: {name} must be a {SERVER_OPTIONS[name].__name__}") from None
+    api_key = None
+    if "api_key_env" in options:
+        variable = str(options.pop("api_key_env"))
+        api_key = os.environ.get(variable)
+        if not api_key:
+            raise ModelSpecError(f"{spec}: the environment variable {variable} (api_key_env) is not set")
+    if "concurrency" in options:
+        options["max_concurrency"] = options.pop("concurrency")
+    return ServerLLM(urls, api_key=api_key, **options)  # type: ignore[arg-type]
 
 
 def _delay(query: str, argument: str) -> float:
@@ -126,7 +174,7 @@ class _ByQuestion:
         elif "*" in self.table:
             key = "*"
         else:
-            raise RuntimeError(
+            raise ScriptError(
                 f"scripted model file {self.path} has no reply for this prompt: none of its keys "
                 f"({', '.join(repr(k) for k in self.table)}) occurs in it; add a key or a \"*\" fallback"
             )
@@ -136,11 +184,30 @@ class _ByQuestion:
         return replies[min(index, len(replies) - 1)]  # the last reply repeats
 
 
-class SlowScriptedLLM(ScriptedLLM):
+class FileScriptedLLM(ScriptedLLM):
+    """A ``ScriptedLLM`` read from a file: running out of replies says which file to add them to."""
+
+    def __init__(self, replies, *, name: str = "scripted", path: Path | None = None):
+        super().__init__(replies, name=name)
+        self.path = path
+
+    def _reply_for(self, prompt: str) -> str:
+        try:
+            return super()._reply_for(prompt)
+        except ScriptError:
+            if self.path is None or callable(self._replies):
+                raise
+            raise ScriptError(
+                f"ScriptedLLM ran out of replies: prompt #{len(self.prompts)} arrived but {self.path} holds "
+                f"{len(self._replies)}; add replies to that file"
+            ) from None
+
+
+class SlowScriptedLLM(FileScriptedLLM):
     """A ``ScriptedLLM`` that streams slowly: ``delay`` seconds before each word (and per word in ``generate``)."""
 
-    def __init__(self, replies, *, delay: float, name: str = "scripted"):
-        super().__init__(replies, name=name)
+    def __init__(self, replies, *, delay: float, name: str = "scripted", path: Path | None = None):
+        super().__init__(replies, name=name, path=path)
         self.delay = delay
 
     def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:

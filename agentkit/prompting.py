@@ -81,8 +81,9 @@ class Templates:
         try:
             return template.render(**variables)
         except jinja2.UndefinedError as exc:
+            given = ", ".join(sorted(variables)) or "none"
             raise PromptError(
-                f"template '{name}' ({template.filename}): {exc.message}; pass it when rendering"
+                f"template '{name}' ({template.filename}): {exc.message}; the variables it receives are: {given}"
             ) from None
 
     def exemplars(self, name: str, n: int) -> list[dict[str, Any]]:
@@ -93,7 +94,7 @@ class Templates:
         if n > len(records):
             raise PromptError(
                 f"exemplar set '{name}' has {len(records)} exemplars but {n} shots were asked for: "
-                f"use --shots {len(records)} or fewer, or add exemplars to {name}.jsonl"
+                f"ask for {len(records)} or fewer, or add exemplars to {name}.jsonl"
             )
         return records[:n]
 

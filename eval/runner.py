@@ -6,12 +6,20 @@ example finishes, its record (prompt, raw completions, program and execution, Re
 answer, gold, verdict, failure reason, tokens) is appended to ``<output_dir>/<method>/samples.jsonl`` and
 flushed with ``fsync``, so a kill loses only the examples in flight. Rerunning the same command resumes:
 finished ids are skipped, a torn last line (the trace of a kill mid-write) is dropped and the file rewritten
-cleanly, and a directory made with a different configuration is refused. When a method completes, its file is rewritten in dataset order, so an interrupted
-and resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields.
+cleanly, and a directory made with a different configuration is refused (how it ran, e.g. on how many Ray
+workers, may change). When a method completes, its file is rewritten in dataset order, so an interrupted and
+resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields. What a run is (dataset,
+methods, settings) is one ``BenchmarkConfig`` (``agentkit.eval.config``); ``config.json`` holds the part of it a
+resumed run must share.
 
-At the end the output directory holds ``config.json``, ``results.json`` (config, versions, git commit,
-model, per-method accuracy with a 95% Wilson interval, failure rates, tokens, time), ``results.md`` (a
-comparison table) and ``results.png`` (accuracy bars with interval whiskers).
+Where the episodes run is an executor's business: ``LocalExecutor`` (the default) runs them in this process on
+one model; ``agentkit.eval.distributed.RayExecutor`` runs them on Ray workers, each with its own copy of the
+model. Either way every record comes back here, and this process alone writes the run directory.
+
+At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
+(config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
+time, paired comparisons of the methods) and the reports of ``agentkit.eval.report``: ``results.md``,
+``results.png`` and ``results.html``.
 
 Deliberately not here: prompting and answer extraction (the strategies), model loading (``agentkit.models``),
 and any retry of failed examples (a model's failure is a result, recorded with its reason).
@@ -22,37 +30,30 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from agentkit.errors import BenchmarkError
-from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping
-from agentkit.eval.scoring import (
-    DEFAULT_ABS_TOL,
-    DEFAULT_REL_TOL,
-    bleu,
-    is_numeric_answer,
-    rouge,
-    score_answer,
-    wilson_interval,
-)
+from agentkit.errors import BenchmarkError, UsageError
+from agentkit.eval.compare import pairwise
+from agentkit.eval.config import BenchmarkConfig
+from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, repeats
+from agentkit.eval.report import SAMPLES, TIMING, atomic_write, markdown_table, summarize, write_reports
+from agentkit.eval.scoring import is_numeric_answer, score_answer
+from agentkit.records import jsonable
 
-__all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
+__all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "Executor", "LocalExecutor", "MethodResult",
+           "run_benchmark", "SampleStore"]
 
-SAMPLES = "samples.jsonl"
 CONFIG = "config.json"
-# Record fields that depend on the wall clock; everything else is a deterministic function of the run.
-TIMING = "timing"
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
+# The config key that says how a run is executed (e.g. on how many Ray workers): a resumed run may change it.
+EXECUTION = "execution"
+# TIMING ("timing"): the record field of wall-clock readings; everything else is a deterministic function of the run.
 
 
 # --- the per-method sample file --------------------------------------------------------------------------------
@@ -188,41 +189,6 @@ class BenchmarkResult:
 # --- records ---------------------------------------------------------------------------------------------------
 
 
-def _is_time_key(key: str) -> bool:
-    return key in _TIME_KEYS or key.endswith("_seconds")
-
-
-def _jsonable(value: Any, timing: dict[str, float] | None = None, path: str = "") -> Any:
-    """Plain JSON data from pydantic models, dataclasses and containers.
-
-    Wall-clock numbers (``duration``, ``tool_seconds``...) are moved out into ``timing`` under their dotted
-    path (``trajectory.steps.0.tool_seconds``), so everything left is deterministic.
-    """
-    if hasattr(value, "model_dump"):
-        try:
-            value = value.model_dump(mode="json")
-        except Exception:  # noqa: BLE001 - arbitrary types inside: fall back to python mode
-            value = value.model_dump()
-    elif hasattr(value, "__dataclass_fields__"):
-        value = {k: getattr(value, k) for k in value.__dataclass_fields__}
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            key = str(k)
-            where = f"{path}.{key}" if path else key
-            if _is_time_key(key) and (v is None or isinstance(v, (int, float))):
-                if timing is not None and v:
-                    timing[where] = round(float(v), 4)
-                continue
-            out[key] = _jsonable(v, timing, where)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, timing, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return _ADDRESS.sub("", repr(value))  # "<function f at 0x7f..>" -> "<function f>": stable across runs
-
-
 def make_record(
     example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float
 ) -> dict[str, Any]:
@@ -248,53 +214,14 @@ def make_record(
         "prompt": result.prompt,
         "completions": list(result.completions),
         "program": result.program,
-        "execution": _jsonable(result.execution, timing, "execution"),
-        "trajectory": _jsonable(result.trajectory, timing, "trajectory"),
+        "execution": jsonable(result.execution, timing, "execution"),
+        "trajectory": jsonable(result.trajectory, timing, "trajectory"),
         "votes": result.votes,
-        "samples": _jsonable(result.samples, timing, "samples"),
+        "samples": jsonable(result.samples, timing, "samples"),
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         TIMING: timing,
     }
-
-
-def summarize(method: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy with a 95% Wilson interval, failure rates, tokens and time for one method."""
-    n = len(records)
-    correct = sum(bool(r["correct"]) for r in records)
-    failures = Counter(r["failure"] for r in records if r.get("failure"))
-    answered = sum(r.get("answer") is not None for r in records)
-    prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
-    completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
-    seconds = sum(float((r.get(TIMING) or {}).get("duration") or 0.0) for r in records)
-    lo, hi = wilson_interval(correct, n)
-    summary: dict[str, Any] = {
-        "method": method,
-        "n": n,
-        "correct": correct,
-        "accuracy": correct / n if n else 0.0,
-        "ci95": [lo, hi],
-        "answered": answered,
-        "failures": dict(sorted(failures.items())),
-        "failure_rate": sum(failures.values()) / n if n else 0.0,
-        "failure_rates": {k: v / n for k, v in sorted(failures.items())},
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "tokens_per_example": (prompt_tokens + completion_tokens) / n if n else 0.0,
-        "seconds": round(seconds, 3),  # sum of per-example latencies (they overlap when batched)
-        "seconds_per_example": round(seconds / n, 4) if n else 0.0,
-    }
-    if any(r.get("kind") == "text" for r in records):
-        text = list(records)  # numeric golds among them score EM = F1 = correct
-        summary["exact_match"] = sum(r["exact_match"] for r in text) / len(text)
-        summary["f1"] = sum(r["f1"] for r in text) / len(text)
-        preds = [r.get("answer") or "" for r in text]
-        golds = [r["gold"] for r in text]
-        rouges = [rouge(p, g) for p, g in zip(preds, golds, strict=True)]
-        for key in ("rouge1", "rouge2", "rougeL"):
-            summary[key] = sum(s[key] for s in rouges) / len(rouges)
-        summary["bleu"] = bleu(preds, golds)
-    return summary
 
 
 # --- provenance ------------------------------------------------------------------------------------------------
@@ -324,70 +251,87 @@ def git_commit() -> str | None:
     return commit if out.returncode == 0 and len(commit) >= 7 else None
 
 
-# --- reports ---------------------------------------------------------------------------------------------------
+# --- execution: where the episodes run ------------------------------------------------------------------------
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+class Job(NamedTuple):
+    """One example to answer with one method; ``index`` is the example's position in the dataset."""
+
+    method: str
+    index: int
+    example: Example
 
 
-def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table comparing methods (also printed at the end of a CLI run)."""
-    text = any("f1" in s for s in summaries)
-    head = ["method", "n", "accuracy", "95% CI", "failed", "top failure", "tokens/ex", "latency s/ex"]
-    if text:
-        head[4:4] = ["F1", "ROUGE-L"]
-    rows = []
-    for s in summaries:
-        top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
-        row = [
-            s["method"],
-            str(s["n"]),
-            _pct(s["accuracy"]),
-            f"{_pct(s['ci95'][0])}–{_pct(s['ci95'][1])}",
-            _pct(s["failure_rate"]),
-            top,
-            f"{s['tokens_per_example']:.0f}",
-            f"{s['seconds_per_example']:.2f}",
-        ]
-        if text:
-            row[4:4] = [f"{s.get('f1', 0.0):.3f}", f"{s.get('rougeL', 0.0):.3f}"]
-        rows.append(row)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Work:
+    """Everything but the model that turns jobs into records; every process that runs jobs gets the same."""
+
+    factory: Callable[..., Any]  # (method, llm, shots=, config=, **options) -> strategy
+    shots: int
+    config: Any  # generation settings: a dict laid over each method's defaults, or a GenerationConfig
+    options: Mapping[str, Any]
+    batch_size: int
+    rel_tol: float
+    abs_tol: float
 
 
-def write_chart(path: Path, summaries: Sequence[Mapping[str, Any]], title: str) -> Path:
-    """Accuracy bars with 95% interval whiskers (matplotlib, Agg backend: no display needed)."""
-    import matplotlib
+def run_jobs(
+    llm: Any,
+    jobs: Sequence[Job],
+    work: Work,
+    emit: Callable[[dict[str, Any]], None],
+    strategies: dict[str, Any] | None = None,
+) -> None:
+    """Run ``jobs`` on ``llm`` through one ``run_episodes`` call and ``emit`` each record as its example finishes.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The jobs share the engine's batch whatever their method, so one method's long generations overlap with the
+    others' instead of running alone at the end. ``strategies`` (method -> strategy built from ``work``) keeps
+    the strategies for a later call with the same ``work``; missing ones are built and added.
+    """
+    from agentkit.runtime import run_episodes
 
-    names = [s["method"] for s in summaries]
-    acc = [100 * s["accuracy"] for s in summaries]
-    lower = [100 * (s["accuracy"] - s["ci95"][0]) for s in summaries]
-    upper = [100 * (s["ci95"][1] - s["accuracy"]) for s in summaries]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names) + 2), 4))
-    bars = ax.bar(names, acc, yerr=[lower, upper], capsize=6, color="#4C72B0", edgecolor="black")
-    for bar, value, top in zip(bars, acc, upper, strict=True):
-        ax.annotate(f"{value:.1f}%", (bar.get_x() + bar.get_width() / 2, min(value + top + 1.5, 97)),
-                    ha="left", va="bottom", xytext=(4, 0), textcoords="offset points", fontsize=9)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("accuracy (%) with 95% Wilson interval")
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    strategies = {} if strategies is None else strategies
+    for job in jobs:
+        if job.method not in strategies:
+            strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
+                                                  **work.options)
+
+    def on_result(k: int, result: Any) -> None:
+        job = jobs[k]
+        emit(make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol))
+
+    run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
+                 batch_size=work.batch_size, on_result=on_result)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+class Executor(Protocol):
+    """Runs a benchmark's jobs somewhere and hands every record back to the one process that writes them."""
+
+    def model_name(self) -> str:
+        """The model's name, as recorded in config.json (the same on every worker)."""
+
+    def describe(self) -> dict[str, Any]:
+        """How the run executes (``{"backend": "local", "workers": 1}``), for config.json and results.json."""
+
+    def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Run every job and ``emit`` its record once, in any order, as it finishes; return when all are done."""
+
+
+class LocalExecutor:
+    """Runs every job in this process, on one model."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+
+    def model_name(self) -> str:
+        return _model_name(self.llm)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local", "workers": 1}
+
+    def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
+        if jobs:
+            run_jobs(self.llm, jobs, work, emit)
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
@@ -411,13 +355,16 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
             old = json.loads(config_path.read_text(encoding="utf-8"))
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
-        if old != config:
+        before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
+        if before != now:
             raise BenchmarkError(
-                f"{output_dir} holds a run with a different config ({_config_diff(old, config)}); "
+                f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
                 f"use a new --output-dir or --overwrite"
             )
+        if old != config:  # the same run executed differently: config.json tells the latest way
+            atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     else:
-        _atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _model_name(llm: Any) -> str:
@@ -432,99 +379,104 @@ def _progress(total: int, initial: int, label: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=label, unit="ex", dynamic_ncols=True, file=sys.stderr)
 
 
+def answer_kind(examples: Sequence[Example]) -> str:
+    """What direct and chain-of-thought answer on these examples: number when every gold answer is one."""
+    return "number" if all(is_numeric_answer(ex.answer) for ex in examples) else "text"
+
+
 def run_benchmark(
-    dataset: str | Path | Sequence[Example],
-    method: str | Sequence[str] = "cot",
+    dataset: BenchmarkConfig | str | Path | Sequence[Example],
+    method: str | Sequence[str] | None = None,
     llm: Any = None,
     *,
-    shots: int = 4,
-    output_dir: str | Path | None = None,
-    limit: int | None = None,
-    batch_size: int = 16,
-    config: Mapping[str, Any] | Any = None,
-    fields: Mapping[str, str] | Iterable[str] | None = None,
-    method_options: Mapping[str, Any] | None = None,
-    rel_tol: float = DEFAULT_REL_TOL,
-    abs_tol: float = DEFAULT_ABS_TOL,
-    overwrite: bool = False,
     progress: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    notify: Callable[[str], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
+    executor: Executor | None = None,
+    **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
 
+    Either pass a :class:`BenchmarkConfig` and the model, ``run_benchmark(config, llm=llm)``, or the dataset,
+    the methods, the model and any ``BenchmarkConfig`` setting as keywords::
+
+        run_benchmark("gsm8k-sample", ["cot", "pal"], llm, shots=4, output_dir="runs/demo", limit=20)
+
     ``dataset``: a path, a shipped name (``gsm8k-sample``, ``wiki-sample``), a Hugging Face name, or a list
-    of :class:`Example`. ``method``: a name or a list of names (``direct``, ``cot``, ``cot-sc``, ``pal``,
-    ``pal-sc``, ``react``, ``react-cot-sc``). ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included).
-    ``config``: generation settings laid over each method's defaults (a dict such as
-    ``{"max_new_tokens": 128, "seed": 0}``) or a full ``GenerationConfig``. ``method_options``: extra keyword
-    arguments for ``load_strategy`` (``k``, ``temperature``, ``tools``...); ``answer`` (``"number"`` or
-    ``"text"``) defaults to the dataset's kind: number when every gold answer is a number.
+    of :class:`Example`. ``method``: a name or a list of names (see ``agentkit.strategies.REGISTRY``).
+    ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included). The settings: ``generation`` (laid over each
+    method's defaults, e.g. ``{"max_new_tokens": 128, "seed": 0}``), ``method_options`` (``k``,
+    ``temperature``, ``tools``, ``corpus``...; ``answer`` defaults to the dataset's kind: number when every
+    gold answer is a number), ``fields``, ``templates``, ``rel_tol``/``abs_tol``, ``limit``, ``batch_size``,
+    ``output_dir``, ``overwrite``.
+
+    What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
+    ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
+    replaces ``load_strategy`` (for custom strategies), ``executor`` says where the episodes run instead of on
+    ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from ``agentkit.eval.distributed`` (each
+    worker loads its own model; pass no ``llm``). These are not part of the config: a resumed run may change them.
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
-    docstring); without it nothing touches the disk. ``limit`` takes the first N examples and may change
-    between resumed runs; everything else in the config must stay the same.
+    docstring); without it nothing touches the disk.
     """
-    if llm is None:
+    if isinstance(dataset, BenchmarkConfig):
+        if method is not None or settings:
+            raise UsageError("run_benchmark: pass either a BenchmarkConfig or the dataset and settings, not both")
+        config = dataset
+    else:
+        config = BenchmarkConfig.of(dataset=dataset, methods=method or "cot", **settings)
+    if llm is None and executor is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
-    methods = [method] if isinstance(method, str) else list(dict.fromkeys(method))
-    if not methods:
-        raise BenchmarkError("no method given")
-    mapping = dict(fields) if isinstance(fields, Mapping) else parse_field_mapping(fields or [])
-    if isinstance(dataset, (str, Path)):
-        dataset_name = str(dataset)
-        all_examples = load_dataset(dataset, fields=mapping)
+    if llm is not None and executor is not None:
+        raise BenchmarkError("run_benchmark takes an llm or an executor that loads its own, not both")
+    executor = executor if executor is not None else LocalExecutor(llm)
+    methods = list(config.methods)
+    mapping = config.fields
+    if isinstance(config.dataset, (str, Path)):
+        all_examples = load_dataset(config.dataset, fields=mapping)
     else:
-        dataset_name = "<examples>"
-        all_examples = list(dataset)
-    if limit is not None and limit < 0:
-        raise BenchmarkError(f"limit must be >= 0, got {limit}")
-    examples = all_examples[:limit] if limit is not None else all_examples
-    if hasattr(config, "model_dump"):
-        gen_settings: Any = config.model_dump(mode="json")
-        strategy_config: Any = config
-    else:
-        gen_settings = dict(config or {})
-        strategy_config = dict(config) if config else None
-    options = dict(method_options or {})
+        all_examples = list(config.dataset)
+    examples = all_examples[: config.limit] if config.limit is not None else all_examples
+    options = dict(config.method_options)
     if strategy_factory is None and "answer" not in options:
         # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
-        options["answer"] = "number" if all(is_numeric_answer(ex.answer) for ex in all_examples) else "text"
-    run_config = {
-        "dataset": dataset_name,
-        "dataset_fingerprint": dataset_fingerprint(all_examples),
-        "fields": mapping,
-        "model": _model_name(llm),
-        "shots": shots,
-        "generation": gen_settings,
-        "method_options": _jsonable(options),
-        "rel_tol": rel_tol,
-        "abs_tol": abs_tol,
-    }
+        options["answer"] = answer_kind(all_examples)
+    run_config = config.identity(model=executor.model_name(), fingerprint=dataset_fingerprint(all_examples),
+                                 method_options=options)
+    run_config[EXECUTION] = executor.describe()
+    templates = None
+    if config.templates is not None:
+        from agentkit.prompting import Templates
+
+        templates = Templates(config.templates)
+        options["templates"] = templates
     if strategy_factory is None:
-        from agentkit.strategies import METHODS, UnknownMethod
+        from agentkit.strategies import check_shots, get_method
         from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
 
         for name in methods:  # before anything runs or is written
-            if name not in METHODS:
-                raise UnknownMethod(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+            if not get_method(name).scored:
+                raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
+            check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
 
-    out = Path(output_dir) if output_dir is not None else None
+    out = config.output_dir
     if out is not None:
-        _prepare_output_dir(out, run_config, overwrite)
+        _prepare_output_dir(out, run_config, config.overwrite)
 
     started = time.perf_counter()
-    results = _run_methods(
-        methods, llm, examples, out, strategy_factory, shots, strategy_config, options,
-        batch_size=batch_size, rel_tol=rel_tol, abs_tol=abs_tol, progress=progress, on_record=on_record,
-    )
+    work = Work(strategy_factory, config.shots, config.generation or None, options, config.batch_size,
+                config.rel_tol, config.abs_tol)
+    results = _run_methods(methods, executor, work, examples, out, progress=progress, on_record=on_record,
+                           notify=notify)
     wall_seconds = round(time.perf_counter() - started, 3)
 
     summaries = [m.summary for m in results.values()]
     table = markdown_table(summaries)
-    bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": limit},
+    bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": config.limit},
                             output_dir=out, table=table, wall_seconds=wall_seconds)
     if out is not None:
+        records = {name: m.records for name, m in results.items()}
         report = {
             "config": bench.config,
             "model": run_config["model"],
@@ -533,15 +485,12 @@ def run_benchmark(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_seconds": wall_seconds,  # this invocation only (resumed examples cost nothing now)
             "methods": {s["method"]: s for s in summaries},
+            "comparisons": [c.to_dict() for c in pairwise(records)],  # every pair of methods, paired by example
+            "repeats": asdict(repeats(examples)),  # repeated questions and ids in the data, each its own example
         }
-        files = {"config": out / CONFIG, "results_json": out / "results.json", "results_md": out / "results.md",
-                 "chart": out / "results.png"}
-        _atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        title = f"{dataset_name} · {run_config['model']} · {shots}-shot · n={len(examples)}"
-        md = (f"# Benchmark: {dataset_name}\n\nModel: `{run_config['model']}` · shots: {shots} · "
-              f"examples: {len(examples)}\n\n{table}\n\n![accuracy by method](results.png)\n")
-        _atomic_write(files["results_md"], md)
-        write_chart(files["chart"], summaries, title)
+        files = {"config": out / CONFIG, "results_json": out / "results.json"}
+        atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        files.update(write_reports(out, bench.config, records))
         for name in methods:
             files[f"samples:{name}"] = out / name / SAMPLES
         bench.files = files
@@ -562,27 +511,20 @@ class _MethodRun:
 
 def _run_methods(
     methods: Sequence[str],
-    llm: Any,
+    executor: Executor,
+    work: Work,
     examples: list[Example],
     out: Path | None,
-    factory: Callable[..., Any],
-    shots: int,
-    config: Any,
-    options: Mapping[str, Any],
     *,
-    batch_size: int,
-    rel_tol: float,
-    abs_tol: float,
     progress: bool,
     on_record: Callable[[dict[str, Any]], None] | None,
+    notify: Callable[[str], None] | None,
 ) -> dict[str, MethodResult]:
-    """Run every method's unfinished examples through one ``run_episodes`` call.
+    """Hand every method's unfinished examples to the executor and write each record as it comes back.
 
-    The methods share the engine's batch (example by example: direct, cot, pal for example 1, then example 2,
-    ...), so one method's long generations overlap with the others' instead of running alone at the end.
+    The jobs go out example by example (direct, cot, pal for example 1, then example 2, ...), so the methods
+    share the engine's batches.
     """
-    from agentkit.runtime import run_episodes
-
     wanted = {ex.id for ex in examples}
     runs: dict[str, _MethodRun] = {}
     for name in methods:
@@ -597,21 +539,22 @@ def _run_methods(
             correct=sum(bool(r["correct"]) for r in finished),
             count=len(finished),
         )
-    jobs = [(run, index, example) for index, example in enumerate(examples) for run in runs.values()
+    already = sum(r.count for r in runs.values())
+    if already and notify is not None:
+        each = ", ".join(f"{r.name} {r.count}" for r in runs.values())
+        notify(f"resuming the run in {out}: {already} of {len(examples) * len(runs)} examples already done ({each})")
+    jobs = [Job(run.name, index, example) for index, example in enumerate(examples) for run in runs.values()
             if example.id not in run.done]
-    strategies = {run.name: factory(run.name, llm, shots=shots, config=config, **options)
-                  for run in runs.values() if run.todo}
 
     bar = _progress(len(examples) * len(runs), sum(r.count for r in runs.values()), ", ".join(runs), progress)
 
-    def on_result(k: int, result: Any) -> None:
-        run, index, example = jobs[k]
-        if example.id in run.done:  # cannot happen with unique ids; guards the never-twice promise anyway
+    def accept(record: dict[str, Any]) -> None:
+        run = runs[record["method"]]
+        if record["id"] in run.done:  # a re-queued example answered twice (its worker died): keep the first
             return
-        record = make_record(example, index, run.name, result, rel_tol=rel_tol, abs_tol=abs_tol)
         if run.store is not None:
             run.store.append(record)
-        run.done[example.id] = record
+        run.done[record["id"]] = record
         run.count += 1
         run.correct += bool(record["correct"])
         if on_record is not None:
@@ -622,9 +565,7 @@ def _run_methods(
                                            for r in runs.values() if r.count))
 
     try:
-        if jobs:
-            run_episodes(llm, (strategies[run.name].episode(ex.question) for run, _, ex in jobs),
-                         batch_size=batch_size, on_result=on_result)
+        executor.run(jobs, work, accept)
     finally:
         if bar is not None:
             bar.close()

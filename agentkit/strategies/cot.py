@@ -7,6 +7,8 @@ phrase after the last "the answer is".
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from agentkit.answers import extract_numeric_answer, extract_text_answer
 from agentkit.llm import Completion, GenerationConfig
 from agentkit.runtime import Event
@@ -18,7 +20,7 @@ class CoT(SingleCall):
     template = "cot"
     default_config = GenerationConfig(max_new_tokens=160, stop=["\nQuestion:", "\n\n"])
 
-    def interpret(self, completion: Completion):
+    def interpret(self, completion: Completion) -> Generator[Event, None, Interpretation]:
         yield Event("thought", completion.text.strip())
         if self.answer == "text":
             answer = extract_text_answer(completion.text)

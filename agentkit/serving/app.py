@@ -1,0 +1,421 @@
+"""``agentkit serve``: any agentkit model behind an OpenAI-compatible HTTP API (FastAPI + uvicorn).
+
+Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (a prompt or a list of prompts, ``n``, ``seed``, ``stop``,
+``max_tokens``, ``temperature``, ``top_p``, ``top_k``, SSE ``stream``) and ``POST /v1/chat/completions`` (messages
+rendered with the model's chat template, ``continue_final_message``/``add_generation_prompt``).
+
+One engine thread owns the model: it keeps one ``llm.session()`` that every request's rows join, so concurrent
+clients share the in-process engine's continuous batches (and its prefix cache), and it advances streamed
+requests between the session's steps. The web handlers only queue work for it and await the results.
+
+Sampling follows the OpenAI API: ``temperature`` 0 is greedy, anything else samples (the default is 1). The ``n``
+samples of a prompt get seeds ``seed``, ``seed + 1``, ..., so ``n = 5, seed = s`` returns exactly what five
+requests with seeds s..s+4 return, as agentkit's self-consistency asks for them in-process. Each choice also
+carries its own ``usage`` (an agentkit extension; see ``agentkit.serving.protocol``).
+
+A request the server cannot take (a bad field, an unknown model, a chat for a model without a chat template) is
+answered with OpenAI's JSON error shape and status 400 (404 for an unknown model).
+
+Deliberately not here: authentication, TLS, rate limiting and multi-model routing (put a proxy in front), logprobs,
+cancelling a non-streamed request whose client went away (its rows finish in the batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message
+from agentkit.serving.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionRequest,
+    CompletionResponse,
+    Delta,
+    ErrorBody,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+
+
+class BadRequest(Exception):
+    """A request the server refuses (or, with status 500, could not serve); becomes an OpenAI-style JSON error."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.param = param
+
+
+@dataclass
+class _Stream:
+    """A streamed request: the engine thread pushes pieces, then the final Completion (or an exception)."""
+
+    prompt: str
+    config: GenerationConfig
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    gen: Generator[str, None, Any] | None = None
+    pieces: list[str] = field(default_factory=list)
+
+    def put(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+
+class EngineLoop:
+    """The one thread that touches the model: a shared session for plain requests, interleaved streams."""
+
+    def __init__(self, llm: LLM, max_batch_size: int = 32):
+        self.llm = llm
+        self.max_batch_size = max_batch_size
+        self._inbox: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="agentkit-serve-engine", daemon=True)
+        self._stopped = threading.Event()
+        self._thread.start()
+
+    def submit(self, prompt: str, config: GenerationConfig) -> Future:
+        future: Future = Future()
+        self._inbox.put(("generate", prompt, config, future))
+        return future
+
+    def stream(self, stream: _Stream) -> None:
+        self._inbox.put(("stream", stream))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._inbox.put(("stop",))
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        session = self.llm.session(self.max_batch_size)
+        waiting: list[tuple[str, GenerationConfig, Future]] = []
+        futures: dict[int, Future] = {}
+        streams: list[_Stream] = []
+        ids = iter(range(1 << 62))
+        try:
+            while not self._stopped.is_set():
+                idle = not waiting and not session.pending and not streams
+                try:
+                    item = self._inbox.get(timeout=0.5) if idle else self._inbox.get_nowait()
+                except queue.Empty:
+                    item = None
+                while item is not None:
+                    if item[0] == "stop":
+                        return
+                    if item[0] == "generate":
+                        waiting.append(item[1:])
+                    else:
+                        streams.append(item[1])
+                    try:
+                        item = self._inbox.get_nowait()
+                    except queue.Empty:
+                        item = None
+                while waiting and session.free_slots > 0:
+                    prompt, config, future = waiting.pop(0)
+                    if not future.set_running_or_notify_cancel():
+                        continue  # its client went away before the request reached the engine
+                    key = next(ids)
+                    try:
+                        session.add(key, prompt, config)
+                    except Exception as exc:  # noqa: BLE001 - a prompt the model refuses (e.g. empty)
+                        future.set_exception(exc)
+                        continue
+                    futures[key] = future
+                if session.pending:
+                    try:
+                        finished = session.step()
+                    except Exception as exc:  # noqa: BLE001 - fail the batch's requests, keep serving
+                        for future in futures.values():
+                            future.set_exception(exc)
+                        futures.clear()
+                        session.close()
+                        session = self.llm.session(self.max_batch_size)
+                        finished = []
+                    for key, completion in finished:
+                        futures.pop(key).set_result(completion)
+                for stream in list(streams):
+                    if not self._advance(stream):
+                        streams.remove(stream)
+        finally:
+            session.close()
+            for stream in streams:
+                if stream.gen is not None:
+                    stream.gen.close()
+
+    def _advance(self, stream: _Stream) -> bool:
+        """Produce the stream's next piece; False once it is over (finished, failed or abandoned)."""
+        try:
+            if stream.cancelled.is_set():
+                if stream.gen is not None:
+                    stream.gen.close()
+                return False
+            if stream.gen is None:
+                stream.gen = self.llm.stream(stream.prompt, stream.config)
+            piece = next(stream.gen)
+        except StopIteration as stop:
+            stream.put(self._final(stream, stop.value))
+            return False
+        except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
+            stream.put(exc)
+            return False
+        stream.pieces.append(piece)
+        stream.put(piece)
+        return True
+
+    def _final(self, stream: _Stream, value: Any) -> Completion:
+        if isinstance(value, Completion):
+            return value
+        # A model whose stream does not return its Completion: rebuild one from the pieces.
+        text = "".join(stream.pieces)
+        tokens = self.llm.count_tokens(text)
+        return Completion(
+            text=text,
+            finish_reason="length" if tokens >= stream.config.max_new_tokens else "stop",
+            prompt_tokens=self.llm.count_tokens(stream.prompt),
+            completion_tokens=tokens,
+        )
+
+
+def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32) -> FastAPI:
+    """The FastAPI app serving ``llm`` under ``model_name`` (default: the model's own name)."""
+    name = model_name or llm.name
+    engine: dict[str, EngineLoop] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop()
+        yield
+        engine.pop("loop").stop()
+
+    app = FastAPI(title="agentkit", summary=f"agentkit serving {name} (OpenAI-compatible)", lifespan=lifespan)
+
+    def loop() -> EngineLoop:
+        if "loop" not in engine:  # an app used without its lifespan (e.g. some test clients)
+            engine["loop"] = EngineLoop(llm, max_batch_size)
+        return engine["loop"]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", exc))
+        return _error(message, 400, where)
+
+    @app.exception_handler(BadRequest)
+    async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
+        return _error(str(exc), exc.status, exc.param)
+
+    @app.get("/v1/models")
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=name)])
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: CompletionRequest) -> CompletionResponse | StreamingResponse:
+        _check_model(request.model, name)
+        config = _config(request, request.max_tokens)
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        if request.stream:
+            if len(prompts) != 1 or request.n != 1:
+                raise BadRequest("stream: agentkit serve streams one prompt with n=1", param="stream")
+            return _sse(_stream_events(loop(), prompts[0], config, name, chat=False, usage=_usage_wanted(request)))
+        completions = await _generate(loop(), prompts, config, request.n)
+        choices = [
+            CompletionChoice(index=i, text=c.text, finish_reason=c.finish_reason, usage=_usage(c))
+            for i, c in enumerate(completions)
+        ]
+        return CompletionResponse(model=name, choices=choices, usage=_total(completions, request.n))
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: ChatCompletionRequest) -> ChatCompletionResponse | StreamingResponse:
+        _check_model(request.model, name)
+        prompt = _render(llm, request)
+        config = _config(request, request.max_completion_tokens or request.max_tokens)
+        if request.stream:
+            if request.n != 1:
+                raise BadRequest("stream: agentkit serve streams with n=1", param="stream")
+            return _sse(_stream_events(loop(), prompt, config, name, chat=True, usage=_usage_wanted(request)))
+        completions = await _generate(loop(), [prompt], config, request.n)
+        choices = [
+            ChatChoice(index=i, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason,
+                       usage=_usage(c))
+            for i, c in enumerate(completions)
+        ]
+        return ChatCompletionResponse(model=name, choices=choices, usage=_total(completions, request.n))
+
+    return app
+
+
+def _error(message: str, status: int, param: str | None = None) -> JSONResponse:
+    kind = {404: "not_found_error", 500: "server_error"}.get(status, "invalid_request_error")
+    body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=status))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _check_model(requested: str | None, name: str) -> None:
+    if requested and requested != name:
+        raise BadRequest(f"The model `{requested}` does not exist; this server serves `{name}`", 404, "model")
+
+
+def _config(request: CompletionRequest | ChatCompletionRequest, max_tokens: int | None) -> GenerationConfig:
+    sample = request.temperature > 0
+    try:
+        return GenerationConfig(
+            max_new_tokens=max_tokens or 256,
+            do_sample=sample,
+            temperature=request.temperature if sample else 1.0,
+            top_p=request.top_p,
+            top_k=request.top_k,
+            seed=request.seed,
+            stop=request.stop or [],
+        )
+    except ValueError as exc:
+        raise BadRequest(" ".join(str(exc).split())) from None
+
+
+def _render(llm: LLM, request: ChatCompletionRequest) -> str:
+    messages = tuple(Message(role=m.role, content=m.text()) for m in request.messages)
+    last = messages[-1].role
+    if request.continue_final_message and last != "assistant":
+        raise BadRequest("continue_final_message needs the last message to be the assistant's", param="messages")
+    if request.continue_final_message and request.add_generation_prompt:
+        raise BadRequest("continue_final_message and add_generation_prompt cannot both be true",
+                         param="add_generation_prompt")
+    if last == "assistant" and not request.continue_final_message:
+        raise BadRequest("the last message is the assistant's: pass continue_final_message=true and "
+                         "add_generation_prompt=false to continue it", param="messages")
+    try:
+        return llm.render(Chat(messages=messages))
+    except ValueError as exc:
+        raise BadRequest(" ".join(str(exc).split()), param="messages") from None
+
+
+async def _generate(engine: EngineLoop, prompts: list[str], config: GenerationConfig, n: int) -> list[Completion]:
+    """Every prompt's ``n`` samples (seeds ``seed + j``), in the order OpenAI numbers choices."""
+    futures = []
+    for prompt in prompts:
+        for j in range(n):
+            sample = config if j == 0 or config.seed is None else config.model_copy(update={"seed": config.seed + j})
+            futures.append(asyncio.wrap_future(engine.submit(prompt, sample)))
+    try:
+        return list(await asyncio.gather(*futures))
+    except ValueError as exc:
+        raise BadRequest(" ".join(str(exc).split()), param="prompt") from None
+    except Exception as exc:  # noqa: BLE001 - the model failed, not the request: a 500 clients retry
+        raise BadRequest(" ".join(f"{type(exc).__name__}: {exc}".split()), 500) from exc
+
+
+def _usage(c: Completion) -> Usage:
+    return Usage.of(c.prompt_tokens, c.completion_tokens)
+
+
+def _total(completions: list[Completion], n: int) -> Usage:
+    # A prompt counts once however many samples it has (as vLLM counts it).
+    return Usage.of(sum(c.prompt_tokens for c in completions[::n]), sum(c.completion_tokens for c in completions))
+
+
+def _usage_wanted(request: CompletionRequest | ChatCompletionRequest) -> bool:
+    return bool(request.stream_options and request.stream_options.include_usage)
+
+
+def _sse(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _stream_events(
+    engine: EngineLoop, prompt: str, config: GenerationConfig, name: str, *, chat: bool, usage: bool
+) -> AsyncIterator[str]:
+    """The SSE events of one streamed completion, ending with ``data: [DONE]``."""
+    stream = _Stream(prompt, config, asyncio.get_running_loop(), asyncio.Queue())
+    engine.stream(stream)
+    ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+
+    def event(piece: str | None, finish: str | None = None, totals: Usage | None = None) -> str:
+        if chat:
+            choices = [] if totals else [ChatChunkChoice(delta=Delta(content=piece), finish_reason=finish)]
+            chunk: Any = ChatCompletionChunk(id=ident, model=name, choices=choices, usage=totals)
+        else:
+            choices = [] if totals else [CompletionChoice(index=0, text=piece or "", finish_reason=finish)]
+            chunk = CompletionChunk(id=ident, model=name, choices=choices, usage=totals)
+        return f"data: {chunk.model_dump_json(exclude_none=chat)}\n\n"
+
+    try:
+        if chat:  # OpenAI opens a chat stream with the assistant's role
+            opening = ChatCompletionChunk(id=ident, model=name, choices=[ChatChunkChoice(delta=Delta(role="assistant"))])
+            yield f"data: {opening.model_dump_json(exclude_none=True)}\n\n"
+        while True:
+            item = await stream.out.get()
+            if isinstance(item, Exception):
+                body = ErrorResponse(error=ErrorBody(message=" ".join(str(item).split()), type="server_error"))
+                yield f"data: {body.model_dump_json()}\n\n"
+                return
+            if isinstance(item, Completion):
+                yield event("" if not chat else None, item.finish_reason)
+                if usage:
+                    yield event(None, totals=_usage(item))
+                yield "data: [DONE]\n\n"
+                return
+            yield event(item)
+    finally:
+        stream.cancelled.set()  # the client went away, or the stream is over: the engine drops it
+
+
+@contextlib.contextmanager
+def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Iterator[str]:
+    """Serve ``llm`` on a background thread for the block (``port=0``: a free one); yields the base URL.
+
+    For tests and notebooks: ``with running(llm) as url: ServerLLM(url)``. ``options`` go to ``create_app``.
+    """
+    import socket
+
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(llm, **options), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="agentkit-serve", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"agentkit serve could not start on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def serve(llm: LLM, *, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
+          max_batch_size: int = 32, log_level: str = "warning") -> None:
+    """Serve ``llm`` until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    app = create_app(llm, model_name=model_name, max_batch_size=max_batch_size)
+    # In-flight requests get a few seconds to finish on Ctrl-C or SIGTERM; the rest are cut.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+__all__ = ["BadRequest", "EngineLoop", "create_app", "running", "serve"]

@@ -1,0 +1,642 @@
+"""``ServerLLM``: agentkit's model interface over OpenAI-compatible servers (vLLM, SGLang, llama.cpp, Ollama, and
+``agentkit serve``), one or several replicas.
+
+- Text prompts go to ``/v1/completions``, ``Chat`` prompts to ``/v1/chat/completions`` as messages (a chat whose
+  last message is the assistant's is continued: ``continue_final_message``, as vLLM and SGLang take it). A
+  chat-only server refuses text prompts with an error that says so: a few-shot text prompt sent as a user message
+  would be a different experiment.
+- Stop strings are exact on every server: at most four go to the server (vLLM and OpenAI refuse more), all of
+  them are cut client-side, and ``finish_reason`` says what ended the text as agentkit sees it.
+- ``session()`` keeps up to ``max_concurrency`` requests in flight on worker threads and hands each completion
+  back as soon as it arrives, so episodes interleave the way they do on the in-process engine. Samples of one
+  prompt that differ only by consecutive seeds (self-consistency) share one request with ``n``; a server that
+  ignores or refuses ``n`` or prompt lists is noticed once and then sent separate requests.
+- Replicas: each request goes to the replica with the fewest requests in flight. A connection error, timeout,
+  429 (after its ``Retry-After``) or 5xx takes that replica out for a backoff that doubles while it keeps
+  failing (capped), and the request is retried on the others; a request gives up after ``retries`` retries with
+  a ``ServerError`` naming the URL, the model and the last failure. A 4xx is not retried: it is a ``ServerError``
+  with the server's own message.
+
+Deliberately not here: parsing model specs (``agentkit.models``), logprobs, tools and function calling, and
+tokenizing. Token counts come from the server's ``usage``; where a server gives only a request's total for
+several completions, the total is shared out by text length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agentkit.errors import ServerError, UsageError
+from agentkit.llm import LLM, BatchSession, Chat, Completion, FinishReason, GenerationConfig, Prompt, cut_at_stop
+from agentkit.llm import partial_stop_suffix
+
+MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
+API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
+
+
+class UnknownServedModel(UsageError):
+    """The model named in the spec is not among the server's ``/v1/models``."""
+
+
+@dataclass
+class Replica:
+    """One base URL and what the client knows about its health."""
+
+    url: str
+    in_flight: int = 0
+    down_until: float = 0.0  # monotonic time before which no request is sent here
+    failures: int = 0  # consecutive failed probes; the backoff doubles with each
+    last_error: str = ""
+
+
+class ServerRefused(ServerError):
+    """A server answered a request with a 4xx: not retried; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class _Transient(Exception):
+    """A failure worth retrying elsewhere or later (connection, timeout, 429, 5xx)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Cancelled(Exception):
+    """The session that asked was closed while the request waited to be retried."""
+
+
+@dataclass
+class _Link:
+    """The connections a request goes over, and the flag that abandons it (its session was closed)."""
+
+    client: httpx.Client
+    cancel: threading.Event | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+
+@dataclass
+class _Job:
+    """One request to send: a prompt with ``n`` samples (consecutive seeds) for the given keys."""
+
+    keys: list[Hashable]
+    prompt: Prompt
+    config: GenerationConfig
+
+
+class ServerLLM(LLM):
+    """A model served over an OpenAI-compatible HTTP API by one or several replicas.
+
+    ``urls``: base URLs that end in ``/v1`` (``http://localhost:8000/v1``). ``model``: the served model's name;
+    optional when the servers serve exactly one. ``api_key``: sent as a bearer token; by default taken from
+    ``$AGENTKIT_API_KEY`` or ``$OPENAI_API_KEY``. ``timeout``: seconds to wait for a response (or for the next
+    piece of a stream). ``retries``: retries of one request before it gives up; ``backoff``/``max_backoff``:
+    the first and the largest wait before retrying a failed replica.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        max_concurrency: int = 64,
+        timeout: float = 300.0,
+        retries: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        urls = [urls] if isinstance(urls, str) else list(urls)
+        if not urls:
+            raise UsageError("ServerLLM needs at least one base URL, e.g. http://localhost:8000/v1")
+        if max_concurrency < 1 or retries < 0 or timeout <= 0:
+            raise UsageError("ServerLLM: max_concurrency must be >= 1, retries >= 0 and timeout > 0")
+        self.replicas = [Replica(u.rstrip("/")) for u in urls]
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        if api_key is None:
+            api_key = next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client_options = dict(
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            limits=httpx.Limits(max_connections=max_concurrency + 8, max_keepalive_connections=max_concurrency),
+            transport=transport,
+        )
+        self._client = self._new_client()
+        self._lock = threading.Lock()
+        self._replica_free = threading.Condition(self._lock)
+        self.model = "?"
+        served = self.served_models()
+        self.model = self._choose(model, served)
+        self.name = self.model
+        # agentkit serve takes any number of stop strings; other servers get at most four.
+        self.max_stops = None if served.get(self.model) == "agentkit" else MAX_SERVER_STOPS
+        self.accepts_prompt_lists = True  # set False when a server refuses (or ignores) a list of prompts
+        self.accepts_n = True  # set False when a server refuses (or ignores) n > 1
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(**self._client_options)  # type: ignore[arg-type]
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self.replicas]
+
+    # -- the model interface ----------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
+        """One completion per prompt, in order. Sampled prompts get seeds ``seed + i``, as on the engine."""
+        config = config or GenerationConfig()
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        if len(prompts) > 1 and self.accepts_prompt_lists and all(isinstance(p, str) for p in prompts) and not (
+            config.do_sample and config.seed is not None
+        ):
+            completions = self._prompt_list(prompts, config)  # type: ignore[arg-type]
+            if completions is not None:
+                return completions
+        session = ServerSession(self, len(prompts), own_connections=False)
+        try:
+            for i, prompt in enumerate(prompts):
+                seeded = config.do_sample and config.seed is not None and len(prompts) > 1
+                session.add(i, prompt, config.model_copy(update={"seed": config.seed + i}) if seeded else config)
+            out: dict[Hashable, Completion] = {}
+            while session.pending:
+                out.update(session.step())
+        finally:
+            session.close()
+        return [out[i] for i in range(len(prompts))]
+
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+        """Stream one completion over SSE; text that may begin a stop string is held back until it cannot."""
+        config = config or GenerationConfig()
+        path, body = self._body(prompt, config)
+        body.update(stream=True, stream_options={"include_usage": True})
+        chat = isinstance(prompt, Chat)
+        text, sent, finish, usage = "", 0, None, None
+        events = self._events(path, body)
+        try:
+            for event in events:
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                    text += piece or ""
+                    finish = choice.get("finish_reason") or finish
+                cut, stopped = cut_at_stop(text, config.stop)
+                if stopped:  # found client-side: end here (closing the stream stops the server's work)
+                    text, finish = cut, "stop"
+                    break
+                safe = len(text) - partial_stop_suffix(text, config.stop)
+                if safe > sent:
+                    yield text[sent:safe]
+                    sent = safe
+        finally:
+            events.close()
+        if len(text) > sent:
+            yield text[sent:]
+        return self._completion(text, finish, config, usage, prompt)
+
+    def session(self, max_batch_size: int = 32) -> ServerSession:
+        return ServerSession(self, max_batch_size)
+
+    def render(self, prompt: Prompt) -> str:
+        """A text prompt as it is; a ``Chat`` as the JSON messages sent (the server's template is not visible)."""
+        if isinstance(prompt, str):
+            return prompt
+        return json.dumps(self._chat_fields(prompt), ensure_ascii=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"ServerLLM({self.model!r}, urls={self.urls!r})"
+
+    # -- served models ----------------------------------------------------------------------------------------
+
+    def served_models(self) -> dict[str, str]:
+        """``/v1/models`` of the first replica that answers: model id -> owner."""
+        try:
+            data = self._send("GET", "/models", None, retries=min(self.retries, 2))
+        except ServerRefused as exc:
+            if exc.status == 404:
+                return {}  # the server does not list its models; the spec must name one
+            raise
+        return {str(m.get("id")): str(m.get("owned_by", "")) for m in data.get("data") or []}
+
+    def _choose(self, model: str | None, served: dict[str, str]) -> str:
+        where = ", ".join(self.urls)
+        if model is not None:
+            if served and model not in served:
+                raise UnknownServedModel(
+                    f"model {model!r} is not served at {where}; it serves: {', '.join(served)} "
+                    f"(name one with ?model=NAME)"
+                )
+            return model
+        if len(served) == 1:
+            return next(iter(served))
+        if not served:
+            raise UnknownServedModel(f"{where} does not list its models; name one with ?model=NAME")
+        raise UnknownServedModel(
+            f"{where} serves several models ({', '.join(served)}); name one with ?model=NAME"
+        )
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    def _chat_fields(self, chat: Chat) -> dict[str, Any]:
+        fields: dict[str, Any] = {"messages": [m.model_dump() for m in chat.messages]}
+        if chat.continues:
+            fields.update(continue_final_message=True, add_generation_prompt=False)
+        return fields
+
+    def _body(self, prompt: Prompt | list[str], config: GenerationConfig, n: int = 1) -> tuple[str, dict[str, Any]]:
+        """The endpoint and JSON body for ``prompt`` (a text, a list of texts or a chat)."""
+        body: dict[str, Any] = {"model": self.model, "max_tokens": config.max_new_tokens}
+        if config.do_sample:
+            body.update(temperature=config.temperature, top_p=config.top_p)
+            if config.top_k is not None:
+                body["top_k"] = config.top_k  # vLLM, SGLang and llama.cpp take it beside OpenAI's fields
+            if config.seed is not None:
+                body["seed"] = config.seed
+        else:
+            body["temperature"] = 0.0  # greedy on every OpenAI-compatible server
+        stops = config.stop if self.max_stops is None else config.stop[: self.max_stops]
+        if stops:
+            body["stop"] = list(stops)
+        if n > 1:
+            body["n"] = n
+        if isinstance(prompt, Chat):
+            return "/chat/completions", {**body, **self._chat_fields(prompt)}
+        return "/completions", {**body, "prompt": prompt}
+
+    def _completion(
+        self, text: str, finish: str | None, config: GenerationConfig, usage: dict | None, prompt: Prompt | None
+    ) -> Completion:
+        """The ``Completion`` agentkit sees: cut at every stop string, with the finish reason that follows."""
+        text, stopped = cut_at_stop(text, config.stop)
+        # "length" only when the token limit ended it and no stop text did; the server's own EOS is "stop".
+        reason: FinishReason = "length" if finish == "length" and not stopped else "stop"
+        usage = usage or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        if prompt_tokens is None:
+            prompt_tokens = self.count_tokens(self.render(prompt)) if prompt is not None else 0
+        completion_tokens = usage.get("completion_tokens")
+        if completion_tokens is None:
+            completion_tokens = self.count_tokens(text)
+        return Completion(
+            text=text, finish_reason=reason, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
+        )
+
+    def _run(self, job: _Job, link: _Link | None = None) -> list[tuple[Hashable, Completion]]:
+        """Send one job (``n`` = its number of keys) and return a completion per key."""
+        n = len(job.keys)
+        if n > 1 and self.accepts_n:
+            path, body = self._body(job.prompt, job.config, n=n)
+            try:
+                data = self._send("POST", path, body, link=link)
+            except ServerRefused:
+                self.accepts_n = False  # refused: fall back to one request per sample
+                data = None
+            if data is not None:
+                completions = self._choices(data, job, expected=n)
+                if len(completions) < n:
+                    self.accepts_n = False  # the server ignored n: ask for the missing samples one by one
+                done = list(zip(job.keys, completions, strict=False))
+                rest = [_Job([k], job.prompt, self._sample_config(job.config, i)) for i, k in enumerate(job.keys)]
+                for single in rest[len(done):]:
+                    done.extend(self._run(single, link))
+                return done
+        out: list[tuple[Hashable, Completion]] = []
+        for i, key in enumerate(job.keys):
+            config = self._sample_config(job.config, i)
+            path, body = self._body(job.prompt, config)
+            data = self._send("POST", path, body, link=link)
+            out.append((key, self._choices(data, _Job([key], job.prompt, config), expected=1)[0]))
+        return out
+
+    @staticmethod
+    def _sample_config(config: GenerationConfig, i: int) -> GenerationConfig:
+        if i == 0 or config.seed is None:
+            return config
+        return config.model_copy(update={"seed": config.seed + i})
+
+    def _choices(self, data: dict, job: _Job, expected: int) -> list[Completion]:
+        """Completions from a response's choices, in ``index`` order (servers may send them in any order)."""
+        choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+        if not choices:
+            raise ServerError(f"{self.urls[0]}: the response for model {self.model} has no choices")
+        chat = isinstance(job.prompt, Chat)
+        texts = [((c.get("message") or {}).get("content") if chat else c.get("text")) or "" for c in choices]
+        shared = _share(data.get("usage"), texts, self.count_tokens, prompts=1)
+        return [
+            self._completion(t, c.get("finish_reason"), job.config, c.get("usage") or u, job.prompt)
+            for t, c, u in zip(texts[:expected], choices, shared, strict=False)
+        ]
+
+    def _prompt_list(self, prompts: list[str], config: GenerationConfig) -> list[Completion] | None:
+        """All prompts in one ``/v1/completions`` request; None when the server refuses or ignores the list."""
+        path, body = self._body(prompts, config)
+        try:
+            data = self._send("POST", path, body)
+        except ServerRefused:
+            self.accepts_prompt_lists = False
+            return None
+        choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+        if [c.get("index") for c in choices] != list(range(len(prompts))):
+            self.accepts_prompt_lists = False  # e.g. only the first prompt was answered
+            return None
+        texts = [c.get("text") or "" for c in choices]
+        shared = _share(data.get("usage"), texts, self.count_tokens, prompts=len(prompts))
+        return [
+            self._completion(t, c.get("finish_reason"), config, c.get("usage") or u, p)
+            for t, c, u, p in zip(texts, choices, shared, prompts, strict=True)
+        ]
+
+    # -- transport: replicas, retries, errors -----------------------------------------------------------------
+
+    def _send(
+        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None
+    ) -> dict:
+        """One JSON request with replica choice and bounded retries; the parsed response body."""
+        retries = self.retries if retries is None else retries
+        link = link or _Link(self._client)
+        attempt = 0
+        while True:
+            replica = self._acquire(link)
+            try:
+                response = link.client.request(method, replica.url + path, json=body)
+                self._check(response, replica, path)
+                data = response.json()
+            except (httpx.TransportError, _Transient, ValueError, RuntimeError) as exc:
+                if link.cancelled:
+                    raise _Cancelled() from None  # the session closed its connections under this request
+                if isinstance(exc, RuntimeError) and not isinstance(exc, _Transient):
+                    raise
+                failure = _failure(exc)
+                retry_after = exc.retry_after if isinstance(exc, _Transient) else None
+                self._release(replica, failure, retry_after)
+            else:
+                self._release(replica)
+                return data
+            finally:
+                with self._lock:
+                    replica.in_flight -= 1
+                    self._replica_free.notify_all()
+            attempt += 1
+            if attempt > retries:
+                raise ServerError(
+                    f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts"
+                    + (f" on {len(self.replicas)} replicas" if len(self.replicas) > 1 else "")
+                )
+
+    def _events(self, path: str, body: dict) -> Generator[dict, None, None]:
+        """The JSON events of an SSE response; retried like ``_send`` until the first event arrives."""
+        attempt = 0
+        while True:
+            replica = self._acquire(_Link(self._client))
+            received = False
+            try:
+                with self._client.stream("POST", replica.url + path, json=body) as response:
+                    self._check(response, replica, path)
+                    finished = False
+                    for event in _sse(response.iter_lines()):
+                        if event is None:
+                            finished = True
+                            break
+                        received = True
+                        finished = finished or any(c.get("finish_reason") for c in event.get("choices") or [])
+                        yield event
+                    if not finished:
+                        raise httpx.RemoteProtocolError("the stream ended before the completion was finished")
+                self._release(replica)
+                return
+            except (httpx.TransportError, _Transient, ValueError) as exc:
+                failure = _failure(exc)
+                self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
+                if received:
+                    raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: {failure}")
+            finally:
+                with self._lock:
+                    replica.in_flight -= 1
+                    self._replica_free.notify_all()
+            attempt += 1
+            if attempt > self.retries:
+                raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts")
+
+    def _check(self, response: httpx.Response, replica: Replica, path: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        response.read()
+        message = _server_message(response)
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}: {message}", _retry_after(response))
+        hint = ""
+        if status in (404, 405) and path == "/completions":
+            hint = "; a chat-only server takes chat prompts only (/v1/chat/completions)"
+        self._release(replica)
+        raise ServerRefused(f"{replica.url}{path} refused model {self.model}: HTTP {status}: {message}{hint}", status)
+
+    def _acquire(self, link: _Link) -> Replica:
+        """The live replica with the fewest requests in flight; waits while every replica is out."""
+        with self._lock:
+            while True:
+                if link.cancelled:
+                    raise _Cancelled()
+                now = time.monotonic()
+                live = [r for r in self.replicas if r.down_until <= now]
+                if live:
+                    replica = min(live, key=lambda r: r.in_flight)
+                    replica.in_flight += 1
+                    return replica
+                wake = min(r.down_until for r in self.replicas) - now
+                self._replica_free.wait(timeout=min(max(wake, 0.001), 0.25))
+
+    def _release(self, replica: Replica, failure: str | None = None, retry_after: float | None = None) -> None:
+        """Record how a request on ``replica`` went; a failure takes it out for a (doubling) backoff."""
+        with self._lock:
+            if failure is None:
+                replica.failures, replica.last_error = 0, ""
+                return
+            replica.last_error = failure
+            now = time.monotonic()
+            if replica.down_until > now:
+                return  # already out: requests that were in flight when it failed do not extend the backoff
+            delay = min(self.max_backoff, self.backoff * 2**replica.failures) * random.uniform(0.8, 1.0)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, 60.0))
+            replica.failures += 1
+            replica.down_until = now + delay
+
+
+class ServerSession(BatchSession):
+    """Requests in flight on worker threads; ``step()`` returns whatever has come back.
+
+    Up to ``max_batch_size`` (at most the model's ``max_concurrency``) requests are in flight. ``step()`` waits a
+    moment for the next response and returns early when none has arrived, so the episode runner can hand a
+    finished tool call's next prompt to the server at once.
+    """
+
+    POLL = 0.02  # seconds step() waits for a response before returning to the runner
+
+    def __init__(self, llm: ServerLLM, max_batch_size: int = 32, *, own_connections: bool = True):
+        self.llm = llm
+        self.max_batch_size = max(1, min(max_batch_size, llm.max_concurrency))
+        # A run's session has its own connections: closing it (an error, Ctrl-C) aborts what is still in flight
+        # at once instead of leaving worker threads to wait out their timeouts.
+        self._link = _Link(llm._new_client() if own_connections else llm._client, threading.Event())
+        self._own_connections = own_connections
+        self._queue: list[tuple[Hashable, Prompt, GenerationConfig]] = []
+        self._running: dict[Future, int] = {}  # future -> number of requests it answers
+        self._pool = ThreadPoolExecutor(self.max_batch_size, thread_name_prefix="agentkit-server")
+        self._error: BaseException | None = None
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.max_batch_size - self.pending)
+
+    @property
+    def pending(self) -> int:
+        # A stashed error counts as pending so that the runner calls step() again, which raises it.
+        return sum(self._running.values()) + len(self._queue) + (self._error is not None)
+
+    def add(self, key: Hashable, prompt: Prompt, config: GenerationConfig) -> None:  # type: ignore[override]
+        self._queue.append((key, prompt, config))
+
+    def step(self) -> list[tuple[Hashable, Completion]]:
+        if self._error is not None:
+            raise self._error
+        for job in _jobs(self._queue, self.llm.accepts_n):
+            self._running[self._pool.submit(self.llm._run, job, self._link)] = len(job.keys)
+        self._queue = []
+        done, _ = wait(list(self._running), timeout=self.POLL, return_when=FIRST_COMPLETED)
+        out: list[tuple[Hashable, Completion]] = []
+        for future in done:
+            del self._running[future]
+            try:
+                out.extend(future.result())
+            except BaseException as exc:  # noqa: BLE001 - raised below, after handing back what did finish
+                self._error = self._error or exc
+        if self._error is not None and not out:
+            raise self._error
+        return out
+
+    def close(self) -> None:
+        self._link.cancel.set()  # type: ignore[union-attr]
+        self._queue.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_connections:
+            self._link.client.close()
+
+
+def _jobs(queue: list[tuple[Hashable, Prompt, GenerationConfig]], use_n: bool) -> list[_Job]:
+    """Group the queue into requests: samples of one prompt with consecutive seeds share one (``n``)."""
+    jobs: list[_Job] = []
+    open_groups: dict[tuple[str, str], _Job] = {}
+    for key, prompt, config in queue:
+        if use_n and config.do_sample:
+            group_key = (prompt if isinstance(prompt, str) else prompt.model_dump_json(),
+                         config.model_copy(update={"seed": None}).key())
+            job = open_groups.get(group_key)
+            if job is not None and (
+                (config.seed is None and job.config.seed is None)
+                or (config.seed is not None and job.config.seed is not None
+                    and config.seed == job.config.seed + len(job.keys))
+            ):
+                job.keys.append(key)
+                continue
+            job = open_groups[group_key] = _Job([key], prompt, config)
+            jobs.append(job)
+        else:
+            jobs.append(_Job([key], prompt, config))
+    return jobs
+
+
+def _share(usage: dict | None, texts: list[str], count: Callable[[str], int], prompts: int) -> list[dict | None]:
+    """A request's total usage shared out over its choices (by text length), for servers without per-choice usage."""
+    if not usage or len(texts) == 1:
+        return [usage] * len(texts)
+    weights = [max(1, count(t)) for t in texts]
+    total = int(usage.get("completion_tokens") or 0)
+    shares = [total * w // sum(weights) for w in weights]
+    shares[-1] += total - sum(shares)
+    prompt_tokens = int(usage.get("prompt_tokens") or 0) // max(1, prompts)
+    return [{"prompt_tokens": prompt_tokens, "completion_tokens": s} for s in shares]
+
+
+def _sse(lines: Iterator[str]) -> Iterator[dict | None]:
+    """Server-sent events as JSON objects; ``None`` for the closing ``[DONE]``."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (": ping"), "event:" lines
+        payload = line[len("data:"):].strip()
+        if payload == "[DONE]":
+            yield None
+            return
+        if payload:
+            event = json.loads(payload)
+            if isinstance(event, dict) and "error" in event:
+                raise _Transient(f"error event: {_message_of(event)}")
+            yield event
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        return _message_of(response.json())
+    except ValueError:
+        return _one_line(response.text) or response.reason_phrase
+
+
+def _message_of(data: Any) -> str:
+    """The server's own message from OpenAI's, FastAPI's or another server's error body."""
+    if isinstance(data, dict):
+        for field in ("error", "detail", "message"):
+            if field in data:
+                return _message_of(data[field])
+        return _one_line(json.dumps(data))
+    if isinstance(data, list):
+        return "; ".join(_message_of(d) for d in data[:3])
+    return _one_line(str(data))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from model servers; the backoff applies
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({_one_line(str(exc)) or 'connection refused'})"
+    if isinstance(exc, ValueError):
+        return f"unreadable response ({_one_line(str(exc))})"
+    return _one_line(str(exc)) or type(exc).__name__

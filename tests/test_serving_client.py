@@ -1,0 +1,457 @@
+"""ServerLLM at the transport: each way OpenAI-compatible servers differ or fail, replayed with respx."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import respx
+
+from agentkit.errors import ServerError, UsageError
+from agentkit.llm import Chat, GenerationConfig, Message
+from agentkit.models import ModelSpecError, load_model
+from agentkit.serving import ServerLLM, UnknownServedModel
+
+URL = "http://gpu-1:8000/v1"
+URL2 = "http://gpu-2:8000/v1"
+FAST = dict(backoff=0.01, max_backoff=0.05, timeout=5.0)
+
+
+def models(*names: str, owner: str = "vllm") -> httpx.Response:
+    return httpx.Response(200, json={"object": "list", "data": [{"id": n, "owned_by": owner} for n in names]})
+
+
+def completion(*texts: str, finish: str = "stop", usage: dict | None = None, order: list[int] | None = None):
+    indices = order or list(range(len(texts)))
+    choices = [{"index": i, "text": texts[i], "finish_reason": finish} for i in indices]
+    return httpx.Response(200, json={"choices": choices, "usage": usage or {"prompt_tokens": 7, "completion_tokens": 3}})
+
+
+def body(call) -> dict:
+    return json.loads(call.request.content)
+
+
+@pytest.fixture
+def server():
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{URL}/models").mock(return_value=models("gemma"))
+        yield mock
+
+
+def llm(**options) -> ServerLLM:
+    return ServerLLM(URL, **{**FAST, **options})
+
+
+# -- stops and finish reasons -----------------------------------------------------------------------------------
+
+def test_more_than_four_stops_sends_four_and_cuts_at_every_one_client_side(server):
+    route = server.post(f"{URL}/completions").mock(return_value=completion("Thought: go\nObservation 5: made up"))
+    stops = ["\nQuestion:", "Observation:", "\nThought 9", "zzz", "Observation 5:", "never"]
+    [c] = llm().generate(["q"], GenerationConfig(stop=stops))
+    assert body(route.calls[0])["stop"] == stops[:4]
+    assert c.text == "Thought: go\n" and c.finish_reason == "stop"
+
+
+def test_stop_text_echoed_back_by_the_server_is_cut(server):
+    server.post(f"{URL}/completions").mock(return_value=completion("42.\nQuestion: what", finish="stop"))
+    [c] = llm().generate(["q"], GenerationConfig(stop=["\nQuestion:"]))
+    assert (c.text, c.finish_reason) == ("42.", "stop")
+
+
+@pytest.mark.parametrize(
+    "text, server_finish, expected",
+    [
+        ("a b c", "length", ("a b c", "length")),  # the token limit and no stop text
+        ("a b\nQ", "length", ("a b", "stop")),  # the limit hit after a stop we cut client-side
+        ("a b", "stop", ("a b", "stop")),  # the server's own end of sequence
+        ("a b", None, ("a b", "stop")),
+    ],
+)
+def test_finish_reason_is_what_ended_the_text_as_agentkit_sees_it(server, text, server_finish, expected):
+    server.post(f"{URL}/completions").mock(return_value=completion(text, finish=server_finish))
+    [c] = llm().generate(["q"], GenerationConfig(stop=["\nQ"]))
+    assert (c.text, c.finish_reason) == expected
+
+
+def test_agentkit_serve_gets_every_stop_string(server):
+    server.get(f"{URL}/models").mock(return_value=models("gemma", owner="agentkit"))
+    route = server.post(f"{URL}/completions").mock(return_value=completion("x"))
+    stops = [f"s{i}" for i in range(7)]
+    llm().generate(["q"], GenerationConfig(stop=stops))
+    assert body(route.calls[0])["stop"] == stops
+
+
+# -- sampling, n, prompt lists ----------------------------------------------------------------------------------
+
+def test_sampling_settings_and_token_counts_reach_the_request_and_the_completion(server):
+    route = server.post(f"{URL}/completions").mock(
+        return_value=completion("x", usage={"prompt_tokens": 11, "completion_tokens": 2})
+    )
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=40, seed=3, max_new_tokens=9)
+    [c] = llm().generate(["q"], config)
+    sent = body(route.calls[0])
+    assert {k: sent[k] for k in ("model", "temperature", "top_p", "top_k", "seed", "max_tokens", "prompt")} == {
+        "model": "gemma", "temperature": 0.7, "top_p": 0.9, "top_k": 40, "seed": 3, "max_tokens": 9, "prompt": "q"
+    }
+    assert (c.prompt_tokens, c.completion_tokens) == (11, 2)
+    llm().generate(["q"], GenerationConfig())
+    assert body(route.calls[1])["temperature"] == 0.0 and "seed" not in body(route.calls[1])
+
+
+def sc_configs(k: int = 3, seed: int = 10) -> list[GenerationConfig]:
+    base = GenerationConfig(do_sample=True, temperature=0.7, stop=["\n\n"])
+    return [base.model_copy(update={"seed": seed + i}) for i in range(k)]
+
+
+def run_session(model: ServerLLM, requests) -> dict:
+    session = model.session(16)
+    for key, prompt, config in requests:
+        session.add(key, prompt, config)
+    out = {}
+    deadline = time.monotonic() + 10
+    while session.pending and time.monotonic() < deadline:
+        out.update(session.step())
+    session.close()
+    return out
+
+
+def test_samples_of_one_prompt_share_a_request_with_n_and_choices_out_of_order_are_sorted(server):
+    route = server.post(f"{URL}/completions").mock(
+        return_value=completion("s0", "s1", "s2", order=[2, 0, 1], usage={"prompt_tokens": 5, "completion_tokens": 9})
+    )
+    out = run_session(llm(), [(i, "q", c) for i, c in enumerate(sc_configs())])
+    assert len(route.calls) == 1
+    sent = body(route.calls[0])
+    assert (sent["n"], sent["seed"]) == (3, 10)
+    assert [out[i].text for i in range(3)] == ["s0", "s1", "s2"]
+    assert sum(out[i].completion_tokens for i in range(3)) == 9 and out[0].prompt_tokens == 5
+
+
+def test_a_server_that_ignores_n_gets_the_missing_samples_as_seeded_requests(server):
+    route = server.post(f"{URL}/completions").mock(side_effect=lambda r: completion(f"seed {body_of(r)['seed']}"))
+    model = llm()
+    out = run_session(model, [(i, "q", c) for i, c in enumerate(sc_configs())])
+    assert [out[i].text for i in range(3)] == ["seed 10", "seed 11", "seed 12"]
+    assert [body(c).get("n") for c in route.calls] == [3, None, None]
+    assert model.accepts_n is False
+
+
+def test_a_server_that_refuses_n_gets_one_request_per_sample(server):
+    def reply(request):
+        sent = body_of(request)
+        if sent.get("n", 1) > 1:
+            return httpx.Response(400, json={"error": {"message": "n > 1 is not supported"}})
+        return completion(f"seed {sent['seed']}")
+
+    server.post(f"{URL}/completions").mock(side_effect=reply)
+    model = llm()
+    out = run_session(model, [(i, "q", c) for i, c in enumerate(sc_configs())])
+    assert [out[i].text for i in range(3)] == ["seed 10", "seed 11", "seed 12"] and model.accepts_n is False
+
+
+def test_prompt_lists_refused_fall_back_to_one_request_per_prompt(server):
+    def reply(request):
+        sent = body_of(request)
+        if isinstance(sent["prompt"], list):
+            return httpx.Response(400, json={"detail": "prompt must be a string"})
+        return completion(f"re: {sent['prompt']}")
+
+    route = server.post(f"{URL}/completions").mock(side_effect=reply)
+    model = llm()
+    out = model.generate(["a", "b", "c"], GenerationConfig())
+    assert [c.text for c in out] == ["re: a", "re: b", "re: c"]
+    assert model.accepts_prompt_lists is False
+    model.generate(["d", "e"], GenerationConfig())
+    assert len(route.calls) == 1 + 3 + 2  # the list is not offered again
+
+
+def test_prompt_lists_are_one_request_where_accepted(server):
+    route = server.post(f"{URL}/completions").mock(
+        return_value=completion("A", "B", order=[1, 0], usage={"prompt_tokens": 8, "completion_tokens": 4})
+    )
+    out = llm().generate(["a", "b"], GenerationConfig())
+    assert [c.text for c in out] == ["A", "B"] and len(route.calls) == 1
+    assert body(route.calls[0])["prompt"] == ["a", "b"]
+    assert sum(c.completion_tokens for c in out) == 4 and all(c.prompt_tokens == 4 for c in out)
+
+
+# -- chat prompts -----------------------------------------------------------------------------------------------
+
+def test_chat_prompts_go_to_chat_completions_and_a_continued_turn_says_so(server):
+    route = server.post(f"{URL}/chat/completions").mock(return_value=httpx.Response(200, json={
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": " Paris.\nUser: more"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 4},
+    }))
+    chat = Chat(messages=(Message(role="user", content="Capital of France?"),
+                          Message(role="assistant", content="The capital is")))
+    [c] = llm().generate([chat], GenerationConfig(stop=["\nUser:"]))
+    sent = body(route.calls[0])
+    assert sent["messages"][-1] == {"role": "assistant", "content": "The capital is"}
+    assert sent["continue_final_message"] is True and sent["add_generation_prompt"] is False
+    assert (c.text, c.prompt_tokens) == (" Paris.", 20)
+    assert json.loads(llm().render(chat))["messages"][0]["content"] == "Capital of France?"
+
+
+def test_a_chat_only_server_refuses_text_prompts_with_a_clear_error(server):
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(404, json={"detail": "Not Found"}))
+    with pytest.raises(ServerError, match=r"/v1/completions refused model gemma: HTTP 404.*chat-only"):
+        llm().generate(["q"])
+
+
+# -- faults -----------------------------------------------------------------------------------------------------
+
+def test_429_is_retried_after_its_retry_after(server):
+    route = server.post(f"{URL}/completions").mock(side_effect=[
+        httpx.Response(429, headers={"Retry-After": "0.3"}, json={"error": {"message": "slow down"}}),
+        completion("ok"),
+    ])
+    start = time.monotonic()
+    [c] = llm().generate(["q"])
+    assert c.text == "ok" and len(route.calls) == 2 and time.monotonic() - start >= 0.25
+
+
+def test_5xx_is_retried_with_backoff_then_gives_up_with_url_model_and_message(server):
+    route = server.post(f"{URL}/completions").mock(
+        return_value=httpx.Response(503, json={"error": {"message": "engine overloaded"}})
+    )
+    with pytest.raises(ServerError) as info:
+        llm(retries=3).generate(["q"])
+    message = str(info.value)
+    assert len(route.calls) == 4 and "\n" not in message
+    assert f"{URL}/completions" in message and "gemma" in message and "engine overloaded" in message
+    assert "gave up after 4 attempts" in message
+
+
+def test_a_4xx_is_not_retried_and_carries_the_servers_message(server):
+    route = server.post(f"{URL}/completions").mock(return_value=httpx.Response(
+        400, json={"error": {"message": "max_tokens must be at most 2048\n(got 9999)", "type": "BadRequestError"}}
+    ))
+    with pytest.raises(ServerError, match=r"^http://gpu-1:8000/v1/completions refused model gemma: HTTP 400: "
+                                          r"max_tokens must be at most 2048 \(got 9999\)$"):
+        llm().generate(["q"], GenerationConfig(max_new_tokens=9999))
+    assert len(route.calls) == 1
+
+
+def test_a_timeout_is_retried_and_a_dead_server_ends_in_an_error_not_a_hang(server):
+    route = server.post(f"{URL}/completions").mock(side_effect=[httpx.ReadTimeout("read timed out"), completion("ok")])
+    assert llm().generate(["q"])[0].text == "ok" and len(route.calls) == 2
+    route.mock(side_effect=httpx.ReadTimeout("read timed out"))
+    with pytest.raises(ServerError, match="timed out.*gave up after 3 attempts"):
+        llm(retries=2).generate(["q"])
+
+
+def test_a_real_read_timeout_fires_on_a_server_that_does_not_answer():
+    server = _SlowServer(delay=2.0)  # a real socket: respx does not enforce httpx's timeouts
+    try:
+        model = ServerLLM(server.url, timeout=0.3, retries=1, backoff=0.01, max_backoff=0.02)
+        start = time.monotonic()
+        with pytest.raises(ServerError, match="timed out"):
+            model.generate(["q"])
+        assert time.monotonic() - start < 1.9
+    finally:
+        server.close()
+
+
+# -- streaming --------------------------------------------------------------------------------------------------
+
+def sse(*events, done: bool = True) -> bytes:
+    lines = [f"data: {json.dumps(e)}\n\n" for e in events]
+    return ("".join(lines) + ("data: [DONE]\n\n" if done else "")).encode()
+
+
+def chunk(text: str, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+
+
+def drain(gen):
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(gen))
+        except StopIteration as stop:
+            return pieces, stop.value
+
+
+def test_stream_holds_back_a_partial_stop_and_returns_the_completion(server):
+    events = [chunk("The answer"), chunk(" is 4.\nQu"), chunk("estion: next"), chunk(" more", "length")]
+    route = server.post(f"{URL}/completions").mock(return_value=httpx.Response(
+        200, content=sse(*events), headers={"content-type": "text/event-stream"}
+    ))
+    pieces, final = drain(llm().stream("q", GenerationConfig(stop=["\nQuestion:"])))
+    assert "".join(pieces) == final.text == "The answer is 4."
+    assert all("\n" not in p for p in pieces) and final.finish_reason == "stop"
+    assert body(route.calls[0])["stream"] is True
+
+
+def test_stream_usage_and_length(server):
+    events = [chunk("a b"), chunk(" c", "length"), {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}]
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(200, content=sse(*events)))
+    pieces, final = drain(llm().stream("q", GenerationConfig(max_new_tokens=3)))
+    assert (final.text, final.finish_reason, final.prompt_tokens, final.completion_tokens) == ("a b c", "length", 9, 3)
+
+
+def test_an_sse_stream_cut_mid_way_is_an_error_not_a_truncated_answer(server):
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(
+        200, content=sse(chunk("The answer"), chunk(" is"), done=False)
+    ))
+    gen = llm().stream("q")
+    assert next(gen) == "The answer"
+    with pytest.raises(ServerError, match="stream cut mid-way"):
+        drain(gen)
+
+
+def test_a_stream_that_fails_before_its_first_event_is_retried(server):
+    server.post(f"{URL}/completions").mock(side_effect=[
+        httpx.ConnectError("connection refused"),
+        httpx.Response(200, content=sse(chunk("ok", "stop"))),
+    ])
+    assert drain(llm().stream("q"))[1].text == "ok"
+
+
+# -- models and specs -------------------------------------------------------------------------------------------
+
+def test_a_wrong_model_name_lists_the_served_models(server):
+    server.get(f"{URL}/models").mock(return_value=models("gemma", "qwen"))
+    with pytest.raises(UnknownServedModel, match=r"model 'llama' is not served at .*it serves: gemma, qwen"):
+        load_model(f"{URL}?model=llama")
+    with pytest.raises(UnknownServedModel, match="serves several models.*name one with"):
+        load_model(URL)
+    assert load_model(f"{URL}?model=qwen").name == "qwen"
+
+
+def test_spec_options_and_api_key_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-secret")
+    model = load_model(f"{URL},{URL2}?timeout=12&concurrency=3&retries=1&api_key_env=MY_KEY")
+    assert (model.urls, model.timeout, model.max_concurrency, model.retries) == ([URL, URL2], 12.0, 3, 1)
+    assert server.calls[0].request.headers["authorization"] == "Bearer sk-secret"
+    monkeypatch.setenv("AGENTKIT_API_KEY", "sk-default")
+    load_model(URL)
+    assert server.calls[-1].request.headers["authorization"] == "Bearer sk-default"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (f"{URL}?modle=x", "unknown option 'modle'"),
+        (f"{URL}?timeout=soon", "timeout must be a float"),
+        (f"{URL}?model=a,{URL2}", "put the options once, after the last URL"),
+        ("http://", "is not a server base URL"),
+        (f"{URL}?api_key_env=NO_SUCH_VARIABLE_X", "NO_SUCH_VARIABLE_X"),
+    ],
+)
+def test_bad_server_specs_are_one_line_errors(spec, message):
+    with pytest.raises(ModelSpecError, match=message):
+        load_model(spec)
+
+
+def test_an_unreachable_server_is_a_server_error_naming_it():
+    with respx.mock() as mock:
+        mock.get(f"{URL}/models").mock(side_effect=httpx.ConnectError("connection refused"))
+        with pytest.raises(ServerError, match=r"http://gpu-1:8000/v1/models .*cannot connect"):
+            ServerLLM(URL, **FAST)
+    assert issubclass(UnknownServedModel, UsageError)
+
+
+# -- replicas and concurrency -----------------------------------------------------------------------------------
+
+def test_requests_spread_over_replicas_and_a_dead_one_is_taken_out(server):
+    server.get(f"{URL2}/models").mock(return_value=models("gemma"))
+    dead = server.post(f"{URL}/completions").mock(side_effect=httpx.ConnectError("connection refused"))
+    alive = server.post(f"{URL2}/completions").mock(side_effect=lambda r: completion("ok " + body_of(r)["prompt"]))
+    model = ServerLLM([URL, URL2], backoff=5.0, max_backoff=5.0, timeout=5.0)
+    out = run_session(model, [(i, f"q{i}", GenerationConfig()) for i in range(20)])
+    assert [out[i].text for i in range(20)] == [f"ok q{i}" for i in range(20)]
+    assert 1 <= len(dead.calls) <= 16  # tried until taken out, then left alone during its backoff
+    assert len(alive.calls) == 20
+    assert model.replicas[0].down_until > time.monotonic()
+
+
+def test_least_in_flight_spreads_concurrent_requests_evenly(server):
+    server.get(f"{URL2}/models").mock(return_value=models("gemma"))
+    seen = {URL: 0, URL2: 0}
+    lock = threading.Lock()
+
+    def slow(request):
+        with lock:
+            seen[str(request.url).rsplit("/", 1)[0]] += 1
+        time.sleep(0.1)
+        return completion("x")
+
+    server.post(f"{URL}/completions").mock(side_effect=slow)
+    server.post(f"{URL2}/completions").mock(side_effect=slow)
+    run_session(ServerLLM([URL, URL2], **FAST), [(i, f"q{i}", GenerationConfig()) for i in range(16)])
+    assert seen == {URL: 8, URL2: 8}
+
+
+def test_a_session_keeps_up_to_its_batch_size_in_flight(server):
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def slow(request):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.15)
+        with lock:
+            active[0] -= 1
+        return completion("x")
+
+    server.post(f"{URL}/completions").mock(side_effect=slow)
+    model = llm(max_concurrency=6)
+    session = model.session(32)
+    assert session.max_batch_size == 6
+    for i in range(12):
+        session.add(i, f"q{i}", GenerationConfig())
+    done = []
+    while session.pending:
+        done += session.step()
+    session.close()
+    assert len(done) == 12 and peak[0] == 6
+
+
+def body_of(request: httpx.Request) -> dict:
+    return json.loads(request.content)
+
+
+class _SlowServer:
+    """A loopback HTTP server that lists one model and answers completions only after ``delay`` seconds."""
+
+    def __init__(self, delay: float):
+        import http.server
+        import socketserver
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._reply({"data": [{"id": "slow", "owned_by": "test"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(delay)
+                try:
+                    self._reply({"choices": [{"index": 0, "text": "late", "finish_reason": "stop"}]})
+                except OSError:
+                    pass
+
+            def _reply(self, data):
+                payload = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
