@@ -447,3 +447,22 @@ def test_copies_of_a_prompt_admitted_together_prefill_it_once(tiny):
     tiny.generate([prompt] * 4, cfg)  # self-consistency: k copies join in one step
     computed = tiny.stats["prefill_tokens"] - before
     assert computed < n + 3 * tiny.prefix_cache.block  # the first copy computes the prompt, the others its tail
+
+
+def test_lower_precision_greedy_uses_the_int8_shortlist_and_sampling_the_full_head(tiny, monkeypatch):
+    """Where the bound's rounding margin is too wide to pay (bf16), greedy rows rescore the int8 top-64 and sampled
+    rows never touch the bounded scan."""
+    import torch
+
+    from agentkit.engine.transformers_llm import _Row
+
+    tiny._build_qhead()
+    head = tiny._qhead
+    monkeypatch.setattr(head, "proven", False)
+    monkeypatch.setattr(head, "candidates", lambda *a: pytest.fail("bounded scan used without a proven bound"))
+    torch.manual_seed(5)
+    hidden = torch.randn(8, tiny.model.config.hidden_size) * 3
+    assert tiny._greedy(hidden).tolist() == tiny._logits(hidden).argmax(dim=-1).tolist()
+    cfg = GenerationConfig(do_sample=True, temperature=0.7, top_k=40)
+    rows = [_Row(i, [2], cfg, None, torch.Generator().manual_seed(i)) for i in range(3)]
+    assert tiny._next_tokens(hidden[:3], rows).shape == (3,)

@@ -439,12 +439,18 @@ class TransformersLLM(LLM):
         return logits
 
     def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Exact argmax of the LM head. With the int8 head: the tokens whose logit bound can reach the best lower
-        bound are rescored exactly (softcapping is monotonic, so skipped); rows with too many such tokens, or no
-        int8 head yet, use the full head."""
+        """Argmax of the LM head. With the int8 head in float32: the exact argmax, from the tokens whose logit bound
+        can reach the best lower bound, rescored exactly (softcapping is monotonic, so skipped); rows with too many
+        such tokens use the full head. In lower precision (see ``_BoundedHead.proven``): a shortlist of the
+        ``HEAD_CANDIDATES`` best int8 logits, rescored exactly in the model's dtype. No int8 head yet: the full head."""
         qhead = self._qhead
         if qhead is None:
             return self._logits(hidden).argmax(dim=-1)
+        if not qhead.proven:
+            cand = qhead.shortlist(hidden, HEAD_CANDIDATES).sort(dim=-1).values  # sorted: ties go to the lowest id
+            w = self._head.weight[cand]  # [rows, K, hidden]
+            exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
+            return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
         tokens = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
         cands = qhead.candidates(hidden, 1)
         full = [i for i, c in enumerate(cands) if c is None]
@@ -463,10 +469,11 @@ class TransformersLLM(LLM):
         if greedy:
             tokens[greedy] = self._greedy(hidden if len(greedy) == len(rows) else hidden[greedy])
         if sampled:
-            # rows with top_k: the exact top-k from the bounded int8 scan; the rest (and overflow): the full head
+            # rows with top_k: the exact top-k from the bounded int8 scan (float32); the rest, overflow and lower
+            # precision: the full head
             qhead, full = self._qhead, list(sampled)
             top_k = [rows[i].config.top_k for i in sampled]
-            if qhead is not None and all(k is not None for k in top_k):
+            if qhead is not None and qhead.proven and all(k is not None for k in top_k):
                 cands = qhead.candidates(hidden[sampled], max(top_k))
                 full = []
                 for i, cand in zip(sampled, cands, strict=True):
@@ -484,6 +491,7 @@ class TransformersLLM(LLM):
         return tokens
 
 
+HEAD_CANDIDATES = 64  # greedy shortlist where the bound does not pay (bf16)
 MAX_CANDIDATES = 8192  # rows whose proven candidate set is larger use the full head
 OUTLIER_DIMS = 32  # hidden dimensions computed exactly next to the int8 head (see _BoundedHead)
 
@@ -504,7 +512,12 @@ class _BoundedHead:
     outlier dimensions the bound is ~20x looser (Gemma 3's final hidden state has a few dimensions of size 20-60).
 
     ``O`` is calibrated once, on the first hidden states seen (any choice keeps the bound valid; this one keeps it
-    tight). Typical candidate sets for Gemma 3 270M, k = 40: a few hundred to a few thousand of the 262k tokens.
+    tight). Typical candidate sets for Gemma 3 270M in float32: k = 1, 1-80 tokens; k = 40, 750-2,000 of 262k.
+
+    ``proven`` is True only for a float32 head: the rounding margin of lower-precision logits (``rel``, ~3% of the
+    logit scale in bf16) makes the sets far too large to pay (bf16 Gemma 3 270M: k = 1, 230-6,300 tokens, ~4x the
+    cost of the full head; k = 40, over ``MAX_CANDIDATES``), so there the engine uses ``shortlist`` for greedy rows
+    and the full head for sampled rows.
     """
 
     def __init__(self, head: Any, qhead: Any):
@@ -512,6 +525,7 @@ class _BoundedHead:
         self.weight = head.weight
         self.outliers: torch.Tensor | None = None
         self.rel = 4 * torch.finfo(self.weight.dtype).eps  # rounding of the model-dtype logits
+        self.proven = self.weight.dtype == torch.float32
 
     @classmethod
     def build(cls, head: Any) -> _BoundedHead | None:
@@ -554,6 +568,11 @@ class _BoundedHead:
         rows, ids = eps.add_(approx).ge_(floor).nonzero(as_tuple=True)  # upper bound reaches the floor
         counts = torch.bincount(rows, minlength=hidden.shape[0]).tolist()
         return [None if c > MAX_CANDIDATES else part for c, part in zip(counts, ids.split(counts), strict=True)]
+
+    def shortlist(self, hidden: torch.Tensor, k: int) -> torch.Tensor:
+        """The ``k`` tokens with the largest plain int8 logits per row (no bound: the true best is normally among
+        them, but that is not proven)."""
+        return self.qhead(hidden.float()).topk(k, dim=-1).indices
 
     def exact(self, hidden_row: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Exact logits (model dtype) of tokens ``ids`` for one hidden state."""
