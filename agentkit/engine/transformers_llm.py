@@ -447,7 +447,8 @@ class TransformersLLM(LLM):
         if qhead is None:
             return self._logits(hidden).argmax(dim=-1)
         if not qhead.proven:
-            cand = qhead.shortlist(hidden, HEAD_CANDIDATES).sort(dim=-1).values  # sorted: ties go to the lowest id
+            k = min(HEAD_CANDIDATES, qhead.weight.shape[0])
+            cand = qhead.shortlist(hidden, k).sort(dim=-1).values  # sorted: ties go to the lowest id
             w = self._head.weight[cand]  # [rows, K, hidden]
             exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
             return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
