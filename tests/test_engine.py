@@ -368,8 +368,6 @@ def test_sample_keeps_exactly_the_top_k_and_top_p_sets():
 def test_uninitialized_kv_memory_never_reaches_attention(tiny, monkeypatch):
     """The KV store allocates without zero-filling; masked columns still enter attention as 0 * value, so fill
     every fresh buffer with NaN: any unwritten column shown to a row would turn its output into garbage."""
-    import torch
-
     from agentkit.engine.kv import KVStore
 
     real_alloc = KVStore._alloc
