@@ -41,11 +41,12 @@ from agentkit.cli_options import (
     dtype_option,
     max_tokens_option,
     model_option,
+    prompt_format_option,
     shots_option,
     templates_option,
 )
-from agentkit.llm import LLM, Completion, GenerationConfig
-from agentkit.prompting import Templates, default_templates
+from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message, Prompt
+from agentkit.prompting import Templates, default_templates, resolve_prompt_format
 from agentkit.result import Result
 from agentkit.runtime import Episode, Event, Generate, run_episode
 from agentkit.strategies import METHODS
@@ -73,12 +74,14 @@ class Settings:
     seed: int | None = None
     k: int | None = None
     answer: str | None = None  # "number" or "text" for direct/cot (None = the method's default)
+    prompt_format: str = "auto"  # "auto", "text" or "chat" (see agentkit.prompting)
 
     def describe(self) -> str:
         shots = "default" if self.shots is None else str(self.shots)
         max_tokens = "default" if self.max_tokens is None else str(self.max_tokens)
         temperature = "0 (greedy)" if not self.temperature else f"{self.temperature:g}"
         answer = "" if self.answer is None else f", answer {self.answer}"
+        answer += "" if self.prompt_format == "auto" else f", prompt format {self.prompt_format}"
         return f"mode {self.mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}"
 
 
@@ -134,9 +137,10 @@ def parse_max_tokens(value: str) -> int | None:
 class ChatMode:
     """Plain chat: the conversation so far plus the new question, answered in one generation.
 
-    Uses the tokenizer's chat template when the model has one, else the transcript template ``chat`` (for base
-    models) with stop strings so the model does not write the user's next turn. ``history`` is a list of
-    ``{"user": ..., "assistant": ...}`` turns that the caller appends to after a completed turn.
+    A ``Chat`` through the model's chat template when ``prompt_format`` resolves to chat (by default: when the
+    model has one), else the transcript template ``chat`` (for base models) with stop strings so the model does not
+    write the user's next turn. ``history`` is a list of ``{"user": ..., "assistant": ...}`` turns that the caller
+    appends to after a completed turn.
     """
 
     name = CHAT_MODE
@@ -148,28 +152,23 @@ class ChatMode:
         history: list[dict[str, str]] | None = None,
         templates: Templates | None = None,
         config: GenerationConfig | None = None,
+        prompt_format: str = "auto",
     ):
         self.llm = llm
+        self.prompt_format = prompt_format
         self.history = history if history is not None else []
         self.templates = templates or default_templates()
         self.config = config or GenerationConfig(max_new_tokens=CHAT_MAX_TOKENS)
 
-    def prompt(self, question: str) -> tuple[str, list[str]]:
+    def prompt(self, question: str) -> tuple[Prompt, list[str]]:
         """The prompt for ``question`` and the stop strings that end the assistant's turn."""
-        tokenizer = chat_tokenizer(self.llm)
-        if tokenizer is not None:
-            messages: list[dict[str, str]] = []
+        if resolve_prompt_format(self.prompt_format, self.llm) == "chat":
+            messages: list[Message] = []
             for turn in self.history:
-                messages += [
-                    {"role": "user", "content": turn["user"]},
-                    {"role": "assistant", "content": turn["assistant"]},
-                ]
-            messages.append({"role": "user", "content": question})
-            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            bos = getattr(tokenizer, "bos_token", None)
-            if isinstance(bos, str) and bos and prompt.startswith(bos):
-                prompt = prompt[len(bos) :]  # the engine adds BOS itself when it encodes the prompt
-            return prompt, END_OF_TURN
+                messages += [Message(role="user", content=turn["user"]),
+                             Message(role="assistant", content=turn["assistant"])]
+            messages.append(Message(role="user", content=question))
+            return Chat(messages=tuple(messages)), END_OF_TURN
         return self.templates.render("chat", history=self.history, question=question), TRANSCRIPT_STOP
 
     def episode(self, question: str) -> Episode:
@@ -187,21 +186,11 @@ class ChatMode:
             answer=reply or None,
             failure=failure,
             error=error,
-            prompt=prompt,
+            prompt=self.llm.render(prompt),
             completions=[completion.text],
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
-
-
-def chat_tokenizer(llm: LLM) -> Any:
-    """The model's tokenizer if it has a chat template (``llm.tokenizer``, or the transformers tokenizer the
-    engine wraps as ``llm.tokenizer.hf``), else None."""
-    tokenizer = getattr(llm, "tokenizer", None)
-    for candidate in (tokenizer, getattr(tokenizer, "hf", None)):
-        if getattr(candidate, "chat_template", None) and callable(getattr(candidate, "apply_chat_template", None)):
-            return candidate
-    return None
 
 
 def build_strategy(
@@ -226,8 +215,11 @@ def build_strategy(
         config.update(do_sample=True, temperature=settings.temperature)
     if mode == CHAT_MODE:
         chat_config = GenerationConfig(**{"max_new_tokens": CHAT_MAX_TOKENS, **config})
-        return ChatMode(llm, history=history, templates=templates, config=chat_config)
-    kwargs: dict[str, Any] = {"config": config or None, "templates": templates, **options}
+        return ChatMode(llm, history=history, templates=templates, config=chat_config,
+                        prompt_format=settings.prompt_format)
+    kwargs: dict[str, Any] = {
+        "config": config or None, "templates": templates, "prompt_format": settings.prompt_format, **options
+    }
     if settings.shots is not None:
         kwargs["shots"] = settings.shots
     if settings.k is not None:
@@ -419,8 +411,11 @@ class _Watched(LLM):
     def generate(self, prompts, config=None):
         return self.inner.generate(prompts, config)
 
+    def render(self, prompt):
+        return self.inner.render(prompt)
+
     def stream(self, prompt, config=None):
-        self.on_start(prompt)
+        self.on_start(self.inner.render(prompt))
         inner = self.inner.stream(prompt, config)
         try:
             return (yield from inner)
@@ -765,12 +760,14 @@ def _isatty(stream: Any) -> bool:
               help="Sampling temperature; 0 = greedy.")
 @max_tokens_option
 @answer_option
+@prompt_format_option
 @dtype_option
 @templates_option
 @click.option("--history-file", type=click.Path(dir_okay=False), default=None,
               help="Where the terminal keeps input history (default: in the user data directory).")
 @click.pass_context
-def chat(ctx, model_spec, mode, shots, temperature, max_tokens, answer, dtype, templates_dir, history_file):
+def chat(ctx, model_spec, mode, shots, temperature, max_tokens, answer, prompt_format, dtype, templates_dir,
+         history_file):
     """Chat with the model, or ask questions of an agent, in an interactive loop.
 
     Each line is a question answered by the current mode (chat, direct, cot, pal, react, ...), streamed as it
@@ -791,7 +788,8 @@ def chat(ctx, model_spec, mode, shots, temperature, max_tokens, answer, dtype, t
         return load_model(spec, dtype=dtype)
 
     llm = load(model_spec)
-    settings = Settings(mode=mode, shots=shots, temperature=temperature, max_tokens=max_tokens, answer=answer)
+    settings = Settings(mode=mode, shots=shots, temperature=temperature, max_tokens=max_tokens, answer=answer,
+                        prompt_format=prompt_format)
     session = ChatSession(
         llm=llm,
         model_spec=model_spec or "default",

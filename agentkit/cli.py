@@ -33,6 +33,7 @@ from agentkit.cli_options import (
     dtype_option,
     max_tokens_option,
     model_option,
+    prompt_format_option,
     shots_option,
     templates_option,
 )
@@ -93,10 +94,12 @@ main.add_command(chat)
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for sampling (reproducible runs).")
 @click.option("--k", "-k", type=click.IntRange(min=1), default=None, help="Samples for the -sc methods (default 5).")
 @answer_option
+@prompt_format_option
 @dtype_option
 @templates_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
-def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, answer, dtype, templates_dir, as_json):
+def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, answer, prompt_format, dtype,
+        templates_dir, as_json):
     """Answer one QUESTION with one method, streaming the work, then the answer.
 
     The exit status is 0 whenever the method ran, even if the model gave no answer (that is shown);
@@ -110,7 +113,7 @@ def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, a
         raise click.BadParameter("the question is empty", param_hint="QUESTION")
     templates = Templates(templates_dir) if templates_dir else None
     settings = Settings(mode=method, shots=shots, temperature=temperature, max_tokens=max_tokens, seed=seed, k=k,
-                        answer=answer)
+                        answer=answer, prompt_format=prompt_format)
     if as_json:
         with contextlib.redirect_stdout(sys.stderr):  # loader messages must not break the JSON
             llm = load_model(model_spec, dtype=dtype)
@@ -139,8 +142,10 @@ def run(question, method, model_spec, shots, max_tokens, temperature, seed, k, a
 @main.command("ls", context_settings=CONTEXT, short_help="List methods, templates, exemplars, datasets.")
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
               help="Also list the templates and exemplar sets in this directory.")
-def ls(templates_dir):
-    """List the methods, prompt templates, exemplar sets and sample datasets."""
+@click.option("--model", "model_spec", metavar="SPEC", default=None,
+              help="Also load this model and show its prompt format (chat template or plain text).")
+def ls(templates_dir, model_spec):
+    """List the methods, prompt templates, exemplar sets and sample datasets (and a model's prompt format)."""
     from agentkit.prompting import Templates
 
     templates = Templates(templates_dir)
@@ -165,6 +170,13 @@ def ls(templates_dir):
     for name, path in sample_datasets().items():
         lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
         click.echo(f"  {name:<{width}}  {lines} questions ({path.name})")
+    if model_spec is not None:
+        from agentkit.models import load_model
+        from agentkit.prompting import describe_prompt_format
+
+        heading(f"\nModel {model_spec}:")
+        for line in describe_prompt_format(load_model(model_spec)):
+            click.echo(f"  {line}")
 
 
 def sample_datasets() -> dict[str, Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from agentkit.prompting import PROMPT_FORMATS
 from agentkit.strategies.base import ANSWER_KINDS
 
 model_option = click.option(
@@ -28,4 +29,9 @@ dtype_option = click.option(
 templates_option = click.option(
     "--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
     help="Directory of your own templates/exemplars, searched before the shipped ones.",
+)
+prompt_format_option = click.option(
+    "--prompt-format", type=click.Choice(PROMPT_FORMATS), default="auto", show_default=True,
+    help="How prompts reach the model: chat = through its chat template (instructions as the system message, "
+         "exemplars as turns); text = one plain prompt; auto = chat when the model has a chat template.",
 )

@@ -3,7 +3,7 @@
 An *episode* is a generator: the strategy's logic written straight down, with a ``yield`` wherever it needs
 something from outside.
 
-- ``yield Generate(prompt, config)`` asks the model and receives a ``Completion``;
+- ``yield Generate(prompt, config)`` asks the model (text or a ``Chat``) and receives a ``Completion``;
 - ``yield Call(fn, *args)`` runs a tool (a search, a sandboxed program) on a worker thread and receives its
   return value; an exception it raises is thrown back into the episode;
 - ``yield Event(kind, text)`` reports progress to a live view and receives ``None``;
@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.llm import LLM, Completion, GenerationConfig, Prompt
 from agentkit.result import Result
 
 
@@ -34,7 +34,7 @@ from agentkit.result import Result
 class Generate:
     """Ask the model to continue ``prompt``."""
 
-    prompt: str
+    prompt: Prompt
     config: GenerationConfig
 
 
@@ -128,7 +128,7 @@ def _serve_one(llm: LLM, request: Request, on_event, on_token) -> Any:
         return Completion(
             text=text,
             finish_reason="stop",
-            prompt_tokens=llm.count_tokens(request.prompt),
+            prompt_tokens=llm.count_tokens(llm.render(request.prompt)),
             completion_tokens=llm.count_tokens(text),
         )
     if isinstance(request, Call):

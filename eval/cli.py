@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from agentkit.cli_options import prompt_format_option
+
 # Kept in step with agentkit.strategies.METHODS (a test checks); listed here so --help needs no imports.
 METHOD_NAMES = ("direct", "cot", "cot-sc", "pal", "pal-sc", "react", "react-cot-sc")
 DEFAULT_METHODS = ("direct", "cot", "pal")
@@ -92,6 +94,7 @@ def _load_model(spec: str | None, dtype: str | None) -> Any:
               help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).")
 @click.option("--rel-tol", type=float, default=1e-6, show_default=True, help="Relative tolerance for numbers.")
 @click.option("--abs-tol", type=float, default=1e-4, show_default=True, help="Absolute tolerance for numbers.")
+@prompt_format_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def bench(
     dataset: str,
@@ -110,6 +113,7 @@ def bench(
     fields: tuple[str, ...],
     rel_tol: float,
     abs_tol: float,
+    prompt_format: str,
     quiet: bool,
 ) -> None:
     """Benchmark methods on a dataset and compare them.
@@ -154,7 +158,7 @@ def bench(
         result = run_benchmark(
             dataset, list(methods), llm, shots=shots, output_dir=out, limit=limit, batch_size=batch_size,
             config=config or None, fields=mapping, method_options=options, rel_tol=rel_tol, abs_tol=abs_tol,
-            overwrite=overwrite, progress=not quiet,
+            overwrite=overwrite, progress=not quiet, prompt_format=prompt_format,
         )
     except (DatasetError, BenchmarkError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -19,6 +19,7 @@ and any retry of failed examples (a model's failure is a result, recorded with i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -44,6 +45,7 @@ from agentkit.eval.scoring import (
     score_answer,
     wilson_interval,
 )
+from agentkit.prompting import resolve_prompt_format
 
 __all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
 
@@ -411,6 +413,7 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
             old = json.loads(config_path.read_text(encoding="utf-8"))
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
+        old.setdefault("prompt_format", "text")  # runs from before the field was recorded sent text
         if old != config:
             raise BenchmarkError(
                 f"{output_dir} holds a run with a different config ({_config_diff(old, config)}); "
@@ -450,6 +453,7 @@ def run_benchmark(
     progress: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
+    prompt_format: str = "auto",
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
 
@@ -463,7 +467,8 @@ def run_benchmark(
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk. ``limit`` takes the first N examples and may change
-    between resumed runs; everything else in the config must stay the same.
+    between resumed runs; everything else in the config must stay the same. ``prompt_format`` (``auto``,
+    ``text`` or ``chat``; see ``agentkit.prompting``) is resolved for ``llm`` and recorded as the form sent.
     """
     if llm is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
@@ -491,6 +496,7 @@ def run_benchmark(
         # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
         options["answer"] = "number" if all(is_numeric_answer(ex.answer) for ex in all_examples) else "text"
     run_config = {
+        "prompt_format": resolve_prompt_format(prompt_format, llm),  # before anything runs or is written
         "dataset": dataset_name,
         "dataset_fingerprint": dataset_fingerprint(all_examples),
         "fields": mapping,
@@ -508,6 +514,7 @@ def run_benchmark(
         for name in methods:  # before anything runs or is written
             if name not in METHODS:
                 raise UnknownMethod(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"])
 
     out = Path(output_dir) if output_dir is not None else None
     if out is not None:
@@ -539,7 +546,8 @@ def run_benchmark(
         _atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         title = f"{dataset_name} · {run_config['model']} · {shots}-shot · n={len(examples)}"
         md = (f"# Benchmark: {dataset_name}\n\nModel: `{run_config['model']}` · shots: {shots} · "
-              f"examples: {len(examples)}\n\n{table}\n\n![accuracy by method](results.png)\n")
+              f"prompt format: {run_config['prompt_format']} · examples: {len(examples)}\n\n{table}\n\n"
+              "![accuracy by method](results.png)\n")
         _atomic_write(files["results_md"], md)
         write_chart(files["chart"], summaries, title)
         for name in methods:

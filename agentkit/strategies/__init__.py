@@ -34,6 +34,7 @@ def load_strategy(
     temperature: float = 0.7,
     top_p: float = 0.95,
     answer: str | None = None,
+    prompt_format: str = "auto",
     **options: Any,
 ):
     """Build the strategy called ``name`` (see ``METHODS``).
@@ -43,7 +44,8 @@ def load_strategy(
     ``top_p`` apply to the self-consistency methods; ``options`` go to the strategy (e.g. ReAct's tools).
     ``answer`` (``"number"`` or ``"text"``) is the kind of answer direct and chain-of-thought give, with
     matching exemplars: number by default, text for ReAct's CoT-SC fallback (which answers questions about the
-    world). PAL always computes a number.
+    world). PAL always computes a number. ``prompt_format`` is ``"auto"`` (chat prompts when the model has a chat
+    template), ``"text"`` or ``"chat"`` (see ``agentkit.prompting``).
     """
     from agentkit.strategies.cot import CoT
     from agentkit.strategies.direct import Direct
@@ -57,7 +59,7 @@ def load_strategy(
         settings = config
         if isinstance(config, dict):
             settings = GenerationConfig(**{**cls.default_config.model_dump(), **config})
-        return cls(llm, shots=shots, config=settings, templates=templates, **extra)
+        return cls(llm, shots=shots, config=settings, templates=templates, prompt_format=prompt_format, **extra)
 
     sc = dict(k=k, temperature=temperature, top_p=top_p)
     kind = dict(answer=answer or "number")
