@@ -81,8 +81,8 @@ class Settings:
         max_tokens = "default" if self.max_tokens is None else str(self.max_tokens)
         temperature = "0 (greedy)" if not self.temperature else f"{self.temperature:g}"
         answer = "" if self.answer is None else f", answer {self.answer}"
-        answer += "" if self.prompt_format == "auto" else f", prompt format {self.prompt_format}"
-        return f"mode {self.mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}"
+        form = "" if self.prompt_format == "auto" else f", prompt format {self.prompt_format}"
+        return f"mode {self.mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}{form}"
 
 
 def parse_mode(value: str) -> str:

@@ -1,10 +1,11 @@
 """The model interface every strategy, the harness and the REPL talk to.
 
 A model is anything with ``generate(prompts, config) -> list[Completion]`` (batch first, one completion per
-prompt, in order) and ``stream(prompt, config)`` (text pieces for one prompt). Models may also offer a
-``session()``: a continuous-batching queue that episodes feed one request at a time and that hands back each
-completion as soon as its row finishes. The base class provides a plain session on top of ``generate`` so every
-model, the scripted one included, works with the episode runner.
+prompt, in order) and ``stream(prompt, config)`` (text pieces for one prompt). A prompt is text, or a ``Chat``
+that the model renders with its chat template (``LLM.render``; ``render_chat`` renders as transformers does).
+Models may also offer a ``session()``: a continuous-batching queue that episodes feed one request at a time and
+that hands back each completion as soon as its row finishes. The base class provides a plain session on top of
+``generate`` so every model, the scripted one included, works with the episode runner.
 
 ``ScriptedLLM`` ships here, not only in tests: it replays replies and honours ``stop`` and ``max_new_tokens`` the
 way a real model does, so users can test their own agents without weights.

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from agentkit import CoT, Direct, PAL, ReAct, ScriptedLLM, SelfConsistency, tool
 from agentkit.cli import main
 from agentkit.eval import run_benchmark
-from agentkit.llm import Chat, GenerationConfig, Message
+from agentkit.llm import Chat, Message
 from agentkit.prompting import PromptError, Templates, resolve_prompt_format
 from agentkit.strategies import METHODS, load_strategy
 from agentkit.tools.wikipedia import OfflineCorpus
@@ -62,7 +62,8 @@ GEMMA = r"""
         {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
     {%- endif %}
     {%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}
-    {{- '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}
+    {{- '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') }}
+    {{- message['content'] | trim + '<end_of_turn>\n' }}
 {%- endfor %}
 {%- if add_generation_prompt %}
     {{- '<start_of_turn>model\n' }}
@@ -344,14 +345,15 @@ def test_every_strategy_renders_in_chat_form_exactly(style, templates):
         (PAL(llm, shots=1, templates=templates), "pal"),
         (SelfConsistency(CoT(llm, shots=1, templates=templates), k=2), "cot"),
         (SelfConsistency(CoT(llm, shots=0, templates=templates), k=2), "cot-0"),
+        (SelfConsistency(PAL(llm, shots=1, templates=templates), k=2), "pal"),
     ]:
         llm.prompts.clear()
         result = strategy(question)
         assert llm.prompts and set(llm.prompts) == {expected[key]}, (strategy.name, key)
         assert result.prompt == expected[key]  # the record holds the exact text sent
 
-    react_llm = instruct([" I should search it.\nAction 1: Search[Zorblatt Tower]", " Done.\nAction 2: Finish[Fooville]"],
-                         CHAT_TEMPLATES[style])
+    replies = [" I should search it.\nAction 1: Search[Zorblatt Tower]", " Done.\nAction 2: Finish[Fooville]"]
+    react_llm = instruct(replies, CHAT_TEMPLATES[style])
     result = ReAct(react_llm, shots=1, templates=templates, corpus=OfflineCorpus.from_records(CORPUS))(
         "Where is Zorblatt Tower?"
     )
@@ -507,7 +509,8 @@ def test_the_benchmark_records_the_prompt_format_sent(tmp_path):
     assert result.config["prompt_format"] == "chat" and llm.prompts[0].startswith("<BOS><start_of_turn>user")
     assert "prompt format: chat" in (tmp_path / "chat" / "results.md").read_text()
     with pytest.raises(Exception, match="different config.*prompt_format: 'chat' -> 'text'"):
-        run_benchmark("gsm8k-sample", "direct", llm, output_dir=tmp_path / "chat", limit=2, prompt_format="text", shots=1)
+        run_benchmark("gsm8k-sample", "direct", llm, output_dir=tmp_path / "chat", limit=2, shots=1,
+                      prompt_format="text")
     with pytest.raises(PromptError, match="has no chat template"):
         run_benchmark("gsm8k-sample", "direct", ScriptedLLM([]), output_dir=tmp_path / "refused", prompt_format="chat")
     assert not (tmp_path / "refused").exists()  # refused before anything was written
@@ -527,7 +530,8 @@ def test_the_commands_take_prompt_format(tmp_path):
     assert refused.exit_code == 1
     assert f"model scripted:{replies.name} has no chat template" in refused.output
     shown = CliRunner().invoke(main, ["ls", "--model", f"scripted:{replies}"])
-    assert shown.exit_code == 0 and "prompt format: text (model scripted:replies.json has no chat template" in shown.output
+    assert shown.exit_code == 0
+    assert "prompt format: text (model scripted:replies.json has no chat template" in shown.output
     bench = CliRunner().invoke(main, ["bench", "--dataset", "gsm8k-sample", "--method", "direct", "--limit", "1",
                                       "--model", f"scripted:{replies}", "--prompt-format", "text", "-q",
                                       "--output-dir", str(tmp_path / "run")])
