@@ -129,6 +129,8 @@ class Templates:
                 )
             turns = [("system", module.instructions())]
             for ex in exemplars:
+                if "question" not in ex:
+                    raise PromptError(f"template '{name}': an exemplar has no 'question' field: {json.dumps(ex)[:80]}")
                 turns += [("user", module.ask(ex["question"])), ("assistant", module.reply(ex))]
             turns += [("user", module.ask(question)), ("assistant", module.cue() if hasattr(module, "cue") else "")]
         messages = [Message(role=role, content=str(text).strip()) for role, text in turns]
