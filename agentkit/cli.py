@@ -37,6 +37,7 @@ from agentkit.cli_options import (
     shots_option,
     templates_option,
 )
+from agentkit.cli_report import compare, report
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Errors a user can cause: shown as one line. Anything else is a bug and keeps its traceback.
@@ -208,6 +209,8 @@ def _register_bench() -> None:
 
 
 _register_bench()
+main.add_command(report)  # agentkit/cli_report.py
+main.add_command(compare)
 
 
 # ------------------------------------------------------------------------------------------------ docs

@@ -1,11 +1,13 @@
 """The model interface every strategy, the harness and the REPL talk to.
 
 A model is anything with ``generate(prompts, config) -> list[Completion]`` (batch first, one completion per
-prompt, in order) and ``stream(prompt, config)`` (text pieces for one prompt). A prompt is text, or a ``Chat``
-that the model renders with its chat template (``LLM.render``; ``render_chat`` renders as transformers does).
-Models may also offer a ``session()``: a continuous-batching queue that episodes feed one request at a time and
-that hands back each completion as soon as its row finishes. The base class provides a plain session on top of
-``generate`` so every model, the scripted one included, works with the episode runner.
+prompt, in order) and ``stream(prompt, config)`` (text pieces for one prompt, then the ``Completion`` as the
+generator's return value). A prompt is text, or a ``Chat`` that the model renders with its chat template
+(``LLM.render``; ``render_chat`` renders as transformers does). Every backend is held to the same contract by
+``tests/test_model_contract.py``: exact stops, ``finish_reason``, token counts, seeds, sessions. Models may also
+offer a ``session()``: a continuous-batching queue that episodes feed one request at a time and that hands back
+each completion as soon as its row finishes. The base class provides a plain session on top of ``generate`` so
+every model, the scripted one included, works with the episode runner.
 
 ``ScriptedLLM`` ships here, not only in tests: it replays replies and honours ``stop`` and ``max_new_tokens`` the
 way a real model does, so users can test their own agents without weights.
@@ -39,7 +41,7 @@ class GenerationConfig(BaseModel):
     temperature: float = Field(1.0, gt=0, description="softmax temperature when sampling")
     top_k: int | None = Field(None, ge=1, description="keep only the k most likely tokens when sampling")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
-    seed: int | None = Field(None, ge=0, description="makes sampling reproducible")
+    seed: int | None = Field(None, ge=0, description="makes sampling reproducible; greedy decoding ignores it")
     stop: list[str] = Field(default_factory=list, description="strings that end generation; never returned")
 
     @model_validator(mode="after")
@@ -108,7 +110,13 @@ def extend(prompt: Prompt, text: str) -> Prompt:
 
 
 class Completion(BaseModel):
-    """One generated continuation. ``text`` never contains any part of a stop string."""
+    """One generated continuation.
+
+    ``text`` ends right before the earliest stop string and never contains any part of it. ``finish_reason`` is
+    ``"stop"`` when the text ended of its own accord (a stop string, or the model's end-of-sequence token) and
+    ``"length"`` when ``max_new_tokens`` cut it off; then ``completion_tokens == max_new_tokens``. Token counts
+    are the model's own (``prompt_tokens`` includes special tokens such as BOS where the model adds them).
+    """
 
     text: str
     finish_reason: FinishReason
@@ -175,6 +183,37 @@ class BatchSession:
         self._queue.clear()
 
 
+class StreamingSession(BatchSession):
+    """A session that serves one request at a time through ``llm.stream``, handing each piece to ``on_piece``.
+
+    With it, the episode runner streams a single episode (the REPL, ``agentkit run``) by the same loop that
+    batches many.
+    """
+
+    def __init__(self, llm: LLM, on_piece: Callable[[str], None]):
+        super().__init__(llm, max_batch_size=1)
+        self.on_piece = on_piece
+
+    def step(self) -> list[tuple[Hashable, Completion]]:
+        if not self._queue:
+            return []
+        key, prompt, config = self._queue.pop(0)
+        stream = self.llm.stream(prompt, config)
+        try:
+            while True:
+                try:
+                    piece = next(stream)
+                except StopIteration as end:
+                    completion = end.value
+                    break
+                self.on_piece(piece)
+        finally:
+            stream.close()  # an interrupted consumer (Ctrl-C in on_piece) lets the model clean up
+        if not isinstance(completion, Completion):
+            raise TypeError(f"{self.llm!r}.stream returned {completion!r}; a model's stream must return its Completion")
+        return [(key, completion)]
+
+
 class LLM(ABC):
     """Base class for models. Subclasses implement ``generate``; ``stream`` and ``session`` have defaults.
 
@@ -194,7 +233,9 @@ class LLM(ABC):
         """Yield the completion of one prompt in pieces, then return the whole ``Completion``.
 
         The pieces joined are exactly ``Completion.text``: text that might begin a stop string is held back
-        until it is known not to. The default generates the whole text and yields it in one piece.
+        until it is known not to. Every backend returns the ``Completion`` (``finish_reason`` and token counts
+        included): callers take it from ``StopIteration.value`` or ``completion = yield from llm.stream(...)``.
+        The default generates the whole text and yields it in one piece.
         """
         completion = self.generate([prompt], config)[0]
         if completion.text:

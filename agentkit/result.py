@@ -6,9 +6,12 @@ ran out of steps all come back as a ``Result`` with ``answer=None`` (or a forced
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentkit.llm import Completion
 
 # The failure reasons the strategies record (free-form strings are allowed for custom strategies).
 FAILURES = {
@@ -40,6 +43,18 @@ class Result(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     duration: float = 0.0  # wall-clock seconds from the episode's first step to its end
+
+    @classmethod
+    def from_completions(cls, method: str, question: str, completions: Sequence[Completion], **fields: Any) -> Result:
+        """The Result of an episode that made ``completions``: their texts and summed token counts, plus ``fields``."""
+        return cls(
+            method=method,
+            question=question,
+            completions=[c.text for c in completions],
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            **fields,
+        )
 
     @property
     def ok(self) -> bool:

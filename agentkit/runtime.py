@@ -7,26 +7,27 @@ something from outside.
 - ``yield Call(fn, *args)`` runs a tool (a search, a sandboxed program) on a worker thread and receives its
   return value; an exception it raises is thrown back into the episode;
 - ``yield Event(kind, text)`` reports progress to a live view and receives ``None``;
-- ``yield [request, ...]`` runs several of the above at once and receives a list of their results.
+- ``yield [request, ...]`` runs several of the above at once and receives a list of their results (if one of
+  its tools fails, that exception is thrown instead and the other answers are dropped).
 
 The episode's ``return`` value is its ``Result``. Because episodes only *ask*, one runner can drive hundreds
 of them together: whenever episodes wait on the model, their prompts go to the engine as one batch, whatever
-step each is at, and a slow tool call holds up only its own episode. ``run_episode`` drives one episode with
-streaming instead.
+step each is at, and a slow tool call holds up only its own episode. ``run_episode`` drives a single episode
+through the same loop, streaming the model's text piece by piece when asked to.
 
 Deliberately not here: retries, caching or timeouts of tools (tools own those), and any model-specific code.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkit.llm import LLM, Completion, GenerationConfig, Prompt
+from agentkit.llm import LLM, BatchSession, GenerationConfig, Prompt, StreamingSession
 from agentkit.result import Result
 
 
@@ -67,10 +68,12 @@ EventHandler = Callable[[Event], None]
 
 
 def _timed(episode: Episode) -> Episode:
-    """Wrap an episode so its Result carries the wall time from first step to end."""
+    """Wrap an episode so its Result (which it must return) carries the wall time from first step to end."""
     start = time.perf_counter()
     result = yield from episode
-    if isinstance(result, Result) and not result.duration:
+    if not isinstance(result, Result):
+        raise TypeError(f"an episode returned {type(result).__name__}; episodes must return a Result")
+    if not result.duration:
         result.duration = time.perf_counter() - start
     return result
 
@@ -83,80 +86,9 @@ def run_episode(
     on_token: Callable[[str], None] | None = None,
 ) -> Result:
     """Run one episode to the end. With ``on_token``, model output is streamed piece by piece."""
-    episode = _timed(episode)
-    send: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            request = episode.send(send) if error is None else episode.throw(error)
-        except StopIteration as stop:
-            return _check_result(stop.value)
-        error = None
-        try:
-            if isinstance(request, list):
-                send = [_serve_one(llm, r, on_event, on_token) for r in request]
-            else:
-                send = _serve_one(llm, request, on_event, on_token)
-        except Exception as exc:  # noqa: BLE001 - a failing tool is thrown back into the episode that asked
-            if not _is_tool_request(request):
-                raise
-            send, error = None, exc
-
-
-def _is_tool_request(request: Request | list[Request]) -> bool:
-    requests = request if isinstance(request, list) else [request]
-    return any(isinstance(r, Call) for r in requests)
-
-
-def _serve_one(llm: LLM, request: Request, on_event, on_token) -> Any:
-    if isinstance(request, Generate):
-        if on_token is None:
-            return llm.generate([request.prompt], request.config)[0]
-        stream = llm.stream(request.prompt, request.config)
-        pieces = []
-        while True:
-            try:
-                piece = next(stream)
-            except StopIteration as stop:
-                final = stop.value  # a model's stream returns its Completion when it ends
-                break
-            pieces.append(piece)
-            on_token(piece)
-        if isinstance(final, Completion):
-            return final
-        text = "".join(pieces)
-        return Completion(
-            text=text,
-            finish_reason="stop",
-            prompt_tokens=llm.count_tokens(llm.render(request.prompt)),
-            completion_tokens=llm.count_tokens(text),
-        )
-    if isinstance(request, Call):
-        return request.fn(*request.args, **request.kwargs)
-    if isinstance(request, Event):
-        if on_event is not None:
-            on_event(request)
-        return None
-    raise TypeError(f"an episode yielded {request!r}; expected Generate, Call, Event or a list of them")
-
-
-def _check_result(value: Any) -> Result:
-    if not isinstance(value, Result):
-        raise TypeError(f"an episode returned {type(value).__name__}; episodes must return a Result")
-    return value
-
-
-class _Slot:
-    """One running episode and what it is waiting for."""
-
-    __slots__ = ("index", "episode", "waiting", "results", "is_list")
-
-    def __init__(self, index: int, episode: Episode):
-        self.index = index
-        self.episode = episode
-        self.waiting = 0  # outstanding requests
-        self.results: list[Any] = []
-        self.is_list = False
+    session = llm.session() if on_token is None else StreamingSession(llm, on_token)
+    events = None if on_event is None else lambda _index, event: on_event(event)
+    return _drive(session, [episode], max_active=1, tool_workers=4, on_result=None, on_event=events)[0]
 
 
 def run_episodes(
@@ -177,128 +109,140 @@ def run_episodes(
     An exception raised by an episode (a bug, not a model mistake) stops the run and propagates; results
     already handed to ``on_result`` stay handed.
     """
-    max_active = max_active or 2 * batch_size
+    return _drive(
+        llm.session(batch_size),
+        episodes,
+        max_active=max_active or 2 * batch_size,
+        tool_workers=tool_workers,
+        on_result=on_result,
+        on_event=on_event,
+    )
+
+
+class _Slot:
+    """One running episode: what it asked for last and the answers that have come back so far."""
+
+    __slots__ = ("index", "episode", "turn", "requests", "answers", "waiting", "is_list")
+
+    def __init__(self, index: int, episode: Episode):
+        self.index = index
+        self.episode = _timed(episode)
+        self.turn = 0  # counts the episode's requests; an answer to an earlier turn is stale
+        self.requests: list[Request] = []
+        self.answers: list[Any] = []
+        self.waiting = 0
+        self.is_list = False
+
+    def resume(self, value: Any = None, error: Exception | None = None) -> Result | None:
+        """Send ``value`` into the episode (or throw ``error`` into it) and take its next request.
+
+        Returns the episode's Result when it ends instead.
+        """
+        try:
+            request = self.episode.send(value) if error is None else self.episode.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        self.turn += 1
+        self.is_list = isinstance(request, list)
+        self.requests = request if self.is_list else [request]
+        self.answers = [None] * len(self.requests)
+        self.waiting = len(self.requests)
+        return None
+
+    def answer(self, position: int, value: Any) -> bool:
+        """Record the answer to one request; True when the episode has everything it asked for."""
+        self.answers[position] = value
+        self.waiting -= 1
+        return self.waiting == 0
+
+    @property
+    def reply(self) -> Any:
+        return self.answers if self.is_list else self.answers[0]
+
+
+def _drive(
+    session: BatchSession,
+    episodes: Iterable[Episode],
+    *,
+    max_active: int,
+    tool_workers: int,
+    on_result: Callable[[int, Result], None] | None,
+    on_event: Callable[[int, Event], None] | None,
+) -> list[Result]:
+    """The one loop: keep up to ``max_active`` episodes alive, their prompts in ``session``, their tools on a pool."""
     source: Iterator[tuple[int, Episode]] = iter(enumerate(episodes))
     results: dict[int, Result] = {}
     slots: dict[int, _Slot] = {}
-    model_queue: list[tuple[tuple[int, int], Generate]] = []  # waiting for a free engine slot
-    futures: dict[Future, tuple[int, int]] = {}
-    session = llm.session(batch_size)
+    model_queue: deque[tuple[tuple[int, int, int], Generate]] = deque()  # waiting for a free engine slot
+    futures: dict[Future, tuple[int, int, int]] = {}  # a key is (episode, turn, position in the request)
     pool = ThreadPoolExecutor(max_workers=tool_workers, thread_name_prefix="agentkit-tool")
-    exhausted = False
 
-    def advance(slot: _Slot, value: Any) -> None:
-        """Send ``value`` into the episode and file whatever it asks for next."""
+    def resume(slot: _Slot, value: Any = None, error: Exception | None = None) -> None:
+        """Resume the episode and file what it asks for next; events are answered at once."""
         while True:
-            try:
-                request = slot.episode.send(value)
-            except StopIteration as stop:
-                result = _check_result(stop.value)
+            result = slot.resume(value, error)
+            if result is not None:
                 del slots[slot.index]
                 results[slot.index] = result
                 if on_result is not None:
                     on_result(slot.index, result)
                 return
-            requests = request if isinstance(request, list) else [request]
-            slot.is_list = isinstance(request, list)
-            slot.results = [None] * len(requests)
-            slot.waiting = 0
-            for position, item in enumerate(requests):
-                if isinstance(item, Event):
+            for position, request in enumerate(slot.requests):
+                key = (slot.index, slot.turn, position)
+                if isinstance(request, Generate):
+                    model_queue.append((key, request))
+                elif isinstance(request, Call):
+                    futures[pool.submit(request.fn, *request.args, **request.kwargs)] = key
+                elif isinstance(request, Event):
                     if on_event is not None:
-                        on_event(slot.index, item)
-                elif isinstance(item, Generate):
-                    model_queue.append(((slot.index, position), item))
-                    slot.waiting += 1
-                elif isinstance(item, Call):
-                    futures[pool.submit(item.fn, *item.args, **item.kwargs)] = (slot.index, position)
-                    slot.waiting += 1
+                        on_event(slot.index, request)
+                    slot.answer(position, None)
                 else:
-                    raise TypeError(f"an episode yielded {item!r}; expected Generate, Call, Event or a list")
+                    raise TypeError(f"an episode yielded {request!r}; expected Generate, Call, Event or a list")
             if slot.waiting:
                 return
-            value = slot.results if slot.is_list else None  # only events: resume at once
+            value, error = slot.reply, None  # only events: resume at once
 
-    def deliver(key: tuple[int, int], value: Any) -> None:
-        slot = slots[key[0]]
-        slot.results[key[1]] = value
-        slot.waiting -= 1
-        if slot.waiting == 0:
-            advance(slot, slot.results if slot.is_list else slot.results[0])
+    def deliver(key: tuple[int, int, int], value: Any = None, error: Exception | None = None) -> None:
+        index, turn, position = key
+        slot = slots.get(index)
+        if slot is None or slot.turn != turn:
+            return  # the episode stopped waiting for this (another tool of the same request failed)
+        if error is not None:
+            resume(slot, error=error)  # a failing tool is thrown into the episode that asked
+        elif slot.answer(position, value):
+            resume(slot, slot.reply)
 
     try:
         while True:
-            while not exhausted and len(slots) < max_active:
-                try:
-                    index, episode = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                slot = slots[index] = _Slot(index, _timed(episode))
-                advance(slot, None)
-            if not slots and exhausted:
+            while len(slots) < max_active and (item := next(source, None)) is not None:
+                slot = slots[item[0]] = _Slot(*item)
+                resume(slot)
+            if not slots:
                 break
-            # Hand waiting prompts to the engine while it has room.
-            while model_queue and session.free_slots > 0:
-                key, gen = model_queue.pop(0)
+            while model_queue and session.free_slots > 0:  # hand waiting prompts to the engine while it has room
+                key, gen = model_queue.popleft()
                 session.add(key, gen.prompt, gen.config)
             if session.pending:
                 for key, completion in session.step():
                     deliver(key, completion)
             elif futures:
-                # Only tools are running: wait for the first to finish.
-                next(_as_completed_one(futures))
+                wait(futures, return_when=FIRST_COMPLETED)  # only tools are running: wait for the first
             for future in [f for f in futures if f.done()]:
                 key = futures.pop(future)
-                try:
-                    value = future.result()
-                except Exception as exc:  # noqa: BLE001 - thrown back into the episode that asked
-                    slot = slots[key[0]]
-                    slot.waiting = 0
-                    _throw(slot, exc, advance)
-                    continue
-                deliver(key, value)
-            if not session.pending and not futures and not model_queue and slots:
+                error = future.exception()
+                if error is None:
+                    deliver(key, future.result())
+                elif isinstance(error, Exception):
+                    deliver(key, error=error)
+                else:
+                    raise error  # SystemExit and the like are not a tool's answer
+            if slots and not (session.pending or futures or model_queue):
                 raise RuntimeError("episodes are waiting but nothing is running: this is a bug in agentkit")
     finally:
         session.close()
         pool.shutdown(wait=False, cancel_futures=True)
     return [results[i] for i in range(len(results))]
-
-
-def _as_completed_one(futures: dict[Future, Any]) -> Iterator[Future]:
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-    yield from itertools.islice(done, 1)
-
-
-def _throw(slot: _Slot, exc: BaseException, advance: Callable[[_Slot, Any], None]) -> None:
-    """Throw a tool's exception into the episode; if the episode handles it, carry on from its next request."""
-
-    episode = slot.episode
-
-    def rethrow() -> Episode:
-        # A tiny trampoline: the first send(None) throws into the real episode, then delegates to it.
-        try:
-            request = episode.throw(exc)
-        except StopIteration as stop:
-            return stop.value
-        value = yield request
-        result = yield from _resume(episode, value)
-        return result
-
-    slot.episode = rethrow()
-    advance(slot, None)
-
-
-def _resume(episode: Episode, value: Any) -> Episode:
-    while True:
-        try:
-            request = episode.send(value)
-        except StopIteration as stop:
-            return stop.value
-        value = yield request
 
 
 def gather(parts: list[Generator[Any, Any, Any]]) -> Generator[list[Request], list[Any], list[Any]]:

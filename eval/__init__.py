@@ -1,4 +1,5 @@
-"""The benchmark harness: datasets, scoring, a resumable runner and the ``agentkit bench`` command.
+"""The benchmark harness: datasets, scoring, a resumable runner, reports (results.md, results.html), paired
+comparisons (``agentkit compare``) and the ``agentkit bench`` command.
 
     from agentkit.eval import run_benchmark
     result = run_benchmark(dataset="gsm8k-sample", method=["cot", "pal"], llm=llm, output_dir="runs/demo")

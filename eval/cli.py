@@ -92,8 +92,10 @@ def _load_model(spec: str | None, dtype: str | None) -> Any:
               help="Weights dtype for Transformers models (default: the engine's choice).")
 @click.option("--field", "fields", multiple=True, metavar="TARGET=SOURCE",
               help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).")
-@click.option("--rel-tol", type=float, default=1e-6, show_default=True, help="Relative tolerance for numbers.")
-@click.option("--abs-tol", type=float, default=1e-4, show_default=True, help="Absolute tolerance for numbers.")
+@click.option("--rel-tol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Relative tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
+@click.option("--abs-tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
 @prompt_format_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def bench(
@@ -120,13 +122,13 @@ def bench(
 
     Every finished example is saved at once to OUTPUT_DIR/<method>/samples.jsonl; rerun the same command
     after an interruption to continue where it stopped. At the end OUTPUT_DIR holds results.json,
-    results.md and results.png.
+    results.md, results.png and results.html (every example and trajectory; `agentkit report` rebuilds it).
 
     \b
     Example:
       agentkit bench --dataset gsm8k-sample --method direct --method cot --method pal --shots 4
     """
-    from agentkit.eval.datasets import DatasetError, load_dataset, parse_field_mapping
+    from agentkit.eval.datasets import DatasetError, load_dataset, parse_field_mapping, repeats
     from agentkit.eval.runner import BenchmarkError, run_benchmark
 
     methods = methods or DEFAULT_METHODS
@@ -136,6 +138,9 @@ def bench(
         examples = load_dataset(dataset, fields=mapping)  # fail fast, before loading any model
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
+    found = repeats(examples)
+    if found.questions or found.ids:
+        click.echo(f"dataset: {len(examples)} examples; {found}", err=True)
     del examples
 
     config: dict[str, Any] = {}
@@ -173,7 +178,7 @@ def bench(
     click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
                f"time; examples share the model's batches, so latencies overlap)")
     click.echo(f"\nresults: {result.files['results_json']}\nreport:  {result.files['results_md']}\n"
-               f"chart:   {result.files['chart']}")
+               f"chart:   {result.files['chart']}\nbrowse:  {result.files['results_html']}")
 
 
 main = bench  # `python -m agentkit.eval.cli ...` runs the command on its own

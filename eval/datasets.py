@@ -11,9 +11,13 @@ Supported inputs (the format is detected from the fields of the first record):
 * **Hugging Face names** (``gsm8k``, ``openai/gsm8k:main@test``): loaded through the optional ``datasets``
   library, imported only when needed.
 
-Every example gets a stable ``id`` (the record's own ``id``/``_id``/``qid`` field, else a hash of the
-question) so an interrupted benchmark can resume. A malformed record raises :class:`DatasetError` naming the
-file and line, e.g. ``data.jsonl:17: missing field 'answer'``.
+Every line (or list item, or row) is its own example, with a stable ``id`` so an interrupted benchmark can
+resume: the record's own ``id``/``_id``/``qid``/``uid`` field, else its place in the file (``line-17`` for a JSONL
+line, ``item-3`` for a JSON list, ``row-3`` for a Hugging Face row). Public files repeat themselves (ASDiv in PAL's
+format has the same question on consecutive lines): a repeated question is kept as its own example, marked with
+``meta["repeat_of"]`` (the id of its first occurrence) and counted by :func:`repeats`; a repeated id of the data's
+own gets its place appended (``7~line-12``). A malformed record raises :class:`DatasetError` naming the file and
+line, e.g. ``data.jsonl:17: missing field 'answer'``.
 
 Deliberately not here: downloading anything (except through ``datasets`` when it is installed and online),
 scoring, and prompting.
@@ -25,7 +29,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,8 @@ __all__ = [
     "gsm8k_gold",
     "parse_field_mapping",
     "dataset_fingerprint",
+    "Repeats",
+    "repeats",
 ]
 
 #: Shipped sample sets: name -> file name under ``agentkit/prompts/data``.
@@ -91,10 +97,6 @@ def parse_field_mapping(items: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def _stable_id(question: str) -> str:
-    return "q-" + hashlib.sha1(question.strip().encode("utf-8")).hexdigest()[:12]
-
-
 def _format_number(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
@@ -114,7 +116,7 @@ def _detect(record: Mapping[str, Any]) -> str:
     return "unknown"
 
 
-def _convert(record: Any, fmt: str, mapping: Mapping[str, str], where: str) -> Example:
+def _convert(record: Any, fmt: str, mapping: Mapping[str, str], where: str, place: str) -> Example:
     if not isinstance(record, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if mapping:
@@ -153,7 +155,7 @@ def _convert(record: Any, fmt: str, mapping: Mapping[str, str], where: str) -> E
         raise DatasetError(f"{where}: field {af!r} must be a string or a number")
     id_field = mapping.get("id") if mapping else None
     raw_id = record.get(id_field) if id_field else next((record[k] for k in _ID_FIELDS if k in record), None)
-    ex_id = str(raw_id) if raw_id not in (None, "") else _stable_id(question)
+    ex_id = str(raw_id) if raw_id not in (None, "") else place
     return Example(id=ex_id, question=question.strip(), answer=answer, source=where, meta=meta)
 
 
@@ -163,25 +165,25 @@ def _read_file(path: Path, mapping: Mapping[str, str]) -> list[Example]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{name}: not UTF-8 text ({exc.reason})") from None
-    records: list[tuple[str, Any]] = []
+    records: list[tuple[str, str, Any]] = []  # (where, place, record)
     stripped = text.lstrip()
     if stripped.startswith("["):  # a JSON list (HotpotQA ships this way)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{name}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-        records = [(f"{name}[{i}]", r) for i, r in enumerate(data)]
+        records = [(f"{name}[{i}]", f"item-{i}", r) for i, r in enumerate(data)]
     else:
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                records.append((f"{name}:{lineno}", json.loads(line)))
+                records.append((f"{name}:{lineno}", f"line-{lineno}", json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{name}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not records:
         raise DatasetError(f"{name}: no examples found")
-    first = records[0][1]
+    first = records[0][2]
     fmt = "mapped" if mapping else (_detect(first) if isinstance(first, dict) else "unknown")
     if fmt == "unknown":
         fields = ", ".join(sorted(first)) if isinstance(first, dict) else type(first).__name__
@@ -189,17 +191,63 @@ def _read_file(path: Path, mapping: Mapping[str, str]) -> list[Example]:
             f"{records[0][0]}: cannot tell the format from fields ({fields}); expected question/answer "
             f"(GSM8K, HotpotQA) or input/target (PAL), or map fields with --field question=NAME --field answer=NAME"
         )
-    examples = [_convert(rec, fmt, mapping, where) for where, rec in records]
-    _check_unique(examples)
-    return examples
+    return _own_examples([(_convert(rec, fmt, mapping, where, place), place) for where, place, rec in records])
 
 
-def _check_unique(examples: list[Example]) -> None:
-    seen: dict[str, str] = {}
+def _own_examples(converted: list[tuple[Example, str]]) -> list[Example]:
+    """Every record its own example: a repeated id gets its place appended, a repeated question is marked."""
+    ids: set[str] = {ex.id for ex, _ in converted}
+    seen_ids: set[str] = set()
+    first_by_question: dict[str, str] = {}
+    out = []
+    for ex, place in converted:
+        if ex.id in seen_ids:
+            new_id, n = f"{ex.id}~{place}", 1
+            while new_id in ids:
+                n += 1
+                new_id = f"{ex.id}~{place}~{n}"
+            ex = replace(ex, id=new_id, meta={**ex.meta, "repeated_id": ex.id})
+            ids.add(new_id)
+        seen_ids.add(ex.id)
+        first = first_by_question.setdefault(ex.question, ex.id)
+        if first != ex.id:
+            ex = replace(ex, meta={**ex.meta, "repeat_of": first})
+        out.append(ex)
+    return out
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """How a dataset repeats itself (every repeat is still its own example)."""
+
+    questions: int  # examples whose question appeared earlier in the file
+    other_gold: int  # ... of which the earlier occurrence has a different gold answer
+    ids: int  # examples whose own id appeared earlier (renamed ``id~place``)
+
+    def __str__(self) -> str:
+        if not (self.questions or self.ids):
+            return "no repeated questions"
+        parts = []
+        if self.questions:
+            other = f", {self.other_gold} with a different gold" if self.other_gold else ""
+            parts.append(f"{self.questions} repeat an earlier question{other}")
+        if self.ids:
+            parts.append(f"{self.ids} repeat an earlier id")
+        return "; ".join(parts) + " (each line is scored as its own example)"
+
+
+def repeats(examples: Iterable[Example]) -> Repeats:
+    """Count repeated questions and ids among ``examples`` (as marked by the loader, or by comparing text)."""
+    golds: dict[str, str] = {}
+    questions = other = ids = 0
     for ex in examples:
-        if ex.id in seen:
-            raise DatasetError(f"{ex.source}: duplicate id {ex.id!r} (first seen at {seen[ex.id]})")
-        seen[ex.id] = ex.source
+        if ex.question in golds:
+            questions += 1
+            other += golds[ex.question] != ex.answer
+        else:
+            golds[ex.question] = ex.answer
+        ids += "repeated_id" in ex.meta
+    return Repeats(questions=questions, other_gold=other, ids=ids)
 
 
 def shipped_path(name: str) -> Path:
@@ -238,9 +286,8 @@ def _load_hf(spec: str, mapping: Mapping[str, str]) -> list[Example]:
     fmt = "mapped" if mapping else _detect(rows[0])
     if fmt == "unknown":
         raise DatasetError(f"dataset {spec!r}: cannot tell the format from fields ({', '.join(sorted(rows[0]))})")
-    examples = [_convert(r, fmt, mapping, f"{name}[{i}]") for i, r in enumerate(rows)]
-    _check_unique(examples)
-    return examples
+    return _own_examples([(_convert(r, fmt, mapping, f"{name}[{i}]", f"row-{i}"), f"row-{i}")
+                          for i, r in enumerate(rows)])
 
 
 def load_dataset(

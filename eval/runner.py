@@ -9,9 +9,10 @@ finished ids are skipped, a torn last line (the trace of a kill mid-write) is dr
 cleanly, and a directory made with a different configuration is refused. When a method completes, its file is rewritten in dataset order, so an interrupted
 and resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields.
 
-At the end the output directory holds ``config.json``, ``results.json`` (config, versions, git commit,
-model, per-method accuracy with a 95% Wilson interval, failure rates, tokens, time), ``results.md`` (a
-comparison table) and ``results.png`` (accuracy bars with interval whiskers).
+At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
+(config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
+time, paired comparisons of the methods) and the reports of ``agentkit.eval.report``: ``results.md``,
+``results.png`` and ``results.html``.
 
 Deliberately not here: prompting and answer extraction (the strategies), model loading (``agentkit.models``),
 and any retry of failed examples (a model's failure is a result, recorded with its reason).
@@ -28,31 +29,22 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BenchmarkError
-from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping
-from agentkit.eval.scoring import (
-    DEFAULT_ABS_TOL,
-    DEFAULT_REL_TOL,
-    bleu,
-    is_numeric_answer,
-    rouge,
-    score_answer,
-    wilson_interval,
-)
+from agentkit.eval.compare import pairwise
+from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping, repeats
+from agentkit.eval.report import SAMPLES, TIMING, atomic_write, markdown_table, summarize, write_reports
+from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, is_numeric_answer, score_answer
 from agentkit.prompting import resolve_prompt_format
 
 __all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
 
-SAMPLES = "samples.jsonl"
 CONFIG = "config.json"
-# Record fields that depend on the wall clock; everything else is a deterministic function of the run.
-TIMING = "timing"
+# TIMING ("timing"): the record field of wall-clock readings; everything else is a deterministic function of the run.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
 
@@ -260,45 +252,6 @@ def make_record(
     }
 
 
-def summarize(method: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy with a 95% Wilson interval, failure rates, tokens and time for one method."""
-    n = len(records)
-    correct = sum(bool(r["correct"]) for r in records)
-    failures = Counter(r["failure"] for r in records if r.get("failure"))
-    answered = sum(r.get("answer") is not None for r in records)
-    prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
-    completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
-    seconds = sum(float((r.get(TIMING) or {}).get("duration") or 0.0) for r in records)
-    lo, hi = wilson_interval(correct, n)
-    summary: dict[str, Any] = {
-        "method": method,
-        "n": n,
-        "correct": correct,
-        "accuracy": correct / n if n else 0.0,
-        "ci95": [lo, hi],
-        "answered": answered,
-        "failures": dict(sorted(failures.items())),
-        "failure_rate": sum(failures.values()) / n if n else 0.0,
-        "failure_rates": {k: v / n for k, v in sorted(failures.items())},
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "tokens_per_example": (prompt_tokens + completion_tokens) / n if n else 0.0,
-        "seconds": round(seconds, 3),  # sum of per-example latencies (they overlap when batched)
-        "seconds_per_example": round(seconds / n, 4) if n else 0.0,
-    }
-    if any(r.get("kind") == "text" for r in records):
-        text = list(records)  # numeric golds among them score EM = F1 = correct
-        summary["exact_match"] = sum(r["exact_match"] for r in text) / len(text)
-        summary["f1"] = sum(r["f1"] for r in text) / len(text)
-        preds = [r.get("answer") or "" for r in text]
-        golds = [r["gold"] for r in text]
-        rouges = [rouge(p, g) for p, g in zip(preds, golds, strict=True)]
-        for key in ("rouge1", "rouge2", "rougeL"):
-            summary[key] = sum(s[key] for s in rouges) / len(rouges)
-        summary["bleu"] = bleu(preds, golds)
-    return summary
-
-
 # --- provenance ------------------------------------------------------------------------------------------------
 
 
@@ -324,72 +277,6 @@ def git_commit() -> str | None:
         return None
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and len(commit) >= 7 else None
-
-
-# --- reports ---------------------------------------------------------------------------------------------------
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table comparing methods (also printed at the end of a CLI run)."""
-    text = any("f1" in s for s in summaries)
-    head = ["method", "n", "accuracy", "95% CI", "failed", "top failure", "tokens/ex", "latency s/ex"]
-    if text:
-        head[4:4] = ["F1", "ROUGE-L"]
-    rows = []
-    for s in summaries:
-        top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
-        row = [
-            s["method"],
-            str(s["n"]),
-            _pct(s["accuracy"]),
-            f"{_pct(s['ci95'][0])}–{_pct(s['ci95'][1])}",
-            _pct(s["failure_rate"]),
-            top,
-            f"{s['tokens_per_example']:.0f}",
-            f"{s['seconds_per_example']:.2f}",
-        ]
-        if text:
-            row[4:4] = [f"{s.get('f1', 0.0):.3f}", f"{s.get('rougeL', 0.0):.3f}"]
-        rows.append(row)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_chart(path: Path, summaries: Sequence[Mapping[str, Any]], title: str) -> Path:
-    """Accuracy bars with 95% interval whiskers (matplotlib, Agg backend: no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [s["method"] for s in summaries]
-    acc = [100 * s["accuracy"] for s in summaries]
-    lower = [100 * (s["accuracy"] - s["ci95"][0]) for s in summaries]
-    upper = [100 * (s["ci95"][1] - s["accuracy"]) for s in summaries]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names) + 2), 4))
-    bars = ax.bar(names, acc, yerr=[lower, upper], capsize=6, color="#4C72B0", edgecolor="black")
-    for bar, value, top in zip(bars, acc, upper, strict=True):
-        ax.annotate(f"{value:.1f}%", (bar.get_x() + bar.get_width() / 2, min(value + top + 1.5, 97)),
-                    ha="left", va="bottom", xytext=(4, 0), textcoords="offset points", fontsize=9)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("accuracy (%) with 95% Wilson interval")
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
@@ -420,7 +307,7 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
                 f"use a new --output-dir or --overwrite"
             )
     else:
-        _atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _model_name(llm: Any) -> str:
@@ -532,6 +419,7 @@ def run_benchmark(
     bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": limit},
                             output_dir=out, table=table, wall_seconds=wall_seconds)
     if out is not None:
+        records = {name: m.records for name, m in results.items()}
         report = {
             "config": bench.config,
             "model": run_config["model"],
@@ -540,16 +428,12 @@ def run_benchmark(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_seconds": wall_seconds,  # this invocation only (resumed examples cost nothing now)
             "methods": {s["method"]: s for s in summaries},
+            "comparisons": [c.to_dict() for c in pairwise(records)],  # every pair of methods, paired by example
+            "repeats": asdict(repeats(examples)),  # repeated questions and ids in the data, each its own example
         }
-        files = {"config": out / CONFIG, "results_json": out / "results.json", "results_md": out / "results.md",
-                 "chart": out / "results.png"}
-        _atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        title = f"{dataset_name} · {run_config['model']} · {shots}-shot · n={len(examples)}"
-        md = (f"# Benchmark: {dataset_name}\n\nModel: `{run_config['model']}` · shots: {shots} · "
-              f"prompt format: {run_config['prompt_format']} · examples: {len(examples)}\n\n{table}\n\n"
-              "![accuracy by method](results.png)\n")
-        _atomic_write(files["results_md"], md)
-        write_chart(files["chart"], summaries, title)
+        files = {"config": out / CONFIG, "results_json": out / "results.json"}
+        atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        files.update(write_reports(out, bench.config, records))
         for name in methods:
             files[f"samples:{name}"] = out / name / SAMPLES
         bench.files = files

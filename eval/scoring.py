@@ -1,10 +1,13 @@
 """Decide whether a predicted answer matches the gold one, and summarise a run with confidence intervals.
 
-* **Numeric golds** (GSM8K-style; Cobbe et al., 2021): both sides are reduced to a number with
-  ``agentkit.answers`` — currency signs, thousands separators, a trailing period, ``18.0``, unicode minus
-  signs, simple fractions (``3/4``), a percent sign and units after the number are all tolerated — and
-  compared with a tolerance (relative 1e-6 or absolute 1e-4 by default). A prediction that is a whole
-  sentence ("The answer is 18 dollars") is reduced through the same extraction the strategies use.
+* **Numeric golds** (GSM8K-style; Cobbe et al., 2021): both sides are reduced to an exact number (a
+  ``Fraction``, never a float) — currency signs, thousands separators, a trailing period, ``18.0``, unicode
+  minus signs, simple fractions (``3/4``), a percent sign and units after the number are all tolerated. A
+  prediction that is a whole sentence ("The answer is 18 dollars") is reduced through the same extraction the
+  strategies use. A **whole-number gold matches only exactly that number**: 1,450,001 is not 1,450,000, however
+  large the numbers. Only a gold that is not a whole number (``143.94``, ``0.375``) allows a tolerance:
+  ``|prediction - gold| <= max(abs_tol, rel_tol * |gold|)``, by default ``abs_tol = 1e-4`` and ``rel_tol = 0``
+  (a relative tolerance on large amounts would accept a wrong cent: 12,345.68 for 12,345.67).
 * **Text golds** (HotpotQA-style): exact match and token F1 after SQuAD normalisation (lower case, no
   punctuation, no articles, single spaces). ``correct`` is exact match against any accepted answer.
 * **Free-text references**: ROUGE-1/2/L (``rouge-score``) and corpus BLEU (``sacrebleu``), imported lazily.
@@ -22,14 +25,16 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
-from agentkit.answers import _NUMBER, extract_numeric_answer, parse_number
+from agentkit.answers import _ANSWER_IS, _NUMBER
 
 __all__ = [
     "DEFAULT_REL_TOL",
     "DEFAULT_ABS_TOL",
     "Score",
     "to_number",
+    "exact_number",
     "is_numeric_answer",
     "numbers_match",
     "squad_normalize",
@@ -41,7 +46,8 @@ __all__ = [
     "wilson_interval",
 ]
 
-DEFAULT_REL_TOL = 1e-6
+# Tolerances for golds that are not whole numbers (whole-number golds match exactly, whatever these say).
+DEFAULT_REL_TOL = 0.0
 DEFAULT_ABS_TOL = 1e-4
 
 # What may surround a number in a gold answer for the gold to still count as "a number": currency words and
@@ -65,21 +71,47 @@ class Score:
     f1: float
 
 
-def to_number(text: str | None) -> float | None:
-    """The numeric value a (possibly wordy) answer stands for, or None.
+def exact_number(text: str | None) -> Fraction | None:
+    """The exact value a (possibly wordy) answer stands for, or None.
 
     A bare number (``"$1,234.00"``, ``"1234."``, ``"-7"``, ``"3/4"``, ``"12 apples"``) is read directly; a
-    sentence goes through the strategies' extraction (after "the answer is", else the last number).
+    sentence goes through the strategies' extraction (after the last "the answer is", else the last number).
+    The value is a ``Fraction`` read from the digits themselves, so no float rounding can make two different
+    numbers equal.
     """
-    if text is None:
+    if text is None or not text.strip():
         return None
     text = text.strip()
-    if not text:
-        return None
     if is_numeric_answer(text):
-        return parse_number(text)
-    extracted = extract_numeric_answer(text)
-    return float(extracted) if extracted is not None else None
+        match = _NUMBER.search(text)
+    else:
+        match = None
+        marks = list(_ANSWER_IS.finditer(text))
+        if marks:
+            match = _NUMBER.search(text[marks[-1].end() :][:80])
+        if match is None:  # no marker, or no number after it: the last number
+            numbers = list(_NUMBER.finditer(text))
+            match = numbers[-1] if numbers else None
+    return _fraction(match) if match is not None else None
+
+
+def _fraction(match: re.Match) -> Fraction | None:
+    num = match.group("num").replace(",", "").replace(" ", "")
+    try:
+        if "/" in num:
+            top, bottom = num.split("/")
+            value = Fraction(top) / Fraction(bottom)
+        else:
+            value = Fraction(num)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return -value if match.group("sign") or match.group("sign2") else value
+
+
+def to_number(text: str | None) -> float | None:
+    """:func:`exact_number` as a float (``"$1,234.50"`` -> 1234.5), or None."""
+    value = exact_number(text)
+    return None if value is None else float(value)
 
 
 def is_numeric_answer(text: str) -> bool:
@@ -94,15 +126,45 @@ def is_numeric_answer(text: str) -> bool:
     return not after or bool(_UNIT_WORDS.match(after))
 
 
-def numbers_match(a: float, b: float, *, rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_ABS_TOL) -> bool:
-    """Equal within tolerance (either bound suffices). NaN never matches."""
-    return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+def numbers_match(
+    prediction: float | Fraction,
+    gold: float | Fraction,
+    *,
+    rel_tol: float = DEFAULT_REL_TOL,
+    abs_tol: float = DEFAULT_ABS_TOL,
+) -> bool:
+    """Does ``prediction`` match ``gold``? Exactly when the gold is a whole number; otherwise within
+    ``max(abs_tol, rel_tol * |gold|)``. NaN and infinities never match."""
+    if any(isinstance(x, float) and not math.isfinite(x) for x in (prediction, gold)):
+        return False
+    pred, ref = Fraction(prediction), Fraction(gold)
+    if ref.denominator == 1:
+        return pred == ref
+    tolerance = max(Fraction(repr(float(abs_tol))), Fraction(repr(float(rel_tol))) * abs(ref))
+    return abs(pred - ref) <= tolerance
 
 
-def _fmt_number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.6f}".rstrip("0").rstrip(".")
+def _fmt_number(value: Fraction) -> str:
+    """``18``, ``-0.375``, ``0.333333`` (six decimals only where the decimal expansion does not end)."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    d = value.denominator
+    while d % 2 == 0:
+        d //= 2
+    while d % 5 == 0:
+        d //= 5
+    if d == 1:  # a terminating decimal: print all of it
+        digits = 0
+        while (value * 10**digits).denominator != 1:
+            digits += 1
+        return _decimal(value, digits)
+    return f"{float(value):.6f}".rstrip("0").rstrip(".")
+
+
+def _decimal(value: Fraction, digits: int) -> str:
+    scaled = abs(value.numerator) * 10**digits // value.denominator
+    whole, frac = divmod(scaled, 10**digits)
+    return f"{'-' if value < 0 else ''}{whole}.{frac:0{digits}d}"
 
 
 # --- text (SQuAD v1.1 evaluation script semantics) ---------------------------------------------------------
@@ -150,18 +212,19 @@ def score_answer(
     """Score ``prediction`` against ``gold`` (and any other accepted answers in ``golds``).
 
     Numeric when the gold is a number (see :func:`is_numeric_answer`), text otherwise. A missing prediction
-    (``None``) is simply wrong.
+    (``None``) is simply wrong. Numbers follow :func:`numbers_match`: exact for a whole-number gold, within
+    the tolerances otherwise.
     """
     accepted = [gold, *(g for g in (golds or []) if g != gold)]
     if is_numeric_answer(gold):
-        gold_value = parse_number(gold)
-        pred_value = to_number(prediction)
+        gold_value = exact_number(gold)
+        pred_value = exact_number(prediction)
         correct = (
             gold_value is not None
             and pred_value is not None
             and any(
                 numbers_match(pred_value, v, rel_tol=rel_tol, abs_tol=abs_tol)
-                for v in (parse_number(g) for g in accepted if is_numeric_answer(g))
+                for v in (exact_number(g) for g in accepted if is_numeric_answer(g))
                 if v is not None
             )
         )

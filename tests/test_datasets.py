@@ -12,10 +12,12 @@ import pytest
 
 from agentkit.eval.datasets import (
     DatasetError,
+    Repeats,
     dataset_fingerprint,
     gsm8k_gold,
     load_dataset,
     parse_field_mapping,
+    repeats,
     shipped_path,
 )
 
@@ -113,19 +115,42 @@ def test_other_malformed_records(tmp_path):
         assert fragment in str(info.value)
 
 
-def test_duplicate_ids_are_refused(tmp_path):
+def test_repeated_ids_of_the_data_get_their_line(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "question": "a?", "answer": "1"},
-                                              {"id": 1, "question": "b?", "answer": "2"}])
-    with pytest.raises(DatasetError, match=r"d\.jsonl:2: duplicate id '1' \(first seen at d\.jsonl:1\)"):
-        load_dataset(path)
+                                              {"id": 1, "question": "b?", "answer": "2"},
+                                              {"id": "1~line-2", "question": "c?", "answer": "3"}])
+    examples = load_dataset(path)
+    assert [e.id for e in examples] == ["1", "1~line-2~2", "1~line-2"]
+    assert examples[1].meta["repeated_id"] == "1" and examples[1].source == "d.jsonl:2"
+    assert repeats(examples) == Repeats(questions=0, other_gold=0, ids=1)
 
 
-def test_ids_are_stable_hashes_without_an_id_field(tmp_path):
+def test_ids_come_from_the_line_without_an_id_field(tmp_path):
     rows = [{"question": "What is 1+1?", "answer": "2"}, {"question": "What is 2+2?", "answer": "4"}]
-    a = load_dataset(write_jsonl(tmp_path / "a.jsonl", rows))
-    b = load_dataset(write_jsonl(tmp_path / "b.jsonl", rows[::-1]))
-    assert {e.id for e in a} == {e.id for e in b}
-    assert a[0].id.startswith("q-") and a[0].id != a[1].id
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n")
+    assert [e.id for e in load_dataset(path)] == ["line-1", "line-3"]  # the line a user finds it on
+    listed = tmp_path / "a.json"
+    listed.write_text(json.dumps(rows))
+    assert [e.id for e in load_dataset(listed)] == ["item-0", "item-1"]
+
+
+def test_repeated_questions_are_each_their_own_example(tmp_path):
+    """ASDiv in PAL's (input, target) format repeats questions on consecutive lines: keep every line."""
+    rows = [
+        {"input": "Ann has 3 red and 4 blue pens. How many pens does she have?", "target": 7.0},
+        {"input": "Ann has 3 red and 4 blue pens. How many pens does she have?", "target": 7.0},
+        {"input": "A box holds 6 eggs. How many eggs are in 5 boxes?", "target": 30.0},
+        {"input": "Ann has 3 red and 4 blue pens. How many pens does she have?", "target": 8.0},
+    ]
+    examples = load_dataset(write_jsonl(tmp_path / "asdiv.jsonl", rows))
+    assert [e.id for e in examples] == ["line-1", "line-2", "line-3", "line-4"]
+    assert [e.meta.get("repeat_of") for e in examples] == [None, "line-1", None, "line-1"]
+    found = repeats(examples)
+    assert found == Repeats(questions=2, other_gold=1, ids=0)
+    assert str(found) == ("2 repeat an earlier question, 1 with a different gold "
+                          "(each line is scored as its own example)")
+    assert str(repeats(examples[2:3])) == "no repeated questions"
 
 
 def test_missing_file_and_empty_file(tmp_path):

@@ -16,20 +16,7 @@ from agentkit.engine import loading
 from agentkit.engine.loading import ModelLoadError, cache_dir, resolve_dtype
 from agentkit.engine.text import RowText
 from agentkit.llm import GenerationConfig
-
-# -- a byte-level tokenizer: ids 0..2 are <pad> <eos> <bos>, byte b is id b + 3 ----------------------------------
-
-
-class ByteTokenizer:
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [b + 3 for b in text.encode()]
-        return [2, *ids] if add_special_tokens else ids
-
-    def decode(self, ids: list[int]) -> str:
-        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", errors="replace")
-
-    def token_id(self, token: str) -> int | None:
-        return {"<pad>": 0, "<eos>": 1, "<bos>": 2}.get(token)
+from tiny_engine import ByteTokenizer, tiny_engine
 
 
 class ChunkTokenizer(ByteTokenizer):
@@ -220,29 +207,8 @@ def test_prefix_cache_blocks_and_eviction():
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch = pytest.importorskip("torch")
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from agentkit.engine.transformers_llm import TransformersLLM
-
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(
-        vocab_size=259,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=16,
-        sliding_window=8,
-        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
-        max_position_embeddings=512,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-    )
-    model = Gemma3ForCausalLM(cfg).float().eval()  # random weights: varied output, top-2 logit gaps ~1e-2
-    return TransformersLLM.from_model(model, ByteTokenizer(), name="tiny", max_batch_size=4)
+    pytest.importorskip("torch")
+    return tiny_engine()  # a random Gemma 3 (tests/tiny_engine.py) with the byte tokenizer
 
 
 PROMPTS = [

@@ -185,3 +185,16 @@ def test_too_many_shots_is_one_line(tmp_path):
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "50 shots" in last and "Traceback" not in result.output
+
+
+def test_bench_says_how_many_questions_repeat_and_where_the_page_is(tmp_path):
+    rows = [{"input": e.question, "target": float(e.answer)} for e in EXAMPLES[:3]]
+    data = tmp_path / "asdiv.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[0], rows[1], rows[2], rows[2]]))
+    out = tmp_path / "out"
+    result = invoke("--dataset", str(data), "--method", "cot", "--model", f"scripted:{gold_script(tmp_path)}",
+                    "--output-dir", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "dataset: 5 examples; 2 repeat an earlier question (each line is scored as its own example)" in result.output
+    assert "| cot | 5 | 100.0% |" in result.output
+    assert f"browse:  {out / 'results.html'}" in result.output and (out / "results.html").is_file()

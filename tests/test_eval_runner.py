@@ -341,7 +341,7 @@ def test_greedy_runs_are_deterministic(tmp_path):
         return [line.rsplit("|", 2)[0] for line in rows]
 
     assert table_without_latency(runs[0]) == table_without_latency(runs[1])
-    assert len(table_without_latency(runs[0])) == 4  # header, rule, two methods
+    assert len(table_without_latency(runs[0])) == 4 + 3  # header, rule, two methods; the pair's header, rule, row
 
 
 def test_no_output_dir_touches_no_disk(tmp_path, monkeypatch):
@@ -444,3 +444,34 @@ def test_text_datasets_get_text_answers_from_direct_cot_and_the_react_fallback(t
         assert result.methods[name].summary["accuracy"] == 1.0, name
     fallback = result.methods["react-cot-sc"].records[0]["trajectory"]["fallback"]
     assert fallback["method"] == "cot-sc" and fallback["answer"] == golds[load_dataset("wiki-sample")[0].question]
+
+
+def test_repeated_questions_run_and_resume_with_every_line_recorded_once(tmp_path):
+    """A PAL-format file that repeats questions on consecutive lines (as ASDiv does): every line is an example."""
+    sample = load_dataset("gsm8k-sample", limit=12)
+    rows = []
+    for e in sample:
+        rows += [{"input": e.question, "target": float(e.answer)}] * (2 if len(rows) % 3 == 0 else 1)
+    path = tmp_path / "repeats.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    n = len(rows)
+    assert n > len(sample)
+
+    reference = run_benchmark(path, "cot", ScriptedLLM(cot_reply()), output_dir=tmp_path / "ref", batch_size=3)
+    assert reference.accuracy == 1.0 and len(reference.records) == n
+    assert [r["id"] for r in reference.records] == [f"line-{i}" for i in range(1, n + 1)]
+    report = json.loads((tmp_path / "ref" / "results.json").read_text())
+    assert report["repeats"] == {"questions": n - len(sample), "other_gold": 0, "ids": 0}
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(path, "cot", ScriptedLLM(Killer(cot_reply(), 7, KeyboardInterrupt())), output_dir=out,
+                      batch_size=3)
+    done = len(samples(out / "cot" / "samples.jsonl"))
+    assert 0 < done < n
+    second = ScriptedLLM(cot_reply())
+    run_benchmark(path, "cot", second, output_dir=out, batch_size=3)
+    assert len(second.prompts) == n - done  # repeats already answered are not asked again, the others are
+    final = samples(out / "cot" / "samples.jsonl")
+    assert strip_timing(final) == strip_timing(samples(tmp_path / "ref" / "cot" / "samples.jsonl"))
+    assert len({r["id"] for r in final}) == n

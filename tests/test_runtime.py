@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from agentkit.llm import GenerationConfig, ScriptedLLM
+from agentkit.errors import AgentkitError
+from agentkit.llm import BatchSession, GenerationConfig, ScriptedLLM
 from agentkit.result import Result
 from agentkit.runtime import Call, Event, Generate, gather, run_episode, run_episodes
 
@@ -30,16 +31,22 @@ def test_single_episode_streams_tokens_and_events():
     assert result.duration > 0
 
 
+class Recorder(ScriptedLLM):
+    """Records the prompts of every ``generate`` call (one call is one batch)."""
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self.batches = []
+
+    def generate(self, prompts, config=None):
+        self.batches.append(list(prompts))
+        return super().generate(prompts, config)
+
+
 def test_many_episodes_share_batches_whatever_step_they_are_at():
-    batches = []
-
-    class Recorder(ScriptedLLM):
-        def generate(self, prompts, config=None):
-            batches.append(list(prompts))
-            return super().generate(prompts, config)
-
     llm = Recorder(lambda p: p.split()[0] + "-out")
     results = run_episodes(llm, (two_step(f"e{i}") for i in range(6)), batch_size=4)
+    batches = llm.batches
     assert [r.question for r in results] == [f"e{i}" for i in range(6)]
     assert all(r.answer == f"e{i}-out" for i, r in enumerate(results))
     assert max(len(b) for b in batches) == 4  # never more than the batch size
@@ -126,3 +133,70 @@ def test_gather_runs_parts_concurrently():
 
     result = run_episodes(ScriptedLLM([]), [episode()])[0]
     assert result.answer == "[11, 22, 33]"
+
+
+def test_run_episode_batches_the_prompts_of_one_request():
+    def episode():
+        completions = yield [Generate(f"p{i}", CFG) for i in range(3)]
+        return Result(method="t", question="q", completions=[c.text for c in completions])
+
+    llm = Recorder(lambda p: p + "!")
+    result = run_episode(llm, episode())
+    assert result.completions == ["p0!", "p1!", "p2!"] and llm.batches == [["p0", "p1", "p2"]]
+
+
+def test_when_one_tool_of_a_request_fails_the_others_answers_are_dropped():
+    late_done = threading.Event()
+
+    def late():
+        time.sleep(0.05)
+        late_done.set()
+        return "late"
+
+    def fails():
+        raise ValueError("boom")
+
+    def after_late():
+        late_done.wait(5)
+        time.sleep(0.1)  # the late answer arrives first, while the episode waits for this one
+        return "mine"
+
+    def episode():
+        try:
+            yield [Call(late), Call(fails)]
+        except ValueError:
+            pass
+        value = yield Call(after_late)
+        return Result(method="t", question="q", answer=value)
+
+    llm = ScriptedLLM([])
+    assert run_episodes(llm, [episode()], tool_workers=3)[0].answer == "mine"
+    late_done.clear()
+    assert run_episode(llm, episode()).answer == "mine"
+
+
+def test_a_stream_must_return_its_completion():
+    class Forgetful(ScriptedLLM):
+        def stream(self, prompt, config=None):
+            yield "text"
+
+    def episode():
+        yield Generate("p", CFG)
+        return Result(method="t", question="q")
+
+    with pytest.raises(TypeError, match="a model's stream must return its Completion"):
+        run_episode(Forgetful(["x"]), episode(), on_token=lambda piece: None)
+
+
+def test_a_stuck_runner_is_a_bug_with_its_traceback_not_an_agentkit_error():
+    class Dropping(BatchSession):
+        def add(self, key, prompt, config):
+            pass  # loses the request: the runner waits for nothing
+
+    class Lossy(ScriptedLLM):
+        def session(self, max_batch_size=32):
+            return Dropping(self, max_batch_size)
+
+    with pytest.raises(RuntimeError, match="this is a bug in agentkit") as info:
+        run_episodes(Lossy(["x"]), [two_step("a")])
+    assert not isinstance(info.value, AgentkitError)  # the CLI shows a traceback, not a one-line error

@@ -456,29 +456,59 @@ def test_exec_result_is_json_serialisable(sandbox):
     assert isinstance(r, ExecResult) and r.duration >= 0
 
 
-def test_timeout_kills_and_respawns():
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    end = time.monotonic() + within
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < end:
+        time.sleep(0.01)
+    return not os.path.exists(f"/proc/{pid}")
+
+
+_HAS_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def test_timeout_kills_the_program_not_the_template():
     with Sandbox(timeout=0.5, workers=1) as sb:
-        pid = sb._slots[0].proc.pid
+        template = sb._slots[0].proc.pid
         t0 = time.monotonic()
         r = sb.run("while True:\n    pass\n")
         assert time.monotonic() - t0 < 5
-        assert r.ok is False and r.error == "TimeoutError: program ran longer than 0.5 s"
+        assert r.ok is False and r.error == "TimeoutError: program ran longer than 0.5 s" and r.kind == "timeout"
         assert 0.5 <= r.duration < 2
-        assert not os.path.exists(f"/proc/{pid}")  # killed and reaped
-        assert sb._slots[0].proc.pid != pid
         assert sb.run("answer = 3\n").value == 3
         r = sb.run("import itertools\nanswer = sum(itertools.count())\n")
-        assert r.error_type == "TimeoutError"
+        assert r.error_type == "TimeoutError" and r.kind == "timeout"
         r = sb.run("while True:\n    pass\n", timeout=0.2)  # per-call override
         assert r.error == "TimeoutError: program ran longer than 0.2 s" and r.duration < 1
         assert sb.run("answer = 4\n").value == 4
+        assert sb._slots[0].proc.pid == template  # no restart: the template never runs a program
+
+
+@pytest.mark.skipif(not _HAS_CHILDREN, reason="reads /proc/PID/task/PID/children (CONFIG_PROC_CHILDREN)")
+def test_timeout_kills_and_reaps_the_programs_process():
+    with Sandbox(timeout=0.5, workers=1) as sb:
+        template = sb._slots[0].proc.pid
+        end = time.monotonic() + 5
+        while len(_children(template)) < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        before = _children(template)  # the children forked ahead; the program goes to one of them
+        assert before
+        assert sb.run("while True:\n    pass\n").kind == "timeout"
+        end = time.monotonic() + 5
+        while all(os.path.exists(f"/proc/{pid}") for pid in before) and time.monotonic() < end:
+            time.sleep(0.01)
+        assert sum(not os.path.exists(f"/proc/{pid}") for pid in before) == 1  # one killed and reaped
 
 
 def test_cpu_limit():
     with Sandbox(timeout=20, cpu_seconds=1, workers=1) as sb:
         t0 = time.monotonic()
         r = sb.run("while True:\n    pass\n")
-        assert r.error_type == "TimeoutError" and "CPU" in r.error
+        assert r.error_type == "TimeoutError" and "CPU" in r.error and r.kind == "timeout"
         assert time.monotonic() - t0 < 15  # well before the 20 s wall clock
         assert sb.run("answer = 5\n").value == 5
 
@@ -486,7 +516,7 @@ def test_cpu_limit():
 def test_memory_limit():
     with Sandbox(timeout=5, memory_mb=200, workers=1) as sb:
         r = sb.run("answer = len('a' * (300 * 10**6))\n")
-        assert r.error_type == "MemoryError" and "200 MB" in r.error
+        assert r.error_type == "MemoryError" and "200 MB" in r.error and r.kind == "memory"
         assert sb.run("answer = len('a' * (50 * 10**6))\n").value == 50 * 10**6
 
 
@@ -556,11 +586,15 @@ def test_misuse_raises():
         Sandbox(workers=0)
 
 
-def test_close_reaps_workers():
+@pytest.mark.skipif(not _HAS_CHILDREN, reason="reads /proc/PID/task/PID/children (CONFIG_PROC_CHILDREN)")
+def test_close_reaps_templates_and_their_children():
     with Sandbox(timeout=1, workers=2) as sb:
+        assert sb.run("answer = 1").ok
         pids = [s.proc.pid for s in sb._slots]
-        assert all(os.path.exists(f"/proc/{p}") for p in pids)
+        children = set().union(*(_children(p) for p in pids))
+        assert all(os.path.exists(f"/proc/{p}") for p in pids) and children
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    assert all(_gone(p) for p in children)
 
 
 def test_program_cannot_raise_in_host(sandbox):

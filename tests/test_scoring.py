@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 
 from agentkit.eval.scoring import (
     bleu,
     exact_match,
+    exact_number,
     is_numeric_answer,
     numbers_match,
     rouge,
@@ -50,9 +52,9 @@ NUMERIC_CASES = [
     ("-$45", "-45", True),
     ("143.94", "143.94", True),
     ("143.9", "143.94", False),
-    ("18.00001", "18", True),  # inside abs tolerance 1e-4
+    ("18.00001", "18", False),  # a whole-number gold matches only exactly
     ("18.001", "18", False),
-    ("1000000.5", "1000000", True),  # inside relative tolerance 1e-6
+    ("1000000.5", "1000000", False),
     ("1000002", "1000000", False),
     ("The answer is 19", "18", False),
     ("19", "18", False),
@@ -107,11 +109,87 @@ def test_numeric_and_text_golds_are_told_apart():
     assert not is_numeric_answer("Kathmandu")
 
 
-def test_tolerance_is_configurable():
-    assert not score_answer("18.001", "18").correct
-    assert score_answer("18.001", "18", abs_tol=0.01).correct
-    assert score_answer("101", "100", rel_tol=0.02).correct
+# The regression cases of issue 14: whole-number golds match exactly, in every spelling the scorer accepts.
+EXACT_CASES = [
+    # large whole numbers: 1e-6 relative tolerance used to accept these off-by-ones
+    ("1,450,001", "1450000", False),
+    ("1450001", "1450000", False),
+    ("1449999", "1450000", False),
+    ("The answer is 1,450,001.", "1450000", False),
+    ("$1,450,001.00", "1450000", False),
+    ("1450000.5", "1450000", False),
+    ("1,450,000", "1450000", True),
+    ("$1,450,000.00", "1450000", True),
+    ("1450000.0", "1450000", True),
+    ("The answer is 1,450,000 dollars.", "1450000", True),
+    ("9007199254740993", "9007199254740992", False),  # 2**53 + 1: equal as floats, not as numbers
+    ("123456789012345678", "123456789012345678", True),
+    # negatives
+    ("-1,450,001", "-1450000", False),
+    ("-$1,450,000", "-1450000", True),
+    ("−1450000", "-1450000", True),
+    ("1450000", "-1450000", False),
+    ("-0", "0", True),
+    # decimals: a tolerance of 1e-4 (absolute), only because the gold is not whole
+    ("143.94", "143.94", True),
+    ("143.9400", "143.94", True),
+    ("143.94005", "143.94", True),
+    ("143.9402", "143.94", False),
+    ("143.95", "143.94", False),
+    ("12,345.68", "12345.67", False),  # a relative tolerance would have accepted the wrong cent
+    ("0.3333", "1/3", True),  # within 1e-4 of a gold that is not whole
+    ("0.333", "1/3", False),
+    ("1/3", "1/3", True),
+    ("12.5", "12.50", True),
+    ("12.6", "13", False),
+    ("13", "12.6", False),
+    # percentages
+    ("45%", "45", True),
+    ("45 percent", "45", True),
+    ("46%", "45", False),
+    ("The answer is 12.5%.", "12.5", True),
+    ("45", "45%", True),
+    # money formats
+    ("$2,400.00", "2400", True),
+    ("$2,400.01", "2400", False),
+    ("USD 2400", "2400", True),
+    ("2400 dollars", "$2,400", True),
+    ("€2.400", "2400", False),  # a European thousands dot is a decimal point here: 2.4
+    ("$0.50", "0.5", True),
+    ("50 cents", "0.5", False),  # units are not converted
+]
+
+
+@pytest.mark.parametrize(("prediction", "gold", "correct"), EXACT_CASES)
+def test_whole_number_golds_match_exactly(prediction, gold, correct):
+    score = score_answer(prediction, gold)
+    assert score.kind == "numeric"
+    assert score.correct is correct, score
+
+
+def test_tolerances_apply_only_to_golds_that_are_not_whole():
+    assert not score_answer("18.001", "18", abs_tol=0.01).correct  # whole gold: tolerance ignored
+    assert not score_answer("101", "100", rel_tol=0.02).correct
+    assert score_answer("0.751", "0.75", abs_tol=0.01).correct
+    assert not score_answer("0.751", "0.75").correct
+    assert score_answer("100.5", "100.4", rel_tol=0.01).correct
+    assert not score_answer("100.5", "100.4").correct
+    assert score_answer("0.333", "1/3", abs_tol=1e-3).correct
     assert not numbers_match(float("nan"), float("nan"))
+    assert not numbers_match(float("inf"), 5)
+    assert numbers_match(Fraction(1, 3), Fraction(1, 3))
+
+
+def test_exact_number_reads_the_digits_not_a_float():
+    assert exact_number("$1,234.50") == Fraction(2469, 2)
+    assert exact_number("9007199254740993") == 2**53 + 1
+    assert exact_number("The answer is -3/4 of a cake.") == Fraction(-3, 4)
+    assert exact_number("First 12, then 30, so 42") == 42
+    assert exact_number("no digits") is None and exact_number(None) is None and exact_number("  ") is None
+    assert score_answer("0.1", "0.1").prediction == "0.1"
+    assert score_answer("1/3", "1/3").prediction == "0.333333"
+    assert score_answer("-12.50", "-12.5").prediction == "-12.5"
+    assert score_answer("1,450,000.0", "1450000").prediction == "1450000"
 
 
 def test_other_accepted_answers_count():

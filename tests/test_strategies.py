@@ -58,7 +58,11 @@ def test_extract_code_handles_fenced_bare_and_separators(completion, expected):
 
 
 @pytest.mark.parametrize(
-    "value, expected", [(42, "42"), (42.0, "42"), (2.5, "2.5"), ("$18", "18"), (True, None), ([1], None), (None, None)]
+    "value, expected",
+    [(42, "42"), (42.0, "42"), (2.5, "2.5"), ("$18", "18"), (True, None), ([1], None), (None, None),
+     # exact at any size: no float rounding, no OverflowError, and the sandbox's exact texts read exactly
+     (10**400, "1" + "0" * 400), (2**53 + 1, "9007199254740993"), ("1E+400", "1" + "0" * 400),
+     ("-12/4", "-3"), ("1/4", "0.25"), ("1/" + "1" + "0" * 400, "1/" + "1" + "0" * 400), (float("inf"), None)],
 )
 def test_numeric_value(value, expected):
     assert numeric_value(value) == expected
@@ -71,10 +75,11 @@ class FakeSandbox:
         self.value, self.error, self.sources = value, error, []
 
     def run(self, source):
-        from types import SimpleNamespace
+        from agentkit.tools.sandbox import ExecResult
 
         self.sources.append(source)
-        return SimpleNamespace(ok=self.error is None, value=self.value, error=self.error)
+        kind = "ok" if self.error is None else "exception"
+        return ExecResult(ok=self.error is None, value=self.value, error=self.error, kind=kind)
 
 
 def test_pal_runs_the_extracted_program():
@@ -164,3 +169,26 @@ def test_react_cot_sc_falls_back_to_text_cot():
     assert strategy.fallback.base.answer == "text" and strategy.fallback.k == 3
     assert load_strategy("cot", ScriptedLLM([])).answer == "number"
     assert load_strategy("cot-sc", ScriptedLLM([]), answer="text").base.exemplar_set == "wiki"
+
+
+def test_a_single_call_strategy_may_interpret_plainly_or_as_an_episode():
+    from agentkit.runtime import Event
+    from agentkit.strategies.base import Interpretation, SingleCall
+
+    class Shout(SingleCall):
+        name = template = "direct"
+
+        def interpret(self, completion):
+            return Interpretation(answer=completion.text.strip().upper())
+
+    class ShoutAloud(Shout):
+        def interpret(self, completion):
+            yield Event("thought", "shouting")
+            return Interpretation(answer=completion.text.strip().upper())
+
+    events = []
+    assert Shout(ScriptedLLM([" hi"]))("q").answer == "HI"
+    result = ShoutAloud(ScriptedLLM([" hi"]))("q", on_event=events.append)
+    assert result.answer == "HI" and [e.kind for e in events] == ["thought", "answer"]
+    sc = SelfConsistency(Shout(ScriptedLLM([" a", " b", " a"]), answer="text"), k=3)("q")
+    assert sc.answer == "A" and sc.votes == {"a": 2, "b": 1} and len(sc.samples) == 3

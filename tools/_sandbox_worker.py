@@ -1,29 +1,35 @@
-"""Worker process of :mod:`agentkit.tools.sandbox` -- the half of the sandbox that runs untrusted code.
+"""Template process of :mod:`agentkit.tools.sandbox` -- the half of the sandbox that runs untrusted code.
 
-This file is run as a *script* (``python -I _sandbox_worker.py CONFIG_JSON``) by the parent, never imported by
-it, and imports only the standard library and RestrictedPython: a program that escapes the language layer lands
-in a process that holds nothing of the host's (no agentkit state, no model, no open files but its pipes).
+This file is run as a *script* (``python -I _sandbox_worker.py CONFIG_JSON CONTROL_FD``) by the parent, never
+imported by it, and imports only the standard library and RestrictedPython: a program that escapes the language
+layer lands in a process that holds nothing of the host's (no agentkit state, no model, no open files but its
+pipes).
 
-Protocol (one JSON object per line, UTF-8):
+The process is a *template*: it imports and warms everything allowed, hardens itself, freezes its heap
+(``gc.freeze``) and from then on only forks. Every program runs in a child of its own, forked before the program
+exists, that runs exactly that one program and exits; no program ever runs in the template, so every child starts
+from the same state, which no program has touched. Caches inside allowed modules, ABC registrations, objects
+whose code would run later, memory and garbage: whatever a program leaves behind dies with its process.
 
-* parent -> worker on stdin: ``{"source": "..."}``
-* worker -> parent on the original stdout (fd 1 is redirected to /dev/null before any program runs, so the program
-  cannot write to the pipe through ``print`` or a library that writes to ``sys.stdout``):
-  first ``{"ready": true, "layers": {...}}`` once, then one reply per request:
-  ``{"ok": bool, "value": <json>, "error_type": str|None, "error": str|None, "stdout": str,
-  "stdout_truncated": bool}``.
+Protocol. The control socket (``SOCK_SEQPACKET``, one JSON object per message) carries, template -> parent:
+``{"ready": true, "layers": {...}}`` once; ``{"child": pid}`` with two file descriptors attached (SCM_RIGHTS), the
+write end of the child's request pipe and the read end of its reply pipe; ``{"exit": pid, "signal"|"code": ...,
+"cpu": seconds}`` when a child is reaped. Parent -> template: ``{"kill": pid}`` (the wall clock ran out). The
+parent writes ``{"source": "..."}`` to the child's request pipe and closes it; the child answers with one line,
+``{"kind": str, "value": <json>, "error_type": str|None, "error": str|None, "stdout": str,
+"stdout_truncated": bool}``. A child holds only its own two pipes (fds 1 and 2 are ``/dev/null``): it can't reach
+the control socket, the template, or another program's pipes. The parent treats every reply as hostile input.
 
-The parent treats every reply as hostile input (size-capped, schema-checked); nothing here is trusted by it.
+Layers (see docs/sandbox.md):
 
-Layers applied in this process (see docs/sandbox.md):
-
-1. hardening at start-up: network namespace (``unshare(CLONE_NEWNET)`` when the OS allows), dropping root to
-   ``nobody`` when started as root, ``PR_SET_NO_NEW_PRIVS``, rlimits (address space, file size 0, few open files,
-   no new processes, no core dumps), CPU-seconds limit re-armed before every program;
+1. the template, once: network namespace (``unshare(CLONE_NEWNET)`` when the OS allows), ``PR_SET_NO_NEW_PRIVS``,
+   not dumpable, no core dumps, file size 0; each child, before it reads its program: drops root to ``nobody``,
+   dies with the template, and sets its own rlimits (address space, CPU seconds, no new processes, 16 files);
 2. RestrictedPython compilation with a stricter policy (:class:`SandboxPolicy`) and guards that really guard
-   (:func:`_guarded_getattr`, :func:`_guarded_write`, safe ``str.format``, ...);
-3. a fresh namespace, fresh builtins, fresh module proxies, a fresh ``random.Random`` and a fresh decimal
-   context for every program; proxies expose an explicit list of public names and refuse writes;
+   (``RunState.getattr_``, ``RunState.write_``, safe ``str.format``, ``_`` keyword arguments refused, ...);
+3. a namespace, builtins and guards built by the template and inherited by each child untouched, module proxies
+   and a ``random.Random`` made on first import, a fresh decimal context; proxies expose an explicit list of public
+   names and refuse writes;
 4. the answer is converted to plain JSON data with exact ``type(x) is ...`` checks before it leaves.
 """
 
@@ -40,6 +46,7 @@ import collections
 import ctypes
 import datetime
 import decimal
+import dis
 import fractions
 import functools
 import gc
@@ -53,6 +60,9 @@ import os
 import random
 import re
 import resource
+import select
+import signal
+import socket
 import statistics
 import string
 import sys
@@ -83,10 +93,12 @@ def _refuse(message: str) -> SecurityError:
 
 
 class _ProgramError(Exception):
-    """Internal: a failure that is reported as ``error_type: message`` without running anything further."""
+    """Internal: a failure the sandbox itself reports (``kind``, ``error_type: message``); no program code runs
+    after it. ``kind`` is one of "syntax", "refused", "result" (see ``ExecResult.kind`` in the parent)."""
 
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, kind: str, error_type: str, message: str) -> None:
         super().__init__(message)
+        self.kind = kind
         self.error_type = error_type
         self.message = message
 
@@ -164,6 +176,14 @@ class SandboxPolicy(RestrictingNodeTransformer):
             node = _set_locations(ast.ImportFrom(module=node.module, names=[ast.alias(name=n) for n in names],
                                                  level=0), node)
         return super().visit_ImportFrom(node)
+
+    def visit_keyword(self, node: ast.keyword) -> ast.AST:
+        # `Fraction(4, 6, _normalize=False)`: private keyword parameters are internals, like private attributes
+        # (`**{"_x": 1}` is checked at run time by _apply_)
+        if node.arg is not None and node.arg.startswith("_"):
+            self.error(node, f'keyword argument "{node.arg}" is not allowed: names starting with "_" are private.')
+            return node
+        return super().visit_keyword(node)
 
     def _check_names(self, node: ast.Global | ast.Nonlocal) -> ast.AST:
         for name in node.names:
@@ -475,6 +495,13 @@ class RunState:
             raise self.refuse(f"unsupported in-place operator {op!r}")
         return fn(x, y)
 
+    def apply_(self, f, *args, **kwargs):
+        """Every call with ``*args`` or ``**kwargs``: keyword names starting with ``_`` are private."""
+        for key in kwargs:
+            if str.startswith(key, "_"):
+                raise self.refuse(f"keyword argument {key!r} is not allowed in the sandbox (it starts with '_')")
+        return f(*args, **kwargs)
+
     def make_class(self, name, bases, namespace, **kwargs):
         cls = type(name, bases, namespace, **kwargs)
         self.classes.add(cls)
@@ -565,7 +592,7 @@ class RunState:
             "_inplacevar_": self.inplacevar_,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
             "_unpack_sequence_": guarded_unpack_sequence,
-            "_apply_": lambda f, *a, **kw: f(*a, **kw),
+            "_apply_": self.apply_,
             "_print_": PrintCollector,
         }
         return self.globals
@@ -576,13 +603,30 @@ class RunState:
 
 _MAX_DEPTH = 20
 _MAX_ITEMS = 10_000
+# Python refuses to turn ints of more than 4300 digits into text (and back); 13 000 bits is about 3 900 digits
+_MAX_INT_BITS = 13_000
+
+
+def _exact_int(n: int) -> int:
+    if n.bit_length() > _MAX_INT_BITS:
+        raise _ProgramError("result", "ResultError",
+                            f"the answer is an integer of about {int(n.bit_length() * 0.30103)} digits; at most "
+                            f"about {int(_MAX_INT_BITS * 0.30103)} digits can be returned")
+    return n
+
+
+def _float_or_exact(f: float, exact: str) -> float | str:
+    """``f`` when it is a faithful float (finite, and not a non-zero value rounded to 0), else the exact text."""
+    return f if math.isfinite(f) and f != 0.0 else exact
 
 
 def to_plain(value: object, depth: int = 0, budget: list | None = None):
     """Convert the answer to JSON data with exact type checks; anything else is refused.
 
-    int/float/str/bool/None pass; list/tuple become lists; dicts need str keys; set/frozenset become (sorted when
-    possible) lists; Fraction and Decimal become int when integral, else float; date/datetime/time become ISO
+    int/float/str/bool/None pass (ints up to about 3 900 digits); list/tuple become lists; dicts need str keys;
+    set/frozenset become (sorted when possible) lists; an integral Fraction or Decimal becomes an int, another one
+    the nearest float -- or, when no float holds it (beyond float range, or so small it would round to 0), its
+    exact text ("1E+400", "1/10**400" as "1/1000...0"), never a silent inf or 0. date/datetime/time become ISO
     strings, timedelta becomes str(). Subclasses of any of these are refused (an int subclass cannot pose as an
     int).
     """
@@ -590,19 +634,21 @@ def to_plain(value: object, depth: int = 0, budget: list | None = None):
         budget = [_MAX_ITEMS]
     budget[0] -= 1
     if budget[0] < 0:
-        raise _ProgramError("ResultError", f"answer has more than {_MAX_ITEMS} items")
+        raise _ProgramError("result", "ResultError", f"answer has more than {_MAX_ITEMS} items")
     if depth > _MAX_DEPTH:
-        raise _ProgramError("ResultError", f"answer is nested deeper than {_MAX_DEPTH} levels")
+        raise _ProgramError("result", "ResultError", f"answer is nested deeper than {_MAX_DEPTH} levels")
     cls = type(value)
-    if value is None or cls is bool or cls is int or cls is float or cls is str:
+    if value is None or cls is bool or cls is float or cls is str:
         return value
+    if cls is int:
+        return _exact_int(value)
     if cls is list or cls is tuple:
         return [to_plain(v, depth + 1, budget) for v in value]
     if cls is dict:
         out = {}
         for k, v in value.items():
             if type(k) is not str:
-                raise _ProgramError("ResultError", "answer dicts must have str keys")
+                raise _ProgramError("result", "ResultError", "answer dicts must have str keys")
             out[k] = to_plain(v, depth + 1, budget)
         return out
     if cls is set or cls is frozenset:
@@ -615,14 +661,27 @@ def to_plain(value: object, depth: int = 0, budget: list | None = None):
     if cls is fractions.Fraction:
         num, den = value.numerator, value.denominator
         if type(num) is not int or type(den) is not int:
-            raise _ProgramError("ResultError", "malformed Fraction")
-        return num if den == 1 else num / den
+            raise _ProgramError("result", "ResultError", "malformed Fraction")
+        if den == 1:
+            return _exact_int(num)
+        _exact_int(num), _exact_int(den)  # both must fit in text
+        try:
+            f = num / den
+        except OverflowError:
+            f = math.inf
+        return _float_or_exact(f, f"{num}/{den}")
     if cls is decimal.Decimal:
+        if value.is_snan():
+            return "sNaN"
         if not value.is_finite():
-            return float(value)
-        if value == value.to_integral_value() and value.adjusted() < 30:
-            return int(value)
-        return float(value)
+            return float(value)  # inf, -inf and nan are exact
+        if value.is_zero():
+            return 0
+        exact = str(value)
+        if value.adjusted() >= 0 and value == value.to_integral_value():
+            # integral: an exact int while it stays printable, else its exact text
+            return int(value) if value.adjusted() < _MAX_INT_BITS * 0.30103 else exact
+        return _float_or_exact(float(value), exact)
     if cls is datetime.date or cls is datetime.datetime or cls is datetime.time:
         return value.isoformat()
     if cls is datetime.timedelta:
@@ -630,43 +689,34 @@ def to_plain(value: object, depth: int = 0, budget: list | None = None):
     name = getattr(cls, "__name__", "?")
     name = name if type(name) is str else "?"
     raise _ProgramError(
-        "ResultError",
+        "result", "ResultError",
         f"the answer must be plain data (int, float, str, bool, None, list, dict; Fraction, Decimal and dates are "
         f"converted), got {name[:80]}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# running one program
-
-_code_cache: collections.OrderedDict = collections.OrderedDict()
+# running one program (in a fresh child process; see "the template" below)
 
 
 def _compile(source: str):
-    code = _code_cache.get(source)
-    if code is not None:
-        _code_cache.move_to_end(source)
-        return code
     try:
         tree = ast.parse(source, "<program>", "exec")
     except SyntaxError as e:
-        raise _ProgramError("SyntaxError", f"line {e.lineno}: {e.msg}") from None
+        raise _ProgramError("syntax", "SyntaxError", f"line {e.lineno}: {e.msg}") from None
     except (ValueError, MemoryError, RecursionError) as e:  # null bytes, absurd nesting
-        raise _ProgramError("SyntaxError", f"{type(e).__name__}: {e}") from None
+        raise _ProgramError("syntax", "SyntaxError", f"{type(e).__name__}: {e}") from None
     try:
         result = compile_restricted_exec(tree, "<program>", policy=SandboxPolicy)
     except SyntaxError as e:  # found by the compiler, not the parser: `return` outside a function, ...
-        raise _ProgramError("SyntaxError", f"line {e.lineno}: {e.msg}") from None
+        raise _ProgramError("syntax", "SyntaxError", f"line {e.lineno}: {e.msg}") from None
     except (RecursionError, MemoryError) as e:
-        raise _ProgramError("SyntaxError", f"program too deeply nested ({type(e).__name__})") from None
+        raise _ProgramError("syntax", "SyntaxError", f"program too deeply nested ({type(e).__name__})") from None
     if result.errors:
         msgs = []
         for err in result.errors[:5]:
             m = re.match(r"Line (\S+): (.*)", err, re.S)
             msgs.append(f"line {m.group(1)}: {m.group(2)}" if m else err)
-        raise _ProgramError("SecurityError", "; ".join(msgs))
-    _code_cache[source] = result.code
-    if len(_code_cache) > 256:
-        _code_cache.popitem(last=False)
+        raise _ProgramError("refused", "SecurityError", "; ".join(msgs))
     return result.code
 
 
@@ -682,64 +732,77 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return name[:100], msg[:2000]
 
 
+_RAISE_OPS = frozenset({dis.opmap["RAISE_VARARGS"], dis.opmap["RERAISE"]})
+
+
+def _raised_by_program(exc: BaseException) -> bool:
+    """Whether the innermost frame that raised ``exc`` is a ``raise`` statement in the program's own code."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if code.co_filename != "<program>":
+        return False
+    raw = code.co_code
+    return 0 <= tb.tb_lasti < len(raw) and raw[tb.tb_lasti] in _RAISE_OPS
+
+
 def _fresh_decimal_context() -> None:
     decimal.setcontext(decimal.Context(
         prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999, capitals=1, clamp=0, flags=[],
         traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow]))
 
 
-def run_program(source: str, cfg: dict) -> dict:
+def _new_state(cfg: dict) -> RunState:
+    state = RunState(cfg)
+    state.make_globals()
+    return state
+
+
+def run_program(source: str, cfg: dict, state: RunState | None = None) -> dict:
+    """Run one program and build its reply. ``kind`` says who ended the run: the program ("ok", "exception")
+    or the sandbox ("syntax", "refused", "result", "memory"); the parent adds "timeout" and "crash".
+
+    ``state``: an unused :class:`RunState` with its globals made (the template builds one that every child
+    inherits untouched); a new one by default."""
     global _current_state
-    state = _current_state = RunState(cfg)
-    ok, value, error_type, error = False, None, None, None
+    state = _current_state = state or _new_state(cfg)
+    glb = state.globals
+    kind, value, error_type, error = "exception", None, None, None
     _fresh_decimal_context()
-    depth = len(_stack_depth())
-    sys.setrecursionlimit(depth + cfg["max_recursion"] + 60)
+    sys.setrecursionlimit(len(_stack_depth()) + cfg["max_recursion"] + 60)
     try:
         code = _compile(source)
-        glb = state.make_globals()
         exec(code, glb)
         if "solution" in glb:
             sol = glb["solution"]
             if type(sol) is not types.FunctionType:
                 name = getattr(type(sol), "__name__", "?")
-                raise _ProgramError("ResultError", f"'solution' must be a function, got {name}")
+                raise _ProgramError("result", "ResultError", f"'solution' must be a function, got {name}")
             answer = sol()
         elif "answer" in glb:
             answer = glb["answer"]
         else:
-            raise _ProgramError("ResultError",
+            raise _ProgramError("result", "ResultError",
                                 "the program defines neither a function solution() nor a variable 'answer'")
         if state.violations:
-            raise _ProgramError("SecurityError", state.violations[0])
+            raise _ProgramError("refused", "SecurityError", state.violations[0])
         value = to_plain(answer)
-        ok = True
+        kind = "ok"
     except _ProgramError as e:
-        error_type, error = e.error_type, e.message
+        kind, error_type, error = e.kind, e.error_type, e.message
     except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, GeneratorExit included
         error_type, error = _describe(e)
-        if isinstance(e, MemoryError):
-            error = f"the program ran out of memory (limit {cfg['memory_mb']} MB)"
-        elif isinstance(e, RecursionError):
+        if type(e) is MemoryError and not _raised_by_program(e):
+            kind, error = "memory", f"the program ran out of memory (limit {cfg['memory_mb']} MB)"
+        elif type(e) is RecursionError and not _raised_by_program(e):
             error = f"{error} (the sandbox allows a call depth of about {cfg['max_recursion']})"
-    finally:
-        sys.setrecursionlimit(depth + 200)
     if state.violations:  # sticky: a refused operation fails the run even if the program caught the error
-        ok, value, error_type, error = False, None, "SecurityError", state.violations[0]
-    stdout = "".join(state.out)
-    truncated = state.truncated
-    # Drop the program's objects now, inside the timed window: a generator's `finally` or a cycle must not run
-    # later, when the parent is already timing the next program.
-    state.globals.clear()
-    del state
-    _current_state = None
-    try:
-        gc.collect()
-    except BaseException:  # noqa: BLE001
-        pass
-    _fresh_decimal_context()
-    return {"ok": ok, "value": value, "error_type": error_type, "error": error, "stdout": stdout,
-            "stdout_truncated": truncated}
+        kind, value, error_type, error = "refused", None, "SecurityError", state.violations[0]
+    return {"kind": kind, "value": value if kind == "ok" else None, "error_type": error_type, "error": error,
+            "stdout": "".join(state.out), "stdout_truncated": state.truncated}
 
 
 def _stack_depth() -> list:
@@ -750,25 +813,66 @@ def _stack_depth() -> list:
     return frames
 
 
+def _reply_line(reply: dict, cfg: dict) -> bytes:
+    """The reply as one JSON line (ASCII), or a ResultError when it can't be serialised or is too large."""
+    def failure(message: str) -> dict:
+        return {"kind": "result", "value": None, "error_type": "ResultError", "error": message, "stdout": "",
+                "stdout_truncated": False}
+
+    try:
+        text = json.dumps(reply, ensure_ascii=True)
+    except (ValueError, TypeError, RecursionError, MemoryError) as e:
+        text = json.dumps(failure(f"answer could not be serialised: {type(e).__name__}"))
+    if len(text) > cfg["max_result_bytes"] + 12 * cfg["max_output"]:
+        text = json.dumps(failure(f"answer is too large (more than {cfg['max_result_bytes']} bytes as JSON)"))
+    return text.encode("ascii") + b"\n"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # process hardening
 
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
-_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
+_PR_SET_NO_NEW_PRIVS = 38
+_NOBODY = 65534
+_libc = None
 
 
-def _harden(cfg: dict) -> dict:
-    layers: dict = {}
-    libc = None
+def _load_libc():
+    global _libc
     for name in (None, "libc.so.6"):  # None: the symbols already loaded into this process, libc included
         try:
             libc = ctypes.CDLL(name, use_errno=True)
             libc.unshare, libc.prctl  # noqa: B018 - both must exist
-            break
+            _libc = libc
+            return libc
         except (OSError, AttributeError):
-            libc = None
+            pass
+    return None
+
+
+def _set_rlimits(limits: dict) -> list[str]:
+    applied = []
+    for name, value in limits.items():
+        res = getattr(resource, name, None)
+        if res is None:
+            continue
+        soft, hard = value if type(value) is tuple else (value, value)
+        try:
+            resource.setrlimit(res, (soft, hard))
+            applied.append(name)
+        except (ValueError, OSError):
+            pass
+    return applied
+
+
+def _harden_template(cfg: dict) -> dict:
+    """Once, in the template: no network, no privilege gain, no files written. What children add is in
+    :func:`_enter_child`. Returns what was achieved (reported to the parent as ``layers``)."""
+    layers: dict = {}
+    libc = _load_libc()
     # 1. no network: a fresh network namespace has only a downed loopback device.
     layers["netns"] = False
     if libc is not None:
@@ -779,17 +883,7 @@ def _harden(cfg: dict) -> dict:
                     break
             except Exception:  # noqa: BLE001
                 break
-    # 2. drop root: as `nobody` the process can't touch root's files and RLIMIT_NPROC applies to it.
-    layers["uid"] = os.geteuid()
-    if cfg.get("drop_privileges", True) and os.geteuid() == 0:
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-        except OSError:
-            pass
-        layers["uid"] = os.geteuid()
-    # 3. no privilege gain through exec of setuid binaries; no core dumps / ptrace by same-uid processes.
+    # 2. no privilege gain through exec of setuid binaries (inherited by every child); no ptrace, no core dumps
     layers["no_new_privs"] = False
     if libc is not None:
         try:
@@ -797,44 +891,61 @@ def _harden(cfg: dict) -> dict:
             libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
         except Exception:  # noqa: BLE001
             pass
-    # 4. resource limits
-    limits = {
-        "RLIMIT_AS": cfg["memory_mb"] * 1024 * 1024,
-        "RLIMIT_FSIZE": 0,
-        "RLIMIT_NOFILE": 16,
-        "RLIMIT_NPROC": 0,
-        "RLIMIT_CORE": 0,
-        "RLIMIT_MEMLOCK": 0,
-    }
-    applied = []
-    for name, value in limits.items():
-        res = getattr(resource, name, None)
-        if res is None:
-            continue
-        try:
-            resource.setrlimit(res, (value, value))
-            applied.append(name)
-        except (ValueError, OSError):
-            pass
-    layers["rlimits"] = applied
+    # 3. the children drop root: the template keeps it (it runs no program), so a child can't signal it
+    layers["uid"] = _probe_uid(cfg)
+    _set_rlimits({"RLIMIT_FSIZE": 0, "RLIMIT_CORE": 0, "RLIMIT_MEMLOCK": 0, "RLIMIT_NOFILE": _TEMPLATE_FDS})
+    # 4. the per-program limits every child sets on itself (reported here, applied in _enter_child)
+    layers["rlimits"] = [name for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE",
+                                           "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_MEMLOCK")
+                         if hasattr(resource, name)]
     return layers
 
 
-def _arm_cpu_limit(seconds: float) -> None:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    used = ru.ru_utime + ru.ru_stime
-    soft = int(math.ceil(used + seconds))
-    try:
-        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-    except (ValueError, OSError):
-        pass
+def _drop_root(cfg: dict) -> None:
+    """As ``nobody`` a process can't touch root's files, and RLIMIT_NPROC applies to it. Where the OS refuses
+    (a container without CAP_SETUID), the process stays as it is; ``layers["uid"]`` says which."""
+    if cfg.get("drop_privileges", True) and os.geteuid() == 0:
+        try:
+            os.setgroups([])
+            os.setgid(_NOBODY)
+            os.setuid(_NOBODY)
+        except OSError:
+            pass
+
+
+def _probe_uid(cfg: dict) -> int:
+    """The uid a child ends up with, found by forking one that drops root and reports through its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        _drop_root(cfg)
+        os._exit(0 if os.geteuid() == _NOBODY else 1)
+    _pid, status = os.waitpid(pid, 0)
+    return _NOBODY if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else os.geteuid()
+
+
+def _enter_child(cfg: dict, template_pid: int) -> None:
+    """In a freshly forked child, before it reads its program: drop root, die with the template, set the limits.
+
+    Order matters: changing uid clears the parent-death signal, and RLIMIT_NPROC=0 applies to the new uid.
+    """
+    _drop_root(cfg)
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if os.getppid() != template_pid:  # the template died before the death signal was armed
+        os._exit(1)
+    cpu = max(1, math.ceil(cfg["cpu_seconds"]))  # a fresh process: its CPU clock starts at 0
+    _set_rlimits({
+        "RLIMIT_AS": cfg["memory_mb"] * 1024 * 1024,
+        "RLIMIT_CPU": (cpu, cpu + 1),  # SIGXCPU at the soft limit, SIGKILL a second later
+        "RLIMIT_NPROC": 0,
+        "RLIMIT_NOFILE": 16,
+    })
 
 
 def _prewarm() -> None:
-    """Import lazily-loaded pieces now, while files can still be opened."""
+    """Import lazily-loaded pieces and fill the template's caches with our own inputs, while files can still be
+    opened; every child starts from exactly this state."""
     datetime.datetime.strptime("2024-01-02", "%Y-%m-%d")
     time.strftime("%A %B")
     statistics.mean([1, 2])
@@ -853,56 +964,170 @@ def _prewarm() -> None:
     for codec in ("ascii", "latin-1", "utf-16", "utf-32", "cp1252"):
         "x".encode(codec)
     compile_restricted_exec("def f(a):\n    return [x for x in a]\nprint(f([1]))\n", policy=SandboxPolicy)
+    run_program("def solution():\n    return [1, 2.5, 'x']\n", {
+        "max_output": 100, "allowed_imports": [], "random_seed": 0, "max_recursion": 100, "memory_mb": 64})
+    global _current_state
+    _current_state = None
+    sys.setrecursionlimit(1000)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the template: a warm process that never runs a program; it forks one fresh child per program
+
+_PREFORKED = 2  # children kept ready per template: one can start while the last one still exits
+_TEMPLATE_FDS = 64  # RLIMIT_NOFILE of the template (each child holds 16 at most)
+_CTL_FD = 3  # the control socket to the parent
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _close_all_but(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _TEMPLATE_FDS + 1)
+
+
+def _child_main(cfg: dict, template_pid: int, src_r: int, res_w: int, state: RunState) -> None:
+    """The whole life of a child: limits, one request (read to EOF), one reply line, exit. Never returns.
+
+    Its only pipes lead to the parent; it holds nothing of the template's (not the control socket, not another
+    child's pipes), so even a program that escaped the language layer could not see or answer another program.
+    """
+    status = 70
+    try:
+        _close_all_but({src_r, res_w})
+        _enter_child(cfg, template_pid)
+        request = json.loads(_read_all(src_r))
+        os.close(src_r)
+        source = request["source"]
+        if type(source) is not str:
+            raise TypeError("source must be a string")
+        _write_all(res_w, _reply_line(run_program(source, cfg, state), cfg))
+        os.close(res_w)  # the parent sees EOF now, not after this process's memory is torn down
+        status = 0
+    finally:
+        os._exit(status)  # no clean-up, no finalizers: nothing of the program's runs after its reply
+
+
+def _exit_report(pid: int, status: int, usage) -> dict:
+    report: dict = {"exit": pid, "cpu": usage.ru_utime + usage.ru_stime}
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            report["signal"] = signal.Signals(sig).name
+        except ValueError:
+            report["signal"] = f"signal {sig}"
+    else:
+        report["code"] = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    return report
+
+
+def _serve(cfg: dict, ctl: socket.socket, state: RunState) -> None:
+    """Keep ``_PREFORKED`` children ready, hand each one's pipes to the parent, kill on request, report exits.
+    ``state`` is the program's globals, builtins and guards, built once here: each child gets its own copy."""
+    children: dict[int, int | None] = {}  # pid -> pidfd (None where pidfds are unavailable: polled instead)
+    by_pidfd: dict[int, int] = {}
+    poller = select.poll()
+    poller.register(ctl.fileno(), select.POLLIN)
+    template_pid = os.getpid()
+
+    def spawn() -> None:
+        src_r, src_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _child_main(cfg, template_pid, src_r, res_w, state)
+        os.close(src_r)
+        os.close(res_w)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        children[pid] = pidfd
+        if pidfd is not None:
+            by_pidfd[pidfd] = pid
+            poller.register(pidfd, select.POLLIN)
+        try:
+            socket.send_fds(ctl, [json.dumps({"child": pid}).encode()], [src_w, res_r])
+        finally:
+            os.close(src_w)
+            os.close(res_r)
+
+    def reap(pid: int, flags: int = 0) -> bool:
+        got, status, usage = os.wait4(pid, flags)
+        if not got:
+            return False
+        pidfd = children.pop(pid)
+        if pidfd is not None:
+            poller.unregister(pidfd)
+            del by_pidfd[pidfd]
+            os.close(pidfd)
+        ctl.send(json.dumps(_exit_report(pid, status, usage)).encode())
+        return True
+
+    def shut_down() -> None:
+        for pid in list(children):
+            os.kill(pid, signal.SIGKILL)
+        os._exit(0)
+
+    try:
+        while True:
+            while len(children) < _PREFORKED:
+                spawn()
+            polled = None in children.values()
+            for fd, _event in poller.poll(5 if polled else None):
+                if fd == ctl.fileno():
+                    message = ctl.recv(4096)
+                    if not message:  # the parent closed the socket: Sandbox.close() or the parent died
+                        shut_down()
+                    pid = json.loads(message).get("kill")
+                    if type(pid) is int and pid in children:  # not reaped yet, so the pid is still this child's
+                        os.kill(pid, signal.SIGKILL)
+                else:
+                    reap(by_pidfd[fd])
+            if polled:
+                for pid, pidfd in list(children.items()):
+                    if pidfd is None:
+                        reap(pid, os.WNOHANG)
+    except OSError:  # the parent is gone (EPIPE, ECONNRESET): take the children along
+        shut_down()
 
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
+    fd = int(sys.argv[2])
+    if fd != _CTL_FD:  # a low, fixed number: below the template's RLIMIT_NOFILE, closed in every child
+        os.dup2(fd, _CTL_FD)
+        os.close(fd)
+    ctl = socket.socket(fileno=_CTL_FD)
     warnings.simplefilter("ignore")  # SyntaxWarnings etc. would only go to /dev/null, through extra imports
-    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
     os.close(devnull)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    stdin = sys.stdin.buffer
     _prewarm()
-    layers = _harden(cfg)
+    layers = _harden_template(cfg)
+    state = _new_state(cfg)
     gc.collect()
-    gc.freeze()  # start-up objects are never scanned again: keeps the per-run collection cheap
-    proto.write(json.dumps({"ready": True, "pid": os.getpid(), "layers": layers}) + "\n")
-    proto.flush()
-    while True:
-        line = stdin.readline()
-        if not line:
-            os._exit(0)
-        try:
-            request = json.loads(line)
-            source = request["source"]
-            if type(source) is not str:
-                raise TypeError("source must be a string")
-        except Exception as e:  # noqa: BLE001 - a broken request from the parent
-            reply = {"ok": False, "value": None, "error_type": "SandboxError", "error": f"bad request: {e}",
-                     "stdout": "", "stdout_truncated": False}
-        else:
-            _arm_cpu_limit(cfg["cpu_seconds"])
-            try:
-                reply = run_program(source, cfg)
-            except BaseException as e:  # noqa: BLE001 - never let the worker die on a program
-                name, msg = _describe(e)
-                reply = {"ok": False, "value": None, "error_type": name, "error": msg, "stdout": "",
-                         "stdout_truncated": False}
-        try:
-            text = json.dumps(reply, ensure_ascii=True)
-        except (ValueError, TypeError, RecursionError, MemoryError) as e:
-            text = json.dumps({"ok": False, "value": None, "error_type": "ResultError",
-                               "error": f"answer could not be serialised: {type(e).__name__}", "stdout": "",
-                               "stdout_truncated": False})
-        if len(text) > cfg["max_result_bytes"] + 12 * cfg["max_output"]:
-            text = json.dumps({"ok": False, "value": None, "error_type": "ResultError",
-                               "error": f"answer is too large (more than {cfg['max_result_bytes']} bytes as JSON)",
-                               "stdout": "", "stdout_truncated": False})
-        proto.write(text + "\n")
-        proto.flush()
+    gc.freeze()  # everything so far is shared with the children, never scanned by their collections
+    ctl.send(json.dumps({"ready": True, "pid": os.getpid(), "layers": layers}).encode())
+    _serve(cfg, ctl, state)
 
 
 if __name__ == "__main__":

@@ -14,26 +14,29 @@ What it implements, in layers (details and the threat model in docs/sandbox.md):
    and writes to anything the program did not make. Builtins are a short allow-list (no ``getattr``, ``eval``,
    ``open``, ``type`` with 3 arguments, ...). Imports come from an allow-list of pure modules, each handed over as
    a read-only proxy that exposes a reviewed list of public names (so no ``datetime.sys`` or ``re.enum``).
-2. **Process** -- every program runs in a warm worker process (``python -I``) started with an empty
-   environment, cwd ``/``, in a fresh network namespace when the OS allows it, as ``nobody`` when started as
-   root, with rlimits on address space, CPU seconds, file size (0), open files and processes. The parent enforces
-   a wall-clock timeout by killing the worker (then starts a new one), which also stops loops that never return
-   to the interpreter (``sum(itertools.count())``) and programs that swallow every exception.
-3. **Data** -- the answer is converted to plain JSON data inside the worker with exact type checks, sent as one
-   JSON line over a pipe, size-capped and schema-checked again by the parent. Nothing is ever unpickled, and the
-   program's stdout is never parsed.
+2. **Process** -- every program runs in a *fresh* process: a warm template (``python -I``, empty environment,
+   cwd ``/``, in a fresh network namespace when the OS allows it) has imported and warmed everything allowed and
+   forks one child per program; the child drops root to ``nobody``, sets its own rlimits (address space, CPU
+   seconds, file size 0, open files, no new processes), runs exactly one program, sends its reply and exits. No
+   program ever sees state another program left behind: caches inside allowed modules, ABC registrations,
+   garbage, memory, objects whose code would run later -- all of it dies with the child. The parent talks to
+   each child over two private pipes, so the template is off the path of every run; when the wall clock runs
+   out the template kills the child; a program that crashes its interpreter (a C-level stack overflow) takes
+   only its own process down.
+3. **Data** -- the answer is converted to plain JSON data inside the program's process with exact type checks,
+   sent as one JSON line over its pipe, size-capped and schema-checked again by the parent. Nothing is ever
+   unpickled, and the program's stdout is never parsed.
 
 What it deliberately does not do: it is not a defence against kernel exploits, CPU side channels or a hostile
-co-tenant on the same machine; no seccomp filter is installed; a program that escaped the language layer could
-affect later programs run by the *same* worker (workers are recycled every ``max_runs_per_worker`` programs). For
-hostile multi-tenant use, run the whole thing inside a container or VM.
+co-tenant on the same machine; no seccomp filter is installed. For hostile multi-tenant use, run the whole thing
+inside a container or VM.
 
 Usage::
 
     with Sandbox(timeout=5.0) as sb:
         r = sb.run("def solution():\\n    return 6 * 7\\n")
         assert r.ok and r.value == 42
-        results = sb.run_many([prog1, prog2, prog3])  # all warm workers in parallel
+        results = sb.run_many([prog1, prog2, prog3])  # all templates in parallel
 """
 
 from __future__ import annotations
@@ -43,16 +46,18 @@ import math
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -60,6 +65,7 @@ __all__ = [
     "AVAILABLE_MODULES",
     "DEFAULT_ALLOWED_IMPORTS",
     "ExecResult",
+    "SANDBOX_KINDS",
     "Sandbox",
     "SandboxClosedError",
     "SandboxStartError",
@@ -88,6 +94,12 @@ class SandboxStartError(RuntimeError):
     """A worker process could not be started (an environment problem, never the program's doing)."""
 
 
+Kind = Literal["ok", "exception", "syntax", "refused", "result", "timeout", "memory", "crash", "too_long"]
+#: Kinds only the sandbox itself reports; a program's own exception is always "exception", whatever its name.
+SANDBOX_KINDS: frozenset[str] = frozenset({"syntax", "refused", "result", "timeout", "memory", "crash", "too_long"})
+_CHILD_KINDS = frozenset({"ok", "exception", "syntax", "refused", "result", "memory"})  # what a child may report
+
+
 class ExecResult(BaseModel):
     """The outcome of one program. Only plain JSON data: ``result.model_dump_json()`` always works."""
 
@@ -97,14 +109,25 @@ class ExecResult(BaseModel):
     value: Any = None  # the answer as JSON data (int, float, str, bool, None, list, dict with str keys)
     error: str | None = None  # "TypeName: message", e.g. "TimeoutError: program ran longer than 5.0 s"
     error_type: str | None = None  # "TypeName" alone
+    # Who ended the run, set by the sandbox alone: "ok"; "exception" (the program raised, whatever the class is
+    # called -- a program's own `TimeoutError("program ran longer than 5.0 s")` is an "exception"); or the
+    # sandbox's verdicts: "syntax" (did not compile), "refused" (a guard refused), "result" (no answer, or not
+    # plain data), "timeout" (wall clock or CPU), "memory" (address-space limit), "crash" (the program's process
+    # died, e.g. a C stack overflow; nothing else is affected), "too_long" (source over ``max_source_chars``).
+    kind: Kind = "ok"
     stdout: str = ""  # what the program printed, capped at ``max_output`` characters
     stdout_truncated: bool = False
     duration: float = 0.0  # seconds, measured by the parent from sending the program to receiving the answer
 
+    @property
+    def sandbox_error(self) -> bool:
+        """True when the sandbox, not the program, ended the run with an error (see ``kind``)."""
+        return self.kind in SANDBOX_KINDS
 
-def _failure(error_type: str, message: str, duration: float = 0.0, stdout: str = "",
+
+def _failure(kind: str, error_type: str, message: str, duration: float = 0.0, stdout: str = "",
              truncated: bool = False) -> ExecResult:
-    return ExecResult(ok=False, value=None, error=f"{error_type}: {message}", error_type=error_type,
+    return ExecResult(ok=False, value=None, error=f"{error_type}: {message}", error_type=error_type, kind=kind,
                       stdout=stdout, stdout_truncated=truncated, duration=duration)
 
 
@@ -138,43 +161,69 @@ def _clean_value(value: Any, depth: int = 0, budget: list[int] | None = None) ->
     raise ValueError(f"unexpected type {t.__name__} in answer")
 
 
-class _WorkerGone(Exception):
+class _TemplateGone(Exception):
     pass
 
 
-class _Worker:
-    """One worker process and its pipes. Used by one thread at a time (the pool hands slots out)."""
+class _NotDelivered(Exception):
+    """The child was gone before it read the program: nothing ran, so the program may go to the next child."""
+
+
+class _Child(NamedTuple):
+    pid: int
+    src_w: int  # the parent writes the request here, then closes it
+    res_r: int  # the child's one reply line comes back here
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _Template:
+    """One template process, seen from the parent. Used by one thread at a time (the pool hands slots out).
+
+    The template never runs a program. It keeps a few children forked ahead and hands the parent, over a
+    control socket, each child's two private pipes (SCM_RIGHTS); the parent sends the program straight to the
+    child and reads the reply straight from it, so the template is off the path of every run. The template
+    kills a child when asked (it has not reaped it, so the pid cannot have been reused) and reports each exit.
+    """
 
     def __init__(self, argv: list[str], env: dict[str, str], max_reply: int, startup_timeout: float) -> None:
         self.argv, self.env = argv, env
         self.max_reply = max_reply
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
-        self.buf = bytearray()
-        self.runs = 0
+        self.ctl: socket.socket | None = None
+        self.ready: deque[_Child] = deque()
+        self.exits: dict[int, dict] = {}
         self.layers: dict = {}
 
     # -- life cycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
         self.stop()
-        self.buf = bytearray()
-        self.runs = 0
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                close_fds=True, cwd="/", env=self.env, start_new_session=True)
+                [*self.argv, str(theirs.fileno())], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), cwd="/", env=self.env,
+                start_new_session=True)
         except OSError as e:
-            raise SandboxStartError(f"could not start a sandbox worker: {e}") from e
-        os.set_blocking(self.proc.stdin.fileno(), False)
-        os.set_blocking(self.proc.stdout.fileno(), False)
+            ours.close()
+            raise SandboxStartError(f"could not start a sandbox template process: {e}") from e
+        finally:
+            theirs.close()
+        self.ctl = ours
         try:
-            line = self._read_line(time.monotonic() + self.startup_timeout)
-            hello = json.loads(line) if line is not None else None
-        except (_WorkerGone, ValueError):
+            hello = self._receive(time.monotonic() + self.startup_timeout)
+        except (_TemplateGone, ValueError):
             hello = None
         if type(hello) is not dict or hello.get("ready") is not True:
             self.kill()
-            raise SandboxStartError("a sandbox worker did not start (is RestrictedPython installed?)")
+            raise SandboxStartError("a sandbox template process did not start (is RestrictedPython installed?)")
         layers = hello.get("layers")
         self.layers = layers if type(layers) is dict else {}
 
@@ -182,128 +231,177 @@ class _Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> int | None:
-        """Kill the process and reap it (no zombies). Returns its exit status."""
+        """Kill the template and its children (its process group), reap it, drop its pipes. Returns its status."""
         proc, self.proc = self.proc, None
+        ctl, self.ctl = self.ctl, None
+        while self.ready:
+            child = self.ready.popleft()
+            _close(child.src_w, child.res_r)
+        self.exits.clear()
+        if ctl is not None:
+            ctl.close()
         if proc is None:
             return None
         if proc.poll() is None:
             try:
+                os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: the group id is the template's pid
+            except (ProcessLookupError, PermissionError):
                 proc.kill()
-            except ProcessLookupError:
-                pass
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
             pass
-        for f in (proc.stdin, proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
         return proc.returncode
 
     def stop(self) -> None:
-        """Ask politely (EOF on stdin), then kill."""
-        proc = self.proc
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
+        """Ask politely (closing the control socket: the template kills its children and exits), then kill."""
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
         self.kill()
 
-    # -- I/O --------------------------------------------------------------------------------------------------
-    def _write_all(self, data: bytes, deadline: float) -> None:
-        fd = self.proc.stdin.fileno()
-        view = memoryview(data)
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        while view:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            if not poller.poll(remaining * 1000):
-                continue
-            try:
-                n = os.write(fd, view)
-            except BlockingIOError:
-                continue
-            except (BrokenPipeError, OSError) as e:
-                raise _WorkerGone from e
-            view = view[n:]
-
-    def _read_line(self, deadline: float) -> bytes | None:
-        """One line from the worker, or None at the deadline. Raises _WorkerGone on EOF or an oversized line."""
-        fd = self.proc.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[: i + 1]
-                return line
-            if len(self.buf) > self.max_reply:
-                raise _WorkerGone("oversized reply")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            if not poller.poll(max(1, int(remaining * 1000))):
-                continue
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                raise _WorkerGone from e
-            if not chunk:
-                raise _WorkerGone("EOF")
-            self.buf += chunk
-
-    def request(self, payload: bytes, timeout: float) -> bytes | None:
-        """Send one program; return the reply line, or None on timeout. Raises _WorkerGone if the worker died."""
-        deadline = time.monotonic() + timeout
-        self.runs += 1
-        try:
-            self._write_all(payload, deadline)
-        except TimeoutError:
+    # -- the control socket -----------------------------------------------------------------------------------
+    def _receive(self, deadline: float) -> dict | None:
+        """One message from the template (a child's pipes are queued, an exit recorded), or None at the deadline."""
+        ctl = self.ctl
+        if ctl is None:
+            raise _TemplateGone("no template")
+        poller = select.poll()  # not select(): the host may hold more than FD_SETSIZE descriptors
+        poller.register(ctl, select.POLLIN)
+        remaining = deadline - time.monotonic()
+        if not poller.poll(max(0, math.ceil(remaining * 1000))):
             return None
-        return self._read_line(deadline)
-
-
-def _shutdown(workers: list[_Worker]) -> None:
-    for w in workers:
         try:
-            w.stop()
+            data, fds, _flags, _addr = socket.recv_fds(ctl, 4096, 2)
+        except OSError as e:
+            raise _TemplateGone from e
+        if not data:
+            _close(*fds)
+            raise _TemplateGone("EOF")
+        message = json.loads(data)
+        if type(message) is not dict:
+            _close(*fds)
+            raise ValueError("malformed message")
+        if "child" in message:
+            if type(message["child"]) is not int or len(fds) != 2:
+                _close(*fds)
+                raise ValueError("malformed child message")
+            self.ready.append(_Child(message["child"], fds[0], fds[1]))
+        else:
+            _close(*fds)
+            if type(message.get("exit")) is int:
+                self.exits[message["exit"]] = message
+        return message
+
+    def take_child(self, deadline: float) -> _Child | None:
+        """The next ready child, or None at the deadline. Children that died while waiting are dropped."""
+        while self._receive(0.0) is not None:  # first whatever the template has already said (exits included)
+            pass
+        while True:
+            while not self.ready:
+                if self._receive(deadline) is None:
+                    return None
+            child = self.ready.popleft()
+            if child.pid not in self.exits:
+                break
+            _close(child.src_w, child.res_r)
+        waiting = {c.pid for c in self.ready}
+        self.exits = {pid: report for pid, report in self.exits.items() if pid in waiting}
+        return child
+
+    def wait_exit(self, pid: int, deadline: float) -> dict | None:
+        while pid not in self.exits:
+            if self._receive(deadline) is None:
+                return None
+        return self.exits.pop(pid)
+
+    def kill_child(self, pid: int) -> None:
+        try:
+            self.ctl.send(json.dumps({"kill": pid}).encode())
+        except (OSError, AttributeError) as e:
+            raise _TemplateGone from e
+
+
+def _write_all(fd: int, data: bytes, deadline: float) -> bool:
+    """Write everything to a non-blocking pipe; False at the deadline or when the reader is gone."""
+    view = memoryview(data)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    while view:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(max(1, math.ceil(remaining * 1000))):
+            if time.monotonic() >= deadline:
+                return False
+            continue
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+def _read_reply(fd: int, deadline: float, limit: int) -> tuple[bytes, bool]:
+    """What the child writes until it closes the pipe, the deadline passes or ``limit`` bytes are exceeded;
+    and whether it closed the pipe."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = bytearray()
+    while len(data) <= limit:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if not poller.poll(max(1, math.ceil(remaining * 1000))):
+            continue
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), False
+
+
+def _shutdown(templates: list[_Template]) -> None:
+    for t in templates:
+        try:
+            t.stop()
         except Exception:  # noqa: BLE001 - best effort at interpreter exit
             pass
 
 
+# How long the parent waits for the template itself (a child's pipes, an exit report) before it kills and
+# restarts it: the template does almost nothing, so this only ever fires if it is stuck or gone.
+_TEMPLATE_PATIENCE_S = 10.0
+
+
 class Sandbox:
-    """Runs untrusted PAL programs in a pool of warm, locked-down worker processes.
+    """Runs untrusted PAL programs, each in a fresh process forked from a warm, locked-down template.
 
-    Limits (defaults in brackets):
+    Limits (defaults in brackets), all per program:
 
-    * ``timeout`` [5.0] -- wall-clock seconds per program, enforced by the parent killing the worker;
-    * ``cpu_seconds`` [ceil(timeout) + 1] -- CPU seconds per program (RLIMIT_CPU, re-armed before each program);
-    * ``memory_mb`` [512] -- address-space limit of each worker (RLIMIT_AS);
+    * ``timeout`` [5.0] -- wall-clock seconds, enforced by killing the program's process;
+    * ``cpu_seconds`` [ceil(timeout) + 1] -- CPU seconds (RLIMIT_CPU of the program's process);
+    * ``memory_mb`` [512] -- address space of the program's process (RLIMIT_AS);
     * ``max_output`` [10_000] -- characters of printed output kept; the rest is dropped;
     * ``allowed_imports`` [all of :data:`AVAILABLE_MODULES`] -- modules a program may import;
-    * ``workers`` [number of CPUs, at most 8] -- warm worker processes; ``run_many`` uses all of them;
+    * ``workers`` [number of CPUs, at most 8] -- template processes, i.e. programs run at once by ``run_many``;
     * ``max_recursion`` [1000] -- Python call depth a program may use;
     * ``max_source_chars`` [100_000] -- longer programs fail without running;
     * ``random_seed`` [0] -- seed of the fresh ``random.Random`` each program gets (``None``: OS entropy);
-    * ``max_runs_per_worker`` [1000] -- a worker is replaced after this many programs;
-    * ``drop_privileges`` [True] -- when started as root, workers switch to uid/gid 65534 (nobody).
+    * ``drop_privileges`` [True] -- when started as root, programs run as uid/gid 65534 (nobody).
 
     ``run`` never raises because of what the program does: every failure is an ``ExecResult`` with
-    ``ok=False``. It raises only on misuse: a non-``str`` source (``TypeError``), a closed sandbox
-    (:class:`SandboxClosedError`), or a worker that cannot be started at all (:class:`SandboxStartError`).
+    ``ok=False`` and a ``kind`` that says whether the program raised or the sandbox stopped it. It raises only on
+    misuse: a non-``str`` source (``TypeError``), a closed sandbox (:class:`SandboxClosedError`), or a template
+    process that cannot be started at all (:class:`SandboxStartError`).
     """
 
     def __init__(
@@ -317,7 +415,6 @@ class Sandbox:
         max_recursion: int = 1000,
         max_source_chars: int = 100_000,
         random_seed: int | None = 0,
-        max_runs_per_worker: int = 1000,
         drop_privileges: bool = True,
         startup_timeout: float = 30.0,
     ) -> None:
@@ -355,7 +452,6 @@ class Sandbox:
         self.max_recursion = max_recursion
         self.max_source_chars = max_source_chars
         self.random_seed = random_seed
-        self.max_runs_per_worker = max_runs_per_worker
 
         config = {
             "memory_mb": memory_mb, "cpu_seconds": self.cpu_seconds, "max_output": max_output,
@@ -365,12 +461,12 @@ class Sandbox:
         }
         argv = [sys.executable, "-I", "-B", str(_WORKER_SCRIPT), json.dumps(config)]
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-        max_reply = _MAX_RESULT_BYTES + 12 * max_output + 64 * 1024
+        max_reply = _MAX_RESULT_BYTES + 12 * max_output + 64 * 1024  # what the child's own cap lets through
 
         self._closed = False
         self._lock = threading.Lock()
-        self._slots = [_Worker(argv, env, max_reply, startup_timeout) for _ in range(workers)]
-        self._idle: Queue[_Worker] = Queue()
+        self._slots = [_Template(argv, env, max_reply, startup_timeout) for _ in range(workers)]
+        self._idle: Queue[_Template] = Queue()
         self._executor: ThreadPoolExecutor | None = None
         self._finalizer = weakref.finalize(self, _shutdown, self._slots)
         try:
@@ -385,7 +481,7 @@ class Sandbox:
         # start the processes concurrently: each start mostly waits for the interpreter to boot
         errors: list[BaseException] = []
 
-        def start(slot: _Worker) -> None:
+        def start(slot: _Template) -> None:
             try:
                 slot.start()
             except BaseException as e:  # noqa: BLE001
@@ -402,7 +498,7 @@ class Sandbox:
     # -- public API -------------------------------------------------------------------------------------------
     @property
     def layers(self) -> dict:
-        """What process-level hardening the workers report (netns, uid, no_new_privs, rlimits); informational."""
+        """What process-level hardening the templates report (netns, uid, no_new_privs, rlimits); informational."""
         return dict(self._slots[0].layers) if self._slots else {}
 
     @property
@@ -410,7 +506,7 @@ class Sandbox:
         return self._closed
 
     def run(self, source: str, *, timeout: float | None = None) -> ExecResult:
-        """Run one program and return its result; see the class docstring for what raises.
+        """Run one program in a fresh process and return its result; see the class docstring for what raises.
 
         ``timeout`` overrides the sandbox's wall-clock limit for this call (the CPU limit stays as configured).
         """
@@ -423,7 +519,7 @@ class Sandbox:
         if self._closed:
             raise SandboxClosedError("this Sandbox is closed")
         if len(source) > self.max_source_chars:
-            return _failure("ValueError", f"program is longer than {self.max_source_chars} characters")
+            return _failure("too_long", "ValueError", f"program is longer than {self.max_source_chars} characters")
         slot = self._idle.get()
         try:
             if self._closed:
@@ -433,7 +529,7 @@ class Sandbox:
             self._idle.put(slot)
 
     def run_many(self, sources: Sequence[str]) -> list[ExecResult]:
-        """Run many programs on all warm workers in parallel; results come back in the order of ``sources``."""
+        """Run many programs, one per template at a time, all templates in parallel; results in ``sources`` order."""
         if isinstance(sources, str):
             raise TypeError("run_many takes a sequence of programs, not a single str")
         sources = list(sources)
@@ -451,7 +547,7 @@ class Sandbox:
         return list(executor.map(self.run, sources))
 
     def close(self) -> None:
-        """Stop every worker process (idempotent). Also runs at interpreter exit or garbage collection."""
+        """Stop every template process (idempotent). Also runs at interpreter exit or garbage collection."""
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
@@ -470,38 +566,84 @@ class Sandbox:
         return f"Sandbox(timeout={self.timeout}, memory_mb={self.memory_mb}, {state})"
 
     # -- internals --------------------------------------------------------------------------------------------
-    def _run_on(self, slot: _Worker, source: str, timeout: float) -> ExecResult:
-        if not slot.alive() or slot.runs >= self.max_runs_per_worker:
-            slot.start()
-        payload = (json.dumps({"source": source}) + "\n").encode("utf-8")
-        t0 = time.perf_counter()
-        try:
-            line = slot.request(payload, timeout)
-        except _WorkerGone:
-            line = b""
-        duration = time.perf_counter() - t0
-        if line is None:  # wall-clock timeout
-            slot.kill()
-            self._respawn(slot)
-            return _failure("TimeoutError", f"program ran longer than {timeout} s", duration)
-        if line == b"":  # the worker died: CPU limit, or a crash
-            status = slot.kill()
-            self._respawn(slot)
-            if status in (-signal.SIGXCPU, -signal.SIGKILL):
-                return _failure("TimeoutError", f"program used more than {self.cpu_seconds} s of CPU time",
-                                duration)
-            return _failure("WorkerCrash", f"the worker process died while running the program (status {status})",
-                            duration)
-        try:
-            reply = json.loads(line)
-            result = self._validate(reply, duration)
-        except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as e:
-            slot.kill()
-            self._respawn(slot)
-            return _failure("WorkerCrash", f"the worker sent a malformed reply ({type(e).__name__})", duration)
-        return result
+    def _run_on(self, slot: _Template, source: str, timeout: float) -> ExecResult:
+        payload = json.dumps({"source": source}).encode("utf-8")
+        for attempt in (1, 2, 3):  # another try only when the program never reached a child
+            if not slot.alive():
+                slot.start()
+            try:
+                child = slot.take_child(time.monotonic() + _TEMPLATE_PATIENCE_S)
+            except (_TemplateGone, ValueError):
+                child = None
+            if child is None:  # stuck or gone before the program was handed over: a fresh template
+                slot.kill()
+                if attempt == 1:
+                    continue
+                self._respawn(slot)
+                return _failure("crash", "WorkerCrash", "the sandbox's template process stopped answering; it was "
+                                "restarted")
+            try:
+                return self._run_child(slot, child, payload, timeout)
+            except _NotDelivered:  # the child was gone before it read the program (killed from outside)
+                continue
+            except (_TemplateGone, ValueError):
+                slot.kill()
+                self._respawn(slot)
+                return _failure("crash", "WorkerCrash", "the sandbox's template process died; it was restarted")
+            finally:
+                _close(child.res_r)  # src_w is closed by _run_child, as soon as the request is written
+        return _failure("crash", "WorkerCrash", "three of the sandbox's processes died before they read the program")
 
-    def _respawn(self, slot: _Worker) -> None:
+    def _run_child(self, slot: _Template, child: _Child, payload: bytes, timeout: float) -> ExecResult:
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        try:
+            os.set_blocking(child.src_w, False)
+            os.set_blocking(child.res_r, False)
+            sent = _write_all(child.src_w, payload, deadline)
+        finally:
+            os.close(child.src_w)  # EOF: the child starts
+        if not sent and time.monotonic() < deadline:
+            raise _NotDelivered
+        reply, closed = _read_reply(child.res_r, deadline, slot.max_reply) if sent else (b"", False)
+        if closed and reply.endswith(b"\n") and reply.count(b"\n") == 1:
+            duration = time.perf_counter() - t0
+            try:
+                return self._validate(json.loads(reply), duration)
+            except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as e:
+                return _failure("crash", "WorkerCrash", f"the program's process sent a malformed reply "
+                                f"({type(e).__name__})", duration)
+        if time.monotonic() >= deadline:  # the wall clock: the template kills the child
+            slot.kill_child(child.pid)
+            return _failure("timeout", "TimeoutError", f"program ran longer than {timeout} s",
+                            time.perf_counter() - t0)
+        # no acceptable reply: the child died (CPU limit, a crash), or sent too much or something malformed
+        if not closed and sent:
+            slot.kill_child(child.pid)
+        report = slot.wait_exit(child.pid, deadline)
+        if report is None:
+            slot.kill_child(child.pid)
+            report = slot.wait_exit(child.pid, time.monotonic() + _TEMPLATE_PATIENCE_S)
+            if report is None:
+                raise _TemplateGone("no exit report")
+        duration = time.perf_counter() - t0
+        sig, cpu = report.get("signal"), report.get("cpu")
+        if sig == "SIGXCPU" or (sig == "SIGKILL" and closed and type(cpu) is float
+                                and cpu >= math.ceil(self.cpu_seconds) - 0.05):
+            return _failure("timeout", "TimeoutError", f"program used more than {self.cpu_seconds} s of CPU time",
+                            duration)
+        if reply:
+            why = "it sent a malformed or oversized reply"
+        elif sig == "SIGSEGV":
+            why = "SIGSEGV, most likely a C stack overflow from very deeply nested objects"
+        elif type(sig) is str:
+            why = _clean_str(sig[:40])
+        else:
+            why = f"exit status {report.get('code')}"
+        return _failure("crash", "WorkerCrash", f"the program's process died ({why}); the sandbox and other programs "
+                        "are unaffected", duration)
+
+    def _respawn(self, slot: _Template) -> None:
         if self._closed:
             return
         try:
@@ -510,20 +652,20 @@ class Sandbox:
             pass  # retried (and raised) on the slot's next use
 
     def _validate(self, reply: Any, duration: float) -> ExecResult:
-        if type(reply) is not dict:
-            raise TypeError("reply is not an object")
-        ok, value = reply["ok"], reply["value"]
+        """A child's reply: hostile input, checked field by field."""
+        kind, value = reply["kind"], reply["value"]
         error_type, error = reply["error_type"], reply["error"]
         stdout, truncated = reply["stdout"], reply["stdout_truncated"]
-        if type(ok) is not bool or type(truncated) is not bool or type(stdout) is not str:
+        if kind not in _CHILD_KINDS or type(truncated) is not bool or type(stdout) is not str:
             raise TypeError("bad field types")
         if len(stdout) > self.max_output:
             stdout, truncated = stdout[: self.max_output], True
         stdout = _clean_str(stdout)
-        if ok:
+        if kind == "ok":
             value = _clean_value(value)
-            return ExecResult(ok=True, value=value, stdout=stdout, stdout_truncated=truncated, duration=duration)
+            return ExecResult(ok=True, value=value, kind="ok", stdout=stdout, stdout_truncated=truncated,
+                              duration=duration)
         if type(error_type) is not str or type(error) is not str:
             raise TypeError("bad error fields")
-        return _failure(_clean_str(error_type[:100]) or "Error", _clean_str(error[:_MAX_ERROR_CHARS]), duration,
-                        stdout, truncated)
+        return _failure(kind, _clean_str(error_type[:100]) or "Error", _clean_str(error[:_MAX_ERROR_CHARS]),
+                        duration, stdout, truncated)

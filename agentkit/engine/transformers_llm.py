@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Generator, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +354,7 @@ class TransformersLLM(LLM):
             batcher.close()
         return out  # type: ignore[return-value]
 
-    def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Iterator[str]:
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
         config = config or GenerationConfig()
         batcher = _Batcher(self, 1)
         row = self._row(0, prompt, config, config.seed)
@@ -366,7 +366,7 @@ class TransformersLLM(LLM):
                 if piece:
                     yield piece
                 if done:
-                    return
+                    return row.completion  # set by the step that finished the row
         finally:  # also runs when the consumer stops iterating (GeneratorExit) or on Ctrl-C
             batcher.close()
 

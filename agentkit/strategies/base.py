@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from agentkit.llm import LLM, Completion, GenerationConfig, Prompt
 from agentkit.prompting import Templates, default_templates, resolve_prompt_format
 from agentkit.result import Result
-from agentkit.runtime import Episode, Event, EventHandler, Generate, run_episode, run_episodes
+from agentkit.runtime import Episode, Event, EventHandler, Generate, Request, run_episode, run_episodes
 
 
 class Strategy(ABC):
@@ -87,17 +88,15 @@ class Strategy(ABC):
         return f"{type(self).__name__}(shots={self.shots})"
 
 
+@dataclass(frozen=True)
 class Interpretation:
-    """What a single-call strategy read from one completion."""
+    """What a single-call strategy read from one completion: the fields of its Result that depend on the text."""
 
-    __slots__ = ("answer", "failure", "error", "program", "execution")
-
-    def __init__(self, answer=None, failure=None, error=None, program=None, execution=None):
-        self.answer: str | None = answer
-        self.failure: str | None = failure
-        self.error: str | None = error
-        self.program: str | None = program
-        self.execution: dict[str, Any] | None = execution
+    answer: str | None = None
+    failure: str | None = None
+    error: str | None = None
+    program: str | None = None
+    execution: dict[str, Any] | None = None
 
 
 ANSWER_KINDS = ("number", "text")
@@ -143,28 +142,31 @@ class SingleCall(Strategy):
         return config.model_copy(update={"stop": [s for s in config.stop if s not in self.text_only_stops]})
 
     @abstractmethod
-    def interpret(self, completion: Completion) -> Generator[Any, Any, Interpretation]:
-        """Read the answer out of a completion; may ``yield Call(...)`` to run tools (PAL runs its program)."""
+    def interpret(self, completion: Completion) -> Interpretation | Generator[Request, Any, Interpretation]:
+        """Read the answer out of a completion.
+
+        Returns an ``Interpretation``, or, where reading needs the runtime (PAL runs its program in the sandbox,
+        CoT shows its reasoning), is written as an episode that returns one.
+        """
+
+    def read(self, completion: Completion) -> Generator[Request, Any, Interpretation]:
+        """``interpret`` as an episode, whichever form it takes (self-consistency gathers k of these)."""
+        reading = self.interpret(completion)
+        if isinstance(reading, Interpretation):
+            return reading
+        return (yield from reading)
+
+    def result(self, question: str, completion: Completion, reading: Interpretation, *, prompt: str = "") -> Result:
+        """The Result of answering ``question`` with one ``completion`` read as ``reading``."""
+        return Result.from_completions(self.name, question, [completion], prompt=prompt, **asdict(reading))
 
     def episode(self, question: str) -> Episode:
         prompt = self.prompt(question)
         completion = yield Generate(prompt, self.config_for_format(self.config))
-        reading = yield from self.interpret(completion)
+        reading = yield from self.read(completion)
         if reading.answer is not None:
             yield Event("answer", reading.answer)
-        return Result(
-            method=self.name,
-            question=question,
-            answer=reading.answer,
-            failure=reading.failure,
-            error=reading.error,
-            prompt=self.llm.render(prompt),
-            completions=[completion.text],
-            program=reading.program,
-            execution=reading.execution,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-        )
+        return self.result(question, completion, reading, prompt=self.llm.render(prompt))
 
 
 def no_answer(completion: Completion, what: str) -> Interpretation:

@@ -7,6 +7,8 @@ phrase after the last "the answer is".
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from agentkit.answers import extract_numeric_answer, extract_text_answer
 from agentkit.llm import Completion, GenerationConfig
 from agentkit.runtime import Event
@@ -19,7 +21,7 @@ class CoT(SingleCall):
     default_config = GenerationConfig(max_new_tokens=160, stop=["\nQuestion:", "\n\n"])
     text_only_stops = ("\n\n",)  # an instruct model may reason in paragraphs; its end of turn ends the answer
 
-    def interpret(self, completion: Completion):
+    def interpret(self, completion: Completion) -> Generator[Event, None, Interpretation]:
         yield Event("thought", completion.text.strip())
         if self.answer == "text":
             answer = extract_text_answer(completion.text)

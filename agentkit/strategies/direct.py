@@ -12,10 +12,9 @@ class Direct(SingleCall):
     template = "direct"
     default_config = GenerationConfig(max_new_tokens=24, stop=["\n"])
 
-    def interpret(self, completion: Completion):
+    def interpret(self, completion: Completion) -> Interpretation:
         if self.answer == "text":
             answer = extract_text_answer(completion.text, marked=False)
             return Interpretation(answer=answer) if answer is not None else no_answer(completion, "answer")
         answer = extract_first_numeric(completion.text)
         return Interpretation(answer=answer) if answer is not None else no_answer(completion, "number")
-        yield  # an interpretation needs no tools; the bare yield makes this a generator

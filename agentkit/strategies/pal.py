@@ -8,14 +8,20 @@ and scores as wrong; none stops a run.
 
 from __future__ import annotations
 
+import math
 import re
 import textwrap
-from typing import Any
+from collections.abc import Generator
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 from agentkit.answers import canonical_number, parse_number
-from agentkit.llm import Completion, GenerationConfig
-from agentkit.runtime import Call, Event
+from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.runtime import Call, Event, Request
 from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+
+if TYPE_CHECKING:
+    from agentkit.tools.sandbox import ExecResult, Sandbox
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _SEPARATORS = ("\nQuestion:", "\nQ:", "```")
@@ -36,15 +42,42 @@ def extract_code(text: str) -> str:
 
 
 def numeric_value(value: Any) -> str | None:
-    """The canonical answer for a program's value, or None when it is not a number."""
+    """The canonical answer for a program's value, or None when it is not a number.
+
+    Whole numbers stay exact at any size (``10**400`` is not rounded to a float); the sandbox hands back a
+    ``Decimal`` or ``Fraction`` beyond float range as its exact text (``"1E+400"``), which is read exactly too.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return canonical_number(float(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return canonical_number(value) if math.isfinite(value) else None
     if isinstance(value, str):
+        exact = _exact_text(value)
+        if exact is not None:
+            return exact
         number = parse_number(value)
         return canonical_number(number) if number is not None else None
     return None
+
+
+_EXACT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,4})?|-?\d+/\d+")
+
+
+def _exact_text(text: str) -> str | None:
+    """A number written exactly (``"1E+400"``, ``"1/3"``): whole ones as digits, others as their float."""
+    text = text.strip()
+    if not _EXACT.fullmatch(text) or len(text) > 5000:
+        return None
+    value = Fraction(text)  # exponents have at most 4 digits: at most a ~10,000-digit integer
+    if value.denominator == 1:
+        return str(value.numerator)
+    try:
+        number = float(value)
+    except OverflowError:
+        return text
+    return canonical_number(number) if number else text  # a non-zero value that no float holds stays exact
 
 
 _shared = None
@@ -67,23 +100,23 @@ class PAL(SingleCall):
     # small model run on for long.
     default_config = GenerationConfig(max_new_tokens=160, stop=["```", "\nQuestion:"])
 
-    def __init__(self, llm=None, *, sandbox=None, **kwargs):
+    def __init__(self, llm: LLM | None = None, *, sandbox: Sandbox | None = None, **kwargs: Any):
         super().__init__(llm, **kwargs)
         self._sandbox = sandbox
 
     @property
-    def sandbox(self):
+    def sandbox(self) -> Sandbox:
         if self._sandbox is None:
             self._sandbox = shared_sandbox()
         return self._sandbox
 
-    def interpret(self, completion: Completion):
+    def interpret(self, completion: Completion) -> Generator[Request, Any, Interpretation]:
         code = extract_code(completion.text)
         if not code.strip():
             return no_answer(completion, "program")
         yield Event("program", code)
-        result = yield Call(self.sandbox.run, code)
-        execution = result.model_dump() if hasattr(result, "model_dump") else dict(vars(result))
+        result: ExecResult = yield Call(self.sandbox.run, code)
+        execution = result.model_dump()
         yield Event("execution", str(result.value) if result.ok else str(result.error), execution)
         if not result.ok:
             return Interpretation(failure="sandbox_error", error=result.error, program=code, execution=execution)

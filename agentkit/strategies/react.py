@@ -372,22 +372,22 @@ class ReAct(Strategy):
             if fallback is not None:
                 failure = fallback.failure
                 error = None if failure is None else f"{error}; fallback {fallback.method}: {fallback.error}"
-        texts = [c.text for c in completions] + (fallback.completions if fallback else [])
-        return Result(
-            method=self.name,
-            question=question,
+        result = Result.from_completions(
+            self.name,
+            question,
+            completions,
             answer=trajectory.answer,
             failure=failure,
             error=error,
             prompt=self.llm.render(prompt),
-            completions=texts,
             trajectory=trajectory,
-            votes=fallback.votes if fallback else None,
-            samples=fallback.samples if fallback else None,
-            prompt_tokens=sum(c.prompt_tokens for c in completions) + (fallback.prompt_tokens if fallback else 0),
-            completion_tokens=sum(c.completion_tokens for c in completions)
-            + (fallback.completion_tokens if fallback else 0),
         )
+        if fallback is not None:  # the fallback's model work is part of this episode's
+            result.completions += fallback.completions
+            result.prompt_tokens += fallback.prompt_tokens
+            result.completion_tokens += fallback.completion_tokens
+            result.votes, result.samples = fallback.votes, fallback.samples
+        return result
 
     def __repr__(self) -> str:
         return (

@@ -51,22 +51,8 @@ class SelfConsistency(Strategy):
     def episode(self, question: str) -> Episode:
         prompt = self.base.prompt(question)
         completions = yield [Generate(prompt, self.base.config_for_format(c)) for c in self.sample_configs]
-        readings = yield from gather([self.base.interpret(c) for c in completions])
-        samples = [
-            Result(
-                method=self.base.name,
-                question=question,
-                answer=r.answer,
-                failure=r.failure,
-                error=r.error,
-                completions=[c.text],
-                program=r.program,
-                execution=r.execution,
-                prompt_tokens=c.prompt_tokens,
-                completion_tokens=c.completion_tokens,
-            )
-            for r, c in zip(readings, completions, strict=True)
-        ]
+        readings = yield from gather([self.base.read(c) for c in completions])
+        samples = [self.base.result(question, c, r) for c, r in zip(completions, readings, strict=True)]
         keys = [normalize_answer(r.answer) for r in readings]  # None where a sample gave no answer
         votes = Counter(key for key in keys if key is not None)
         first_seen: dict[str, tuple[int, str]] = {}  # normalized answer -> (order, first spelling)
@@ -83,18 +69,16 @@ class SelfConsistency(Strategy):
             error = f"none of the {self.k} samples gave an answer ({dict(failures)})"
         else:
             yield Event("answer", answer, {"votes": dict(votes)})
-        return Result(
-            method=self.name,
-            question=question,
+        return Result.from_completions(
+            self.name,
+            question,
+            completions,
             answer=answer,
             failure=failure,
             error=error,
             prompt=self.llm.render(prompt),
-            completions=[c.text for c in completions],
             votes=dict(votes),
             samples=samples,
-            prompt_tokens=sum(c.prompt_tokens for c in completions),
-            completion_tokens=sum(c.completion_tokens for c in completions),
         )
 
     def __repr__(self) -> str:
