@@ -325,6 +325,10 @@ _TOKEN_ESTIMATE = re.compile(r"\w+|[^\w\s]")
 Reply = str | Callable[[str], str]
 
 
+class ScriptError(UsageError, RuntimeError):
+    """A scripted model has no reply for a prompt (its script ran out, or no key matches)."""
+
+
 class ScriptedLLM(LLM):
     """A fake model that returns scripted replies and records every prompt.
 
@@ -360,7 +364,7 @@ class ScriptedLLM(LLM):
             if callable(self._replies):
                 return self._replies(prompt)
             if self._next >= len(self._replies):
-                raise RuntimeError(
+                raise ScriptError(
                     f"ScriptedLLM ran out of replies: prompt #{self._next + 1} arrived but only "
                     f"{len(self._replies)} replies were scripted; add replies or pass a callable"
                 )

@@ -13,7 +13,9 @@
   ``agentkit.engine.TransformersLLM``.
 
 torch and the engine are imported only when a real model is asked for. Every problem with a spec raises a
-``ValueError`` (``ModelSpecError`` here, the engine's own load error there) with a one-line message.
+``UsageError`` (``ModelSpecError`` here, the engine's ``ModelLoadError`` there) with a one-line message; a
+scripted model without a reply for a prompt raises ``ScriptError`` naming its file. ``DTYPES`` are the weight
+dtypes the engine accepts (the command line offers exactly these).
 
 Deliberately not here: caching loaded models between calls, downloading, or choosing models by task.
 """
@@ -28,10 +30,11 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from agentkit.errors import UsageError
-from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM
+from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM, ScriptError
 
 SCRIPTED_PREFIX = "scripted:"
 DEFAULT_NAMES = ("default", "")
+DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)
 
 
 class ModelSpecError(UsageError):
@@ -70,8 +73,8 @@ def scripted_model(argument: str) -> ScriptedLLM:
     replies = _replies(data, path)
     name = f"scripted:{path.name}"
     if delay:
-        return SlowScriptedLLM(replies, delay=delay, name=name)
-    return ScriptedLLM(replies, name=name)
+        return SlowScriptedLLM(replies, delay=delay, name=name, path=path)
+    return FileScriptedLLM(replies, name=name, path=path)
 
 
 def _delay(query: str, argument: str) -> float:
@@ -126,7 +129,7 @@ class _ByQuestion:
         elif "*" in self.table:
             key = "*"
         else:
-            raise RuntimeError(
+            raise ScriptError(
                 f"scripted model file {self.path} has no reply for this prompt: none of its keys "
                 f"({', '.join(repr(k) for k in self.table)}) occurs in it; add a key or a \"*\" fallback"
             )
@@ -136,11 +139,30 @@ class _ByQuestion:
         return replies[min(index, len(replies) - 1)]  # the last reply repeats
 
 
-class SlowScriptedLLM(ScriptedLLM):
+class FileScriptedLLM(ScriptedLLM):
+    """A ``ScriptedLLM`` read from a file: running out of replies says which file to add them to."""
+
+    def __init__(self, replies, *, name: str = "scripted", path: Path | None = None):
+        super().__init__(replies, name=name)
+        self.path = path
+
+    def _reply_for(self, prompt: str) -> str:
+        try:
+            return super()._reply_for(prompt)
+        except ScriptError:
+            if self.path is None or callable(self._replies):
+                raise
+            raise ScriptError(
+                f"ScriptedLLM ran out of replies: prompt #{len(self.prompts)} arrived but {self.path} holds "
+                f"{len(self._replies)}; add replies to that file"
+            ) from None
+
+
+class SlowScriptedLLM(FileScriptedLLM):
     """A ``ScriptedLLM`` that streams slowly: ``delay`` seconds before each word (and per word in ``generate``)."""
 
-    def __init__(self, replies, *, delay: float, name: str = "scripted"):
-        super().__init__(replies, name=name)
+    def __init__(self, replies, *, delay: float, name: str = "scripted", path: Path | None = None):
+        super().__init__(replies, name=name, path=path)
         self.delay = delay
 
     def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:

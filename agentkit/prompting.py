@@ -113,14 +113,15 @@ class Templates:
     def render(self, name: str, **variables: Any) -> str:
         """Render template ``name`` (without ``.jinja``) with ``variables``: its text form."""
         template = self._template(name)
-        with self._naming(name, template):
+        with self._naming(name, template, variables):
             return template.render(**variables)
 
     def chat(self, name: str, *, question: str, exemplars: list[dict[str, Any]], **variables: Any) -> Chat:
         """The chat form of template ``name``: system, exemplar turns, the question (see the module docstring)."""
         template = self._template(name)
-        with self._naming(name, template):
-            module = template.make_module({"question": question, "exemplars": exemplars, **variables})
+        variables = {"question": question, "exemplars": exemplars, **variables}
+        with self._naming(name, template, variables):
+            module = template.make_module(variables)
             missing = [part for part in CHAT_PARTS if not callable(getattr(module, part, None))]
             if missing:
                 raise PromptError(
@@ -154,13 +155,14 @@ class Templates:
             raise PromptError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from None
 
     @contextmanager
-    def _naming(self, name: str, template: jinja2.Template) -> Iterator[None]:
-        """A variable the caller did not pass becomes an error naming the template and the variable."""
+    def _naming(self, name: str, template: jinja2.Template, variables: dict[str, Any]) -> Iterator[None]:
+        """A variable the caller did not pass becomes an error naming the template, the variable and those given."""
         try:
             yield
         except jinja2.UndefinedError as exc:
+            given = ", ".join(sorted(variables)) or "none"
             raise PromptError(
-                f"template '{name}' ({template.filename}): {exc.message}; pass it when rendering"
+                f"template '{name}' ({template.filename}): {exc.message}; the variables it receives are: {given}"
             ) from None
 
     def exemplars(self, name: str, n: int) -> list[dict[str, Any]]:
@@ -171,7 +173,7 @@ class Templates:
         if n > len(records):
             raise PromptError(
                 f"exemplar set '{name}' has {len(records)} exemplars but {n} shots were asked for: "
-                f"use --shots {len(records)} or fewer, or add exemplars to {name}.jsonl"
+                f"ask for {len(records)} or fewer, or add exemplars to {name}.jsonl"
             )
         return records[:n]
 

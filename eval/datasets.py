@@ -40,6 +40,7 @@ __all__ = [
     "DatasetError",
     "Example",
     "SHIPPED",
+    "shipped_datasets",
     "load_dataset",
     "gsm8k_gold",
     "parse_field_mapping",
@@ -253,6 +254,11 @@ def repeats(examples: Iterable[Example]) -> Repeats:
 def shipped_path(name: str) -> Path:
     """Path of a shipped sample set (``gsm8k-sample`` or ``wiki-sample``)."""
     return Path(str(resources.files("agentkit.prompts") / "data" / SHIPPED[name]))
+
+
+def shipped_datasets() -> dict[str, Path]:
+    """Every shipped sample set: name -> file."""
+    return {name: shipped_path(name) for name in SHIPPED}
 
 
 _HF_SPEC = re.compile(r"^(?:hf:)?(?P<name>[A-Za-z0-9_.\-/]+?)(?::(?P<config>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%]+))?$")

@@ -6,8 +6,10 @@ example finishes, its record (prompt, raw completions, program and execution, Re
 answer, gold, verdict, failure reason, tokens) is appended to ``<output_dir>/<method>/samples.jsonl`` and
 flushed with ``fsync``, so a kill loses only the examples in flight. Rerunning the same command resumes:
 finished ids are skipped, a torn last line (the trace of a kill mid-write) is dropped and the file rewritten
-cleanly, and a directory made with a different configuration is refused. When a method completes, its file is rewritten in dataset order, so an interrupted
-and resumed run ends byte-identical to an uninterrupted one apart from the ``timing`` fields.
+cleanly, and a directory made with a different configuration is refused. When a method completes, its file is
+rewritten in dataset order, so an interrupted and resumed run ends byte-identical to an uninterrupted one apart
+from the ``timing`` fields. What a run is (dataset, methods, settings) is one ``BenchmarkConfig``
+(``agentkit.eval.config``); ``config.json`` holds the part of it a resumed run must share.
 
 At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
 (config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
@@ -24,7 +26,6 @@ import functools
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -34,19 +35,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentkit.errors import BenchmarkError
+from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval.compare import pairwise
-from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, parse_field_mapping, repeats
+from agentkit.eval.config import BenchmarkConfig
+from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, repeats
 from agentkit.eval.report import SAMPLES, TIMING, atomic_write, markdown_table, summarize, write_reports
-from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, is_numeric_answer, score_answer
+from agentkit.eval.scoring import is_numeric_answer, score_answer
+from agentkit.records import jsonable
 from agentkit.prompting import resolve_prompt_format
 
-__all__ = ["BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
+__all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "MethodResult", "run_benchmark", "SampleStore"]
 
 CONFIG = "config.json"
 # TIMING ("timing"): the record field of wall-clock readings; everything else is a deterministic function of the run.
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
 
 
 # --- the per-method sample file --------------------------------------------------------------------------------
@@ -182,41 +183,6 @@ class BenchmarkResult:
 # --- records ---------------------------------------------------------------------------------------------------
 
 
-def _is_time_key(key: str) -> bool:
-    return key in _TIME_KEYS or key.endswith("_seconds")
-
-
-def _jsonable(value: Any, timing: dict[str, float] | None = None, path: str = "") -> Any:
-    """Plain JSON data from pydantic models, dataclasses and containers.
-
-    Wall-clock numbers (``duration``, ``tool_seconds``...) are moved out into ``timing`` under their dotted
-    path (``trajectory.steps.0.tool_seconds``), so everything left is deterministic.
-    """
-    if hasattr(value, "model_dump"):
-        try:
-            value = value.model_dump(mode="json")
-        except Exception:  # noqa: BLE001 - arbitrary types inside: fall back to python mode
-            value = value.model_dump()
-    elif hasattr(value, "__dataclass_fields__"):
-        value = {k: getattr(value, k) for k in value.__dataclass_fields__}
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            key = str(k)
-            where = f"{path}.{key}" if path else key
-            if _is_time_key(key) and (v is None or isinstance(v, (int, float))):
-                if timing is not None and v:
-                    timing[where] = round(float(v), 4)
-                continue
-            out[key] = _jsonable(v, timing, where)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, timing, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return _ADDRESS.sub("", repr(value))  # "<function f at 0x7f..>" -> "<function f>": stable across runs
-
-
 def make_record(
     example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float
 ) -> dict[str, Any]:
@@ -242,10 +208,10 @@ def make_record(
         "prompt": result.prompt,
         "completions": list(result.completions),
         "program": result.program,
-        "execution": _jsonable(result.execution, timing, "execution"),
-        "trajectory": _jsonable(result.trajectory, timing, "trajectory"),
+        "execution": jsonable(result.execution, timing, "execution"),
+        "trajectory": jsonable(result.trajectory, timing, "trajectory"),
         "votes": result.votes,
-        "samples": _jsonable(result.samples, timing, "samples"),
+        "samples": jsonable(result.samples, timing, "samples"),
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         TIMING: timing,
@@ -322,101 +288,97 @@ def _progress(total: int, initial: int, label: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=label, unit="ex", dynamic_ncols=True, file=sys.stderr)
 
 
+def answer_kind(examples: Sequence[Example]) -> str:
+    """What direct and chain-of-thought answer on these examples: number when every gold answer is one."""
+    return "number" if all(is_numeric_answer(ex.answer) for ex in examples) else "text"
+
+
 def run_benchmark(
-    dataset: str | Path | Sequence[Example],
-    method: str | Sequence[str] = "cot",
+    dataset: BenchmarkConfig | str | Path | Sequence[Example],
+    method: str | Sequence[str] | None = None,
     llm: Any = None,
     *,
-    shots: int = 4,
-    output_dir: str | Path | None = None,
-    limit: int | None = None,
-    batch_size: int = 16,
-    config: Mapping[str, Any] | Any = None,
-    fields: Mapping[str, str] | Iterable[str] | None = None,
-    method_options: Mapping[str, Any] | None = None,
-    rel_tol: float = DEFAULT_REL_TOL,
-    abs_tol: float = DEFAULT_ABS_TOL,
-    overwrite: bool = False,
     progress: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    notify: Callable[[str], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
-    prompt_format: str = "auto",
+    **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
 
+    Either pass a :class:`BenchmarkConfig` and the model, ``run_benchmark(config, llm=llm)``, or the dataset,
+    the methods, the model and any ``BenchmarkConfig`` setting as keywords::
+
+        run_benchmark("gsm8k-sample", ["cot", "pal"], llm, shots=4, output_dir="runs/demo", limit=20)
+
     ``dataset``: a path, a shipped name (``gsm8k-sample``, ``wiki-sample``), a Hugging Face name, or a list
-    of :class:`Example`. ``method``: a name or a list of names (``direct``, ``cot``, ``cot-sc``, ``pal``,
-    ``pal-sc``, ``react``, ``react-cot-sc``). ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included).
-    ``config``: generation settings laid over each method's defaults (a dict such as
-    ``{"max_new_tokens": 128, "seed": 0}``) or a full ``GenerationConfig``. ``method_options``: extra keyword
-    arguments for ``load_strategy`` (``k``, ``temperature``, ``tools``...); ``answer`` (``"number"`` or
-    ``"text"``) defaults to the dataset's kind: number when every gold answer is a number.
+    of :class:`Example`. ``method``: a name or a list of names (see ``agentkit.strategies.REGISTRY``).
+    ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included). The settings: ``generation`` (laid over each
+    method's defaults, e.g. ``{"max_new_tokens": 128, "seed": 0}``), ``method_options`` (``k``,
+    ``temperature``, ``tools``, ``corpus``...; ``answer`` defaults to the dataset's kind: number when every
+    gold answer is a number), ``fields``, ``templates``, ``rel_tol``/``abs_tol``, ``limit``, ``batch_size``,
+    ``output_dir``, ``overwrite``.
+
+    What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
+    ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
+    replaces ``load_strategy`` (for custom strategies).
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
-    docstring); without it nothing touches the disk. ``limit`` takes the first N examples and may change
-    between resumed runs; everything else in the config must stay the same. ``prompt_format`` (``auto``,
-    ``text`` or ``chat``; see ``agentkit.prompting``) is resolved for ``llm`` and recorded as the form sent.
+    docstring); without it nothing touches the disk.
     """
+    if isinstance(dataset, BenchmarkConfig):
+        if method is not None or settings:
+            raise UsageError("run_benchmark: pass either a BenchmarkConfig or the dataset and settings, not both")
+        config = dataset
+    else:
+        config = BenchmarkConfig.of(dataset=dataset, methods=method or "cot", **settings)
     if llm is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
-    methods = [method] if isinstance(method, str) else list(dict.fromkeys(method))
-    if not methods:
-        raise BenchmarkError("no method given")
-    mapping = dict(fields) if isinstance(fields, Mapping) else parse_field_mapping(fields or [])
-    if isinstance(dataset, (str, Path)):
-        dataset_name = str(dataset)
-        all_examples = load_dataset(dataset, fields=mapping)
+    methods = list(config.methods)
+    mapping = config.fields
+    if isinstance(config.dataset, (str, Path)):
+        all_examples = load_dataset(config.dataset, fields=mapping)
     else:
-        dataset_name = "<examples>"
-        all_examples = list(dataset)
-    if limit is not None and limit < 0:
-        raise BenchmarkError(f"limit must be >= 0, got {limit}")
-    examples = all_examples[:limit] if limit is not None else all_examples
-    if hasattr(config, "model_dump"):
-        gen_settings: Any = config.model_dump(mode="json")
-        strategy_config: Any = config
-    else:
-        gen_settings = dict(config or {})
-        strategy_config = dict(config) if config else None
-    options = dict(method_options or {})
+        all_examples = list(config.dataset)
+    examples = all_examples[: config.limit] if config.limit is not None else all_examples
+    options = dict(config.method_options)
     if strategy_factory is None and "answer" not in options:
         # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
-        options["answer"] = "number" if all(is_numeric_answer(ex.answer) for ex in all_examples) else "text"
-    run_config = {
-        "prompt_format": resolve_prompt_format(prompt_format, llm),  # before anything runs or is written
-        "dataset": dataset_name,
-        "dataset_fingerprint": dataset_fingerprint(all_examples),
-        "fields": mapping,
-        "model": _model_name(llm),
-        "shots": shots,
-        "generation": gen_settings,
-        "method_options": _jsonable(options),
-        "rel_tol": rel_tol,
-        "abs_tol": abs_tol,
-    }
+        options["answer"] = answer_kind(all_examples)
+    run_config = config.identity(model=_model_name(llm), fingerprint=dataset_fingerprint(all_examples),
+                                 method_options=options)
+    run_config["prompt_format"] = resolve_prompt_format(config.prompt_format, llm)  # before anything is written
+    templates = None
+    if config.templates is not None:
+        from agentkit.prompting import Templates
+
+        templates = Templates(config.templates)
+        options["templates"] = templates
     if strategy_factory is None:
-        from agentkit.strategies import METHODS, UnknownMethod
+        from agentkit.strategies import check_shots, get_method
         from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
 
         for name in methods:  # before anything runs or is written
-            if name not in METHODS:
-                raise UnknownMethod(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+            if not get_method(name).scored:
+                raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
+            check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
         strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"])
 
-    out = Path(output_dir) if output_dir is not None else None
+    out = config.output_dir
     if out is not None:
-        _prepare_output_dir(out, run_config, overwrite)
+        _prepare_output_dir(out, run_config, config.overwrite)
 
     started = time.perf_counter()
     results = _run_methods(
-        methods, llm, examples, out, strategy_factory, shots, strategy_config, options,
-        batch_size=batch_size, rel_tol=rel_tol, abs_tol=abs_tol, progress=progress, on_record=on_record,
+        methods, llm, examples, out, strategy_factory, config.shots, config.generation or None, options,
+        batch_size=config.batch_size, rel_tol=config.rel_tol, abs_tol=config.abs_tol, progress=progress,
+        on_record=on_record, notify=notify,
     )
     wall_seconds = round(time.perf_counter() - started, 3)
 
     summaries = [m.summary for m in results.values()]
     table = markdown_table(summaries)
-    bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": limit},
+    bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": config.limit},
                             output_dir=out, table=table, wall_seconds=wall_seconds)
     if out is not None:
         records = {name: m.records for name, m in results.items()}
@@ -467,6 +429,7 @@ def _run_methods(
     abs_tol: float,
     progress: bool,
     on_record: Callable[[dict[str, Any]], None] | None,
+    notify: Callable[[str], None] | None,
 ) -> dict[str, MethodResult]:
     """Run every method's unfinished examples through one ``run_episodes`` call.
 
@@ -489,6 +452,10 @@ def _run_methods(
             correct=sum(bool(r["correct"]) for r in finished),
             count=len(finished),
         )
+    already = sum(r.count for r in runs.values())
+    if already and notify is not None:
+        each = ", ".join(f"{r.name} {r.count}" for r in runs.values())
+        notify(f"resuming the run in {out}: {already} of {len(examples) * len(runs)} examples already done ({each})")
     jobs = [(run, index, example) for index, example in enumerate(examples) for run in runs.values()
             if example.id not in run.done]
     strategies = {run.name: factory(run.name, llm, shots=shots, config=config, **options)

@@ -64,7 +64,7 @@ def build_report_run(out: Path, methods=("direct", "cot", "pal", "pal-sc", "reac
     data.write_text("".join(json.dumps({"question": q, "answer": f"#### {a}"}) + "\n" for q, a in REPORT_QUESTIONS),
                     encoding="utf-8")
     run_benchmark(data, list(methods), ScriptedLLM(report_reply), output_dir=out, method_options={"k": 3},
-                  config={"max_new_tokens": 96})
+                  generation={"max_new_tokens": 96})
     return out
 
 

@@ -10,9 +10,12 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from agentkit.chat import ChatMode, ChatSession, Display, Settings, build_strategy
 from agentkit.cli import main
+from agentkit.cli.chat import ChatSession
+from agentkit.cli.display import Display
 from agentkit.llm import LLM, ScriptedLLM
+from agentkit.strategies import Settings, build_strategy
+from agentkit.strategies.chat import ChatStrategy as ChatMode
 from agentkit.strategies.pal import PAL
 
 CHAT_REPLY = "6 times 7 is 42."
@@ -205,7 +208,7 @@ def test_mode_option_and_custom_chat_template(tmp_path):
     (templates / "chat.jinja").write_text(template)
     code, out = chat(tmp_path, ["Arr, 42."], ["What is 6 times 7?", "/trace"], "--templates", str(templates))
     assert "PIRATE CHAT\nQ: What is 6 times 7?\nA:" in out
-    code, out = chat(tmp_path, [" 42"], ["What is 6 times 7?"], "--mode", "direct")
+    code, out = chat(tmp_path, [" 42"], ["What is 6 times 7?"], "--method", "direct")
     assert "direct> What is 6 times 7?" in out and "Answer: 42" in out
 
 
@@ -214,8 +217,8 @@ def test_bad_options_fail_before_the_loop(tmp_path):
     assert result.exit_code == 1
     expected = "Error: scripted model file /no/such.json not found: write a JSON list of replies there"
     assert result.output.strip() == expected
-    result = CliRunner().invoke(main, ["chat", "--mode", "nonsense"], input="hi\n")
-    assert result.exit_code == 2 and "Invalid value for '--mode'" in result.output
+    result = CliRunner().invoke(main, ["chat", "--method", "nonsense"], input="hi\n")
+    assert result.exit_code == 1 and "Invalid value for '--method'" in result.output
 
 
 # ------------------------------------------------------------------------------------------------ the session object
@@ -316,3 +319,68 @@ def test_answer_command_switches_cot_to_text_answers(tmp_path):
     assert out.count("Answer: Leonardo da Vinci") == 1
     assert after(out, "/answer words") == ["Error: answer must be one of: number, text, default; got 'words'"]
     assert after(out, "/answer") == ["answer: text"]
+
+
+def test_settings_are_checked_when_set_and_accept_default(tmp_path):
+    lines = ["/mode cot", "/shots 99", "/shots", "/shots 2", "/mode react", "/shots default", "/max-tokens default",
+             "/answer default", "/shots"]
+    code, out = chat(tmp_path, [], lines)
+    assert code == 0
+    (refused,) = after(out, "/shots 99")
+    assert refused.startswith("Error: exemplar set 'math' has 8 exemplars but 99 shots were asked for")
+    assert "--shots" not in refused  # no advice about a command-line flag inside the loop
+    assert after(out, "/shots")[0] == "shots: the method's default"  # unchanged by the refused value
+    assert after(out, "/shots default") == ["shots: the method's default"]
+    assert after(out, "/max-tokens default") == ["max tokens: the method's default"]
+    assert after(out, "/answer default")[0].startswith("answer: the method's default")
+
+
+def test_trace_and_save_after_ctrl_c_mention_the_interrupted_turn(tmp_path):
+    out = []
+    session = ChatSession(llm=ScriptedLLM(["fine"]), model_spec="test", display=Display(out=out.append))
+    assert session.ask("first?").answer == "fine"
+    session.llm = InterruptedLLM()
+    assert session.ask("second?") is None
+    out.clear()
+    session.handle("/trace")
+    text = "".join(out)
+    assert text.startswith("the last turn ('second?') was interrupted and kept nothing; this is the last finished")
+    assert "--- question ---\nfirst?" in text
+    out.clear()
+    target = tmp_path / "t.jsonl"
+    session.handle(f"/save {target}")
+    assert "".join(out).strip() == f"saved 1 turn to {target}; 1 interrupted turn (Ctrl-C) not saved"
+    assert len(target.read_text().splitlines()) == 1
+
+
+def test_the_stats_line_says_generated_and_prompt_tokens_apart():
+    out = []
+    session = ChatSession(llm=ScriptedLLM(["four words are here"]), model_spec="test", display=Display(out=out.append),
+                          show_stats=True)
+    result = session.ask("hello?")
+    stats = "".join(out).strip().splitlines()[-1]
+    assert stats.endswith(f"s; {result.completion_tokens} tokens generated, {result.prompt_tokens} prompt tokens)")
+    assert result.completion_tokens == 4
+
+
+def test_chat_is_a_strategy_in_the_registry():
+    from agentkit.strategies import REGISTRY, load_strategy
+    from agentkit.strategies.base import Strategy
+
+    assert "chat" in REGISTRY and not REGISTRY["chat"].scored
+    history = [{"user": "hi", "assistant": "hello"}]
+    strategy = load_strategy("chat", ScriptedLLM(["I am fine."]), history=history)
+    assert isinstance(strategy, Strategy) and strategy.history is history
+    result = strategy("How are you?")  # like any strategy: one call answers one question
+    assert result.answer == "I am fine." and result.method == "chat"
+    assert result.prompt.endswith("User: hi\nAssistant: hello\n\nUser: How are you?\nAssistant:")
+
+
+def test_the_streaming_wrapper_renders_chat_prompts_as_the_model_does():
+    from agentkit.cli.display import _Watched
+    from agentkit.llm import Chat, Message
+
+    llm = ScriptedLLM(["hi"])
+    llm.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+    chat_prompt = Chat(messages=(Message(role="user", content="hello"),))
+    assert _Watched(llm, lambda _p: None).render(chat_prompt) == llm.render(chat_prompt) == "<user>hello<assistant>"

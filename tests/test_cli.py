@@ -17,14 +17,14 @@ PROGRAM = "def solution():\n    return 6 * 7\n"
 REACT_FINISH = " I know this one: six sevens are 42.\nAction 1: Finish[42]"
 QUESTION = "What is 6 times 7?"
 
-# method -> (scripted replies, expected answer)
+# method -> (scripted replies, expected answer: a JSON number where the method answers numbers)
 SCRIPTS = {
     "chat": (["6 times 7 is 42."], "6 times 7 is 42."),
-    "direct": ([" 42"], "42"),
-    "cot": ([" Six sevens are 42. The answer is 42."], "42"),
-    "cot-sc": ([" The answer is 42."] * 5, "42"),
-    "pal": ([PROGRAM], "42"),
-    "pal-sc": ([PROGRAM] * 5, "42"),
+    "direct": ([" 42"], 42),
+    "cot": ([" Six sevens are 42. The answer is 42."], 42),
+    "cot-sc": ([" The answer is 42."] * 5, 42),
+    "pal": ([PROGRAM], 42),
+    "pal-sc": ([PROGRAM] * 5, 42),
     "react": ([REACT_FINISH], "42"),
     "react-cot-sc": ([REACT_FINISH], "42"),
 }
@@ -77,12 +77,12 @@ def test_run_answer_text_reads_a_phrase_with_the_wiki_exemplars(tmp_path):
     assert data["answer"] == "Gustave Eiffel"
     assert "Mount Kilimanjaro" in data["prompt"]  # the encyclopedic exemplars, not the word problems
     bad = invoke("run", QUESTION, "--answer", "words", "--model", model)
-    assert bad.exit_code == 2 and "'words' is not one of 'number', 'text'" in bad.output
+    assert bad.exit_code == 1 and "'words' is not one of 'number', 'text'" in bad.output
 
 
 def test_run_options_reach_the_strategy(tmp_path):
     model = script(tmp_path, [" one two three four. The answer is 5."] * 3)
-    result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--k", "3",
+    result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--samples", "3",
                     "--max-tokens", "4", "--temperature", "0.9", "--seed", "7")
     data = json.loads(result.stdout)
     assert data["prompt"].count("Question:") == 2  # one exemplar and the question
@@ -138,10 +138,12 @@ def test_bad_input_is_one_red_line_not_a_traceback(tmp_path, args, message):
         (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
-def test_usage_errors_exit_2_with_a_message(args, message):
+def test_usage_errors_are_one_line_with_exit_1(args, message):
     result = invoke(*args)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert message in result.output
+    (line,) = result.stderr.splitlines()  # one line, as docs/cli.md says
+    assert line.startswith("Error: ") and line.endswith("--help')") and result.stdout == ""
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -193,3 +195,93 @@ def test_the_console_script_runs(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "Answer: 42"
     assert "\x1b[" not in proc.stdout  # no colours when piped
+
+
+# ------------------------------------------------------------------------------------------------ one layer, one set
+def test_every_command_offers_the_shared_options_under_the_same_names():
+    from agentkit.cli import main
+    from agentkit.models import DTYPES
+
+    commands = {name: main.commands[name] for name in ("run", "chat", "bench")}
+    shared = ["model_spec", "method", "shots", "max_tokens", "temperature", "seed", "k", "answer", "wiki", "dtype",
+              "templates_dir"]
+    for name in shared:
+        found = {}
+        for command_name, command in commands.items():
+            (param,) = [p for p in command.params if p.name in (name, name + "s")]
+            choices = getattr(param.type, "choices", None)
+            found[command_name] = (tuple(param.opts), param.type.name, tuple(choices) if choices else None)
+        opts = {opts for opts, _, _ in found.values()}
+        assert len(opts) == 1, (name, found)  # the same flag everywhere
+        if name != "method":  # bench offers the methods it can score (not chat)
+            assert len(set(found.values())) == 1, (name, found)
+    (dtype,) = [p for p in commands["bench"].params if p.name == "dtype"]
+    assert tuple(dtype.type.choices) == DTYPES and "float16" not in DTYPES
+
+
+def test_the_dtype_choices_are_exactly_what_the_engine_accepts():
+    from agentkit.engine.loading import resolve_dtype
+    from agentkit.models import DTYPES
+
+    for dtype in DTYPES:
+        assert resolve_dtype(dtype, "cpu") in ("bfloat16", "float32")
+    with pytest.raises(ValueError):
+        resolve_dtype("float16", "cpu")
+
+
+@pytest.mark.parametrize("args", [["--shots", "default"], ["--max-tokens", "default"], ["--answer", "default"],
+                                  ["--wiki", "default"], ["-k", "default"]])
+def test_default_is_accepted_wherever_a_setting_has_one(tmp_path, args):
+    result = invoke("run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM]), "--json", *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["answer"] == 42
+
+
+def test_an_error_in_a_streamed_run_starts_on_its_own_line_with_cli_advice(tmp_path):
+    model = script(tmp_path, [" I should search.\nAction 1: Search[Mount Kilimanjaro]"])
+    result = invoke("run", "Where is Mount Kilimanjaro?", "-m", "react", "--model", model)
+    assert result.exit_code == 1
+    assert result.stdout.endswith("Thought 2:\n")  # the streamed work, its line ended before the error
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: ScriptedLLM ran out of replies: prompt #2 arrived but ")
+    assert line.endswith("holds 1; add replies to that file") and "callable" not in line
+
+
+def test_run_json_answer_is_text_where_the_method_answers_text(tmp_path):
+    model = script(tmp_path, [" 42"])
+    data = json.loads(invoke("run", QUESTION, "-m", "direct", "--answer", "text", "--model", model, "--json").stdout)
+    assert data["answer"] == "42"  # a text answer stays a string, even when it looks like a number
+
+
+def test_wiki_live_reaches_react(tmp_path, monkeypatch):
+    import agentkit.tools.wikipedia as wikipedia
+
+    made = []
+
+    class FakeLive(wikipedia.OfflineCorpus):
+        def __init__(self):
+            made.append("live")
+            super().__init__(wikipedia.default_corpus_path())
+
+    monkeypatch.setattr(wikipedia, "LiveWikipedia", FakeLive)
+    result = invoke("run", "Where is Mount Kilimanjaro?", "-m", "react", "--wiki", "live", "--model",
+                    script(tmp_path, [REACT_FINISH.replace("42", "Tanzania")]), "--json")
+    assert result.exit_code == 0, result.output
+    assert made == ["live"] and json.loads(result.stdout)["answer"] == "Tanzania"
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only agentkit's own errors and OSError become one line; a RuntimeError from a bug is not swallowed."""
+    import agentkit.cli.run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in agentkit")
+
+    monkeypatch.setattr(agentkit.cli.run, "build_strategy", broken)
+    result = invoke("run", QUESTION, "--model", script(tmp_path, [" 1"]))
+    assert isinstance(result.exception, RuntimeError) and "Error:" not in result.output
+
+
+def test_agentkit_alone_prints_its_help():
+    result = invoke()
+    assert result.exit_code == 0 and result.stdout.startswith("Usage: ") and "Commands:" in result.stdout

@@ -50,5 +50,5 @@ def test_the_examples_in_cli_md_run(tmp_path):
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("Answer: 42") == 1 and '"answer": "42"' in proc.stdout
+    assert proc.stdout.count("Answer: 42") == 1 and '"answer": 42' in proc.stdout
     assert "Sample datasets" in proc.stdout

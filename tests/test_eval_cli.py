@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentkit.eval import cli as bench_cli
-from agentkit.eval.cli import METHOD_NAMES, bench, default_output_dir
+from agentkit.cli import main
+from agentkit.cli.bench import bench, default_output_dir
 from agentkit.eval.datasets import load_dataset
 from agentkit.eval.runner import TIMING
 
@@ -29,8 +29,8 @@ def gold_script(tmp_path: Path, name="gold.json", delta=0) -> Path:
     return path
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(bench, list(args), catch_exceptions=False)
+def invoke(*args: str, catch_exceptions=False):
+    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=catch_exceptions, prog_name="agentkit")
 
 
 def strip(lines):
@@ -41,7 +41,7 @@ def test_help_explains_every_option():
     result = invoke("--help")
     assert result.exit_code == 0
     for option in ("--dataset", "--method", "--shots", "--model", "--limit", "--batch-size", "--output-dir",
-                   "--max-new-tokens", "--temperature", "--seed", "--dtype", "--field", "--overwrite"):
+                   "--max-tokens", "--temperature", "--seed", "--dtype", "--field", "--overwrite"):
         assert option in result.output
     assert "gsm8k-sample" in result.output and "resume" in result.output.lower()
 
@@ -49,7 +49,8 @@ def test_help_explains_every_option():
 def test_method_names_match_the_strategies():
     from agentkit.strategies import METHODS
 
-    assert set(METHOD_NAMES) == set(METHODS)
+    (method,) = [p for p in bench.params if p.name == "methods"]
+    assert set(method.type.choices) == set(METHODS)
 
 
 def test_bench_runs_and_prints_table_and_chart(tmp_path):
@@ -65,7 +66,7 @@ def test_bench_runs_and_prints_table_and_chart(tmp_path):
 def test_generation_options_reach_the_run_config(tmp_path):
     out = tmp_path / "out"
     result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "-n", "2",
-                    "-o", str(out), "-q", "--max-new-tokens", "64", "--seed", "3", "--temperature", "0", "--shots", "2")
+                    "-o", str(out), "-q", "--max-tokens", "64", "--seed", "3", "--temperature", "0", "--shots", "2")
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["generation"] == {"max_new_tokens": 64, "do_sample": False, "seed": 3}
@@ -75,32 +76,31 @@ def test_generation_options_reach_the_run_config(tmp_path):
 def test_errors_are_one_readable_line(tmp_path):
     bad = tmp_path / "data.jsonl"
     bad.write_text('{"question": "a?", "answer": "#### 1"}\n{"question": "b?"}\n')
-    result = CliRunner().invoke(bench, ["--dataset", str(bad), "--model", "scripted:x.json"])
+    result = invoke("--dataset", str(bad), "--model", "scripted:x.json")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: data.jsonl:2: missing field 'answer'"
 
-    result = CliRunner().invoke(bench, ["--dataset", "gsm8k-sample", "--model", str(tmp_path / "nope.json")
-                                        .replace(str(tmp_path), "scripted:" + str(tmp_path))])
-    assert result.exit_code == 1 and "Error: cannot load model" in result.output
+    result = invoke("--dataset", "gsm8k-sample", "--model", str(tmp_path / "nope.json")
+                    .replace(str(tmp_path), "scripted:" + str(tmp_path)))
+    assert result.exit_code == 1 and "Error: scripted model file" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
-    result = CliRunner().invoke(bench, ["--dataset", "gsm8k-sample", "--method", "tot"])
-    assert result.exit_code == 2 and "'tot' is not one of" in result.output
+    result = invoke("--dataset", "gsm8k-sample", "--method", "tot")
+    assert result.exit_code == 1 and "'tot' is not one of" in result.output
 
 
 def test_config_clash_is_one_line(tmp_path):
     script = f"scripted:{gold_script(tmp_path)}"
     out = str(tmp_path / "out")
     assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q").exit_code == 0
-    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out,
-                                        "-q", "--shots", "1"])
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("benchmark: gsm8k-sample")  # the banner, then exactly one error line
     (line,) = lines[1:]
     assert line.startswith("Error: ") and "different config" in line and "--overwrite" in line
-    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out,
-                                        "-q", "--shots", "1", "--overwrite"])
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1",
+                    "--overwrite")
     assert result.exit_code == 0, result.output
 
 
@@ -114,14 +114,15 @@ def test_dtype_is_passed_to_the_model_loader(monkeypatch, tmp_path):
 
     def fake_load_model(spec, *, dtype="auto", device="auto"):
         seen.update(spec=spec, dtype=dtype)
-        raise ValueError("no weights here\nsecond line")
+        raise ModelLoadError("no weights here")
 
     import agentkit.models
+    from agentkit.engine.loading import ModelLoadError
 
     monkeypatch.setattr(agentkit.models, "load_model", fake_load_model)
-    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "--model", "some/model", "--dtype", "float32"])
+    result = invoke("-d", "gsm8k-sample", "--model", "some/model", "--dtype", "float32")
     assert seen == {"spec": "some/model", "dtype": "float32"}
-    assert result.output.strip() == "Error: cannot load model 'some/model': no weights here"
+    assert result.output.strip() == "Error: no weights here"
 
 
 def test_ctrl_c_says_how_to_resume(monkeypatch, tmp_path):
@@ -129,8 +130,8 @@ def test_ctrl_c_says_how_to_resume(monkeypatch, tmp_path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("agentkit.eval.runner.run_benchmark", interrupted)
-    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}",
-                                        "-o", str(tmp_path / "o")])
+    result = invoke("-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}", "-o", str(tmp_path / "o"),
+                    catch_exceptions=True)
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
 
 
@@ -140,7 +141,7 @@ def test_killed_process_resumes_to_the_same_results(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def command(out: Path, delay: float) -> list[str]:
-        return [sys.executable, "-m", "agentkit.eval.cli", "--dataset", "gsm8k-sample", "--method", "cot",
+        return [sys.executable, "-m", "agentkit.cli", "bench", "--dataset", "gsm8k-sample", "--method", "cot",
                 "--model", f"scripted:{script}?delay={delay}", "--batch-size", "2", "--output-dir", str(out), "-q"]
 
     reference = tmp_path / "reference"
@@ -179,9 +180,8 @@ def test_killed_process_resumes_to_the_same_results(tmp_path):
 
 
 def test_too_many_shots_is_one_line(tmp_path):
-    result = CliRunner().invoke(bench, ["-d", "gsm8k-sample", "-m", "cot", "--model",
-                                        f"scripted:{gold_script(tmp_path)}", "--shots", "50", "-q",
-                                        "-o", str(tmp_path / "o")])
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "--shots", "50",
+                    "-q", "-o", str(tmp_path / "o"))
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "50 shots" in last and "Traceback" not in result.output
@@ -198,3 +198,60 @@ def test_bench_says_how_many_questions_repeat_and_where_the_page_is(tmp_path):
     assert "dataset: 5 examples; 2 repeat an earlier question (each line is scored as its own example)" in result.output
     assert "| cot | 5 | 100.0% |" in result.output
     assert f"browse:  {out / 'results.html'}" in result.output and (out / "results.html").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "0"], "Invalid value for '--limit' / '-n': 0 is not in the range x>=1"),
+    (["-m", "cot", "-m", "cot"], "method 'cot' is given more than once"),
+    (["--dtype", "float16"], "'float16' is not one of 'auto', 'bfloat16', 'float32'"),
+    (["--shots", "50"], "exemplar set 'math' has 8 exemplars but 50 shots were asked for"),
+    (["-m", "chat"], "'chat' is not one of"),
+])
+def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, args, message):
+    out = tmp_path / "o"
+    result = invoke("-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}", "-o", str(out), "-q", *args,
+                    catch_exceptions=True)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line and "saved" not in line
+    assert not out.exists()
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = invoke("-d", "gsm8k-sample", "-o", str(tmp_path / "file"), catch_exceptions=True)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: Invalid value for '--output-dir' / '-o': Directory '{tmp_path / 'file'}' is a file "
+        "(see 'agentkit bench --help')"]
+
+
+def test_a_resumed_run_says_how_many_examples_were_done(tmp_path):
+    script, out = f"scripted:{gold_script(tmp_path)}", str(tmp_path / "out")
+    assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "3", "-o", out, "-q").exit_code == 0
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "-m", "direct", "--model", script, "-n", "5", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"resuming the run in {out}: 3 of 10 examples already done (cot 3, direct 0)" in result.output
+
+
+def test_bench_takes_your_templates_and_records_them(tmp_path):
+    templates = tmp_path / "mine"
+    templates.mkdir()
+    (templates / "cot.jinja").write_text("MY COT\nQuestion: {{ question }}\nAnswer:")
+    out = tmp_path / "out"
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "-n", "2",
+                    "-o", str(out), "-q", "--templates", str(templates))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "cot" / "samples.jsonl").read_text().splitlines()[0])
+    assert record["prompt"].startswith("MY COT\nQuestion: ")
+    assert json.loads((out / "config.json").read_text())["templates"] == str(templates)
+
+
+def test_the_wiki_setting_reaches_the_config(tmp_path):
+    out = tmp_path / "out"
+    replies = tmp_path / "r.json"
+    replies.write_text(json.dumps({"*": " I know it.\nAction 1: Finish[Tanzania]"}))
+    result = invoke("-d", "wiki-sample", "-m", "react", "--model", f"scripted:{replies}", "-n", "1", "-o", str(out),
+                    "-q", "--wiki", "offline")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["method_options"]["corpus"] == "offline"

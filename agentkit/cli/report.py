@@ -13,10 +13,7 @@ from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-@click.command("report", context_settings=CONTEXT, short_help="Rebuild a run's results.md, chart and results.html.")
+@click.command("report", short_help="Rebuild a run's results.md, chart and results.html.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:
     """Rebuild RUN_DIR's results.md, results.png and results.html from its samples alone.
@@ -34,7 +31,7 @@ def report(run_dir: Path) -> None:
         click.echo(f"wrote {path}")
 
 
-@click.command("compare", context_settings=CONTEXT, short_help="Is the difference real? Paired comparison of two runs.")
+@click.command("compare", short_help="Is the difference real? Paired comparison of two runs.")
 @click.argument("a", metavar="A[:METHOD]")
 @click.argument("b", metavar="B[:METHOD]")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")

@@ -1,0 +1,130 @@
+"""``agentkit bench``: benchmark one or more methods on a dataset from the command line.
+
+The options become one ``agentkit.eval.BenchmarkConfig`` (the method settings through the same ``Settings`` as
+``run`` and ``chat``); the dataset and the shots are checked before the model loads, and nothing is written
+before every setting has been checked. ``run_benchmark`` then runs with a progress bar, and the command prints
+the comparison table and the paths of the report files. Ctrl-C leaves the finished examples on disk and says
+how to resume; a rerun says how many examples were already done.
+
+Deliberately not here: any benchmark logic (``agentkit.eval``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from agentkit.cli.display import one_line
+from agentkit.cli.options import (
+    dtype_option,
+    method_option,
+    model_option,
+    pop_settings,
+    settings_options,
+    templates_option,
+)
+from agentkit.errors import AgentkitError, BenchmarkError
+from agentkit.eval.config import DEFAULT_METHODS, BenchmarkConfig
+
+
+def _slug(text: str) -> str:
+    text = Path(text).stem if ("/" in text or text.endswith((".jsonl", ".json", ".gguf"))) else text
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:40] or "run"
+
+
+def default_output_dir(dataset: str, model: str | None, shots: int) -> Path:
+    """``runs/bench-<dataset>-<model>-<k>shot``: one directory per distinct setup, so reruns resume."""
+    return Path("runs") / f"bench-{_slug(dataset)}-{_slug(model or 'default')}-{shots}shot"
+
+
+def saved_examples(out: Path) -> int:
+    """How many finished examples the run in ``out`` holds (lines of its samples files)."""
+    from agentkit.eval.runner import SAMPLES
+
+    return sum(path.read_bytes().count(b"\n") for path in out.glob(f"*/{SAMPLES}"))
+
+
+@click.command("bench", short_help="Benchmark methods on a dataset and compare them.")
+@click.option("--dataset", "-d", required=True, metavar="PATH|NAME",
+              help="A GSM8K / PAL (input,target) / HotpotQA-style JSON or JSONL file, a shipped sample "
+                   "(gsm8k-sample, wiki-sample) or a Hugging Face name (needs the 'datasets' library).")
+@method_option(multiple=True, help="Method to run; repeat to compare several (each once). "
+                                   "Default: direct, cot and pal.")
+@model_option
+@settings_options
+@dtype_option
+@templates_option
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=None,
+              help="Use only the first N examples (can grow on a later resumed run).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Episodes decoded together by the engine.")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where samples and reports go; rerunning with the same directory resumes. "
+                   "Default: runs/bench-<dataset>-<model>-<shots>shot.")
+@click.option("--overwrite", is_flag=True, help="Delete an earlier run in --output-dir instead of resuming it.")
+@click.option("--field", "fields", multiple=True, metavar="TARGET=SOURCE",
+              help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).")
+@click.option("--rel-tol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Relative tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
+@click.option("--abs-tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size, output_dir, overwrite, fields,
+          rel_tol, abs_tol, quiet, **kwargs) -> None:
+    """Benchmark methods on a dataset and compare them.
+
+    Every finished example is saved at once to OUTPUT_DIR/<method>/samples.jsonl; rerun the same command
+    after an interruption to continue where it stopped. At the end OUTPUT_DIR holds results.json,
+    results.md, results.png and results.html (every example and trajectory; `agentkit report` rebuilds it).
+
+    \b
+    Example:
+      agentkit bench --dataset gsm8k-sample --method direct --method cot --method pal --shots 4
+    """
+    from agentkit.eval import runner
+    from agentkit.eval.datasets import load_dataset, repeats
+    from agentkit.models import load_model
+    from agentkit.prompting import Templates
+    from agentkit.strategies import check_shots
+
+    settings = pop_settings(kwargs)
+    shots = 4 if settings.shots is None else settings.shots
+    out = output_dir or default_output_dir(dataset, model_spec, shots)
+    config = BenchmarkConfig.from_settings(
+        settings, dataset=dataset, methods=list(methods or DEFAULT_METHODS), shots=shots, limit=limit,
+        batch_size=batch_size, output_dir=out, overwrite=overwrite, fields=list(fields), templates=templates_dir,
+        rel_tol=rel_tol, abs_tol=abs_tol,
+    )
+    examples = load_dataset(dataset, fields=config.fields)  # fail fast, before loading any model
+    found = repeats(examples)
+    if found.questions or found.ids:
+        click.echo(f"dataset: {len(examples)} examples; {found}", err=True)
+    answer = config.method_options.get("answer") or runner.answer_kind(examples)
+    templates = Templates(templates_dir) if templates_dir else None
+    for method in config.methods:
+        check_shots(method, shots, answer=answer, templates=templates)
+
+    llm = load_model(model_spec, dtype=dtype)
+    click.echo(f"benchmark: {dataset} · {', '.join(config.methods)} · {shots}-shot · model {llm.name}"
+               f" · output {out}", err=True)
+    try:
+        result = runner.run_benchmark(config, llm=llm, progress=not quiet,
+                                      notify=lambda note: click.echo(note, err=True))
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "
+                   f"rerun the same command to resume", err=True)
+        sys.exit(130)
+    except (AgentkitError, OSError) as exc:
+        saved = saved_examples(out) if out.is_dir() else 0
+        if not saved:
+            raise
+        raise BenchmarkError(f"{one_line(exc)} ({saved} finished examples are saved in {out}; "
+                             f"rerun the same command to resume)") from exc
+    click.echo(result.table)
+    click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
+               f"time; examples share the model's batches, so latencies overlap)")
+    click.echo(f"\nresults: {result.files['results_json']}\nreport:  {result.files['results_md']}\n"
+               f"chart:   {result.files['chart']}\nbrowse:  {result.files['results_html']}")

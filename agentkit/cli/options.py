@@ -1,0 +1,152 @@
+"""The command line's options, defined once: every command that offers a setting offers it under the same name,
+with the same choices, the same help and the same parser (the chat loop's ``/shots``, ``/max-tokens``... use it
+too). ``default`` is accepted wherever a setting has a method default.
+
+A command takes the method settings with ``@settings_options`` and turns them into one
+``agentkit.strategies.Settings`` with ``pop_settings(kwargs)``. A new option shared by several commands (say
+``--prompt-format auto|text|chat`` or ``--workers N``) is one ``click.option`` here, added to the commands'
+decorator lists; a new method setting is one field of ``Settings`` plus one entry in ``SETTING_OPTIONS``.
+
+Deliberately not here: what a setting does (``agentkit.strategies.Settings``) and any command.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from agentkit.errors import UsageError
+from agentkit.models import DTYPES
+from agentkit.strategies import REGISTRY, Settings
+from agentkit.strategies.base import ANSWER_KINDS
+
+DEFAULT = "default"
+
+
+class Number(click.ParamType):
+    """A whole number or a float in a range, or ``default`` (None): one parser for flags and chat commands."""
+
+    def __init__(self, label: str, kind: type = int, low: float = 0, high: float | None = None, hint: str = ""):
+        self.label, self.kind, self.low, self.high, self.hint = label, kind, low, high, hint
+        self.name = "integer" if kind is int else "float"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "N" if self.kind is int else "T"
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text``; ``UsageError`` with a one-line message when it is not one."""
+        text = str(text).strip()
+        if text.lower() in (DEFAULT, "none"):
+            return None
+        if self.kind is int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise UsageError(f"{self.label} must be a whole number >= {self.low}, got '{text}' "
+                                 f"(or '{DEFAULT}')") from None
+            if value < self.low:
+                raise UsageError(f"{self.label} must be >= {self.low}, got {value}")
+            return value
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"{self.label} must be a number >= {self.low:g}{self.hint}, got '{text}'") from None
+        if not math.isfinite(value) or value < self.low or (self.high is not None and value > self.high):
+            raise UsageError(f"{self.label} must be between {self.low:g} and {self.high:g}{self.hint}, got {text}")
+        return value
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        try:
+            return self.parse(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SettingChoice(click.Choice):
+    """One of a few words, or ``default`` (None)."""
+
+    def __init__(self, label: str, choices: tuple[str, ...]):
+        super().__init__([*choices, DEFAULT])
+        self.label, self.words = label, choices
+
+    def parse(self, text: str) -> str | None:
+        word = str(text).strip().lower()
+        if word not in (*self.words, DEFAULT):
+            raise UsageError(f"{self.label} must be one of: {', '.join(self.words)}, {DEFAULT}; got '{text}'")
+        return None if word == DEFAULT else word
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        value = super().convert(value, param, ctx)
+        return None if value == DEFAULT else value
+
+
+SHOTS = Number("shots")
+MAX_TOKENS = Number("max tokens", low=1)
+TEMPERATURE = Number("temperature", kind=float, low=0, high=5, hint=" (0 = greedy)")
+SEED = Number("seed")
+SAMPLES = Number("samples", low=1)
+ANSWER = SettingChoice("answer", ANSWER_KINDS)
+WIKI = SettingChoice("wiki", ("offline", "live"))
+PROMPT_FORMAT = SettingChoice("prompt format", ("auto", "text", "chat"))
+
+# Settings field -> its option (the same in every command that takes method settings).
+SETTING_OPTIONS: dict[str, Callable] = {
+    "shots": click.option("--shots", type=SHOTS, default=None,
+                          help="Few-shot exemplars in each prompt, 0 = zero-shot (default: the method's, 4)."),
+    "max_tokens": click.option("--max-tokens", type=MAX_TOKENS, default=None,
+                               help="Token limit per generation (default: the method's)."),
+    "temperature": click.option("--temperature", type=TEMPERATURE, default=None,
+                                help="Sampling temperature, 0 = greedy (the default); the -sc methods always "
+                                     "sample, at 0.7 unless set."),
+    "seed": click.option("--seed", type=SEED, default=None, help="Seed for sampling (reproducible runs)."),
+    "k": click.option("--samples", "-k", "k", type=SAMPLES, default=None,
+                      help="Samples (votes) per question for the -sc methods (default 5)."),
+    "answer": click.option("--answer", type=ANSWER, default=None,
+                           help="What direct and cot answer: a number (word problems; the default) or a short text "
+                                "(questions about the world)."),
+    "wiki": click.option("--wiki", type=WIKI, default=None,
+                         help="Wikipedia for the react methods: the shipped offline corpus (the default) or the live "
+                              "site (needs the network)."),
+    "prompt_format": click.option("--prompt-format", type=PROMPT_FORMAT, default=None,
+                                  help="How prompts reach the model: chat = through its chat template (instructions "
+                                       "as the system message, exemplars as turns); text = one plain prompt; auto = "
+                                       "chat when the model has a chat template (the default)."),
+}
+
+
+def settings_options(command: Callable) -> Callable:
+    """Every method setting, in one order, on ``command``."""
+    for option in reversed(SETTING_OPTIONS.values()):
+        command = option(command)
+    return command
+
+
+def pop_settings(kwargs: dict[str, Any]) -> Settings:
+    """Take the settings' values out of a command's keyword arguments."""
+    return Settings(**{name: kwargs.pop(name) for name in SETTING_OPTIONS})
+
+
+def method_option(*, multiple: bool = False, default: str | None = None, help: str) -> Callable:
+    """``--method/-m``: one method (run, chat) or several (bench, which offers only the ones it can score)."""
+    names = [m.name for m in REGISTRY.values() if m.scored or not multiple]
+    return click.option("--method", "-m", "methods" if multiple else "method", type=click.Choice(names),
+                        multiple=multiple, default=default, show_default=default is not None, help=help)
+
+
+model_option = click.option(
+    "--model", "model_spec", metavar="SPEC", default=None,
+    help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory or a .gguf file.",
+)
+dtype_option = click.option(
+    "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+    help="Weights dtype for a real model (auto: bfloat16 where the hardware has it, else float32).",
+)
+templates_option = click.option(
+    "--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
+    help="Directory of your own templates/exemplars, searched before the shipped ones.",
+)
