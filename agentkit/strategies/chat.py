@@ -1,9 +1,10 @@
 """Plain chat as a strategy: the conversation so far plus the new question, answered in one generation.
 
 A model with a chat template gets the conversation as a ``Chat`` (when ``prompt_format`` resolves to chat; see
-``agentkit.prompting``), stopping at the common end-of-turn strings; a base model gets the transcript template ``chat`` (``User: ...`` / ``Assistant: ...``) with stop strings so it does not
-write the user's next turn. ``history`` is a list of ``{"user": ..., "assistant": ...}`` turns; the caller (the
-chat loop) appends a turn once it has completed, so an interrupted turn is never remembered.
+``agentkit.prompting``), stopping at the common end-of-turn strings; a base model gets the transcript template
+``chat`` (``User: ...`` / ``Assistant: ...``) with stop strings so it does not write the user's next turn.
+``history`` is a list of ``{"user": ..., "assistant": ...}`` turns; the caller (the chat loop) appends a turn once
+it has completed, so an interrupted turn is never remembered.
 
 Deliberately not here: trimming a long conversation to the model's context, system prompts, and extracting an
 answer (the whole reply is the answer; ``failure`` is set only when it is empty).
