@@ -246,6 +246,11 @@ class LLM(ABC):
         """A request queue for the episode runner (see ``agentkit.runtime``)."""
         return BatchSession(self, max_batch_size)
 
+    @property
+    def takes_chat(self) -> bool:
+        """Whether ``Chat`` prompts can be sent: the model has a chat template here, or a server renders them."""
+        return bool(self.chat_template)
+
     def render(self, prompt: Prompt) -> str:
         """The exact text the model sees for ``prompt``: text as it is, a ``Chat`` through the chat template."""
         if isinstance(prompt, str):

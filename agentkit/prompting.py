@@ -51,6 +51,8 @@ def resolve_prompt_format(prompt_format: str, llm: LLM) -> str:
     if llm.chat_template:
         return "chat"
     if prompt_format == "chat":
+        if llm.takes_chat:  # a server with its own template: only an explicit chat sends messages
+            return "chat"
         raise PromptError(
             f"model {llm.name} has no chat template, so it cannot take chat prompts: "
             "use --prompt-format text (or auto), or an instruct model"
