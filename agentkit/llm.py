@@ -2,11 +2,12 @@
 
 A model is anything with ``generate(prompts, config) -> list[Completion]`` (batch first, one completion per
 prompt, in order) and ``stream(prompt, config)`` (text pieces for one prompt, then the ``Completion`` as the
-generator's return value). Every backend is held to the same contract by ``tests/test_model_contract.py``:
-exact stops, ``finish_reason``, token counts, seeds, sessions. Models may also offer a
-``session()``: a continuous-batching queue that episodes feed one request at a time and that hands back each
-completion as soon as its row finishes. The base class provides a plain session on top of ``generate`` so every
-model, the scripted one included, works with the episode runner.
+generator's return value). A prompt is text, or a ``Chat`` that the model renders with its chat template
+(``LLM.render``; ``render_chat`` renders as transformers does). Every backend is held to the same contract by
+``tests/test_model_contract.py``: exact stops, ``finish_reason``, token counts, seeds, sessions. Models may also
+offer a ``session()``: a continuous-batching queue that episodes feed one request at a time and that hands back
+each completion as soon as its row finishes. The base class provides a plain session on top of ``generate`` so
+every model, the scripted one included, works with the episode runner.
 
 ``ScriptedLLM`` ships here, not only in tests: it replays replies and honours ``stop`` and ``max_new_tokens`` the
 way a real model does, so users can test their own agents without weights.
@@ -80,9 +81,32 @@ class Chat(BaseModel):
         """True when the model continues the last (assistant) message instead of starting a new turn."""
         return self.messages[-1].role == "assistant"
 
+    def extend(self, text: str) -> Chat:
+        """This chat with ``text`` added to the assistant's reply: the last message if it is the assistant's,
+        else a new assistant message (which the model then continues)."""
+        if self.continues:
+            last = self.messages[-1]
+            return Chat(messages=(*self.messages[:-1], Message(role="assistant", content=last.content + text)))
+        return Chat(messages=(*self.messages, Message(role="assistant", content=text)))
+
+    def without_system(self) -> Chat:
+        """The chat with its system message put at the head of the first user turn, for chat templates that
+        have no system role (they raise an error on one)."""
+        system = [m.content for m in self.messages if m.role == "system"]
+        rest = [m for m in self.messages if m.role != "system"]
+        if not system or not rest or rest[0].role != "user":
+            return self
+        first = Message(role="user", content="\n\n".join([*system, rest[0].content]))
+        return Chat(messages=(first, *rest[1:]))
+
 
 # What a model is asked to continue: plain text (sent as it is) or a conversation.
 Prompt = str | Chat
+
+
+def extend(prompt: Prompt, text: str) -> Prompt:
+    """``prompt`` followed by ``text``: appended to plain text, added to the assistant's reply in a ``Chat``."""
+    return prompt + text if isinstance(prompt, str) else prompt.extend(text)
 
 
 class Completion(BaseModel):
@@ -131,7 +155,7 @@ class BatchSession:
     def __init__(self, llm: LLM, max_batch_size: int = 32):
         self.llm = llm
         self.max_batch_size = max_batch_size
-        self._queue: list[tuple[Hashable, str, GenerationConfig]] = []
+        self._queue: list[tuple[Hashable, Prompt, GenerationConfig]] = []
 
     @property
     def free_slots(self) -> int:
@@ -141,12 +165,12 @@ class BatchSession:
     def pending(self) -> int:
         return len(self._queue)
 
-    def add(self, key: Hashable, prompt: str, config: GenerationConfig) -> None:
+    def add(self, key: Hashable, prompt: Prompt, config: GenerationConfig) -> None:
         self._queue.append((key, prompt, config))
 
     def step(self) -> list[tuple[Hashable, Completion]]:
         queue, self._queue = self._queue, []
-        groups: dict[str, list[tuple[Hashable, str, GenerationConfig]]] = {}
+        groups: dict[str, list[tuple[Hashable, Prompt, GenerationConfig]]] = {}
         for item in queue:
             groups.setdefault(item[2].key(), []).append(item)
         done: list[tuple[Hashable, Completion]] = []
@@ -191,17 +215,21 @@ class StreamingSession(BatchSession):
 
 
 class LLM(ABC):
-    """Base class for models. Subclasses implement ``generate``; ``stream`` and ``session`` have defaults."""
+    """Base class for models. Subclasses implement ``generate``; ``stream`` and ``session`` have defaults.
+
+    Every method that takes a prompt takes a ``Prompt``: text, or a ``Chat`` that the model turns into text with
+    ``render`` (a backend that speaks chat messages itself, such as a server's chat endpoint, may send it as is).
+    """
 
     name: str = "llm"
     chat_template: str | None = None  # a Hugging Face-style Jinja chat template; None: the model takes text only
     special_tokens: dict[str, str] = {}  # e.g. bos_token, eos_token: variables the chat template may use
 
     @abstractmethod
-    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+    def generate(self, prompts: list[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
         """One completion per prompt, in order."""
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
         """Yield the completion of one prompt in pieces, then return the whole ``Completion``.
 
         The pieces joined are exactly ``Completion.text``: text that might begin a stop string is held back
@@ -218,6 +246,11 @@ class LLM(ABC):
         """A request queue for the episode runner (see ``agentkit.runtime``)."""
         return BatchSession(self, max_batch_size)
 
+    @property
+    def takes_chat(self) -> bool:
+        """Whether ``Chat`` prompts can be sent: the model has a chat template here, or a server renders them."""
+        return bool(self.chat_template)
+
     def render(self, prompt: Prompt) -> str:
         """The exact text the model sees for ``prompt``: text as it is, a ``Chat`` through the chat template."""
         if isinstance(prompt, str):
@@ -226,7 +259,20 @@ class LLM(ABC):
             raise UsageError(
                 f"model {self.name} has no chat template; use the text prompt format (--prompt-format text)"
             )
-        return render_chat(self.chat_template, prompt, **self.special_tokens)
+        from jinja2.exceptions import TemplateError
+
+        try:
+            return self.apply_chat_template(prompt)
+        except TemplateError:
+            folded = prompt.without_system()
+            if folded is prompt:
+                raise
+            return self.apply_chat_template(folded)  # a template without a system role (Gemma 2, Mistral)
+
+    def apply_chat_template(self, chat: Chat) -> str:
+        """Render ``chat`` with this model's chat template; backends with their own renderer override this."""
+        assert self.chat_template is not None
+        return render_chat(self.chat_template, chat, **self.special_tokens)
 
     def count_tokens(self, text: str) -> int:
         """Token count used for bookkeeping; the default is a whitespace-and-punctuation estimate."""
@@ -237,35 +283,45 @@ class LLM(ABC):
 
 
 def render_chat(template: str, chat: Chat, **special_tokens: str) -> str:
-    """Render ``chat`` with a Hugging Face-style chat template, as ``apply_chat_template`` does.
+    """Render ``chat`` with a Hugging Face-style chat template, as transformers' ``apply_chat_template`` does.
 
-    A new assistant turn gets the generation prompt (``add_generation_prompt``); a chat whose last message is the
-    assistant's is rendered whole and cut right after that message's content, so the model continues it (what
-    transformers calls ``continue_final_message``).
+    A new assistant turn gets the generation prompt (``add_generation_prompt``). A chat whose last message is the
+    assistant's is rendered with a marker after that message and cut at the marker, so the model continues the
+    message (transformers' ``continue_final_message``); where the template trims the message, so is the cut.
     """
     messages = [m.model_dump() for m in chat.messages]
+    if chat.continues:
+        messages[-1]["content"] += _CONTINUE_MARK
     text = _chat_environment().from_string(template).render(
         messages=messages, add_generation_prompt=not chat.continues, **special_tokens
     )
     if not chat.continues:
         return text
-    final = chat.messages[-1].content.rstrip()
-    end = text.rfind(final) if final else -1
-    if end < 0:
+    at = text.rfind(_CONTINUE_MARK.strip())
+    if at < 0:
         raise UsageError("the chat template does not show the assistant's last message; it cannot be continued")
-    return text[: end + len(final)]
+    return text[:at] if text.startswith(_CONTINUE_MARK, at) else text[:at].rstrip()
+
+
+_CONTINUE_MARK = "\x00AGENTKIT_CONTINUE\x00 "
 
 
 @functools.cache
 def _chat_environment():
+    import json
+    from datetime import datetime
+
     from jinja2.exceptions import TemplateError
+    from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)  # Llama 3.1-style date lines
+    env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
     return env
 
 
@@ -285,12 +341,23 @@ class ScriptedLLM(LLM):
     prompts arrived) or a callable ``prompt -> reply``. Each reply is then treated like raw model output: cut
     before the first stop string (``finish_reason="stop"``) and truncated to ``max_new_tokens`` tokens
     (``finish_reason="length"``), with tokens counted by a simple word-and-punctuation tokenizer.
+    With a ``chat_template`` (and the ``special_tokens`` it uses) it plays an instruct model: ``Chat`` prompts are
+    rendered through the template, and ``prompts`` records the rendered text.
     """
 
     name = "scripted"
 
-    def __init__(self, replies: Sequence[str] | Callable[[str], str], *, name: str = "scripted"):
+    def __init__(
+        self,
+        replies: Sequence[str] | Callable[[str], str],
+        *,
+        name: str = "scripted",
+        chat_template: str | None = None,
+        special_tokens: dict[str, str] | None = None,
+    ):
         self.name = name
+        self.chat_template = chat_template
+        self.special_tokens = dict(special_tokens or {})
         self._replies = replies if callable(replies) else list(replies)
         self._next = 0
         self._lock = threading.Lock()
@@ -310,9 +377,10 @@ class ScriptedLLM(LLM):
             self._next += 1
             return reply
 
-    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+    def generate(self, prompts: list[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
         config = config or GenerationConfig()
-        return [self._complete(prompt, self._reply_for(prompt), config) for prompt in prompts]
+        texts = [self.render(prompt) for prompt in prompts]
+        return [self._complete(text, self._reply_for(text), config) for text in texts]
 
     def _complete(self, prompt: str, reply: str, config: GenerationConfig) -> Completion:
         text, stopped = cut_at_stop(reply, config.stop)
@@ -330,7 +398,7 @@ class ScriptedLLM(LLM):
             completion_tokens=min(len(tokens), config.max_new_tokens),
         )
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
         completion = self.generate([prompt], config)[0]
         yield from re.findall(r"\s*\S+|\s+", completion.text)
         return completion

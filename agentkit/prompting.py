@@ -8,11 +8,23 @@ a variable the caller did not pass is an error that names the template and the v
 Zero-, one- and few-shot prompts are the same template with the first *n* exemplars of a set; chain-of-thought
 comes as exemplars with rationales (few-shot) or the "Let's think step by step" cue (zero-shot; Kojima et al.,
 2022).
+
+Every strategy template has two forms. The *text* form is the template rendered whole, for base models. The
+*chat* form (``Templates.chat``), for instruct models with a chat template, is built from the macros the template
+defines and its text form lays out: ``instructions()`` becomes the system message, each exemplar becomes a user
+turn ``ask(exemplar.question)`` and an assistant turn ``reply(exemplar)`` (few-shot as multi-turn), the question
+a last user turn, and ``cue()``, where it is defined and not empty, starts the assistant's reply. So the wording
+lives once, in the template. ``resolve_prompt_format`` decides which form a model gets: ``auto`` (chat when the
+model has a chat template), ``text`` or ``chat``.
+
+Deliberately not here: rendering a ``Chat`` to the text a model sees (``LLM.render``, with the model's template).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -20,10 +32,43 @@ from typing import Any
 import jinja2
 
 from agentkit.errors import UsageError
+from agentkit.llm import LLM, Chat, Message, Prompt
+
+PROMPT_FORMATS = ("auto", "text", "chat")
+CHAT_PARTS = ("instructions", "ask", "reply")  # the macros a template needs for its chat form; cue() is optional
 
 
 class PromptError(UsageError):
     """A template or exemplar file is missing or wrong; the message names it and says what to do."""
+
+
+def resolve_prompt_format(prompt_format: str, llm: LLM) -> str:
+    """``"text"`` or ``"chat"``: the form ``llm`` gets under ``prompt_format`` (``auto``, ``text`` or ``chat``)."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise PromptError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}; got {prompt_format!r}")
+    if prompt_format == "text":
+        return "text"
+    if llm.chat_template:
+        return "chat"
+    if prompt_format == "chat":
+        if llm.takes_chat:  # a server with its own template: only an explicit chat sends messages
+            return "chat"
+        raise PromptError(
+            f"model {llm.name} has no chat template, so it cannot take chat prompts: "
+            "use --prompt-format text (or auto), or an instruct model"
+        )
+    return "text"
+
+
+def describe_prompt_format(llm: LLM) -> list[str]:
+    """Lines for ``agentkit ls --model``: the form ``auto`` gives ``llm`` and, for chat, how a question looks."""
+    if not llm.chat_template:
+        return [f"prompt format: text (model {llm.name} has no chat template; --prompt-format chat is refused)"]
+    sample = Chat(messages=(Message(role="system", content="INSTRUCTIONS"), Message(role="user", content="QUESTION")))
+    return [
+        f"prompt format: chat (model {llm.name} has a chat template; --prompt-format text sends plain text instead)",
+        f"a chat prompt renders as: {llm.render(sample)!r}",
+    ]
 
 
 def builtin_dir() -> Path:
@@ -68,9 +113,41 @@ class Templates:
         return sorted(found)
 
     def render(self, name: str, **variables: Any) -> str:
-        """Render template ``name`` (without ``.jinja``) with ``variables``."""
+        """Render template ``name`` (without ``.jinja``) with ``variables``: its text form."""
+        template = self._template(name)
+        with self._naming(name, template, variables):
+            return template.render(**variables)
+
+    def chat(self, name: str, *, question: str, exemplars: list[dict[str, Any]], **variables: Any) -> Chat:
+        """The chat form of template ``name``: system, exemplar turns, the question (see the module docstring)."""
+        template = self._template(name)
+        variables = {"question": question, "exemplars": exemplars, **variables}
+        with self._naming(name, template, variables):
+            module = template.make_module(variables)
+            missing = [part for part in CHAT_PARTS if not callable(getattr(module, part, None))]
+            if missing:
+                raise PromptError(
+                    f"template '{name}' ({template.filename}) has no chat form: define the macros "
+                    f"{', '.join(p + '()' for p in missing)} (see docs/chat-templates.md), or use --prompt-format text"
+                )
+            turns = [("system", module.instructions())]
+            for ex in exemplars:
+                if "question" not in ex:
+                    raise PromptError(f"template '{name}': an exemplar has no 'question' field: {json.dumps(ex)[:80]}")
+                turns += [("user", module.ask(ex["question"])), ("assistant", module.reply(ex))]
+            turns += [("user", module.ask(question)), ("assistant", module.cue() if hasattr(module, "cue") else "")]
+        messages = [Message(role=role, content=str(text).strip()) for role, text in turns]
+        # The system message and the cue are optional: left out when they render empty.
+        first, last = int(not messages[0].content), len(messages) - int(not messages[-1].content)
+        return Chat(messages=tuple(messages[first:last]))
+
+    def prompt(self, name: str, prompt_format: str, **variables: Any) -> Prompt:
+        """Template ``name`` in ``prompt_format`` (``"text"`` or ``"chat"``, as ``resolve_prompt_format`` gives)."""
+        return self.chat(name, **variables) if prompt_format == "chat" else self.render(name, **variables)
+
+    def _template(self, name: str) -> jinja2.Template:
         try:
-            template = self.env.get_template(f"{name}.jinja")
+            return self.env.get_template(f"{name}.jinja")
         except jinja2.TemplateNotFound:
             raise PromptError(
                 f"template '{name}' not found in {', '.join(str(d) for d in self._dirs)}; "
@@ -78,8 +155,12 @@ class Templates:
             ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise PromptError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from None
+
+    @contextmanager
+    def _naming(self, name: str, template: jinja2.Template, variables: dict[str, Any]) -> Iterator[None]:
+        """A variable the caller did not pass becomes an error naming the template, the variable and those given."""
         try:
-            return template.render(**variables)
+            yield
         except jinja2.UndefinedError as exc:
             given = ", ".join(sorted(variables)) or "none"
             raise PromptError(

@@ -3,7 +3,7 @@
 An *episode* is a generator: the strategy's logic written straight down, with a ``yield`` wherever it needs
 something from outside.
 
-- ``yield Generate(prompt, config)`` asks the model and receives a ``Completion``;
+- ``yield Generate(prompt, config)`` asks the model (text or a ``Chat``) and receives a ``Completion``;
 - ``yield Call(fn, *args)`` runs a tool (a search, a sandboxed program) on a worker thread and receives its
   return value; an exception it raises is thrown back into the episode;
 - ``yield Event(kind, text)`` reports progress to a live view and receives ``None``;
@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkit.llm import LLM, BatchSession, GenerationConfig, StreamingSession
+from agentkit.llm import LLM, BatchSession, GenerationConfig, Prompt, StreamingSession
 from agentkit.result import Result
 
 
@@ -35,7 +35,7 @@ from agentkit.result import Result
 class Generate:
     """Ask the model to continue ``prompt``."""
 
-    prompt: str
+    prompt: Prompt
     config: GenerationConfig
 
 

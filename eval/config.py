@@ -15,7 +15,7 @@ Deliberately not here: running (``agentkit.eval.runner``), datasets and scoring.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,6 +46,7 @@ class BenchmarkConfig(BaseModel):
     method_options: dict[str, Any] = Field(default_factory=dict)  # load_strategy options (k, temperature, corpus…)
     fields: dict[str, str] = Field(default_factory=dict)  # dataset field mapping, e.g. {"question": "q"}
     templates: Path | None = None  # a directory of templates/exemplars searched before the shipped ones
+    prompt_format: Literal["auto", "text", "chat"] = "auto"  # chat: through the model's chat template
     rel_tol: float = Field(DEFAULT_REL_TOL, ge=0)
     abs_tol: float = Field(DEFAULT_ABS_TOL, ge=0)
 
@@ -98,6 +99,8 @@ class BenchmarkConfig(BaseModel):
         """A config whose generation and method options come from the commands' shared ``Settings``."""
         if settings.shots is not None:
             values.setdefault("shots", settings.shots)
+        if settings.prompt_format is not None:
+            values.setdefault("prompt_format", settings.prompt_format)
         return cls.of(generation=settings.generation(), method_options=settings.method_options(), **values)
 
     @property

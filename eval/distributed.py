@@ -86,6 +86,12 @@ class BenchWorker:
             sys.modules["torch"].set_num_threads(self.threads)
         return _model_name(self.llm)
 
+    def prompt_format(self, requested: str) -> str:
+        """``text`` or ``chat``: what this worker's model gets under ``requested``."""
+        from agentkit.prompting import resolve_prompt_format
+
+        return resolve_prompt_format(requested, self.llm)
+
     def torch_threads(self) -> int | None:
         """The torch intra-op thread count (``None`` when the model does not use torch)."""
         return sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
@@ -215,6 +221,12 @@ class RayExecutor:
         while self._name is None:
             self._step(lambda record: None)
         return self._name
+
+    def prompt_format(self, requested: str) -> str:
+        """What the workers' model gets under ``requested`` (asked of one loaded worker; they share one model)."""
+        self.model_name()  # waits until a worker has loaded the model
+        place = next(p for p in self._places if p.state in (IDLE, BUSY))
+        return _ray().get(place.actor.prompt_format.remote(requested))
 
     def describe(self) -> dict[str, Any]:
         self._start()

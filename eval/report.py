@@ -259,7 +259,7 @@ def write_reports(
              "results_html": run_dir / "results.html"}
     write_chart(files["chart"], summaries, f"{dataset} · {model} · {shots}-shot · n={n}")
     md = [f"# Benchmark: {dataset}", "",
-          f"Model: `{model}` · shots: {shots} · examples: {n}"
+          f"Model: `{model}` · shots: {shots} · prompt format: {config.get('prompt_format', 'text')} · examples: {n}"
           + (f" ({repeats} repeat an earlier question; each is scored on its own)" if repeats else ""),
           "", markdown_table(summaries), "", "![accuracy by method](results.png)", ""]
     if comparisons:

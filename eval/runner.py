@@ -27,6 +27,7 @@ and any retry of failed examples (a model's failure is a result, recorded with i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -45,6 +46,7 @@ from agentkit.eval.config import BenchmarkConfig
 from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, repeats
 from agentkit.eval.report import SAMPLES, TIMING, atomic_write, markdown_table, summarize, write_reports
 from agentkit.eval.scoring import is_numeric_answer, score_answer
+from agentkit.prompting import resolve_prompt_format
 from agentkit.records import jsonable
 
 __all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "Executor", "LocalExecutor", "MethodResult",
@@ -310,6 +312,9 @@ class Executor(Protocol):
     def model_name(self) -> str:
         """The model's name, as recorded in config.json (the same on every worker)."""
 
+    def prompt_format(self, requested: str) -> str:
+        """``text`` or ``chat``: the form the model gets under ``requested`` (``auto``, ``text``, ``chat``)."""
+
     def describe(self) -> dict[str, Any]:
         """How the run executes (``{"backend": "local", "workers": 1}``), for config.json and results.json."""
 
@@ -325,6 +330,10 @@ class LocalExecutor:
 
     def model_name(self) -> str:
         return _model_name(self.llm)
+
+    def prompt_format(self, requested: str) -> str:
+        """``text`` or ``chat``: what the model gets under ``requested`` (see ``resolve_prompt_format``)."""
+        return resolve_prompt_format(requested, self.llm)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "local", "workers": 1}
@@ -355,6 +364,7 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
             old = json.loads(config_path.read_text(encoding="utf-8"))
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
+        old.setdefault("prompt_format", "text")  # runs from before the field was recorded sent text
         before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
         if before != now:
             raise BenchmarkError(
@@ -444,6 +454,7 @@ def run_benchmark(
         options["answer"] = answer_kind(all_examples)
     run_config = config.identity(model=executor.model_name(), fingerprint=dataset_fingerprint(all_examples),
                                  method_options=options)
+    run_config["prompt_format"] = executor.prompt_format(config.prompt_format)  # before anything is written
     run_config[EXECUTION] = executor.describe()
     templates = None
     if config.templates is not None:
@@ -459,6 +470,7 @@ def run_benchmark(
             if not get_method(name).scored:
                 raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
             check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
+        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"])
 
     out = config.output_dir
     if out is not None:

@@ -244,33 +244,27 @@ def test_ctrl_c_stops_the_generation_and_keeps_the_session():
     assert session.history == [{"user": "second?", "assistant": "fine"}]
 
 
-class ChatTemplateTokenizer:
-    bos_token = "<bos>"
-    chat_template = "{{ messages }}"
-
-    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
-        assert tokenize is False and add_generation_prompt is True
-        turns = "".join(f"<start_of_turn>{m['role']}\n{m['content']}<end_of_turn>\n" for m in messages)
-        return "<bos>" + turns + "<start_of_turn>model\n"
-
-
-class InstructLLM(ScriptedLLM):
-    def __init__(self, replies):
-        super().__init__(replies)
-        self.tokenizer = type("Wrapper", (), {"hf": ChatTemplateTokenizer()})()
+GEMMA_LIKE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n"
+    "{{ m.content }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 
 
 def test_models_with_a_chat_template_get_it_and_stop_at_end_of_turn():
-    llm = InstructLLM(["Hi!<end_of_turn>\n<start_of_turn>user\nmore"])
+    llm = ScriptedLLM(["Hi!<end_of_turn>\n<start_of_turn>user\nmore"], chat_template=GEMMA_LIKE,
+                      special_tokens={"bos_token": "<bos>"})
     mode = ChatMode(llm, history=[{"user": "hello", "assistant": "hey"}])
     prompt, stop = mode.prompt("how are you?")
-    assert prompt == (
-        "<start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>assistant\nhey<end_of_turn>\n"
+    assert llm.render(prompt) == (
+        "<bos><start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\nhey<end_of_turn>\n"
         "<start_of_turn>user\nhow are you?<end_of_turn>\n<start_of_turn>model\n"
-    )  # BOS stripped: the engine adds it when it encodes
+    )  # the BOS stays in the text: the engine then adds no second one
     assert "<end_of_turn>" in stop
     session = ChatSession(llm=llm, model_spec="test", display=Display(out=lambda _t: None))
-    assert session.ask("hello").answer == "Hi!"
+    result = session.ask("hello")
+    assert result.answer == "Hi!" and result.prompt == llm.prompts[-1]
+    text_mode = ChatMode(llm, prompt_format="text")  # --prompt-format text: the plain transcript
+    assert text_mode.prompt("hello")[0].endswith("User: hello\nAssistant:")
 
 
 def test_base_models_get_the_transcript_with_user_stop():

@@ -196,6 +196,14 @@ def test_chat_prompts_go_to_chat_completions_and_a_continued_turn_says_so(server
     assert json.loads(llm().render(chat))["messages"][0]["content"] == "Capital of France?"
 
 
+def test_a_server_takes_chat_prompts_when_asked_and_text_by_default(server):
+    from agentkit.prompting import resolve_prompt_format
+
+    # the client cannot see the server's chat template: auto stays text, an explicit chat sends messages
+    assert resolve_prompt_format("auto", llm()) == "text"
+    assert resolve_prompt_format("chat", llm()) == "chat"
+
+
 def test_a_chat_only_server_refuses_text_prompts_with_a_clear_error(server):
     server.post(f"{URL}/completions").mock(return_value=httpx.Response(404, json={"detail": "Not Found"}))
     with pytest.raises(ServerError, match=r"/v1/completions refused model gemma: HTTP 404.*chat-only"):

@@ -36,6 +36,7 @@ from agentkit.cli.display import Display, debug_enabled, one_line, run_streamed,
 from agentkit.cli.options import (
     ANSWER,
     MAX_TOKENS,
+    PROMPT_FORMAT,
     SHOTS,
     TEMPERATURE,
     dtype_option,
@@ -86,7 +87,8 @@ def describe(mode: str, settings: Settings) -> str:
     max_tokens = "default" if settings.max_tokens is None else str(settings.max_tokens)
     temperature = "0 (greedy)" if not settings.temperature else f"{settings.temperature:g}"
     answer = "" if settings.answer is None else f", answer {settings.answer}"
-    return f"mode {mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}"
+    form = "" if settings.prompt_format is None else f", prompt format {settings.prompt_format}"
+    return f"mode {mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}{form}"
 
 
 @dataclass
@@ -117,6 +119,8 @@ class ChatSession:
             (["/max-tokens"], "/max-tokens [N]", "show or set the token limit per generation ('default')", self._max),
             (["/answer"], "/answer [KIND]", "show or set what direct and cot answer: number, text or default",
              self._answer),
+            (["/prompt-format"], "/prompt-format [FORMAT]",
+             "show or set how prompts reach the model: auto, text, chat or default", self._prompt_format),
             (["/model"], "/model [SPEC]", "show or switch the model (default, scripted:FILE, HF id, dir, .gguf)",
              self._model),
             (["/tools"], "/tools", "list the tools the react modes can use", self._tools),
@@ -232,6 +236,11 @@ class ChatSession:
         kind = "the method's default (number; text for react-cot-sc's fallback)" if self.settings.answer is None \
             else self.settings.answer
         self.display.message(f"answer: {kind}")
+
+    def _prompt_format(self, arg: str) -> None:
+        if arg:
+            self.settings.prompt_format = PROMPT_FORMAT.parse(arg)
+        self.display.message(f"prompt format: {self.settings.prompt_format or 'auto'}")
 
     def _model(self, arg: str) -> None:
         if not arg:

@@ -204,8 +204,11 @@ class _Watched(LLM):
     def generate(self, prompts, config=None):
         return self.inner.generate(prompts, config)
 
+    def render(self, prompt):
+        return self.inner.render(prompt)  # the model's own renderer (the engine's is the tokenizer's)
+
     def stream(self, prompt, config=None):
-        self.on_start(prompt)
+        self.on_start(self.inner.render(prompt))  # the display reads the text's end ("Thought 2:", a fence)
         inner = self.inner.stream(prompt, config)
         try:
             return (yield from inner)

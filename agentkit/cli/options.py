@@ -92,6 +92,7 @@ SEED = Number("seed")
 SAMPLES = Number("samples", low=1)
 ANSWER = SettingChoice("answer", ANSWER_KINDS)
 WIKI = SettingChoice("wiki", ("offline", "live"))
+PROMPT_FORMAT = SettingChoice("prompt format", ("auto", "text", "chat"))
 
 # Settings field -> its option (the same in every command that takes method settings).
 SETTING_OPTIONS: dict[str, Callable] = {
@@ -111,6 +112,10 @@ SETTING_OPTIONS: dict[str, Callable] = {
     "wiki": click.option("--wiki", type=WIKI, default=None,
                          help="Wikipedia for the react methods: the shipped offline corpus (the default) or the live "
                               "site (needs the network)."),
+    "prompt_format": click.option("--prompt-format", type=PROMPT_FORMAT, default=None,
+                                  help="How prompts reach the model: chat = through its chat template (instructions "
+                                       "as the system message, exemplars as turns); text = one plain prompt; auto = "
+                                       "chat when the model has a chat template (the default)."),
 }
 
 

@@ -34,7 +34,7 @@ from agentkit.engine.kv import EMPTY, KVStore, ModelShape
 from agentkit.engine.loading import cache_dir, load_model, resolve_device, resolve_dtype
 from agentkit.engine.prefix_cache import PrefixCache
 from agentkit.engine.text import RowText
-from agentkit.llm import LLM, BatchSession, Completion, GenerationConfig
+from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt
 
 PREFILL_CHUNK = 512  # prompt tokens per prefill forward (bounds the attention-mask and activation memory)
 
@@ -266,7 +266,7 @@ class EngineSession(BatchSession):
     def pending(self) -> int:
         return self._batcher.n_active + len(self._batcher.waiting)
 
-    def add(self, key: Hashable, prompt: str, config: GenerationConfig) -> None:
+    def add(self, key: Hashable, prompt: Prompt, config: GenerationConfig) -> None:
         self._batcher.add(self.llm._row(key, prompt, config, config.seed))
 
     def step(self) -> list[tuple[Hashable, Completion]]:
@@ -369,7 +369,7 @@ class TransformersLLM(LLM):
 
     # -- public API -------------------------------------------------------------------------------------------
 
-    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[Completion]:
+    def generate(self, prompts: list[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
         config = config or GenerationConfig()
         if not prompts:
             return []
@@ -386,7 +386,7 @@ class TransformersLLM(LLM):
             batcher.close()
         return out  # type: ignore[return-value]
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
         config = config or GenerationConfig()
         batcher = _Batcher(self, 1)
         row = self._row(0, prompt, config, config.seed)
@@ -409,13 +409,45 @@ class TransformersLLM(LLM):
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def encode(self, prompt: str) -> list[int]:
-        """Prompt token ids as the engine feeds them (special tokens such as BOS included)."""
-        return self.tokenizer.encode(prompt, add_special_tokens=True)
+        """Prompt token ids as the engine feeds them (special tokens such as BOS included: once, even when a chat
+        template has already written the BOS into the text)."""
+        bos = self.special_tokens.get("bos_token")
+        return self.tokenizer.encode(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))
+
+    # -- chat templates: the tokenizer's own ------------------------------------------------------------------
+
+    @property
+    def _chat_tokenizer(self) -> Any:
+        """The tokenizer that has the chat template (the transformers one the engine's wraps), or None."""
+        for candidate in (self.tokenizer, getattr(self.tokenizer, "hf", None)):
+            if getattr(candidate, "chat_template", None) and hasattr(candidate, "apply_chat_template"):
+                return candidate
+        return None
+
+    @property
+    def chat_template(self) -> str | None:  # type: ignore[override]
+        hf = self._chat_tokenizer
+        template = hf.chat_template if hf is not None else None
+        return template.get("default") if isinstance(template, dict) else template
+
+    @property
+    def special_tokens(self) -> dict[str, str]:  # type: ignore[override]
+        hf = self._chat_tokenizer
+        named = getattr(hf, "special_tokens_map", {}) if hf is not None else {}
+        return {k: v for k, v in named.items() if isinstance(v, str)}
+
+    def apply_chat_template(self, chat: Chat) -> str:
+        return self._chat_tokenizer.apply_chat_template(
+            [m.model_dump() for m in chat.messages],
+            tokenize=False,
+            add_generation_prompt=not chat.continues,
+            continue_final_message=chat.continues,
+        )
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _row(self, key: Hashable, prompt: str, config: GenerationConfig, seed: int | None) -> _Row:
-        ids = self.encode(prompt)
+    def _row(self, key: Hashable, prompt: Prompt, config: GenerationConfig, seed: int | None) -> _Row:
+        ids = self.encode(self.render(prompt))
         if not ids:
             raise ValueError("empty prompt: the tokenizer produced no tokens (and adds no BOS)")
         gen = None

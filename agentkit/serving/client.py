@@ -220,6 +220,8 @@ class ServerLLM(LLM):
     def session(self, max_batch_size: int = 32) -> ServerSession:
         return ServerSession(self, max_batch_size)
 
+    takes_chat = True  # the server renders chat prompts with its own template (``--prompt-format chat``)
+
     def render(self, prompt: Prompt) -> str:
         """A text prompt as it is; a ``Chat`` as the JSON messages sent (the server's template is not visible)."""
         if isinstance(prompt, str):

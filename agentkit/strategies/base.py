@@ -4,6 +4,9 @@ A ``Strategy`` turns a question into an *episode* (see ``agentkit.runtime``). Si
 chain-of-thought, PAL) only say how to build the prompt and how to read a completion; multi-step ones (ReAct)
 and wrappers (self-consistency) write their own episode. Running is the same for all:
 ``strategy(question)`` for one question, ``strategy.batch(questions)`` for many in shared batches.
+
+Prompts come in the form the strategy's ``prompt_format`` resolves to for its model (see ``agentkit.prompting``):
+text, or a ``Chat`` whose assistant reply is what the model writes. ``Result.prompt`` is the text sent either way.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from agentkit.llm import LLM, Completion, GenerationConfig
-from agentkit.prompting import Templates, default_templates
+from agentkit.llm import LLM, Completion, GenerationConfig, Prompt
+from agentkit.prompting import Templates, default_templates, resolve_prompt_format
 from agentkit.result import Result
 from agentkit.runtime import Episode, Event, EventHandler, Generate, Request, run_episode, run_episodes
 
@@ -32,11 +35,15 @@ class Strategy(ABC):
         shots: int = 4,
         config: GenerationConfig | None = None,
         templates: Templates | None = None,
+        prompt_format: str = "auto",
     ):
         self._llm = llm
         self.shots = shots
         self.templates = templates or default_templates()
         self.config = config or self.default_config
+        self.prompt_format = prompt_format  # "auto", "text" or "chat"
+        if llm is not None:
+            resolve_prompt_format(prompt_format, llm)  # a bad format or a model without a template fails here
 
     @property
     def llm(self) -> LLM:
@@ -45,6 +52,11 @@ class Strategy(ABC):
 
             self._llm = TransformersLLM()
         return self._llm
+
+    @property
+    def resolved_format(self) -> str:
+        """``"text"`` or ``"chat"``: the prompt form this strategy's model gets."""
+        return resolve_prompt_format(self.prompt_format, self.llm)
 
     @abstractmethod
     def episode(self, question: str) -> Episode:
@@ -100,6 +112,8 @@ class SingleCall(Strategy):
     """
 
     template: ClassVar[str]
+    # Stops that end an answer only in the text form; in chat form the end of the assistant's turn does that.
+    text_only_stops: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -115,11 +129,17 @@ class SingleCall(Strategy):
         self.answer = answer
         self.exemplar_set = exemplar_set or DEFAULT_EXEMPLARS[answer]
 
-    def prompt(self, question: str) -> str:
+    def prompt(self, question: str) -> Prompt:
         exemplars = self.templates.exemplars(self.exemplar_set, self.shots)
-        return self.templates.render(
-            self.template, exemplars=exemplars, question=question, answer_kind=self.answer
+        return self.templates.prompt(
+            self.template, self.resolved_format, exemplars=exemplars, question=question, answer_kind=self.answer
         )
+
+    def config_for_format(self, config: GenerationConfig) -> GenerationConfig:
+        """``config`` as sent: in chat form without the text-only stops."""
+        if self.resolved_format == "text" or not set(config.stop) & set(self.text_only_stops):
+            return config
+        return config.model_copy(update={"stop": [s for s in config.stop if s not in self.text_only_stops]})
 
     @abstractmethod
     def interpret(self, completion: Completion) -> Interpretation | Generator[Request, Any, Interpretation]:
@@ -142,11 +162,11 @@ class SingleCall(Strategy):
 
     def episode(self, question: str) -> Episode:
         prompt = self.prompt(question)
-        completion = yield Generate(prompt, self.config)
+        completion = yield Generate(prompt, self.config_for_format(self.config))
         reading = yield from self.read(completion)
         if reading.answer is not None:
             yield Event("answer", reading.answer)
-        return self.result(question, completion, reading, prompt=prompt)
+        return self.result(question, completion, reading, prompt=self.llm.render(prompt))
 
 
 def no_answer(completion: Completion, what: str) -> Interpretation:

@@ -19,6 +19,7 @@ class CoT(SingleCall):
     name = "cot"
     template = "cot"
     default_config = GenerationConfig(max_new_tokens=160, stop=["\nQuestion:", "\n\n"])
+    text_only_stops = ("\n\n",)  # an instruct model may reason in paragraphs; its end of turn ends the answer
 
     def interpret(self, completion: Completion) -> Generator[Event, None, Interpretation]:
         yield Event("thought", completion.text.strip())

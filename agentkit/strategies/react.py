@@ -14,6 +14,9 @@ valid forms. An unknown tool is an observation too. Running out of steps is a re
 (``failure="forced_finish"``), or, with ``fallback=SelfConsistency(CoT(...))``, an answer by CoT
 self-consistency (the paper's ReAct -> CoT-SC). Every step is kept in a :class:`Trajectory` (JSON-exportable).
 
+For an instruct model (chat prompt format) the instructions are the system message, the exemplars user / assistant
+turns, and the steps one assistant reply that the model keeps extending: the same text, stops and recovery.
+
 Deliberately not here: the paper's CoT-SC -> ReAct direction, answer normalisation for scoring (the harness
 does that), and JSON/function-calling action formats.
 """
@@ -28,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.llm import LLM, Completion, GenerationConfig, Prompt, extend
 from agentkit.prompting import Templates
 from agentkit.result import Result
 from agentkit.runtime import Call, Episode, Event, Generate
@@ -206,8 +209,9 @@ class ReAct(Strategy):
         shots: int = 4,
         config: GenerationConfig | None = None,
         templates: Templates | None = None,
+        prompt_format: str = "auto",
     ):
-        super().__init__(llm, shots=shots, config=config, templates=templates)
+        super().__init__(llm, shots=shots, config=config, templates=templates, prompt_format=prompt_format)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         for t in tools:
@@ -255,24 +259,24 @@ class ReAct(Strategy):
         wiki = WikiSession(self.backend, sentences=self.sentences).tools() if self.corpus is not None else []
         return [*wiki, *self.custom_tools, finish_tool()]
 
-    def prompt(self, question: str, tools: Sequence[Tool] | None = None) -> str:
+    def prompt(self, question: str, tools: Sequence[Tool] | None = None) -> Prompt:
         """The instruction, the exemplars and the question (the loop appends ``Thought 1:``)."""
         tools = self.episode_tools() if tools is None else tools
-        return (
-            self.templates.render(
-                "react",
-                tools=[{"name": t.name, "signature": t.signature, "description": t.description} for t in tools],
-                exemplars=self.templates.exemplars("react", self.shots),
-                question=question,
-            ).rstrip("\n")
-            + "\n"
+        prompt = self.templates.prompt(
+            "react",
+            self.resolved_format,
+            tools=[{"name": t.name, "signature": t.signature, "description": t.description} for t in tools],
+            exemplars=self.templates.exemplars("react", self.shots),
+            question=question,
         )
+        return prompt.rstrip("\n") + "\n" if isinstance(prompt, str) else prompt
 
-    # The ReAct loop. Each prompt extends the previous prompt + completion, so the engine's prefix cache hits.
+    # The ReAct loop. Each prompt extends the previous prompt + completion (in chat form, the assistant's reply),
+    # so the engine's prefix cache hits.
     def episode(self, question: str) -> Episode:
         tools = self.episode_tools()
         by_name = {t.name.lower(): t for t in tools}
-        prompt = self.prompt(question, tools) + "Thought 1:"
+        prompt = extend(self.prompt(question, tools), "Thought 1:")
         first_prompt, completions = prompt, []
         trajectory = Trajectory(question=question, max_steps=self.max_steps)
         for n in range(1, self.max_steps + 1):
@@ -300,7 +304,7 @@ class ReAct(Strategy):
                 step.observation = f"Invalid action ({step.error}). {self._valid_forms(tools)}"
             step.observation = _one_line(step.observation, self.max_observation_chars)
             yield Event("observation", step.observation, {"step": n})
-            prompt += f"{kept}\nObservation {n}: {step.observation}\nThought {n + 1}:"
+            prompt = extend(prompt, f"{kept}\nObservation {n}: {step.observation}\nThought {n + 1}:")
         trajectory.forced_finish = True
         fallback = None
         if self.fallback is not None:
@@ -314,7 +318,7 @@ class ReAct(Strategy):
             trajectory.answer = fallback.answer
         return self._result(question, first_prompt, completions, trajectory, fallback)
 
-    def _think_and_act(self, prompt: str, n: int, completions: list[Completion]) -> Any:
+    def _think_and_act(self, prompt: Prompt, n: int, completions: list[Completion]) -> Any:
         """Generate step ``n``; re-ask for the action if it is missing or malformed.
 
         Returns the Step and the text to keep in the prompt (the thought and action, nothing after them).
@@ -332,7 +336,7 @@ class ReAct(Strategy):
         if not parsed.ok and self.reask:
             # The paper's trick: keep the thought, write "Action n:" and let the model give just the action.
             kept = completion.text[: parsed.start].rstrip() + f"\nAction {n}:"
-            again: Completion = yield Generate(prompt + kept, self.reask_config)
+            again: Completion = yield Generate(extend(prompt, kept), self.reask_config)
             completions.append(again)
             step.reasked, step.reask_raw = True, again.text
             step.prompt_tokens += again.prompt_tokens
@@ -357,7 +361,7 @@ class ReAct(Strategy):
     def _result(
         self,
         question: str,
-        prompt: str,
+        prompt: Prompt,
         completions: list[Completion],
         trajectory: Trajectory,
         fallback: Result | None = None,
@@ -375,7 +379,7 @@ class ReAct(Strategy):
             answer=trajectory.answer,
             failure=failure,
             error=error,
-            prompt=prompt,
+            prompt=self.llm.render(prompt),
             trajectory=trajectory,
         )
         if fallback is not None:  # the fallback's model work is part of this episode's

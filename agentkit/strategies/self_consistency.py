@@ -29,7 +29,9 @@ class SelfConsistency(Strategy):
     ):
         if k < 1:
             raise ValueError(f"self-consistency needs k >= 1 samples, got {k}")
-        super().__init__(base._llm, shots=base.shots, config=base.config, templates=base.templates)
+        super().__init__(
+            base._llm, shots=base.shots, config=base.config, templates=base.templates, prompt_format=base.prompt_format
+        )
         self.base = base
         self.k = k
         self.name = f"{base.name}-sc"
@@ -48,7 +50,7 @@ class SelfConsistency(Strategy):
 
     def episode(self, question: str) -> Episode:
         prompt = self.base.prompt(question)
-        completions = yield [Generate(prompt, config) for config in self.sample_configs]
+        completions = yield [Generate(prompt, self.base.config_for_format(c)) for c in self.sample_configs]
         readings = yield from gather([self.base.read(c) for c in completions])
         samples = [self.base.result(question, c, r) for c, r in zip(completions, readings, strict=True)]
         keys = [normalize_answer(r.answer) for r in readings]  # None where a sample gave no answer
@@ -74,7 +76,7 @@ class SelfConsistency(Strategy):
             answer=answer,
             failure=failure,
             error=error,
-            prompt=prompt,
+            prompt=self.llm.render(prompt),
             votes=dict(votes),
             samples=samples,
         )
