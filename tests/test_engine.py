@@ -363,3 +363,104 @@ def test_sample_keeps_exactly_the_top_k_and_top_p_sets():
     assert drawn(top_k=None, top_p=0.9) == {1, 3, 5}  # 64% + 24% < 90%, + 9% reaches it
     assert drawn(top_k=2, top_p=0.99) == {1, 3}
     assert drawn(top_k=None, top_p=1.0, temperature=5.0) == set(range(6))
+
+
+def test_uninitialized_kv_memory_never_reaches_attention(tiny, monkeypatch):
+    """The KV store allocates without zero-filling; masked columns still enter attention as 0 * value, so fill
+    every fresh buffer with NaN: any unwritten column shown to a row would turn its output into garbage."""
+    from agentkit.engine.kv import KVStore
+
+    real_alloc = KVStore._alloc
+
+    def nan_alloc(self, capacity):
+        return tuple(t.fill_(float("nan")) for t in real_alloc(self, capacity))
+
+    monkeypatch.setattr(KVStore, "_alloc", nan_alloc)
+    cfg = GenerationConfig(max_new_tokens=12)
+    session = tiny.session(max_batch_size=3)  # rows of different lengths join, leave and move between slots
+    got = {}
+    queue = list(enumerate(PROMPTS))
+    while queue or session.pending:
+        while queue and session.free_slots:
+            i, p = queue.pop(0)
+            session.add(i, p + "." * i, cfg)
+        got.update(session.step())
+    session.close()
+    for i, p in enumerate(PROMPTS):
+        assert got[i].text == tiny.tokenizer.decode(reference(tiny, p + "." * i, 12))
+
+
+def test_bounded_int8_head_candidates_provably_hold_the_exact_top_k(tiny):
+    import torch
+
+    tiny._build_qhead()
+    head = tiny._qhead
+    torch.manual_seed(3)
+    hidden = torch.randn(48, tiny.model.config.hidden_size) * 3
+    hidden[:, 5] *= 15  # an outlier dimension, as in real final hidden states
+    exact = tiny._logits(hidden)
+    for k in (1, 5, 40):
+        cands = head.candidates(hidden, k)
+        truth = exact.topk(k, dim=-1).indices
+        sizes = []
+        for row, cand in enumerate(cands):
+            assert cand is not None
+            assert set(truth[row].tolist()) <= set(cand.tolist())
+            sizes.append(len(cand))
+        assert sum(sizes) / len(sizes) < exact.shape[1]  # the scan does prune
+    assert head.candidates(hidden[:2], exact.shape[1]) == [None, None]  # k >= vocabulary: the full head
+
+
+def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
+    """Same generator state, same exact top-k logits: the shortlist path draws the very same tokens."""
+    import torch
+
+    from agentkit.engine.transformers_llm import _Row
+
+    tiny._build_qhead()
+    torch.manual_seed(4)
+    hidden = torch.randn(6, tiny.model.config.hidden_size) * 3
+    configs = [GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p)
+               for t, k, p in [(0.7, 40, 0.95), (1.0, 5, 1.0), (1.5, 100, 0.9), (0.5, 1, 1.0), (1.0, 258, 1.0),
+                               (0.7, 40, 0.95)]]
+
+    def draw(use_int8: bool) -> list[list[int]]:
+        saved = tiny._qhead
+        tiny._qhead = saved if use_int8 else None
+        rows = [_Row(i, [2], c, None, torch.Generator().manual_seed(i)) for i, c in enumerate(configs)]
+        try:
+            return [tiny._next_tokens(hidden, rows).tolist() for _ in range(50)]
+        finally:
+            tiny._qhead = saved
+
+    assert draw(True) == draw(False)
+
+
+def test_copies_of_a_prompt_admitted_together_prefill_it_once(tiny):
+    tiny.prefix_cache.clear()
+    prompt = "Question: 12 + 30 = ?\\nAnswer: " * 3
+    n = len(tiny.encode(prompt)) - 1
+    cfg = GenerationConfig(max_new_tokens=4, do_sample=True, top_k=20, seed=0)
+    before = tiny.stats["prefill_tokens"]
+    tiny.generate([prompt] * 4, cfg)  # self-consistency: k copies join in one step
+    computed = tiny.stats["prefill_tokens"] - before
+    assert computed < n + 3 * tiny.prefix_cache.block  # the first copy computes the prompt, the others its tail
+
+
+def test_lower_precision_greedy_uses_the_int8_shortlist_and_sampling_the_full_head(tiny, monkeypatch):
+    """Where the bound's rounding margin is too wide to pay (bf16), greedy rows rescore the int8 top-64 and sampled
+    rows never touch the bounded scan."""
+    import torch
+
+    from agentkit.engine.transformers_llm import _Row
+
+    tiny._build_qhead()
+    head = tiny._qhead
+    monkeypatch.setattr(head, "proven", False)
+    monkeypatch.setattr(head, "candidates", lambda *a: pytest.fail("bounded scan used without a proven bound"))
+    torch.manual_seed(5)
+    hidden = torch.randn(8, tiny.model.config.hidden_size) * 3
+    assert tiny._greedy(hidden).tolist() == tiny._logits(hidden).argmax(dim=-1).tolist()
+    cfg = GenerationConfig(do_sample=True, temperature=0.7, top_k=40)
+    rows = [_Row(i, [2], cfg, None, torch.Generator().manual_seed(i)) for i in range(3)]
+    assert tiny._next_tokens(hidden[:3], rows).shape == (3,)

@@ -111,3 +111,16 @@ def test_process_exits_cleanly_right_after_load():
     code = "from agentkit.engine import TransformersLLM; TransformersLLM(dtype='float32')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-500:]
+
+
+def test_top_k_sampling_through_the_bounded_int8_head_equals_the_full_head(llm):
+    """The int8 scan only shortlists; the exact top-k logits, and so the draws, are those of the full head."""
+    llm.wait_until_ready()
+    cfg = GenerationConfig(max_new_tokens=20, do_sample=True, temperature=0.7, top_k=40, top_p=0.95, seed=5)
+    fast = [c.text for c in llm.generate(PROMPTS, cfg)]
+    saved, llm._qhead = llm._qhead, None
+    try:
+        full = [c.text for c in llm.generate(PROMPTS, cfg)]
+    finally:
+        llm._qhead = saved
+    assert fast == full

@@ -13,6 +13,13 @@ The model's own decoder layers run unchanged: :class:`StepCache` stands in for a
 needs ``update``) and the masks are passed ready-made (a dict per layer type for hybrid models such as Gemma 3,
 a 4D tensor otherwise), so transformers never builds masks or caches of its own.
 
+Growth never zero-fills or copies more than it must: buffers are allocated uninitialized (untouched pages cost no
+memory), and an invariant keeps every column a live row can be shown finite: for each live slot, columns
+``[lo, t)`` (``lo`` = the smallest ``start``) hold written or zeroed values. Masked columns still enter attention
+as ``0 * value``, so uninitialized memory (possibly NaN) must never be inside that span. When the buffer must grow,
+it grows geometrically, and a relayout leaves slack on the left for longer rows joining later, so a multi-step
+agent whose prompts grow each step does not repack the store at every admission.
+
 Not here: paging, cross-row sharing of prefix KV in the batch (shared prefixes are copied in from
 :mod:`agentkit.engine.prefix_cache`), or attention kernels (the model's configured attention, sdpa, is used).
 """
@@ -51,13 +58,18 @@ class StepCache:
 
     is_compileable = False
 
-    def __init__(self, store: KVStore, rows: slice, col: int, lo: int, lo_sliding: int):
+    def __init__(self, store: KVStore, rows: slice, col: int, lo: int, lo_sliding: int,
+                 keep: torch.Tensor | None = None):
         self.store, self.rows, self.col, self.lo, self.lo_sliding = store, rows, col, lo, lo_sliding
+        self.keep = keep  # [rows, 1, m, 1]: True where the column's existing K/V stays (cached prefix, padding)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kw: Any):
         m = key_states.shape[2]
         k, v = self.store.k[layer_idx], self.store.v[layer_idx]
         end = self.col + m
+        if self.keep is not None:
+            key_states = torch.where(self.keep, k[self.rows, :, self.col : end], key_states)
+            value_states = torch.where(self.keep, v[self.rows, :, self.col : end], value_states)
         k[self.rows, :, self.col : end] = key_states
         v[self.rows, :, self.col : end] = value_states
         lo = self.lo_sliding if self.store.shape.sliding[layer_idx] else self.lo
@@ -82,9 +94,10 @@ class KVStore:
     def _alloc(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.shape
         dims = (s.n_layers, self.rows, s.n_kv_heads, capacity, s.head_dim)
-        # zeros, not empty: masked columns still enter attention as 0 * value, and garbage may be NaN
-        return (torch.zeros(dims, dtype=self.dtype, device=self.device),
-                torch.zeros(dims, dtype=self.dtype, device=self.device))
+        # empty, not zeros: zero-filling [rows, capacity] on every growth was a quarter of ReAct's time; the
+        # columns a row can be shown are kept finite by ``place_row`` / ``move_row`` instead (see module doc)
+        return (torch.empty(dims, dtype=self.dtype, device=self.device),
+                torch.empty(dims, dtype=self.dtype, device=self.device))
 
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
@@ -110,22 +123,41 @@ class KVStore:
         self.t = new_t
 
     def make_room(self, need_left: int, need_right: int, slack: int = 256) -> None:
-        """Ensure ``t >= need_left`` (a joining row's length) and ``t + need_right <= capacity``."""
+        """Ensure ``t >= need_left`` (a joining row's length) and ``t + need_right <= capacity``.
+
+        A relayout packs the live span to the left edge but leaves ``slack + need_left // 4`` free columns before
+        ``t`` beyond what the joiner needs (the next, longer prompt of an agent fits without another move); a new
+        buffer is at least 1.5x the old one, so growth copies the store O(log) times."""
         lo = self.lo()
         used = self.t - lo
         if self.t >= need_left and self.t + need_right <= self.capacity:
             return
-        new_t = max(need_left, used)  # pack the live span to the left edge, leaving room for the joiner
+        new_t = max(need_left + slack + need_left // 4, used)
         capacity = self.capacity
         if new_t + need_right > capacity:
-            capacity = new_t + need_right + slack
+            capacity = max(new_t + need_right + slack, capacity * 3 // 2)
         self.relayout(new_t, capacity)
 
+    def place_row(self, slot: int, start: int) -> None:
+        """Make ``slot`` a live row starting at column ``start`` (its columns ``[start, t)`` are written next),
+        keeping the invariant that every live slot's columns ``[lo, t)`` are finite."""
+        lo = self.lo()
+        self.start[slot] = start
+        live = [i for i in range(self.n) if self.start[i] != EMPTY and i != slot]
+        if start < lo and live:  # the span shown to every row widens to the left: clear it in the other rows
+            for i in live:
+                self.k[:, i, :, start:lo] = 0
+                self.v[:, i, :, start:lo] = 0
+        if lo < start:
+            self.k[:, slot, :, lo:start] = 0
+            self.v[:, slot, :, lo:start] = 0
+
     def move_row(self, src: int, dst: int) -> None:
-        s = self.start[src]
+        """Move a live row to slot ``dst``; its whole ``[lo, t)`` span moves, so masked columns stay finite."""
+        lo, s = self.lo(), self.start[src]
         self.start[src] = EMPTY
-        self.k[:, dst, :, s : self.t] = self.k[:, src, :, s : self.t]
-        self.v[:, dst, :, s : self.t] = self.v[:, src, :, s : self.t]
+        self.k[:, dst, :, lo : self.t] = self.k[:, src, :, lo : self.t]
+        self.v[:, dst, :, lo : self.t] = self.v[:, src, :, lo : self.t]
         self.start[dst] = s
 
     def row_kv(self, slot: int, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,8 +166,11 @@ class KVStore:
         end = self.t if n is None else s + n
         return self.k[:, slot, :, s:end], self.v[:, slot, :, s:end]
 
-    def forward(self, base_model: Any, input_ids: torch.Tensor, rows: slice, col: int) -> torch.Tensor:
-        """Run ``input_ids`` (``[len(rows), m]``) for slots ``rows`` with KV written at ``col..col+m``.
+    def forward(self, base_model: Any, input_ids: torch.Tensor, rows: slice, col: int,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``input_ids`` (``[len(rows), m]``) for slots ``rows`` with KV written at ``col..col+m``, except where
+        ``keep`` (``[len(rows), 1, m, 1]``) is True: there the column's K/V stays, and the fed token is padding
+        (a query there attends at least to its own column, so it stays finite; its output is never used).
 
         ``base_model`` is the decoder stack without the LM head. Every row in ``rows`` must already have its
         earlier tokens in ``[start, col)``. Returns the final hidden state of the last position, ``[rows, hidden]``.
@@ -155,6 +190,8 @@ class KVStore:
                 ok = ok & (kcols[None, None, :] <= qcols[None, :, None])
             if sliding and m > 1:
                 ok = ok & (qcols[None, :, None] - kcols[None, None, :] < window)
+            if keep is not None:
+                ok = ok | (kcols[None, None, :] == qcols[None, :, None])
             return ok.expand(-1, m, -1)[:, None]  # [rows, 1, m, L]
 
         if self.shape.layer_types:
@@ -162,7 +199,7 @@ class KVStore:
                           for t in set(self.shape.layer_types)}
         else:
             masks = mask(lo, False)
-        cache = StepCache(self, rows, col, lo, lo_s)
+        cache = StepCache(self, rows, col, lo, lo_s, keep)
         out = base_model(
             input_ids=input_ids,
             attention_mask=masks,

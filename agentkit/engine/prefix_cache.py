@@ -57,6 +57,16 @@ class PrefixCache:
             self.hits += len(found) * self.block
         return found
 
+    def cached_tokens(self, tokens: Sequence[int], limit: int) -> int:
+        """How many leading tokens of ``tokens[:limit]`` ``lookup`` would serve (no statistics, no LRU touch)."""
+        with self._lock:
+            found = 0
+            for key in self._keys(tokens, limit):
+                if key not in self._blocks:
+                    break
+                found += self.block
+            return found
+
     def insert(self, tokens: Sequence[int], k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the blocks of ``tokens`` whose K/V (``[layers, kv_heads, len(tokens), head_dim]``) are new."""
         if self.max_bytes <= 0:

@@ -91,8 +91,8 @@ class _Batcher:
         stats = self.llm.stats
         with self.llm._lock, torch.inference_mode():
             t0 = time.perf_counter()
+            self._compact()  # active rows in slots 0..n-1, so the rows admitted now get the contiguous n..
             self._admit(finished)
-            self._compact()
             t1 = time.perf_counter()
             if self.slots:
                 self._decode(finished)
@@ -114,41 +114,73 @@ class _Batcher:
         rows = [r for r in self.slots if r is not None] + group
         need_right = max(r.config.max_new_tokens - len(r.generated) for r in rows) + 1
         store.make_room(max(len(r.ids) for r in group), need_right)
+        # Rows whose first uncached block another row of this group also starts with (self-consistency's k
+        # copies of a prompt) wait one round: the first row's prefill puts that block in the prefix cache.
+        bs = llm.prefix_cache.block if llm.prefix_cache is not None else 0
+        leaders, followers, seen = [], [], set()
         for row in group:
-            slot = self.slots.index(None) if None in self.slots else len(self.slots)
-            if slot == len(self.slots):
-                self.slots.append(None)
-            store.n = max(store.n, slot + 1)
-            self._prefill(row, slot)
-            row.slot = slot
-            self.slots[slot] = row
+            done = self._cached(row)
+            key = tuple(row.ids[done : done + bs]) if bs and len(row.ids) - 1 - done >= bs else None
+            (followers if key is not None and key in seen else leaders).append(row)
+            seen.add(key)
+        for part in (leaders, followers):
+            if part:
+                self._prefill(part)
         store.n = len(self.slots)
 
-    def _prefill(self, row: _Row, slot: int) -> None:
-        """Put the KV of all prompt tokens but the last into ``slot`` (cached blocks + computed rest).
+    def _cached(self, row: _Row) -> int:
+        """How many leading prompt tokens the prefix cache holds (a multiple of its block size)."""
+        cache = self.llm.prefix_cache
+        return 0 if cache is None else cache.cached_tokens(row.ids, len(row.ids) - 1)
+
+    def _prefill(self, group: list[_Row]) -> None:
+        """Put the KV of all prompt tokens but the last of each row into new slots (cached blocks + computed rest),
+        in one batched forward per chunk of columns.
 
         The last prompt token is fed by the next decode step together with the other rows, so prefill never
-        needs the LM head and a row's first token costs one batched head call, not one of its own."""
-        llm, store, ids = self.llm, self.store, row.ids
+        needs the LM head and a row's first token costs one batched head call, not one of its own. All rows are
+        right-aligned on ``t``, so their uncached tails end at the same column; rows sorted by tail length make
+        the rows of every chunk a contiguous run of slots. A row's columns left of its tail in a chunk are fed
+        but not written (``keep``), so the cached KV there stays exactly as it was."""
+        llm, store = self.llm, self.store
         assert store is not None
-        n = len(ids) - 1
-        start = store.t - n
-        store.start[slot] = start
-        done = 0
+        plans = []
+        for row in group:
+            n = len(row.ids) - 1
+            blocks = llm.prefix_cache.lookup(row.ids, n) if llm.prefix_cache is not None else []
+            plans.append((row, n, blocks, len(blocks) * (llm.prefix_cache.block if blocks else 0)))
+        plans.sort(key=lambda p: p[1] - p[3], reverse=True)
+        first = len(self.slots)
+        for j, (row, n, blocks, done) in enumerate(plans):
+            slot = first + j
+            row.slot = slot
+            self.slots.append(row)
+            store.n = slot + 1
+            start = store.t - n
+            store.place_row(slot, start)
+            bs = llm.prefix_cache.block if blocks else 0
+            for b, (kb, vb) in enumerate(blocks):
+                store.k[:, slot, :, start + b * bs : start + (b + 1) * bs] = kb
+                store.v[:, slot, :, start + b * bs : start + (b + 1) * bs] = vb
+            llm.stats["prompt_tokens"] += n + 1
+            llm.stats["prefill_tokens"] += n - done
+        t = store.t
+        tails = [n - done for _, n, _, done in plans]
+        for c0 in range(t - tails[0], t, PREFILL_CHUNK):
+            c1 = min(t, c0 + PREFILL_CHUNK)
+            g = sum(t - m < c1 for m in tails)  # rows whose tail reaches into this chunk: a prefix of the group
+            ids, keep = [], []
+            for row, n, _, done in plans[:g]:
+                start = t - n
+                ids.append([row.ids[c - start] if c >= start else 0 for c in range(c0, c1)])
+                keep.append([c < start + done for c in range(c0, c1)])
+            keep_t = torch.tensor(keep, device=llm.device)
+            store.forward(llm._base, torch.tensor(ids, device=llm.device), slice(first, first + g), c0,
+                          keep=keep_t[:, None, :, None] if keep_t.any() else None)
         if llm.prefix_cache is not None:
-            blocks = llm.prefix_cache.lookup(ids, n)
-            bs = llm.prefix_cache.block
-            for j, (kb, vb) in enumerate(blocks):
-                store.k[:, slot, :, start + j * bs : start + (j + 1) * bs] = kb
-                store.v[:, slot, :, start + j * bs : start + (j + 1) * bs] = vb
-            done = len(blocks) * bs
-        llm.stats["prompt_tokens"] += n + 1
-        llm.stats["prefill_tokens"] += n - done
-        for c0 in range(done, n, PREFILL_CHUNK):
-            input_ids = torch.tensor([ids[c0 : min(n, c0 + PREFILL_CHUNK)]], device=llm.device)
-            store.forward(llm._base, input_ids, slice(slot, slot + 1), start + c0)
-        if llm.prefix_cache is not None and n > done:
-            llm.prefix_cache.insert(ids[:n], *store.row_kv(slot))
+            for row, n, _, done in plans:
+                if n > done:
+                    llm.prefix_cache.insert(row.ids[:n], *store.row_kv(row.slot))
 
     # -- decoding ---------------------------------------------------------------------------------------------
 
@@ -430,7 +462,7 @@ class TransformersLLM(LLM):
             self._qhead_thread.join()
 
     def _build_qhead(self) -> None:
-        self._qhead = _quantized_head(self._head)
+        self._qhead = _BoundedHead.build(self._head)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self._head(hidden).float()
@@ -439,16 +471,28 @@ class TransformersLLM(LLM):
         return logits
 
     def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Argmax of the LM head. With the int8 head: shortlist ``HEAD_CANDIDATES`` tokens with int8 logits,
-        then rescore the shortlist exactly in the model's dtype (softcapping is monotonic, so skipped)."""
+        """Argmax of the LM head. With the int8 head in float32: the exact argmax, from the tokens whose logit bound
+        can reach the best lower bound, rescored exactly (softcapping is monotonic, so skipped); rows with too many
+        such tokens use the full head. In lower precision (see ``_BoundedHead.proven``): a shortlist of the
+        ``HEAD_CANDIDATES`` best int8 logits, rescored exactly in the model's dtype. No int8 head yet: the full head."""
         qhead = self._qhead
         if qhead is None:
             return self._logits(hidden).argmax(dim=-1)
-        approx = qhead(hidden.float())
-        cand = approx.topk(HEAD_CANDIDATES, dim=-1).indices.sort(dim=-1).values  # sorted: ties go to the lowest id
-        w = self._head.weight[cand]  # [rows, K, hidden]
-        exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
-        return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
+        if not qhead.proven:
+            k = min(HEAD_CANDIDATES, qhead.weight.shape[0])
+            cand = qhead.shortlist(hidden, k).sort(dim=-1).values  # sorted: ties go to the lowest id
+            w = self._head.weight[cand]  # [rows, K, hidden]
+            exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
+            return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
+        tokens = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
+        cands = qhead.candidates(hidden, 1)
+        full = [i for i, c in enumerate(cands) if c is None]
+        for i, cand in enumerate(cands):
+            if cand is not None:  # sorted ids: ties go to the lowest id, like argmax
+                tokens[i] = cand[qhead.exact(hidden[i], cand).argmax()]
+        if full:
+            tokens[full] = self._logits(hidden[full]).argmax(dim=-1)
+        return tokens
 
     def _next_tokens(self, hidden: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
         """Next token per row: argmax for greedy rows, seeded sampling (on exact logits) for the others."""
@@ -458,17 +502,119 @@ class TransformersLLM(LLM):
         if greedy:
             tokens[greedy] = self._greedy(hidden if len(greedy) == len(rows) else hidden[greedy])
         if sampled:
-            logits = self._logits(hidden[sampled])
-            for j, i in enumerate(sampled):
-                tokens[i] = _sample(logits[j], rows[i].config, rows[i].gen)
+            # rows with top_k: the exact top-k from the bounded int8 scan (float32); the rest, overflow and lower
+            # precision: the full head
+            qhead, full = self._qhead, list(sampled)
+            top_k = [rows[i].config.top_k for i in sampled]
+            if qhead is not None and qhead.proven and all(k is not None for k in top_k):
+                cands = qhead.candidates(hidden[sampled], max(top_k))
+                full = []
+                for i, cand in zip(sampled, cands, strict=True):
+                    if cand is None:
+                        full.append(i)
+                        continue
+                    logits = qhead.exact(hidden[i], cand).float()
+                    if self._softcap is not None:
+                        logits = torch.tanh(logits / self._softcap) * self._softcap
+                    tokens[i] = cand[_sample(logits, rows[i].config, rows[i].gen)]
+            if full:
+                logits = self._logits(hidden[full])
+                for j, i in enumerate(full):
+                    tokens[i] = _sample(logits[j], rows[i].config, rows[i].gen)
         return tokens
 
 
-HEAD_CANDIDATES = 64
+HEAD_CANDIDATES = 64  # greedy shortlist where the bound does not pay (bf16)
+MAX_CANDIDATES = 8192  # rows whose proven candidate set is larger use the full head
+OUTLIER_DIMS = 32  # hidden dimensions computed exactly next to the int8 head (see _BoundedHead)
+
+
+class _BoundedHead:
+    """An int8 copy of the LM head whose error is *proven* small enough to shortlist tokens exactly.
+
+    ``approx(h)`` computes, for every token ``i``, ``a_i = W_O,i . h_O + int8(W_R,i) . int8(h_R)``: the few hidden
+    dimensions ``O`` where the final hidden state has its (large, model-specific) outliers exactly in float32, the
+    rest with fbgemm's int8 GEMM (per-channel weights, per-tensor dynamic activations). Its error obeys
+
+        |l_i - a_i| <= ||E_i,R|| ||h_R|| + ||Q_i,R|| sqrt(|R|) s + margin
+
+    (Cauchy-Schwarz on the weight error ``E = W - Q`` and on the activation error, each element of which is at most
+    one quantization step ``s`` of the activation scale fbgemm derives from the tensor's range; ``margin`` covers
+    float rounding). So every token whose upper bound is below the k-th largest *lower* bound is provably outside
+    the true top-k, and rescoring the rest exactly gives the exact top-k (k = 1: the exact argmax). Without the
+    outlier dimensions the bound is ~20x looser (Gemma 3's final hidden state has a few dimensions of size 20-60).
+
+    ``O`` is calibrated once, on the first hidden states seen (any choice keeps the bound valid; this one keeps it
+    tight). Typical candidate sets for Gemma 3 270M in float32: k = 1, 1-80 tokens; k = 40, 750-2,000 of 262k.
+
+    ``proven`` is True only for a float32 head: the rounding margin of lower-precision logits (``rel``, ~3% of the
+    logit scale in bf16) makes the sets far too large to pay (bf16 Gemma 3 270M: k = 1, 230-6,300 tokens, ~4x the
+    cost of the full head; k = 40, over ``MAX_CANDIDATES``), so there the engine uses ``shortlist`` for greedy rows
+    and the full head for sampled rows.
+    """
+
+    def __init__(self, head: Any, qhead: Any):
+        self.head, self.qhead = head, qhead
+        self.weight = head.weight
+        self.outliers: torch.Tensor | None = None
+        self.rel = 4 * torch.finfo(self.weight.dtype).eps  # rounding of the model-dtype logits
+        self.proven = self.weight.dtype == torch.float32
+
+    @classmethod
+    def build(cls, head: Any) -> _BoundedHead | None:
+        qhead = _quantized_head(head)
+        return None if qhead is None else cls(head, qhead)
+
+    def _calibrate(self, hidden: torch.Tensor) -> None:
+        w = self.weight.detach().float()
+        q = self.qhead.weight().dequantize()
+        o = hidden.float().abs().mean(0).topk(min(OUTLIER_DIMS, hidden.shape[1] - 1)).indices.sort().values
+        rest = torch.ones(w.shape[1], dtype=torch.bool)
+        rest[o] = False
+        self.norms = torch.stack([(w - q)[:, rest].norm(dim=1), q[:, rest].norm(dim=1)])  # ||E_i,R||, ||Q_i,R||
+        self.norms_max = self.norms.amax(dim=1, keepdim=True)
+        self.w_norm_max = float(w.norm(dim=1).max())
+        self.w_out = w[:, o].contiguous()  # [V, |O|], exact part
+        self.n_rest = int(rest.sum())
+        self.outliers, self.rest = o, rest
+
+    def candidates(self, hidden: torch.Tensor, k: int) -> list[torch.Tensor | None]:
+        """Per row, sorted token ids that provably contain the exact top-``k`` (None: too many, use the full head)."""
+        if self.outliers is None:
+            self._calibrate(hidden)
+        if k >= self.weight.shape[0]:
+            return [None] * hidden.shape[0]
+        h = hidden.float()
+        h_rest = h.clone()
+        h_rest[:, self.outliers] = 0
+        approx = self.qhead(h_rest).addmm_(h[:, self.outliers], self.w_out.T)
+        # fbgemm quantizes the activations per tensor with these parameters (reduce_range on x86); the error of
+        # each row is computed, not assumed, and one extra step per row covers rounding ties
+        scale, zero = torch._choose_qparams_per_tensor(h_rest, True)
+        err = h_rest - torch.fake_quantize_per_tensor_affine(h_rest, scale, zero, 0, 127)
+        coef = torch.stack([h_rest.norm(dim=1), err.norm(dim=1) + scale], dim=1)
+        eps = coef @ self.norms  # eps_i = ||h_R|| ||E_i,R|| + ||err|| ||Q_i,R||: one [rows, 2] x [2, V] matmul
+        # float rounding of both sides, from |l_i| <= max_i ||W_i|| ||h|| and the largest eps: per-row scalars
+        size = self.w_norm_max * h.norm(dim=1, keepdim=True)
+        eps += 1e-3 + 1e-5 * size + self.rel * (size + 2 * coef @ self.norms_max)
+        floor = (approx - eps).topk(k, dim=-1).values[:, -1:]  # <= the exact k-th largest logit
+        rows, ids = eps.add_(approx).ge_(floor).nonzero(as_tuple=True)  # upper bound reaches the floor
+        counts = torch.bincount(rows, minlength=hidden.shape[0]).tolist()
+        return [None if c > MAX_CANDIDATES else part for c, part in zip(counts, ids.split(counts), strict=True)]
+
+    def shortlist(self, hidden: torch.Tensor, k: int) -> torch.Tensor:
+        """The ``k`` tokens with the largest plain int8 logits per row (no bound: the true best is normally among
+        them, but that is not proven)."""
+        return self.qhead(hidden.float()).topk(k, dim=-1).indices
+
+    def exact(self, hidden_row: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Exact logits (model dtype) of tokens ``ids`` for one hidden state."""
+        w = self.weight[ids]
+        return w @ hidden_row.to(w.dtype)
 
 
 def _quantized_head(head: Any) -> Any:
-    """An int8 (fbgemm, dynamic activation quantization) copy of the LM head, or None where unsupported."""
+    """An int8 (fbgemm, per-channel weights, dynamic activation quantization) copy of the LM head, or None."""
     if head is None or getattr(head, "bias", None) is not None or not hasattr(head, "weight"):
         return None
     if not any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm")):
@@ -483,7 +629,7 @@ def _quantized_head(head: Any) -> Any:
             w = head.weight.detach().float()
             lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
             lin.weight = torch.nn.Parameter(w, requires_grad=False)
-            lin.qconfig = torch.ao.quantization.default_dynamic_qconfig
+            lin.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
             return QLinear.from_float(lin)
     except Exception:  # the quantized backend is optional; fall back to the full head
         return None
