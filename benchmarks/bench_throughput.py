@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
           f"({1 - st['prefill_tokens'] / max(1, st['prompt_tokens']):.0%} served by the prefix cache); "
           f"{st['decode_steps']} decode steps, mean batch {st['decode_tokens'] / max(1, st['decode_steps']):.1f}"
           f"; {calls} model calls")
-    print(f"    time: admission+prefill {st['prefill_s']:.1f}s, decode {st['decode_s']:.1f}s, "
+    print(f"    time: admission+prefill {st['prefill_s']:.1f}s, decode {st['decode_s']:.1f}s "
+          f"(of which LM head and token choice {st['head_s']:.1f}s, "
+          f"{1000 * st['decode_s'] / max(1, st['decode_steps']):.0f} ms/step), "
           f"other (tools, sandbox, bookkeeping) {ours_s - st['prefill_s'] - st['decode_s']:.1f}s")
     if args.profile:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))

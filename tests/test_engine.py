@@ -411,6 +411,25 @@ def test_bounded_int8_head_candidates_provably_hold_the_exact_top_k(tiny):
     assert head.candidates(hidden[:2], exact.shape[1]) == [None, None]  # k >= vocabulary: the full head
 
 
+def test_bounded_head_rows_do_not_coarsen_each_other(tiny):
+    """fbgemm quantizes a whole activation tensor with one scale: without per-row scaling, one row with large
+    values would widen every other row's bound. Each row's candidates are the same alone as beside it."""
+    import torch
+
+    tiny._build_qhead()
+    head = tiny._qhead
+    torch.manual_seed(6)
+    hidden = torch.randn(20, tiny.model.config.hidden_size) * 3  # 20 rows: more than one int8 GEMM chunk
+    hidden[3] *= 40
+    exact = tiny._logits(hidden)
+    for k in (1, 40):
+        together = head.candidates(hidden, k)
+        for row in range(len(hidden)):
+            alone = head.candidates(hidden[row : row + 1], k)[0]
+            assert torch.equal(together[row], alone)
+            assert set(exact[row].topk(k).indices.tolist()) <= set(alone.tolist())
+
+
 def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
     """Same generator state, same exact top-k logits: the shortlist path draws the very same tokens."""
     import torch

@@ -212,7 +212,9 @@ class _Batcher:
         store.t += 1
         llm.stats["decode_steps"] += 1
         llm.stats["decode_tokens"] += len(rows)
+        t_head = time.perf_counter()
         tokens = llm._next_tokens(hidden, rows)
+        llm.stats["head_s"] += time.perf_counter() - t_head
         for row, token in zip(list(rows), tokens.tolist(), strict=True):
             if self._accept(row, token):
                 finished.append(row)
@@ -340,19 +342,20 @@ class TransformersLLM(LLM):
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
         self._qhead = None
         self._qhead_thread: threading.Thread | None = None
-        if fast_lm_head and self.device == "cpu":
-            # Packing the int8 head takes seconds; build it in the background and use the exact head until then.
-            # Not a daemon: interpreter exit waits for it (killing it inside a torch op aborts the process).
-            self._qhead_thread = threading.Thread(target=self._build_qhead, name="agentkit-int8-head")
-            self._qhead_thread.start()
         self.max_batch_size = max_batch_size
         self._shape = ModelShape(model)
         self.prefix_cache = PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb > 0 else None
         self.eos_ids = self._eos_ids()
         self._lock = threading.RLock()
         self.stats: dict[str, float] = dict.fromkeys(
-            ("prompt_tokens", "prefill_tokens", "decode_steps", "decode_tokens", "prefill_s", "decode_s"), 0
+            ("prompt_tokens", "prefill_tokens", "decode_steps", "decode_tokens", "prefill_s", "decode_s",
+             "head_s"), 0
         )
+        if fast_lm_head and self.device == "cpu":
+            # Packing the int8 head takes seconds; build it in the background and use the exact head until then.
+            # Not a daemon: interpreter exit waits for it (killing it inside a torch op aborts the process).
+            self._qhead_thread = threading.Thread(target=self._build_qhead, name="agentkit-int8-head")
+            self._qhead_thread.start()
 
     def _eos_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -462,7 +465,14 @@ class TransformersLLM(LLM):
             self._qhead_thread.join()
 
     def _build_qhead(self) -> None:
-        self._qhead = _BoundedHead.build(self._head)
+        qhead = _BoundedHead.build(self._head)
+        if qhead is not None:
+            # calibrate on the hidden states of a short fixed text, here in the background, not in the first step
+            ids = self.tokenizer.encode(CALIBRATION_TEXT, add_special_tokens=True)
+            with self._lock, torch.inference_mode():
+                hidden = self._base(input_ids=torch.tensor([ids], device=self.device)).last_hidden_state[0]
+            qhead.calibrate(hidden)
+        self._qhead = qhead
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self._head(hidden).float()
@@ -487,9 +497,9 @@ class TransformersLLM(LLM):
         tokens = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
         cands = qhead.candidates(hidden, 1)
         full = [i for i, c in enumerate(cands) if c is None]
-        for i, cand in enumerate(cands):
+        for i, (cand, exact) in enumerate(zip(cands, qhead.exact(hidden, cands), strict=True)):
             if cand is not None:  # sorted ids: ties go to the lowest id, like argmax
-                tokens[i] = cand[qhead.exact(hidden[i], cand).argmax()]
+                tokens[i] = cand[exact.argmax()]
         if full:
             tokens[full] = self._logits(hidden[full]).argmax(dim=-1)
         return tokens
@@ -507,13 +517,14 @@ class TransformersLLM(LLM):
             qhead, full = self._qhead, list(sampled)
             top_k = [rows[i].config.top_k for i in sampled]
             if qhead is not None and qhead.proven and all(k is not None for k in top_k):
-                cands = qhead.candidates(hidden[sampled], max(top_k))
+                h = hidden[sampled]
+                cands = qhead.candidates(h, max(top_k))
                 full = []
-                for i, cand in zip(sampled, cands, strict=True):
+                for i, cand, exact in zip(sampled, cands, qhead.exact(h, cands), strict=True):
                     if cand is None:
                         full.append(i)
                         continue
-                    logits = qhead.exact(hidden[i], cand).float()
+                    logits = exact.float()
                     if self._softcap is not None:
                         logits = torch.tanh(logits / self._softcap) * self._softcap
                     tokens[i] = cand[_sample(logits, rows[i].config, rows[i].gen)]
@@ -524,28 +535,38 @@ class TransformersLLM(LLM):
         return tokens
 
 
+CALIBRATION_TEXT = (  # any text gives a valid bound; ordinary prose with numbers and code gives a tight one
+    "Question: A train leaves at 9:15 and arrives 2 hours 40 minutes later. When does it arrive?\n"
+    "Thought: 9:15 plus 2:40 is 11:55.\nAction: Finish[11:55]\n"
+    "def solution():\n    total = 3 * 12 + 7\n    return total\n"
+    "The Eiffel Tower, in Paris, was completed in 1889 and is 330 metres tall.")
 HEAD_CANDIDATES = 64  # greedy shortlist where the bound does not pay (bf16)
 MAX_CANDIDATES = 8192  # rows whose proven candidate set is larger use the full head
 OUTLIER_DIMS = 32  # hidden dimensions computed exactly next to the int8 head (see _BoundedHead)
+RESIDUAL_GAIN = 64.0  # the second activation level of the int8 scan (see _BoundedHead._scan)
+SCAN_ROWS = 15  # hidden states per int8 GEMM call (31 GEMM rows): fbgemm's cost jumps beyond 32 rows
+PREFILTER_MAX = 65536  # a row whose plain prefilter keeps more tokens than this uses the full head directly
 
 
 class _BoundedHead:
     """An int8 copy of the LM head whose error is *proven* small enough to shortlist tokens exactly.
 
-    ``approx(h)`` computes, for every token ``i``, ``a_i = W_O,i . h_O + int8(W_R,i) . int8(h_R)``: the few hidden
+    ``approx(h)`` computes, for every token ``i``, ``a_i = W_O,i . h_O + int8(W_R,i) . h~_R``: the few hidden
     dimensions ``O`` where the final hidden state has its (large, model-specific) outliers exactly in float32, the
-    rest with fbgemm's int8 GEMM (per-channel weights, per-tensor dynamic activations). Its error obeys
+    rest with fbgemm's int8 GEMM (per-channel weights; activations quantized in two levels, see ``_scan``). Its
+    error obeys
 
-        |l_i - a_i| <= ||E_i,R|| ||h_R|| + ||Q_i,R|| sqrt(|R|) s + margin
+        |l_i - a_i| <= ||E_i,R|| ||h_R|| + ||Q_i,R|| ||e|| + margin
 
-    (Cauchy-Schwarz on the weight error ``E = W - Q`` and on the activation error, each element of which is at most
-    one quantization step ``s`` of the activation scale fbgemm derives from the tensor's range; ``margin`` covers
-    float rounding). So every token whose upper bound is below the k-th largest *lower* bound is provably outside
-    the true top-k, and rescoring the rest exactly gives the exact top-k (k = 1: the exact argmax). Without the
-    outlier dimensions the bound is ~20x looser (Gemma 3's final hidden state has a few dimensions of size 20-60).
+    (Cauchy-Schwarz on the weight error ``E = W - Q`` and on the activation error ``e = h_R - h~_R``, which is
+    computed with fbgemm's own quantization parameters; ``margin`` covers float rounding). So every token whose
+    upper bound is below the k-th largest *lower* bound is provably outside the true top-k, and rescoring the
+    rest exactly gives the exact top-k (k = 1: the exact argmax). Without the outlier dimensions the bound is ~20x
+    looser (Gemma 3's final hidden state has a few dimensions of size 20-60).
 
-    ``O`` is calibrated once, on the first hidden states seen (any choice keeps the bound valid; this one keeps it
-    tight). Typical candidate sets for Gemma 3 270M in float32: k = 1, 1-80 tokens; k = 40, 750-2,000 of 262k.
+    ``O`` is calibrated once (``calibrate``; any choice keeps the bound valid, a good one keeps it tight). Typical
+    candidate sets for Gemma 3 270M in float32, on real ReAct decode states: k = 1, 1-10 tokens (at most ~100);
+    k = 40, 100-1,100 of 262k.
 
     ``proven`` is True only for a float32 head: the rounding margin of lower-precision logits (``rel``, ~3% of the
     logit scale in bf16) makes the sets far too large to pay (bf16 Gemma 3 270M: k = 1, 230-6,300 tokens, ~4x the
@@ -565,7 +586,8 @@ class _BoundedHead:
         qhead = _quantized_head(head)
         return None if qhead is None else cls(head, qhead)
 
-    def _calibrate(self, hidden: torch.Tensor) -> None:
+    def calibrate(self, hidden: torch.Tensor) -> None:
+        """Choose the outlier dimensions from some final hidden states ``[n, hidden]`` and precompute the norms."""
         w = self.weight.detach().float()
         q = self.qhead.weight().dequantize()
         o = hidden.float().abs().mean(0).topk(min(OUTLIER_DIMS, hidden.shape[1] - 1)).indices.sort().values
@@ -574,43 +596,103 @@ class _BoundedHead:
         self.norms = torch.stack([(w - q)[:, rest].norm(dim=1), q[:, rest].norm(dim=1)])  # ||E_i,R||, ||Q_i,R||
         self.norms_max = self.norms.amax(dim=1, keepdim=True)
         self.w_norm_max = float(w.norm(dim=1).max())
-        self.w_out = w[:, o].contiguous()  # [V, |O|], exact part
-        self.n_rest = int(rest.sum())
-        self.outliers, self.rest = o, rest
+        self.w_out_t = w[:, o].T.contiguous()  # [|O|, V], the exact part
+        self.outliers = o
 
     def candidates(self, hidden: torch.Tensor, k: int) -> list[torch.Tensor | None]:
-        """Per row, sorted token ids that provably contain the exact top-``k`` (None: too many, use the full head)."""
+        """Per row, sorted token ids that provably contain the exact top-``k`` (None: too many, use the full head).
+
+        Two stages, so that only a few passes touch the whole vocabulary: a prefilter with each row's *largest*
+        bound ``eps_max`` (a token below the k-th best approximation minus ``2 eps_max`` cannot reach the floor),
+        then every survivor's own bound."""
         if self.outliers is None:
-            self._calibrate(hidden)
-        if k >= self.weight.shape[0]:
-            return [None] * hidden.shape[0]
+            self.calibrate(hidden)
+        n = hidden.shape[0]
         h = hidden.float()
+        if k >= self.weight.shape[0] or not bool(h.isfinite().all()):
+            return [None] * n
         h_rest = h.clone()
         h_rest[:, self.outliers] = 0
-        approx = self.qhead(h_rest).addmm_(h[:, self.outliers], self.w_out.T)
-        # fbgemm quantizes the activations per tensor with these parameters (reduce_range on x86); the error of
-        # each row is computed, not assumed, and one extra step per row covers rounding ties
-        scale, zero = torch._choose_qparams_per_tensor(h_rest, True)
-        err = h_rest - torch.fake_quantize_per_tensor_affine(h_rest, scale, zero, 0, 127)
-        coef = torch.stack([h_rest.norm(dim=1), err.norm(dim=1) + scale], dim=1)
-        eps = coef @ self.norms  # eps_i = ||h_R|| ||E_i,R|| + ||err|| ||Q_i,R||: one [rows, 2] x [2, V] matmul
+        approx, act_err, r = self._scan(h_rest)  # approx in units of r (each row's largest |h_R| entry)
+        approx.addmm_(h[:, self.outliers] / r, self.w_out_t)
+        coef = torch.stack([h_rest.norm(dim=1), act_err], dim=1)  # eps_i = coef . (||E_i,R||, ||Q_i,R||) + margin
         # float rounding of both sides, from |l_i| <= max_i ||W_i|| ||h|| and the largest eps: per-row scalars
-        size = self.w_norm_max * h.norm(dim=1, keepdim=True)
-        eps += 1e-3 + 1e-5 * size + self.rel * (size + 2 * coef @ self.norms_max)
-        floor = (approx - eps).topk(k, dim=-1).values[:, -1:]  # <= the exact k-th largest logit
-        rows, ids = eps.add_(approx).ge_(floor).nonzero(as_tuple=True)  # upper bound reaches the floor
-        counts = torch.bincount(rows, minlength=hidden.shape[0]).tolist()
-        return [None if c > MAX_CANDIDATES else part for c, part in zip(counts, ids.split(counts), strict=True)]
+        size = self.w_norm_max * h.norm(dim=1)
+        worst = (coef @ self.norms_max)[:, 0]
+        margin = 1e-3 + 1e-5 * size + self.rel * (size + 2 * worst)
+        eps_max = worst + margin
+        best = approx.amax(dim=1) if k == 1 else approx.topk(k, dim=1).values[:, -1]
+        reach = (best - 2.001 * eps_max / r[:, 0])[:, None]
+        rows, ids = (approx >= reach).nonzero(as_tuple=True)  # row-major: ids ascending within a row
+        counts = torch.bincount(rows, minlength=n).tolist()
+        a = approx[rows, ids].mul_(r[rows, 0])
+        eps = (coef[rows] * self.norms[:, ids].T).sum(dim=1).add_(margin[rows])
+        out: list[torch.Tensor | None] = []
+        for c, part, lo, hi in zip(counts, ids.split(counts), (a - eps).split(counts), (a + eps).split(counts),
+                                   strict=True):
+            if c > PREFILTER_MAX:
+                out.append(None)
+                continue
+            floor = lo.amax() if k == 1 else lo.topk(k).values[-1]  # <= the exact k-th largest logit
+            keep = part[hi >= floor]
+            out.append(None if len(keep) > MAX_CANDIDATES else keep)
+        return out
+
+    def _scan(self, h_rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``Q_R . h_R / r`` for every token with the int8 GEMM, a bound on each row's activation error ``||e||``
+        (``|Q_i,R . h_R - r approx_i| <= ||Q_i,R|| ||e||`` up to float rounding), and ``r``.
+
+        fbgemm quantizes the whole activation tensor with one scale, so a single row with large values would
+        coarsen every row's step; and one 7-bit step is coarse. So each row is divided by its largest entry ``r``
+        (a *pin* row holding -1 and 1 fixes the tensor's range at [-1, 1]), and each row's rounding residual,
+        times ``RESIDUAL_GAIN``, rides along as another row of the same GEMM: ``h / r ~ q(x) + q(G (x - q(x))) / G``.
+        On Gemma 3 270M this takes the greedy candidate sets from thousands of tokens (often over
+        ``MAX_CANDIDATES``) to a handful. Entries within 1e-4 of a rounding tie (where fbgemm's arithmetic could
+        round the other way) each add one full step to the bound."""
+        n, d = h_rest.shape
+        r = h_rest.abs().amax(dim=1, keepdim=True).clamp_min_(1e-30)
+        x = h_rest / r
+        pin = torch.zeros(1, d)
+        pin[0, 0], pin[0, 1] = -1.0, 1.0
+        scale, zero = torch._choose_qparams_per_tensor(torch.cat([x, pin]), True)
+        res = (x - torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 127)).mul_(RESIDUAL_GAIN)
+        parts = []
+        step = -(-n // -(-n // SCAN_ROWS))  # balanced chunks of at most SCAN_ROWS rows (2 levels each + the pin)
+        for i in range(0, n, step):
+            chunk = torch.cat([x[i : i + step], res[i : i + step], pin])
+            scale_c, zero_c = torch._choose_qparams_per_tensor(chunk, True)  # what fbgemm uses: the pin's range
+            assert (scale_c, zero_c) == (scale, zero), "int8 scan: activation range not pinned"
+            m = min(step, n - i)
+            o = self.qhead(chunk)
+            parts.append(torch.add(o[:m], o[m : 2 * m], alpha=1 / RESIDUAL_GAIN))
+        approx = parts[0] if len(parts) == 1 else torch.cat(parts)
+        level1 = torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 127)
+        level2 = torch.fake_quantize_per_tensor_affine(res, scale, zero, 0, 127)
+        err = (x - level1).sub_(level2, alpha=1 / RESIDUAL_GAIN)
+
+        def ties(t: torch.Tensor) -> torch.Tensor:
+            y = t / scale + zero
+            return ((y - y.floor()).sub_(0.5).abs_() < 1e-4).sum(dim=1).float().sqrt_()
+
+        bound = err.norm(dim=1).add_(scale * (ties(x) + (ties(res) + 1) / RESIDUAL_GAIN))
+        return approx, bound.mul_(r[:, 0]), r
 
     def shortlist(self, hidden: torch.Tensor, k: int) -> torch.Tensor:
         """The ``k`` tokens with the largest plain int8 logits per row (no bound: the true best is normally among
         them, but that is not proven)."""
         return self.qhead(hidden.float()).topk(k, dim=-1).indices
 
-    def exact(self, hidden_row: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Exact logits (model dtype) of tokens ``ids`` for one hidden state."""
-        w = self.weight[ids]
-        return w @ hidden_row.to(w.dtype)
+    def exact(self, hidden: torch.Tensor, cands: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """Exact logits (model dtype) of each row's candidate tokens (None where ``cands`` has None), from one
+        gather of all the rows' weight rows."""
+        counts = [0 if c is None else len(c) for c in cands]
+        if not any(counts):
+            return [None if c is None else hidden.new_empty(0) for c in cands]
+        ids = torch.cat([c for c in cands if c is not None])
+        rows = torch.repeat_interleave(torch.arange(len(cands)), torch.tensor(counts))
+        w = self.weight.index_select(0, ids)
+        logits = (w * hidden.to(w.dtype).index_select(0, rows)).sum(dim=1)
+        return [None if c is None else part for c, part in zip(cands, logits.split(counts), strict=True)]
 
 
 def _quantized_head(head: Any) -> Any:
