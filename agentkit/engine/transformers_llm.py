@@ -468,10 +468,14 @@ class TransformersLLM(LLM):
         qhead = _BoundedHead.build(self._head)
         if qhead is not None:
             # calibrate on the hidden states of a short fixed text, here in the background, not in the first step
-            ids = self.tokenizer.encode(CALIBRATION_TEXT, add_special_tokens=True)
-            with self._lock, torch.inference_mode():
-                hidden = self._base(input_ids=torch.tensor([ids], device=self.device)).last_hidden_state[0]
-            qhead.calibrate(hidden)
+            ids = self.tokenizer.encode(CALIBRATION_TEXT, add_special_tokens=True)[:64]
+            try:
+                with self._lock, torch.inference_mode():
+                    hidden = self._base(input_ids=torch.tensor([ids], device=self.device)).last_hidden_state[0]
+            except Exception:  # noqa: BLE001 - a model that can't run it alone: calibrate on the first decode step
+                hidden = None
+            if hidden is not None:
+                qhead.calibrate(hidden)
         self._qhead = qhead
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
