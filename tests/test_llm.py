@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from agentkit.llm import GenerationConfig, ScriptedLLM, cut_at_stop, partial_stop_suffix
+from streams import drain
 
 
 @pytest.mark.parametrize(
@@ -56,14 +57,7 @@ def test_scripted_running_out_says_how_many_prompts_arrived():
 
 def test_scripted_callable_and_stream_return_the_completion():
     llm = ScriptedLLM(lambda p: p.upper() + "\nSTOP")
-    stream = llm.stream("hi there", GenerationConfig(stop=["\n"]))
-    pieces = []
-    while True:
-        try:
-            pieces.append(next(stream))
-        except StopIteration as stop:
-            final = stop.value
-            break
+    pieces, final = drain(llm.stream("hi there", GenerationConfig(stop=["\n"])))
     assert "".join(pieces) == "HI THERE" == final.text
     assert final.finish_reason == "stop"
 

@@ -31,6 +31,7 @@ from agentkit.models import SlowScriptedLLM
 from agentkit.result import Result
 from agentkit.runtime import Generate, run_episode
 from agentkit.strategies.cot import CoT
+from streams import drain
 from tiny_engine import one_torch_thread, tiny_engine
 
 
@@ -125,17 +126,6 @@ def generate(llm: LLM, prompt: str, config: GenerationConfig = GREEDY) -> Comple
     return checked(completion, config)
 
 
-def drain(llm: LLM, prompt: str, config: GenerationConfig) -> tuple[list[str], Completion]:
-    """The pieces of a stream and the Completion it returns."""
-    stream = llm.stream(prompt, config)
-    pieces = []
-    while True:
-        try:
-            pieces.append(next(stream))
-        except StopIteration as end:
-            return pieces, end.value
-
-
 def stops_in(text: str) -> list[str]:
     """Stop strings that occur in ``text``: one to four characters from several places in it, so that with a
     multi-character tokenizer some start or end inside a token and some span tokens."""
@@ -183,7 +173,7 @@ def test_a_stop_at_the_very_start_gives_empty_text(llm):
     free = generate(llm, PROMPTS[2]).text
     got = generate(llm, PROMPTS[2], with_stop(free[:3]))
     assert (got.text, got.finish_reason) == ("", "stop")
-    pieces, streamed = drain(llm, PROMPTS[2], with_stop(free[:3]))
+    pieces, streamed = drain(llm.stream(PROMPTS[2], with_stop(free[:3])))
     assert pieces == [] and streamed == got
 
 
@@ -224,7 +214,7 @@ def test_stream_pieces_join_to_the_text_and_the_stream_returns_the_completion(ll
         "length": GenerationConfig(max_new_tokens=3),
     }[case]
     expected = generate(llm, PROMPTS[2], config)
-    pieces, streamed = drain(llm, PROMPTS[2], config)
+    pieces, streamed = drain(llm.stream(PROMPTS[2], config))
     assert isinstance(streamed, Completion), "a stream must return its Completion"
     assert streamed == expected  # text, finish_reason and token counts
     assert "".join(pieces) == expected.text
@@ -237,7 +227,7 @@ def test_a_stream_closed_early_leaves_the_model_as_it_was(llm):
     next(stream)
     stream.close()  # the consumer stopped (Ctrl-C)
     assert generate(llm, PROMPTS[0]) == expected
-    assert drain(llm, PROMPTS[0], GREEDY)[1] == expected
+    assert drain(llm.stream(PROMPTS[0], GREEDY))[1] == expected
 
 
 def test_token_counts(llm):
@@ -261,7 +251,7 @@ def test_the_same_seed_draws_the_same_sample(llm, backend):
     config = sampled(seed=7)
     first = generate(llm, PROMPTS[0], config)
     assert generate(llm, PROMPTS[0], config) == first
-    assert drain(llm, PROMPTS[0], config)[1] == first  # a stream draws it too ...
+    assert drain(llm.stream(PROMPTS[0], config))[1] == first  # a stream draws it too ...
     assert run_session(llm, [("k", PROMPTS[0], config)]) == [("k", first)]  # ... and a session
 
 

@@ -7,6 +7,7 @@ import pytest
 import agentkit.engine
 from agentkit.llm import GenerationConfig, ScriptedLLM
 from agentkit.models import ModelSpecError, SlowScriptedLLM, load_model
+from streams import drain
 
 
 def write(tmp_path, data, name="replies.json"):
@@ -74,14 +75,7 @@ def test_delay_option_makes_a_slow_streaming_model(tmp_path, monkeypatch):
     assert isinstance(llm, SlowScriptedLLM) and llm.delay == 0.5
     sleeps = []
     monkeypatch.setattr("agentkit.models.time.sleep", sleeps.append)
-    stream = llm.stream("q", GenerationConfig(max_new_tokens=2))
-    pieces = []
-    while True:
-        try:
-            pieces.append(next(stream))
-        except StopIteration as stop:
-            completion = stop.value
-            break
+    pieces, completion = drain(llm.stream("q", GenerationConfig(max_new_tokens=2)))
     assert "".join(pieces) == completion.text == "one two"
     assert sleeps == [0.5, 0.5]
 

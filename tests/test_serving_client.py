@@ -14,6 +14,7 @@ from agentkit.errors import ServerError, UsageError
 from agentkit.llm import Chat, GenerationConfig, Message
 from agentkit.models import ModelSpecError, load_model
 from agentkit.serving import ServerLLM, UnknownServedModel
+from streams import drain
 
 URL = "http://gpu-1:8000/v1"
 URL2 = "http://gpu-2:8000/v1"
@@ -273,15 +274,6 @@ def sse(*events, done: bool = True) -> bytes:
 
 def chunk(text: str, finish: str | None = None) -> dict:
     return {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
-
-
-def drain(gen):
-    pieces = []
-    while True:
-        try:
-            pieces.append(next(gen))
-        except StopIteration as stop:
-            return pieces, stop.value
 
 
 def test_stream_holds_back_a_partial_stop_and_returns_the_completion(server):
