@@ -183,6 +183,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def parse_record(line: str | bytes) -> dict[str, Any] | None:
+    """One line of samples.jsonl as a record, or None where it is not one (torn by a kill, not JSON, no id)."""
+    try:
+        record = json.loads(line)
+        record["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return record
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of one samples.jsonl in dataset order, read only: a torn last line is skipped, not repaired
     as ``runner.SampleStore.load`` does, because a report may be made while the run is still appending."""
@@ -193,14 +203,12 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-            record_id = record["id"]
-        except (ValueError, KeyError, TypeError):
+        record = parse_record(line)
+        if record is None:
             if lineno == len(lines):
                 continue  # the trace of a kill mid-write; the next resumed run redoes that example
-            raise UsageError(f"{path}:{lineno}: unreadable record; rerun the benchmark to repair the file") from None
-        records.setdefault(record_id, record)
+            raise UsageError(f"{path}:{lineno}: unreadable record; rerun the benchmark to repair the file")
+        records.setdefault(record["id"], record)
     return sorted(records.values(), key=lambda r: r.get("index", 0))
 
 

@@ -44,7 +44,15 @@ from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval.compare import pairwise
 from agentkit.eval.config import BenchmarkConfig
 from agentkit.eval.datasets import Example, dataset_fingerprint, load_dataset, repeats
-from agentkit.eval.report import SAMPLES, TIMING, atomic_write, markdown_table, summarize, write_reports
+from agentkit.eval.report import (
+    SAMPLES,
+    TIMING,
+    atomic_write,
+    markdown_table,
+    parse_record,
+    summarize,
+    write_reports,
+)
 from agentkit.eval.scoring import is_numeric_answer, score_answer
 from agentkit.prompting import resolve_prompt_format
 from agentkit.records import jsonable
@@ -83,26 +91,22 @@ class SampleStore:
         damaged = False
         if tail.strip():
             damaged = True  # rewritten below, either without the torn line or with its newline restored
-            try:
-                json.loads(tail)["id"]
+            if parse_record(tail) is not None:  # else a kill in the middle of the write: that example runs again
                 lines.append(tail)  # the record was written whole; only the newline is missing
-            except (ValueError, KeyError, TypeError):
-                pass  # a kill in the middle of the write: drop it, that example runs again
         records: dict[str, dict[str, Any]] = {}
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-                record_id = record["id"]
-            except (ValueError, KeyError, TypeError):
+            record = parse_record(line)
+            if record is None:
                 if lineno == len(lines) and not tail.strip():
                     damaged = True  # an unreadable last line (e.g. a write cut at a newline inside it)
                     continue
                 raise BenchmarkError(
                     f"{self.path}:{lineno}: unreadable record in the middle of the file; "
                     f"use a new --output-dir or --overwrite"
-                ) from None
+                )
+            record_id = record["id"]
             if record_id in records:  # never written twice by us; keep the first if someone else did
                 damaged = True
                 continue
