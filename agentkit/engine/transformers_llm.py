@@ -479,7 +479,10 @@ class TransformersLLM(LLM):
         self._qhead = qhead
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self._head(hidden).float()
+        return self._softcapped(self._head(hidden).float())
+
+    def _softcapped(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's final logit soft-capping (Gemma), if it has one."""
         if self._softcap is not None:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits
@@ -528,10 +531,7 @@ class TransformersLLM(LLM):
                     if cand is None:
                         full.append(i)
                         continue
-                    logits = exact.float()
-                    if self._softcap is not None:
-                        logits = torch.tanh(logits / self._softcap) * self._softcap
-                    tokens[i] = cand[_sample(logits, rows[i].config, rows[i].gen)]
+                    tokens[i] = cand[_sample(self._softcapped(exact.float()), rows[i].config, rows[i].gen)]
             if full:
                 logits = self._logits(hidden[full])
                 for j, i in enumerate(full):
@@ -659,7 +659,8 @@ class _BoundedHead:
         pin = torch.zeros(1, d)
         pin[0, 0], pin[0, 1] = -1.0, 1.0
         scale, zero = torch._choose_qparams_per_tensor(torch.cat([x, pin]), True)
-        res = (x - torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 127)).mul_(RESIDUAL_GAIN)
+        level1 = torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 127)
+        res = (x - level1).mul_(RESIDUAL_GAIN)
         parts = []
         step = -(-n // -(-n // SCAN_ROWS))  # balanced chunks of at most SCAN_ROWS rows (2 levels each + the pin)
         for i in range(0, n, step):
@@ -670,9 +671,8 @@ class _BoundedHead:
             o = self.qhead(chunk)
             parts.append(torch.add(o[:m], o[m : 2 * m], alpha=1 / RESIDUAL_GAIN))
         approx = parts[0] if len(parts) == 1 else torch.cat(parts)
-        level1 = torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 127)
         level2 = torch.fake_quantize_per_tensor_affine(res, scale, zero, 0, 127)
-        err = (x - level1).sub_(level2, alpha=1 / RESIDUAL_GAIN)
+        err = (res - level2).div_(RESIDUAL_GAIN)  # = x - level1 - level2 / G: G is a power of two
 
         def ties(t: torch.Tensor) -> torch.Tensor:
             y = t / scale + zero
