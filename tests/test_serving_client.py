@@ -374,28 +374,34 @@ def test_least_in_flight_spreads_concurrent_requests_evenly(server):
     server.get(f"{URL2}/models").mock(return_value=models("gemma"))
     seen = {URL: 0, URL2: 0}
     lock = threading.Lock()
+    # No request is answered before all 16 are in flight, so the choice never depends on how fast a loaded
+    # machine schedules the threads: least-in-flight must alternate.
+    all_in_flight = threading.Barrier(16, timeout=5)
 
-    def slow(request):
+    def held(request):
         with lock:
             seen[str(request.url).rsplit("/", 1)[0]] += 1
-        time.sleep(0.1)
+        all_in_flight.wait()
         return completion("x")
 
-    server.post(f"{URL}/completions").mock(side_effect=slow)
-    server.post(f"{URL2}/completions").mock(side_effect=slow)
-    run_session(ServerLLM([URL, URL2], **FAST), [(i, f"q{i}", GenerationConfig()) for i in range(16)])
+    server.post(f"{URL}/completions").mock(side_effect=held)
+    server.post(f"{URL2}/completions").mock(side_effect=held)
+    out = run_session(ServerLLM([URL, URL2], **FAST), [(i, f"q{i}", GenerationConfig()) for i in range(16)])
+    assert len(out) == 16
     assert seen == {URL: 8, URL2: 8}
 
 
 def test_a_session_keeps_up_to_its_batch_size_in_flight(server):
     active, peak = [0], [0]
     lock = threading.Lock()
+    six_in_flight = threading.Barrier(6, timeout=5)  # reached however slowly a loaded machine starts threads
 
     def slow(request):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.15)
+        six_in_flight.wait()
+        time.sleep(0.05)  # a seventh request, if the cap let one through, would arrive now
         with lock:
             active[0] -= 1
         return completion("x")
