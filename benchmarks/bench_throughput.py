@@ -109,12 +109,14 @@ WORKLOADS: dict[str, Callable[[argparse.Namespace], Workload]] = {
 class PlainLoopLLM(LLM):
     """The way other frameworks call a local model: each prompt alone through ``model.generate``.
 
-    Uses the engine's weights and tokenizer, none of its batching or caching. Sampling seeds the global torch
-    generator with the row's ``seed``.
+    Uses the engine's tokenizer and the same weights (``model``: by default a plain copy loaded as transformers
+    loads it, since the engine packs its own copy's linears for oneDNN), none of its batching or caching.
+    Sampling seeds the global torch generator with the row's ``seed``.
     """
 
-    def __init__(self, engine, honour_stop: bool = True):
+    def __init__(self, engine, honour_stop: bool = True, model=None):
         self.engine = engine
+        self.model = engine.model if model is None else model
         self.honour_stop = honour_stop
         self.name = f"plain-loop({engine.name})"
         self.prompts = 0
@@ -124,7 +126,7 @@ class PlainLoopLLM(LLM):
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         config = config or GenerationConfig()
-        tokenizer, model = self.engine.tokenizer, self.engine.model
+        tokenizer, model = self.engine.tokenizer, self.model
 
         class StopOnText(StoppingCriteria):
             def __init__(self, start: int):
@@ -178,6 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", default=None, help="dataset path or shipped name (default: the workload's)")
     ap.add_argument("--model", default=None, help="model id / dir / .gguf (default: embedded Gemma 3 270M)")
     ap.add_argument("--no-prefix-cache", action="store_true")
+    ap.add_argument("--baseline-weights", choices=["plain", "engine"], default="plain",
+                    help="baseline on a plain transformers copy of the model (default) or on the engine's own "
+                         "(oneDNN-packed linears in float32 on CPU)")
+    ap.add_argument("--prompt-lookup", type=int, default=None,
+                    help="most tokens a row decoding alone drafts per step (0 = off; default: the engine's)")
     ap.add_argument("--profile", action="store_true", help="torch profiler table for the agentkit run")
     ap.add_argument("--baseline-stop", choices=["stop", "nostop", "both"], default=None,
                     help="baseline with a stop-string criterion, without (the literal plain loop), or both "
@@ -190,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    llm = TransformersLLM(args.model, dtype=args.dtype, prefix_cache_mb=0 if args.no_prefix_cache else 512)
+    llm = TransformersLLM(args.model, dtype=args.dtype, prefix_cache_mb=0 if args.no_prefix_cache else 512,
+                          **({} if args.prompt_lookup is None else {"prompt_lookup": args.prompt_lookup}))
     t_loaded = time.perf_counter() - t0
     llm.wait_until_ready()  # the int8 LM-head shortlist is built in the background; don't time that
     print(f"model {llm.name}  dtype={llm.dtype}  device={llm.device}  load {t_loaded:.1f}s "
@@ -219,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"    prefill {st['prefill_tokens']} of {st['prompt_tokens']} prompt tokens "
           f"({1 - st['prefill_tokens'] / max(1, st['prompt_tokens']):.0%} served by the prefix cache); "
           f"{st['decode_steps']} decode steps, mean batch {st['decode_tokens'] / max(1, st['decode_steps']):.1f}"
-          f"; {calls} model calls")
+          f"; {calls} model calls; {st['accepted_tokens']} of {st['drafted_tokens']} drafted tokens accepted")
     print(f"    time: admission+prefill {st['prefill_s']:.1f}s, decode {st['decode_s']:.1f}s "
           f"(of which LM head and token choice {st['head_s']:.1f}s, "
           f"{1000 * st['decode_s'] / max(1, st['decode_steps']):.0f} ms/step), "
@@ -241,8 +249,16 @@ def main(argv: list[str] | None = None) -> None:
     modes = {"stop": [True], "nostop": [False], "both": [True, False]}[args.baseline_stop or default_modes]
     ours_per_q = ours_s / n
     subset = Workload(wl.name, wl.make, wl.questions[:k], wl.gold[:k], wl.source, wl.sampled)
+    weights = None
+    if args.baseline_weights == "plain" and llm.packed_linears:
+        from agentkit.engine.loading import load_model
+
+        weights = load_model(args.model, dtype=llm.dtype, device=llm.device, cache=llm.cache_dir,
+                             log=lambda msg: None)[0].eval()
+    print(f"\nbaseline weights: {'a plain transformers copy' if weights is not None else 'the engine model'}"
+          f" ({llm.packed_linears} of the engine's linears oneDNN-packed)")
     for honour in modes:
-        plain = PlainLoopLLM(llm, honour_stop=honour)
+        plain = PlainLoopLLM(llm, honour_stop=honour, model=weights)
         t = time.perf_counter()
         base = run(plain, subset, 1, sequential=True)
         base_s = time.perf_counter() - t

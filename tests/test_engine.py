@@ -483,3 +483,103 @@ def test_lower_precision_greedy_uses_the_int8_shortlist_and_sampling_the_full_he
     cfg = GenerationConfig(do_sample=True, temperature=0.7, top_k=40)
     rows = [_Row(i, [2], cfg, None, torch.Generator().manual_seed(i)) for i in range(3)]
     assert tiny._next_tokens(hidden[:3], rows).shape == (3,)
+
+
+# -- speculation: a row alone verifies prompt-lookup drafts ----------------------------------------------------
+
+
+def test_prompt_lookup_drafts_the_continuation_of_the_latest_longest_match():
+    from agentkit.engine.lookup import PromptLookup
+
+    seq = PromptLookup([5, 6, 7, 1, 2, 8, 9, 1, 2])
+    assert seq.draft(2) == [8, 9]  # (1, 2) last occurred before 8 9, not before 7
+    seq.extend([3])
+    assert seq.draft(3) == []  # (2, 3), (3): never seen before
+    seq = PromptLookup([4, 1, 2, 3, 9, 2, 3, 7, 1, 2, 3])
+    assert seq.draft(1) == [9]  # the 3-gram (1, 2, 3) beats the later 2-gram (2, 3)
+    loop = PromptLookup([7, 8, 9, 7, 8])
+    assert loop.draft(6) == [9, 7, 8, 9, 7, 8]  # a copy that reaches the present repeats the loop
+    assert loop.draft(0) == [] and PromptLookup([]).draft(3) == []
+
+
+def test_a_row_alone_verifies_drafts_and_gives_exactly_the_plain_greedy_output(tiny):
+    plain = tiny_engine()
+    plain.prompt_lookup = 0
+    prompts = [*PROMPTS, "abcabcabcabcabc", "1 2 3 1 2 3 1 2 3"]
+    before = dict(tiny.stats)
+    for n, stop in ((60, []), (9, []), (40, ["\x1a\x1a"]), (40, ["XX"])):
+        cfg = GenerationConfig(max_new_tokens=n, stop=stop)
+        for prompt in prompts:
+            got, want = tiny.generate([prompt], cfg)[0], plain.generate([prompt], cfg)[0]
+            assert (got.text, got.finish_reason, got.completion_tokens) == (
+                want.text, want.finish_reason, want.completion_tokens)
+            if not stop:
+                assert got.text == tiny.tokenizer.decode(reference(tiny, prompt, n))
+    spent = {k: tiny.stats[k] - before[k] for k in before}
+    assert spent["accepted_tokens"] > 0.25 * spent["drafted_tokens"] > 0
+    assert spent["decode_steps"] == spent["decode_tokens"] - spent["accepted_tokens"] < 0.8 * spent["decode_tokens"]
+    assert plain.stats["drafted_tokens"] == 0
+
+
+def test_speculation_leaves_the_kv_as_plain_decoding_does(tiny):
+    """The prefix cache gets prompt + completion from a speculating row; a follow-up prompt that extends it must
+    continue exactly as with plain decoding."""
+    plain = tiny_engine()
+    plain.prompt_lookup = 0
+    cfg = GenerationConfig(max_new_tokens=30)
+    prompt = "abcabcabcabcabcabcabcabcabcabcabcab"
+    first = tiny.generate([prompt], cfg)[0].text
+    assert first == plain.generate([prompt], cfg)[0].text
+    follow = prompt + first + "abc" * 6
+    hits = tiny.prefix_cache.hits
+    assert tiny.generate([follow], cfg)[0].text == plain.generate([follow], cfg)[0].text
+    assert tiny.prefix_cache.hits > hits
+
+
+def test_prompt_lookup_must_not_be_negative():
+    from agentkit.engine.transformers_llm import TransformersLLM
+    from tiny_engine import tiny_gemma
+
+    with pytest.raises(ValueError, match="prompt_lookup must be >= 0"):
+        TransformersLLM.from_model(tiny_gemma(), ByteTokenizer(), prompt_lookup=-1)
+
+
+# -- oneDNN-packed linears ---------------------------------------------------------------------------------------
+
+
+def test_packed_linears_replace_the_decoders_linears_and_keep_its_outputs():
+    import torch
+
+    from agentkit.engine.packed import PackedLinear, can_pack
+    from agentkit.engine.transformers_llm import TransformersLLM
+    from tiny_engine import tiny_gemma
+
+    if not can_pack():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    packed = TransformersLLM.from_model(tiny_gemma(), ByteTokenizer())
+    plain = TransformersLLM.from_model(tiny_gemma(), ByteTokenizer(), packed_linears=False)
+    linears = [m for m in packed._base.modules() if isinstance(m, torch.nn.Linear)]
+    assert packed.packed_linears == 4 * 7 and not linears  # q, k, v, o, gate, up, down in each of 4 layers
+    assert plain.packed_linears == 0 and not any(isinstance(m, PackedLinear) for m in plain._base.modules())
+    assert isinstance(packed._head, torch.nn.Linear)  # the head is the bounded int8 scan's business
+    ids = torch.tensor([packed.encode(p) for p in ("Question: 12 + 30 = ?", "The quick brown fox j")])
+    with torch.inference_mode():
+        a, b = packed.model(ids).logits, plain.model(ids).logits
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4) and not torch.equal(a, torch.zeros_like(a))
+    cfg = GenerationConfig(max_new_tokens=24)
+    assert [c.text for c in packed.generate(PROMPTS, cfg)] == [c.text for c in plain.generate(PROMPTS, cfg)]
+
+
+def test_a_packed_linear_computes_x_wt_plus_b():
+    import torch
+
+    from agentkit.engine.packed import PackedLinear, can_pack
+
+    if not can_pack():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(40, 24)
+    x = torch.randn(2, 3, 40)
+    with torch.inference_mode():
+        assert torch.allclose(PackedLinear(linear)(x), linear(x), rtol=1e-5, atol=1e-5)
+        assert torch.allclose(PackedLinear(linear)(x[:, -1]), linear(x[:, -1]), rtol=1e-5, atol=1e-5)

@@ -167,13 +167,14 @@ class KVStore:
         return self.k[:, slot, :, s:end], self.v[:, slot, :, s:end]
 
     def forward(self, base_model: Any, input_ids: torch.Tensor, rows: slice, col: int,
-                keep: torch.Tensor | None = None) -> torch.Tensor:
+                keep: torch.Tensor | None = None, every_position: bool = False) -> torch.Tensor:
         """Run ``input_ids`` (``[len(rows), m]``) for slots ``rows`` with KV written at ``col..col+m``, except where
         ``keep`` (``[len(rows), 1, m, 1]``) is True: there the column's K/V stays, and the fed token is padding
         (a query there attends at least to its own column, so it stays finite; its output is never used).
 
         ``base_model`` is the decoder stack without the LM head. Every row in ``rows`` must already have its
-        earlier tokens in ``[start, col)``. Returns the final hidden state of the last position, ``[rows, hidden]``.
+        earlier tokens in ``[start, col)``. Returns the final hidden state of the last position, ``[rows, hidden]``
+        (of every position, ``[rows, m, hidden]``, with ``every_position``).
         """
         m = input_ids.shape[1]
         starts = torch.tensor(self.start[rows], device=self.device)
@@ -207,7 +208,7 @@ class KVStore:
             use_cache=True,
             **{_cache_kwarg(type(base_model)): cache},
         )
-        return out.last_hidden_state[:, -1]
+        return out.last_hidden_state if every_position else out.last_hidden_state[:, -1]
 
 
 @functools.cache
