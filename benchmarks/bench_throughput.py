@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
           f"peak RSS {rss_engine:.2f} GB")
     print(f"    prefill {st['prefill_tokens']} of {st['prompt_tokens']} prompt tokens "
           f"({1 - st['prefill_tokens'] / max(1, st['prompt_tokens']):.0%} served by the prefix cache); "
-          f"{st['decode_steps']} decode steps, mean batch {st['decode_tokens'] / max(1, st['decode_steps']):.1f}"
+          f"{st['decode_steps']} decode steps, mean batch {st['decode_rows'] / max(1, st['decode_steps']):.1f} rows"
           f"; {calls} model calls; {st['accepted_tokens']} of {st['drafted_tokens']} drafted tokens accepted")
     print(f"    time: admission+prefill {st['prefill_s']:.1f}s, decode {st['decode_s']:.1f}s "
           f"(of which LM head and token choice {st['head_s']:.1f}s, "

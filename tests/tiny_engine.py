@@ -90,7 +90,9 @@ def tiny_engine(*, bpe: bool = False, max_batch_size: int = 4, name: str = "tiny
 
     tokenizer = bpe_tokenizer() if bpe else ByteTokenizer()
     vocab_size = tokenizer.raw.get_vocab_size() if bpe else 259
-    return TransformersLLM.from_model(tiny_gemma(vocab_size), tokenizer, name=name, max_batch_size=max_batch_size)
+    # packed like a loaded model's (TransformersLLM() packs the model it owns; from_model only when asked)
+    return TransformersLLM.from_model(tiny_gemma(vocab_size), tokenizer, name=name, max_batch_size=max_batch_size,
+                                      packed_linears=True)
 
 
 @contextmanager

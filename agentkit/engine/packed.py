@@ -13,12 +13,17 @@ weights remain only as the OS's reclaimable page cache of that file, and the pac
 memory (Gemma 3 270M in float32: +425 MB, peak RSS of the CoT benchmark 3.65 -> 4.04 GB). The result is float32
 throughout; it differs from MKL's in rounding only (last bits, like any change of GEMM kernel or batch shape).
 
+A packed weight is an opaque oneDNN tensor: a model with packed linears runs forward (inference) only; it
+cannot be saved, pickled, deep-copied, converted to another dtype or trained. That is why
+``TransformersLLM.from_model`` packs only when asked: the model there is the caller's object.
+
 Deliberately not here: the LM head (the engine's bounded int8 scan handles it), other dtypes (bf16 already
 goes through oneDNN), and GPUs.
 """
 
 from __future__ import annotations
 
+import platform
 from typing import Any
 
 import torch
@@ -41,9 +46,10 @@ class PackedLinear(torch.nn.Module):
 
 
 def can_pack() -> bool:
-    """Whether this torch build has the oneDNN ops and they agree with ``F.linear`` on a small probe."""
+    """Whether this is an x86 CPU (where the speed-up was measured) and this torch build has the oneDNN ops and
+    they agree with ``F.linear`` on a small probe."""
     try:
-        if not torch.backends.mkldnn.is_available():
+        if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
             return False
         gen = torch.Generator().manual_seed(0)
         w, x = torch.randn(48, 40, generator=gen), torch.randn(3, 40, generator=gen)
@@ -55,16 +61,18 @@ def can_pack() -> bool:
 
 
 def pack_linears(module: Any) -> int:
-    """Replace every float32 CPU ``nn.Linear`` inside ``module`` by a :class:`PackedLinear`, in place; how many."""
-    targets = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
-               if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32
-               and child.weight.device.type == "cpu"]
-    for parent, name, child in targets:
-        setattr(parent, name, PackedLinear(child))
+    """Replace every plain float32 CPU ``nn.Linear`` inside ``module`` by a :class:`PackedLinear`, in place; how
+    many. One at a time, so a plain weight held in memory (not memory-mapped) is freed as its copy is made.
+    Subclasses of ``nn.Linear`` and weights that are tensor subclasses (quantized, offloaded) are left alone."""
+    targets = [(parent, name) for parent in module.modules() for name, child in parent.named_children()
+               if type(child) is torch.nn.Linear and type(child.weight.data) is torch.Tensor
+               and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu"]
+    for parent, name in targets:
+        setattr(parent, name, PackedLinear(getattr(parent, name)))
     return len(targets)
 
 
 def _linear(weight: torch.Tensor) -> torch.nn.Linear:
-    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    linear = torch.nn.utils.skip_init(torch.nn.Linear, weight.shape[1], weight.shape[0], bias=False)  # no RNG
     linear.weight.data = weight
     return linear

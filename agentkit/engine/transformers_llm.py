@@ -225,6 +225,7 @@ class _Batcher:
         hidden = store.forward(llm._base, ids, slice(0, len(rows)), store.t)
         store.t += 1
         llm.stats["decode_steps"] += 1
+        llm.stats["decode_rows"] += len(rows)
         llm.stats["decode_tokens"] += len(rows)
         t_head = time.perf_counter()
         tokens = llm._next_tokens(hidden, rows)
@@ -240,8 +241,9 @@ class _Batcher:
 
         The row's next input and up to ``draft_k`` drafted tokens go through the model in one forward; the
         model's own greedy choice after each input is taken while it agrees with the draft, plus the first
-        choice that does not. So the output is the one plain decoding gives, in fewer, wider steps; the KV of
-        rejected draft tokens sits beyond the write column and is overwritten by the next step. A row alone is
+        choice that does not. So the output is the one plain decoding gives (up to the float rounding that any
+        change of batch shape brings: a near-tie could flip), in fewer, wider steps; the KV of rejected draft
+        tokens sits beyond the write column and is overwritten by the next step. A row alone is
         where this pays: one forward of a few tokens costs about what one token does when the weights dominate
         (measured on 2 cores, float32 with packed linears: a lone row's forward 28-32 ms for 1 to 11 tokens, plus
         ~1 ms of LM head per extra token; with MKL's plain sgemm, 8 rows x 4 tokens cost 181 ms against 78 ms for
@@ -274,6 +276,7 @@ class _Batcher:
         store.t = t + taken
         row.draft_k = row.draft_k + 2 if taken == m else max(1, row.draft_k - 1)
         llm.stats["decode_steps"] += 1
+        llm.stats["decode_rows"] += 1
         llm.stats["decode_tokens"] += taken
         llm.stats["drafted_tokens"] += len(draft)
         llm.stats["accepted_tokens"] += taken - 1
@@ -350,9 +353,11 @@ class TransformersLLM(LLM):
 
     ``max_batch_size`` bounds the rows decoded together by ``generate``; ``prefix_cache_mb`` bounds the prefix
     KV cache (0 disables it); ``prompt_lookup`` is the most tokens a greedy row that decodes alone drafts by
-    prompt lookup and verifies per step (0 disables it; the output is the same either way). ``load_seconds``
-    records how long construction took. ``packed_linears`` (float32 on CPU) runs the decoder's linear layers
-    with oneDNN-packed weights (:mod:`agentkit.engine.packed`).
+    prompt lookup and verifies per step (0 disables it; the output is the same either way, up to float rounding
+    in near-ties, as between batch shapes). ``load_seconds``
+    records how long construction took. ``packed_linears`` (float32 on x86 CPUs) runs the decoder's linear
+    layers with oneDNN-packed weights (:mod:`agentkit.engine.packed`); ``llm.model`` can then only run forward
+    (``packed_linears=False`` keeps it as loaded, to save or convert it).
     """
 
     def __init__(
@@ -393,11 +398,13 @@ class TransformersLLM(LLM):
         prefix_cache_mb: int = 512,
         fast_lm_head: bool = True,
         prompt_lookup: int = MAX_DRAFT,
-        packed_linears: bool = True,
+        packed_linears: bool = False,
     ) -> TransformersLLM:
         """Wrap an already loaded causal LM. ``tokenizer`` needs ``encode(text, add_special_tokens)``,
         ``decode(ids)`` (special tokens dropped) and ``token_id(token)``, like :class:`~agentkit.engine.loading.Tokenizer`.
-        With ``packed_linears`` (float32 on CPU) the decoder's ``nn.Linear`` modules are replaced in place.
+        ``packed_linears`` (float32 on CPU) replaces the decoder's ``nn.Linear`` modules *in place* by oneDNN-packed
+        ones, after which the caller's model can only run forward (no saving, pickling, dtype change or training),
+        so it is off here unless asked for.
         """
         self = cls.__new__(cls)
         p = next(model.parameters())
@@ -435,7 +442,7 @@ class TransformersLLM(LLM):
         self._lock = threading.RLock()
         self.stats: dict[str, float] = dict.fromkeys(
             ("prompt_tokens", "prefill_tokens", "decode_steps", "decode_tokens", "prefill_s", "decode_s",
-             "head_s", "drafted_tokens", "accepted_tokens"), 0
+             "head_s", "drafted_tokens", "accepted_tokens", "decode_rows"), 0
         )
         if fast_lm_head and self.device == "cpu":
             # Packing the int8 head takes seconds; build it in the background and use the exact head until then.
@@ -799,7 +806,9 @@ def _quantized_head(head: Any) -> Any:
             from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
             w = head.weight.detach().float()
-            lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+            # skip_init: no random initialization of a 262k-row weight that is replaced at once (it took the
+            # global RNG from under the caller's seeded code, on this background thread)
+            lin = torch.nn.utils.skip_init(torch.nn.Linear, w.shape[1], w.shape[0], bias=False)
             lin.weight = torch.nn.Parameter(w, requires_grad=False)
             lin.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
             return QLinear.from_float(lin)
