@@ -54,7 +54,7 @@ def can_pack() -> bool:
         gen = torch.Generator().manual_seed(0)
         w, x = torch.randn(48, 40, generator=gen), torch.randn(3, 40, generator=gen)
         with torch.inference_mode():
-            y = PackedLinear(_linear(w))(x)
+            y = PackedLinear(linear_holding(w))(x)
         return bool(torch.allclose(y, torch.nn.functional.linear(x, w), rtol=1e-4, atol=1e-4))
     except (RuntimeError, AttributeError):  # an op missing from this build, or not built for this CPU
         return False
@@ -72,7 +72,9 @@ def pack_linears(module: Any) -> int:
     return len(targets)
 
 
-def _linear(weight: torch.Tensor) -> torch.nn.Linear:
-    linear = torch.nn.utils.skip_init(torch.nn.Linear, weight.shape[1], weight.shape[0], bias=False)  # no RNG
-    linear.weight.data = weight
+def linear_holding(weight: torch.Tensor) -> torch.nn.Linear:
+    """A bias-free ``nn.Linear`` whose (frozen) weight is ``weight`` (``[out, in]``), built without a random
+    initialization: that would cost time for nothing and draw from the global RNG."""
+    linear = torch.nn.utils.skip_init(torch.nn.Linear, weight.shape[1], weight.shape[0], bias=False)
+    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
     return linear

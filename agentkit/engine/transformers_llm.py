@@ -37,7 +37,7 @@ import torch
 from agentkit.engine.kv import EMPTY, KVStore, ModelShape
 from agentkit.engine.loading import cache_dir, load_model, resolve_device, resolve_dtype
 from agentkit.engine.lookup import PromptLookup
-from agentkit.engine.packed import can_pack, pack_linears
+from agentkit.engine.packed import can_pack, linear_holding, pack_linears
 from agentkit.engine.prefix_cache import PrefixCache
 from agentkit.engine.text import RowText
 from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt
@@ -233,8 +233,6 @@ class _Batcher:
         for row, token in zip(list(rows), tokens.tolist(), strict=True):
             if self._accept(row, token):
                 self._finish(row, finished)
-        while self.slots and self.slots[-1] is None:
-            self.slots.pop()
 
     def _speculate(self, row: _Row, finished: list[_Row]) -> bool:
         """One step for a greedy row that decodes alone, verifying a prompt-lookup draft (:mod:`.lookup`).
@@ -282,11 +280,11 @@ class _Batcher:
         llm.stats["accepted_tokens"] += taken - 1
         if done:
             self._finish(row, finished)
-            self.slots.pop()  # it was the only row
         return True
 
     def _finish(self, row: _Row, finished: list[_Row]) -> None:
-        """Hand a finished row back and free its slot (its KV first goes to the prefix cache)."""
+        """Hand a finished row back and free its slot (its KV first goes to the prefix cache); free slots at the
+        end are dropped (holes before live rows are filled by ``_compact`` at the next step)."""
         llm, store = self.llm, self.store
         assert store is not None
         finished.append(row)
@@ -295,6 +293,8 @@ class _Batcher:
             llm.prefix_cache.insert(row.ids + row.generated[:-1], k, v)
         self.slots[row.slot] = None
         store.start[row.slot] = EMPTY
+        while self.slots and self.slots[-1] is None:
+            self.slots.pop()
 
     def _accept(self, row: _Row, token: int) -> bool:
         """Record a sampled token; on finish set ``row.completion`` and return True."""
@@ -805,11 +805,9 @@ def _quantized_head(head: Any) -> Any:
             warnings.simplefilter("ignore")
             from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
-            w = head.weight.detach().float()
-            # skip_init: no random initialization of a 262k-row weight that is replaced at once (it took the
-            # global RNG from under the caller's seeded code, on this background thread)
-            lin = torch.nn.utils.skip_init(torch.nn.Linear, w.shape[1], w.shape[0], bias=False)
-            lin.weight = torch.nn.Parameter(w, requires_grad=False)
+            # (built without a random init, which would take the global RNG from under the caller's seeded code on
+            # this background thread)
+            lin = linear_holding(head.weight.detach().float())
             lin.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
             return QLinear.from_float(lin)
     except Exception:  # the quantized backend is optional; fall back to the full head
