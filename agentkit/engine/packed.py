@@ -2,8 +2,9 @@
 
 A float32 ``nn.Linear`` on CPU calls MKL's ``sgemm`` on the plain ``[out, in]`` weight. For the shapes a
 decode step has (a few to a few dozen rows against a weight streamed from memory) that is slow: measured on a
-2-core AMD EPYC, a 640 x 2048 layer from DRAM took 460 us for 1 row, 835 us for 2 and 675 us for 16, where
-oneDNN on the same weight reordered once into its blocked layout took 191, 216 and 304 us (2.2-3.9x; 1.3-3.8x
+2-core AMD EPYC (``benchmarks/bench_decode_shapes.py``), a 640 x 2048 layer from DRAM took 460 us for 1 row,
+835 us for 2 and 675 us for 16, where oneDNN on the same weight reordered once into its blocked layout took
+191, 216 and 304 us (2.2-3.9x; 1.3-3.8x
 with oneDNN and MKL held to AVX2; 2.8x for a 512-row prefill chunk). This is the same packed-weight path
 PyTorch's own inductor CPU backend generates (``mkldnn._reorder_linear_weight`` + ``mkldnn._linear_pointwise``).
 

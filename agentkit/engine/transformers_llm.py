@@ -241,12 +241,12 @@ class _Batcher:
         model's own greedy choice after each input is taken while it agrees with the draft, plus the first
         choice that does not. So the output is the one plain decoding gives (up to the float rounding that any
         change of batch shape brings: a near-tie could flip), in fewer, wider steps; the KV of rejected draft
-        tokens sits beyond the write column and is overwritten by the next step. A row alone is
-        where this pays: one forward of a few tokens costs about what one token does when the weights dominate
-        (measured on 2 cores, float32 with packed linears: a lone row's forward 28-32 ms for 1 to 11 tokens, plus
-        ~1 ms of LM head per extra token; with MKL's plain sgemm, 8 rows x 4 tokens cost 181 ms against 78 ms for
-        8 rows x 1, a loss). ``draft_k`` grows by 2 after a fully accepted draft and shrinks by 1 otherwise.
-        Returns False, having done nothing, when there is nothing to draft."""
+        tokens sits beyond the write column and is overwritten by the next step. A row alone is where this
+        pays: one forward of a few tokens costs about what one token does when the weights dominate
+        (``benchmarks/bench_decode_shapes.py``; on 2 cores, float32 with packed linears: a lone row's forward
+        28-32 ms for 1 to 11 tokens, plus ~1 ms of LM head per extra token; with MKL's plain sgemm, 8 rows x 4
+        tokens cost 181 ms against 78 ms for 8 rows x 1, a loss). ``draft_k`` grows by 2 after a fully accepted
+        draft and shrinks by 1 otherwise. Returns False, having done nothing, when there is nothing to draft."""
         llm, store = self.llm, self.store
         assert store is not None
         if row.lookup is None:
