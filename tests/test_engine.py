@@ -430,11 +430,24 @@ def test_bounded_head_rows_do_not_coarsen_each_other(tiny):
             assert set(exact[row].topk(k).indices.tolist()) <= set(alone.tolist())
 
 
-def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
-    """Same generator state, same exact top-k logits: the shortlist path draws the very same tokens."""
+def _draws(tiny, hidden, configs: list[GenerationConfig], use_int8: bool, steps: int = 50) -> list[list[int]]:
+    """``steps`` tokens for one row per config (row i seeded with i), with or without the int8 head."""
     import torch
 
     from agentkit.engine.transformers_llm import _Row
+
+    saved = tiny._qhead
+    tiny._qhead = saved if use_int8 else None
+    rows = [_Row(i, [2], c, None, torch.Generator().manual_seed(i)) for i, c in enumerate(configs)]
+    try:
+        return [tiny._next_tokens(hidden, rows).tolist() for _ in range(steps)]
+    finally:
+        tiny._qhead = saved
+
+
+def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
+    """Same generator state, same exact top-k logits: the shortlist path draws the very same tokens."""
+    import torch
 
     tiny._build_qhead()
     torch.manual_seed(4)
@@ -443,16 +456,55 @@ def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
                for t, k, p in [(0.7, 40, 0.95), (1.0, 5, 1.0), (1.5, 100, 0.9), (0.5, 1, 1.0), (1.0, 258, 1.0),
                                (0.7, 40, 0.95)]]
 
-    def draw(use_int8: bool) -> list[list[int]]:
-        saved = tiny._qhead
-        tiny._qhead = saved if use_int8 else None
-        rows = [_Row(i, [2], c, None, torch.Generator().manual_seed(i)) for i, c in enumerate(configs)]
-        try:
-            return [tiny._next_tokens(hidden, rows).tolist() for _ in range(50)]
-        finally:
-            tiny._qhead = saved
+    assert _draws(tiny, hidden, configs, use_int8=True) == _draws(tiny, hidden, configs, use_int8=False)
 
-    assert draw(True) == draw(False)
+
+def test_pure_temperature_sampling_races_through_the_int8_head_to_the_full_heads_draws(tiny, monkeypatch):
+    """Rows without top_k and top_p: the Gumbel race's winner, found by the bounded scan plus exact rescoring, is
+    the full head's, draw for draw from the same generators; and the scan, not the full head, found it."""
+    import torch
+
+    tiny._build_qhead()
+    torch.manual_seed(6)
+    hidden = torch.randn(6, tiny.model.config.hidden_size) * 3
+    configs = [GenerationConfig(do_sample=True, temperature=t) for t in (0.3, 0.7, 1.0, 1.5, 3.0)]
+    configs.append(GenerationConfig(do_sample=True, temperature=0.7, top_k=40))  # a top-k row in the same batch
+    full_rows = []
+    logits = tiny._logits
+
+    def counting(h):
+        full_rows.append(len(h))
+        return logits(h)
+
+    monkeypatch.setattr(tiny, "_logits", counting)
+
+    fast = _draws(tiny, hidden, configs, use_int8=True)
+    assert sum(full_rows) <= 5  # of 300 draws: the scan proved (nearly) every winner
+    assert fast == _draws(tiny, hidden, configs, use_int8=False)
+    assert len({tuple(step[:5]) for step in fast}) > 10  # they are samples, not one repeated argmax
+
+
+def test_pure_temperature_draws_follow_the_softmax_at_that_temperature(tiny):
+    """The race samples softmax(logits / T): frequencies of the likely tokens over 6,000 draws (300 rows x 20
+    steps, each row its own generator) within 4.5 standard errors of the exact probabilities."""
+    import torch
+
+    from agentkit.engine.transformers_llm import _Row
+
+    tiny._build_qhead()
+    torch.manual_seed(8)
+    h = torch.randn(1, tiny.model.config.hidden_size) * 20  # 7 tokens over 2% at T 0.5, 12 at T 2
+    for temperature in (0.5, 2.0):
+        cfg = GenerationConfig(do_sample=True, temperature=temperature)
+        rows = [_Row(i, [2], cfg, None, torch.Generator().manual_seed(1000 + i)) for i in range(300)]
+        hidden = h.expand(len(rows), -1).contiguous()
+        drawn = torch.cat([tiny._next_tokens(hidden, rows) for _ in range(20)])
+        p = (tiny._logits(h)[0] / temperature).softmax(-1)
+        freq = torch.bincount(drawn, minlength=len(p)).double() / len(drawn)
+        likely = (p > 0.02).nonzero()[:, 0]
+        assert len(likely) >= 3
+        err = 4.5 * (p[likely] * (1 - p[likely]) / len(drawn)).sqrt()
+        assert ((freq[likely] - p[likely]).abs() <= err).all(), (temperature, freq[likely], p[likely])
 
 
 def test_copies_of_a_prompt_admitted_together_prefill_it_once(tiny):

@@ -113,10 +113,14 @@ def test_process_exits_cleanly_right_after_load():
     assert proc.returncode == 0, proc.stderr[-500:]
 
 
-def test_top_k_sampling_through_the_bounded_int8_head_equals_the_full_head(llm):
-    """The int8 scan only shortlists; the exact top-k logits, and so the draws, are those of the full head."""
+@pytest.mark.parametrize("sampling", [
+    {"temperature": 0.7, "top_k": 40, "top_p": 0.95, "seed": 5},  # the scan shortlists the exact top-k
+    {"temperature": 0.8, "seed": 11},  # pure temperature: the scan proves which tokens can win the Gumbel race
+], ids=["top-k", "pure-temperature"])
+def test_sampling_through_the_bounded_int8_head_equals_the_full_head(llm, sampling):
+    """The int8 scan only shortlists; exact logits decide, so the draws are the full head's, token for token."""
     llm.wait_until_ready()
-    cfg = GenerationConfig(max_new_tokens=20, do_sample=True, temperature=0.7, top_k=40, top_p=0.95, seed=5)
+    cfg = GenerationConfig(max_new_tokens=20, do_sample=True, **sampling)
     fast = [c.text for c in llm.generate(PROMPTS, cfg)]
     saved, llm._qhead = llm._qhead, None
     try:
@@ -124,3 +128,4 @@ def test_top_k_sampling_through_the_bounded_int8_head_equals_the_full_head(llm):
     finally:
         llm._qhead = saved
     assert fast == full
+    assert fast != [c.text for c in llm.generate(PROMPTS, cfg.model_copy(update={"seed": cfg.seed + 1}))]

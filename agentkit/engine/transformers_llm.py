@@ -605,31 +605,64 @@ class TransformersLLM(LLM):
         return tokens
 
     def _next_tokens(self, hidden: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
-        """Next token per row: argmax for greedy rows, seeded sampling (on exact logits) for the others."""
+        """Next token per row: argmax for greedy rows, seeded sampling (on exact logits) for the others.
+
+        With the proven int8 head (float32), a sampled row with ``top_k`` draws from its exact top-k logits; a
+        row with pure temperature (no ``top_k``, ``top_p`` 1) draws by the Gumbel-max race (``_race``), whose
+        winner the bounded scan finds exactly, as it finds greedy's argmax. Top-p without ``top_k`` needs every
+        probability of the vocabulary, so those rows, rows whose candidate set is too large, and everything
+        before the int8 head is built use the full head. Each draw is the same function of the row's generator
+        on either path, so a seeded sample does not depend on which path ran."""
         sampled = [i for i, r in enumerate(rows) if r.config.do_sample]
         greedy = [i for i, r in enumerate(rows) if not r.config.do_sample]
         tokens = torch.empty(len(rows), dtype=torch.long, device=hidden.device)
         if greedy:
             tokens[greedy] = self._greedy(hidden if len(greedy) == len(rows) else hidden[greedy])
-        if sampled:
-            # rows with top_k: the exact top-k from the bounded int8 scan (float32); the rest, overflow and lower
-            # precision: the full head
-            qhead, full = self._qhead, list(sampled)
-            top_k = [rows[i].config.top_k for i in sampled]
-            if qhead is not None and qhead.proven and all(k is not None for k in top_k):
-                h = hidden[sampled]
-                cands = qhead.candidates(h, max(top_k))
-                full = []
-                for i, cand, exact in zip(sampled, cands, qhead.exact(h, cands), strict=True):
-                    if cand is None:
-                        full.append(i)
-                        continue
+        race = [i for i in sampled if rows[i].config.top_k is None and rows[i].config.top_p >= 1.0]
+        if race:
+            tokens[race] = self._race(hidden[race], [rows[i] for i in race])
+        top_k = [i for i in sampled if rows[i].config.top_k is not None]
+        full = [i for i in sampled if rows[i].config.top_k is None and rows[i].config.top_p < 1.0]
+        qhead = self._qhead
+        if top_k and qhead is not None and qhead.proven:
+            h = hidden[top_k]
+            cands = qhead.candidates(h, max(rows[i].config.top_k or 1 for i in top_k))
+            for i, cand, exact in zip(top_k, cands, qhead.exact(h, cands), strict=True):
+                if cand is None:
+                    full.append(i)
+                else:
                     tokens[i] = cand[_sample(self._softcapped(exact.float()), rows[i].config, rows[i].gen)]
-            if full:
-                logits = self._logits(hidden[full])
-                for j, i in enumerate(full):
-                    tokens[i] = _sample(logits[j], rows[i].config, rows[i].gen)
+        else:
+            full += top_k
+        if full:
+            logits = self._logits(hidden[full])
+            for j, i in enumerate(full):
+                tokens[i] = _sample(logits[j], rows[i].config, rows[i].gen)
         return tokens
+
+    def _race(self, hidden: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+        """Pure-temperature samples by the Gumbel-max race: with ``g_i`` independent standard Gumbel draws,
+        ``argmax_i (l_i + T g_i)`` is distributed exactly as ``softmax(l / T)`` (Gumbel 1954; the trick as used
+        for sampling by Maddison, Tarlow and Minka 2014, "A* Sampling"). The noise (from the row's generator, a
+        fixed number of draws per step) is an offset the bounded int8 scan adds to every token before proving
+        which tokens can still win; the winner among those is found with exact logits. Without the int8 head
+        (or with a soft-capped one, whose bound would have to pass through tanh), the full head plus the same
+        noise gives the same token."""
+        noise = torch.stack([_gumbel(self._head.weight.shape[0], r.gen).mul_(r.config.temperature) for r in rows])
+        out = torch.empty(len(rows), dtype=torch.long, device=hidden.device)
+        rest = list(range(len(rows)))
+        qhead = self._qhead
+        if qhead is not None and qhead.proven and self._softcap is None:
+            cands = qhead.candidates(hidden, 1, offset=noise)
+            rest = []
+            for j, (cand, exact) in enumerate(zip(cands, qhead.exact(hidden, cands), strict=True)):
+                if cand is None:
+                    rest.append(j)
+                else:
+                    out[j] = cand[(exact.float() + noise[j, cand]).argmax()]
+        if rest:
+            out[rest] = (self._logits(hidden[rest]) + noise[rest]).argmax(dim=-1)
+        return out
 
 
 CALIBRATION_TEXT = (  # any text gives a valid bound; ordinary prose with numbers and code gives a tight one
@@ -696,8 +729,11 @@ class _BoundedHead:
         self.w_out_t = w[:, o].T.contiguous()  # [|O|, V], the exact part
         self.outliers = o
 
-    def candidates(self, hidden: torch.Tensor, k: int) -> list[torch.Tensor | None]:
-        """Per row, sorted token ids that provably contain the exact top-``k`` (None: too many, use the full head).
+    def candidates(
+        self, hidden: torch.Tensor, k: int, offset: torch.Tensor | None = None
+    ) -> list[torch.Tensor | None]:
+        """Per row, sorted token ids that provably contain the exact top-``k`` (None: too many, use the full head)
+        of the logits plus ``offset`` (``[rows, vocab]``, the sampling race's noise; none: the logits alone).
 
         Two stages, so that only a few passes touch the whole vocabulary: a prefilter with each row's *largest*
         bound ``eps_max`` (a token below the k-th best approximation minus ``2 eps_max`` cannot reach the floor),
@@ -712,6 +748,8 @@ class _BoundedHead:
         h_rest[:, self.outliers] = 0
         approx, act_err, r = self._scan(h_rest)  # approx in units of r (each row's largest |h_R| entry)
         approx.addmm_(h[:, self.outliers] / r, self.w_out_t)
+        if offset is not None:  # known exactly: it shifts each token's interval, not its width
+            approx.add_(offset / r)
         coef = torch.stack([h_rest.norm(dim=1), act_err], dim=1)  # eps_i = coef . (||E_i,R||, ||Q_i,R||) + margin
         # float rounding of both sides, from |l_i| <= max_i ||W_i|| ||h|| and the largest eps: per-row scalars
         size = self.w_norm_max * h.norm(dim=1)
@@ -812,6 +850,15 @@ def _quantized_head(head: Any) -> Any:
             return QLinear.from_float(lin)
     except Exception:  # the quantized backend is optional; fall back to the full head
         return None
+
+
+def _gumbel(n: int, gen: Any) -> torch.Tensor:
+    """``n`` standard Gumbel draws, ``-log(-log(u))``, from the generator ``gen``, as float32. The uniforms and
+    the inner log are float64 (steps of 2^-53), so the noise is cut off only beyond ~36.7, which a draw exceeds
+    with probability ~1e-16 (float32 uniforms would cut it at ~16.6: once per ~60 steps over a 262k vocabulary);
+    ``-log(u)`` keeps its relative precision in float32, so the outer log runs there. On the generator's device
+    (a CUDA row draws on the GPU)."""
+    return torch.rand(n, dtype=torch.float64, generator=gen, device=gen.device).log_().neg_().float().log_().neg_()
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, gen: Any) -> torch.Tensor:
