@@ -2,7 +2,7 @@
 
     python benchmarks/bench_throughput.py --workload cot --n 32 --baseline-n 8
     python benchmarks/bench_throughput.py --workload react --n 16 --baseline-n 4
-    python benchmarks/bench_throughput.py --workload pal-sc --n 8 --baseline-n 2
+    python benchmarks/bench_throughput.py --workload pal-sc --n 8 --baseline-n 2 [--sampling temperature]
 
 Each workload is one of agentkit's own strategies over a question set: ``cot`` (4-shot chain-of-thought on
 GSM8K-style questions, greedy, 160 new tokens), ``react`` (ReAct over the offline Wikipedia corpus, greedy) and
@@ -89,9 +89,11 @@ def pal_sc_workload(args: argparse.Namespace) -> Workload:
     update = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     config = PAL.default_config.model_copy(update=update)
     questions, gold, source = _questions(args, "gsm8k-sample")
+    # the strategy's default samples (top_k 40, top_p 0.95), or pure temperature (the engine's Gumbel race)
+    sampling = {} if args.sampling == "top-k" else {"top_k": None, "top_p": 1.0}
     return Workload(
-        "pal-sc (4-shot, k=5, T=0.7)",
-        lambda llm: SelfConsistency(PAL(llm, shots=4, config=config), k=5, seed=0),
+        f"pal-sc (4-shot, k=5, T=0.7, {'top-k 40, top-p 0.95' if not sampling else 'pure temperature'})",
+        lambda llm: SelfConsistency(PAL(llm, shots=4, config=config), k=5, seed=0, **sampling),
         questions, gold, source, sampled=True,
     )
 
@@ -185,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
                          "(oneDNN-packed linears in float32 on CPU)")
     ap.add_argument("--prompt-lookup", type=int, default=None,
                     help="most tokens a row decoding alone drafts per step (0 = off; default: the engine's)")
+    ap.add_argument("--sampling", choices=["top-k", "temperature"], default="top-k",
+                    help="pal-sc's samples: self-consistency's default (top_k 40, top_p 0.95) or pure temperature "
+                         "(no top_k, top_p 1)")
     ap.add_argument("--profile", action="store_true", help="torch profiler table for the agentkit run")
     ap.add_argument("--baseline-stop", choices=["stop", "nostop", "both"], default=None,
                     help="baseline with a stop-string criterion, without (the literal plain loop), or both "
