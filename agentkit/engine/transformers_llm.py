@@ -581,27 +581,38 @@ class TransformersLLM(LLM):
         return logits
 
     def _greedy(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Argmax of the LM head. With the int8 head in float32: the exact argmax, from the tokens whose logit bound
-        can reach the best lower bound, rescored exactly (softcapping is monotonic, so skipped); rows with too many
-        such tokens use the full head. In lower precision (see ``_BoundedHead.proven``): a shortlist of the
-        ``HEAD_CANDIDATES`` best int8 logits, rescored exactly in the model's dtype. No int8 head yet: the full head."""
+        """Argmax of the LM head: exact with the int8 head in float32 or with none yet (``_argmax``). In lower
+        precision (see ``_BoundedHead.proven``): a shortlist of the ``HEAD_CANDIDATES`` best int8 logits, rescored
+        exactly in the model's dtype."""
         qhead = self._qhead
-        if qhead is None:
-            return self._logits(hidden).argmax(dim=-1)
-        if not qhead.proven:
-            k = min(HEAD_CANDIDATES, qhead.weight.shape[0])
-            cand = qhead.shortlist(hidden, k).sort(dim=-1).values  # sorted: ties go to the lowest id
-            w = self._head.weight[cand]  # [rows, K, hidden]
-            exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
-            return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
+        if qhead is None or qhead.proven:
+            return self._argmax(hidden)
+        k = min(HEAD_CANDIDATES, qhead.weight.shape[0])
+        cand = qhead.shortlist(hidden, k).sort(dim=-1).values  # sorted: ties go to the lowest id
+        w = self._head.weight[cand]  # [rows, K, hidden]
+        exact = torch.bmm(w, hidden[:, :, None].to(w.dtype))[:, :, 0]
+        return cand.gather(1, exact.argmax(dim=-1, keepdim=True))[:, 0]
+
+    def _argmax(self, hidden: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """Per row, the exact argmax of the logits plus ``offset`` (``[rows, vocab]``, the sampling race's noise;
+        none: greedy). With the proven int8 head: among the tokens whose bound can reach the best lower bound,
+        rescored exactly (soft-capping is monotonic, so a plain argmax skips it; with an offset it is not
+        skippable, so soft-capped models take the full head); rows with too many such tokens, and every row
+        without a proven int8 head, use the full head. Either way the same token, up to float rounding."""
         tokens = torch.empty(hidden.shape[0], dtype=torch.long, device=hidden.device)
-        cands = qhead.candidates(hidden, 1)
-        full = [i for i, c in enumerate(cands) if c is None]
-        for i, (cand, exact) in enumerate(zip(cands, qhead.exact(hidden, cands), strict=True)):
-            if cand is not None:  # sorted ids: ties go to the lowest id, like argmax
-                tokens[i] = cand[exact.argmax()]
+        full = list(range(hidden.shape[0]))
+        qhead = self._qhead
+        if qhead is not None and qhead.proven and (offset is None or self._softcap is None):
+            cands = qhead.candidates(hidden, 1, offset=offset)
+            full = []
+            for i, (cand, exact) in enumerate(zip(cands, qhead.exact(hidden, cands), strict=True)):
+                if cand is None:
+                    full.append(i)
+                else:  # sorted ids: ties go to the lowest id, like argmax
+                    tokens[i] = cand[(exact if offset is None else exact.float() + offset[i, cand]).argmax()]
         if full:
-            tokens[full] = self._logits(hidden[full]).argmax(dim=-1)
+            logits = self._logits(hidden[full])
+            tokens[full] = (logits if offset is None else logits + offset[full]).argmax(dim=-1)
         return tokens
 
     def _next_tokens(self, hidden: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
@@ -645,24 +656,11 @@ class TransformersLLM(LLM):
         ``argmax_i (l_i + T g_i)`` is distributed exactly as ``softmax(l / T)`` (Gumbel 1954; the trick as used
         for sampling by Maddison, Tarlow and Minka 2014, "A* Sampling"). The noise (from the row's generator, a
         fixed number of draws per step) is an offset the bounded int8 scan adds to every token before proving
-        which tokens can still win; the winner among those is found with exact logits. Without the int8 head
-        (or with a soft-capped one, whose bound would have to pass through tanh), the full head plus the same
-        noise gives the same token."""
+        which tokens can still win, as for greedy's argmax; the winner among those is found with exact logits.
+        Without the int8 head (or with a soft-capped model, whose bound would have to pass through tanh), the full
+        head plus the same noise gives the same token."""
         noise = torch.stack([_gumbel(self._head.weight.shape[0], r.gen).mul_(r.config.temperature) for r in rows])
-        out = torch.empty(len(rows), dtype=torch.long, device=hidden.device)
-        rest = list(range(len(rows)))
-        qhead = self._qhead
-        if qhead is not None and qhead.proven and self._softcap is None:
-            cands = qhead.candidates(hidden, 1, offset=noise)
-            rest = []
-            for j, (cand, exact) in enumerate(zip(cands, qhead.exact(hidden, cands), strict=True)):
-                if cand is None:
-                    rest.append(j)
-                else:
-                    out[j] = cand[(exact.float() + noise[j, cand]).argmax()]
-        if rest:
-            out[rest] = (self._logits(hidden[rest]) + noise[rest]).argmax(dim=-1)
-        return out
+        return self._argmax(hidden, noise)
 
 
 CALIBRATION_TEXT = (  # any text gives a valid bound; ordinary prose with numbers and code gives a tight one
