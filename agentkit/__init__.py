@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first use)
 _EXPORTS = {
     "GenerationConfig": "agentkit.llm",
+    "Constraint": "agentkit.llm",
     "Completion": "agentkit.llm",
     "LLM": "agentkit.llm",
     "ScriptedLLM": "agentkit.llm",
@@ -52,6 +53,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from agentkit.engine import TransformersLLM
-    from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM
+    from agentkit.llm import LLM, Completion, Constraint, GenerationConfig, ScriptedLLM
     from agentkit.serving import ServerLLM
     from agentkit.tools.sandbox import ExecResult, Sandbox

@@ -22,13 +22,62 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Hashable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentkit.errors import UsageError
 
 FinishReason = Literal["stop", "length"]
+
+
+ConstraintKind = Literal["regex", "json_schema", "lark"]
+
+
+class Constraint(BaseModel):
+    """What a completion must match: exactly one of a regular expression, a JSON schema or a Lark grammar.
+
+    The grammar syntax is llguidance's (https://github.com/guidance-ai/llguidance): ``regex`` in Rust ``regex``
+    syntax (no lookarounds) matched against the whole constrained text, ``json_schema`` a JSON Schema object,
+    ``lark`` a Lark grammar (llguidance's variant: ``%json {...}`` inlines a schema).
+
+    ``after``: the completion is free text until it first contains this literal; the constraint applies to what
+    follows it (a ReAct step thinks freely, then its ``Action N:`` line is constrained). A completion that ends
+    (a stop string, end of sequence) before the literal appears is free text. Without ``after`` the constraint
+    applies from the first generated token.
+
+    A constrained completion matches the constraint (what follows ``after``) in full, or ends with
+    ``finish_reason="length"`` when ``max_new_tokens`` cut it. A backend that cannot honour a constraint raises a
+    ``UsageError`` naming itself and the constraint's kind; none ignores one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regex: str | None = Field(None, description="a regular expression the constrained text matches in full")
+    json_schema: dict[str, Any] | None = Field(None, description="a JSON Schema the constrained text is JSON of")
+    lark: str | None = Field(None, description="a Lark grammar (llguidance syntax) the constrained text parses by")
+    after: str | None = Field(None, min_length=1, description="free text until this literal; constrained after it")
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Constraint:
+        given = [k for k in ("regex", "json_schema", "lark") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a constraint takes exactly one of regex, json_schema, lark (given: {given or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> ConstraintKind:
+        """Which of the three forms this constraint is."""
+        return "regex" if self.regex is not None else "json_schema" if self.json_schema is not None else "lark"
+
+
+def refuse_constraint(backend: str, constraint: Constraint | None) -> None:
+    """Raise the one-line ``UsageError`` of a backend that cannot honour ``constraint`` (nothing if it is None)."""
+    if constraint is not None:
+        raise UsageError(
+            f"{backend} cannot honour a {constraint.kind} constraint; drop the constraint (--constrain) or use a "
+            "backend that supports it"
+        )
 
 
 class GenerationConfig(BaseModel):
@@ -43,6 +92,7 @@ class GenerationConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
     seed: int | None = Field(None, ge=0, description="makes sampling reproducible; greedy decoding ignores it")
     stop: list[str] = Field(default_factory=list, description="strings that end generation; never returned")
+    constraint: Constraint | None = Field(None, description="what the completion must match (see Constraint)")
 
     @model_validator(mode="after")
     def _check_stop(self) -> GenerationConfig:
@@ -379,6 +429,7 @@ class ScriptedLLM(LLM):
 
     def generate(self, prompts: list[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
         config = config or GenerationConfig()
+        refuse_constraint(f"scripted model {self.name}", config.constraint)
         texts = [self.render(prompt) for prompt in prompts]
         return [self._complete(text, self._reply_for(text), config) for text in texts]
 

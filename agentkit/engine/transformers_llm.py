@@ -40,7 +40,7 @@ from agentkit.engine.lookup import PromptLookup
 from agentkit.engine.packed import can_pack, linear_holding, pack_linears
 from agentkit.engine.prefix_cache import PrefixCache
 from agentkit.engine.text import RowText
-from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt
+from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt, refuse_constraint
 
 PREFILL_CHUNK = 512  # prompt tokens per prefill forward (bounds the attention-mask and activation memory)
 MAX_DRAFT = 10  # default ``prompt_lookup``: the most drafted tokens one step verifies
@@ -543,6 +543,7 @@ class TransformersLLM(LLM):
     # -- internals --------------------------------------------------------------------------------------------
 
     def _row(self, key: Hashable, prompt: Prompt, config: GenerationConfig, seed: int | None) -> _Row:
+        refuse_constraint(f"engine {self.name}", config.constraint)
         ids = self.encode(self.render(prompt))
         if not ids:
             raise ValueError("empty prompt: the tokenizer produced no tokens (and adds no BOS)")

@@ -38,7 +38,7 @@ import httpx
 
 from agentkit.errors import ServerError, UsageError
 from agentkit.llm import LLM, BatchSession, Chat, Completion, FinishReason, GenerationConfig, Prompt, cut_at_stop
-from agentkit.llm import partial_stop_suffix
+from agentkit.llm import partial_stop_suffix, refuse_constraint
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
 API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
@@ -273,6 +273,7 @@ class ServerLLM(LLM):
 
     def _body(self, prompt: Prompt | list[str], config: GenerationConfig, n: int = 1) -> tuple[str, dict[str, Any]]:
         """The endpoint and JSON body for ``prompt`` (a text, a list of texts or a chat)."""
+        refuse_constraint(f"server {', '.join(self.urls)} model {self.model}", config.constraint)
         body: dict[str, Any] = {"model": self.model, "max_tokens": config.max_new_tokens}
         if config.do_sample:
             body.update(temperature=config.temperature, top_p=config.top_p)
