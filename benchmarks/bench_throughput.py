@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
                          "(oneDNN-packed linears in float32 on CPU)")
     ap.add_argument("--prompt-lookup", type=int, default=None,
                     help="most tokens a row decoding alone drafts per step (0 = off; default: the engine's)")
+    ap.add_argument("--engine", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="EngineConfig switches, e.g. fast_lm_head=false gumbel_race=false (to bisect by feature)")
     ap.add_argument("--sampling", choices=["top-k", "temperature"], default="top-k",
                     help="pal-sc's samples: self-consistency's default (top_k 40, top_p 0.95) or pure temperature "
                          "(no top_k, top_p 1)")
@@ -198,12 +200,16 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from agentkit.engine import TransformersLLM
+    from agentkit.engine import EngineConfig, TransformersLLM
 
+    knobs = dict(kv.split("=", 1) for kv in args.engine)
+    if args.no_prefix_cache:
+        knobs["prefix_cache_mb"] = 0
+    if args.prompt_lookup is not None:
+        knobs["prompt_lookup"] = args.prompt_lookup
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    llm = TransformersLLM(args.model, dtype=args.dtype, prefix_cache_mb=0 if args.no_prefix_cache else 512,
-                          **({} if args.prompt_lookup is None else {"prompt_lookup": args.prompt_lookup}))
+    llm = TransformersLLM(args.model, dtype=args.dtype, config=EngineConfig.model_validate(knobs))
     t_loaded = time.perf_counter() - t0
     llm.wait_until_ready()  # the int8 LM-head shortlist is built in the background; don't time that
     print(f"model {llm.name}  dtype={llm.dtype}  device={llm.device}  load {t_loaded:.1f}s "
@@ -213,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     n = len(wl.questions)
     print(f"workload {wl.name}: {n} questions ({len(set(wl.questions))} distinct) from {wl.source}")
 
-    stats0 = dict(llm.stats)
+    stats0 = llm.stats.copy()
     t = time.perf_counter()
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -224,19 +230,19 @@ def main(argv: list[str] | None = None) -> None:
         ours = run(llm, wl, args.batch_size)
     ours_s = time.perf_counter() - t
     rss_engine = peak_rss_gb()
-    st = {k: llm.stats[k] - stats0[k] for k in stats0}
+    st = llm.stats - stats0
     calls = sum(len(r.completions) for r in ours)
     print(f"\n(b) agentkit run_episodes, batch {args.batch_size}: {ours_s:.1f}s total, "
-          f"{ours_s / n:.2f} s/question, {st['decode_tokens'] / ours_s:.1f} generated tok/s, "
+          f"{ours_s / n:.2f} s/question, {st.decode_tokens / ours_s:.1f} generated tok/s, "
           f"peak RSS {rss_engine:.2f} GB")
-    print(f"    prefill {st['prefill_tokens']} of {st['prompt_tokens']} prompt tokens "
-          f"({1 - st['prefill_tokens'] / max(1, st['prompt_tokens']):.0%} served by the prefix cache); "
-          f"{st['decode_steps']} decode steps, mean batch {st['decode_rows'] / max(1, st['decode_steps']):.1f} rows"
-          f"; {calls} model calls; {st['accepted_tokens']} of {st['drafted_tokens']} drafted tokens accepted")
-    print(f"    time: admission+prefill {st['prefill_s']:.1f}s, decode {st['decode_s']:.1f}s "
-          f"(of which LM head and token choice {st['head_s']:.1f}s, "
-          f"{1000 * st['decode_s'] / max(1, st['decode_steps']):.0f} ms/step), "
-          f"other (tools, sandbox, bookkeeping) {ours_s - st['prefill_s'] - st['decode_s']:.1f}s")
+    print(f"    prefill {st.prefill_tokens} of {st.prompt_tokens} prompt tokens "
+          f"({1 - st.prefill_tokens / max(1, st.prompt_tokens):.0%} served by the prefix cache); "
+          f"{st.decode_steps} decode steps, mean batch {st.decode_rows / max(1, st.decode_steps):.1f} rows"
+          f"; {calls} model calls; {st.accepted_tokens} of {st.drafted_tokens} drafted tokens accepted")
+    print(f"    time: admission+prefill {st.prefill_s:.1f}s, decode {st.decode_s:.1f}s "
+          f"(of which LM head and token choice {st.head_s:.1f}s, "
+          f"{1000 * st.decode_s / max(1, st.decode_steps):.0f} ms/step), "
+          f"other (tools, sandbox, bookkeeping) {ours_s - st.prefill_s - st.decode_s:.1f}s")
     if args.profile:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
