@@ -6,11 +6,15 @@ Tests marked ``model`` load the real default model's tokenizer or the model itse
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from agentkit import grammar
 from agentkit.engine import constrain
 from agentkit.errors import UsageError
-from agentkit.llm import Constraint
+from agentkit.llm import Constraint, GenerationConfig
+from streams import drain
 from tiny_engine import ByteTokenizer, bpe_tokenizer
 
 ACTION = Constraint(regex=r" (Search|Finish)\[[a-z ]*\]", after="action:")
@@ -156,3 +160,138 @@ def test_the_default_models_vocabulary(tmp_path, monkeypatch):
         assert b.take(t)
     assert a.stopped and b.stopped
     assert not a.permits(tok.encode("\n", add_special_tokens=False)[0])
+
+
+# -- constrained rows in the decode loop (the tiny engine) -------------------------------------------------------
+#
+# On an ASCII-only BPE every output of the random model is valid UTF-8, so any greedy text can be (part of) a
+# grammar, and its words ("the", "azy", "thought") are several characters long, as real tokens are.
+
+PROMPTS = ["the quick brown fox", "question: what is the capital of france?\nthought:", "six times seven is",
+           "a lazy dog"]
+
+
+@pytest.fixture(scope="module")
+def llm():
+    from tiny_engine import one_torch_thread, tiny_engine
+
+    with one_torch_thread():
+        yield tiny_engine(bpe=True, ascii_only=True)
+
+
+@pytest.fixture(scope="module")
+def stepwise():
+    """The same engine with fast-forward off: every token, forced or not, is the model's choice."""
+    from tiny_engine import one_torch_thread, tiny_engine
+
+    with one_torch_thread():
+        yield tiny_engine(bpe=True, ascii_only=True, fast_forward=False)
+
+
+@pytest.fixture(scope="module")
+def free(llm):
+    return llm.generate(PROMPTS, GenerationConfig(max_new_tokens=24))
+
+
+def lark_literal(text: str) -> str:
+    return json.dumps(text)
+
+
+def conforms(constraint: Constraint, c) -> bool:
+    """A constrained completion matches, or max tokens cut it while it still could."""
+    return grammar.matches(constraint, c.text) or (c.finish_reason == "length" and grammar.is_prefix(constraint, c.text))
+
+
+def test_every_kind_of_constraint_with_and_without_after(llm, free):
+    after = " and"  # the first row's first token: the constraint applies from its second
+    kinds = [Constraint(regex=r" (search|finish): [a-z]{1,6}\."), Constraint(json_schema={"type": "boolean"}),
+             Constraint(lark='start: "yes" | "no" WORD\nWORD: /[a-z]{2}/')]  # (this vocabulary has no digits)
+    for constraint in kinds:
+        for c in llm.generate(PROMPTS, GenerationConfig(max_new_tokens=24, constraint=constraint)):
+            assert grammar.matches(constraint, c.text) and c.finish_reason == "stop"  # these grammars end early
+        with_after = constraint.model_copy(update={"after": after})
+        out = llm.generate(PROMPTS, GenerationConfig(max_new_tokens=40, constraint=with_after))
+        assert all(conforms(with_after, c) for c in out)
+        assert out[0].text.startswith(after)
+
+
+def test_greedy_text_is_unchanged_where_it_already_conforms(llm, stepwise, free):
+    absent = next(ch for ch in "!?.:" if not any(ch in c.text for c in free))
+    for constraint in (Constraint(regex=f"[^{absent}]*"), Constraint(regex=f"[^{absent}]*", after=free[0].text[5:9])):
+        out = llm.generate(PROMPTS, GenerationConfig(max_new_tokens=24, constraint=constraint))
+        assert [c.model_dump() for c in out] == [c.model_dump() for c in free]
+    for prompt, f in zip(PROMPTS, free, strict=True):  # each text as the grammar's own literal, and more after it
+        constraint = Constraint(lark=f"start: {lark_literal(f.text[:12])} /(?s:.*)/")
+        for engine in (stepwise, llm):  # with fast-forward as well: the forced tokens are the model's own here
+            (c,) = engine.generate([prompt], GenerationConfig(max_new_tokens=24, constraint=constraint))
+            assert c == f
+
+
+def test_a_grammar_that_is_complete_ends_the_row(llm, free):
+    short = llm.generate(PROMPTS, GenerationConfig(max_new_tokens=6))
+    for prompt, s, f in zip(PROMPTS, short, free, strict=True):
+        if s.finish_reason == "stop":  # the model ended it itself
+            continue
+        exact = Constraint(lark=f"start: {lark_literal(s.text)}")  # complete after the six tokens: stopped
+        more = Constraint(lark=f'start: {lark_literal(s.text)} "!!!"?')  # complete, but "!" could follow
+        for constraint in (exact, more):
+            (c,) = llm.generate([prompt], GenerationConfig(max_new_tokens=24, constraint=constraint))
+            assert (c.text, c.finish_reason) == (s.text, "stop") and f.text.startswith(c.text)
+
+
+def test_forced_tokens_are_fed_as_one_chunk_and_batch_equals_alone(llm):
+    forced = "the quick brown fox jumps over a lazy dog and then"
+    constraint = Constraint(lark=f"start: {lark_literal(forced)} /[a-z ]*/")
+    cfg = GenerationConfig(max_new_tokens=40, constraint=constraint)
+    before = llm.stats.copy()
+    out = llm.generate(PROMPTS, cfg)
+    used = llm.stats - before
+    assert all(c.text.startswith(forced) and conforms(constraint, c) for c in out)
+    assert used.forced_tokens >= 8 * len(out)  # the literal's tokens, bar the first, need no decode step
+    assert used.decode_steps < max(c.completion_tokens for c in out) + 4
+    # alone, a row feeds its forced run with its next token; in the batch the run is a prefill chunk
+    assert [llm.generate([p], cfg)[0] for p in PROMPTS] == out
+
+
+def test_batch_equals_alone_with_constraints_in_float32(llm):
+    constraint = Constraint(regex=r"[a-z ]+ (search|finish): [a-z]+", after="th")
+    configs = [GenerationConfig(max_new_tokens=30, constraint=constraint),
+               GenerationConfig(max_new_tokens=30, constraint=constraint, do_sample=True, seed=3),
+               GenerationConfig(max_new_tokens=30, constraint=constraint, do_sample=True, seed=4, top_k=5),
+               GenerationConfig(max_new_tokens=30)]
+    session = llm.session(max_batch_size=4)
+    for i, (prompt, cfg) in enumerate(zip(PROMPTS, configs, strict=True)):
+        session.add(i, prompt, cfg)
+    together: dict = {}
+    while session.pending:
+        together.update(session.step())
+    for i, (prompt, cfg) in enumerate(zip(PROMPTS, configs, strict=True)):
+        assert llm.generate([prompt], cfg)[0] == together[i]
+        if cfg.constraint is not None:
+            assert conforms(constraint, together[i])
+
+
+def test_stop_strings_and_max_tokens_keep_their_meaning(llm):
+    forced = "the quick brown fox jumps over"
+    constraint = Constraint(lark=f"start: {lark_literal(forced)} /[a-z ]*/")
+    (cut,) = llm.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=3, constraint=constraint))
+    assert cut.finish_reason == "length" and cut.completion_tokens == 3 and forced.startswith(cut.text)
+    (stopped,) = llm.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=20, constraint=constraint,
+                                                             stop=["own f"]))
+    assert (stopped.text, stopped.finish_reason) == ("the quick br", "stop")
+    pieces, streamed = drain(llm.stream(PROMPTS[0], GenerationConfig(max_new_tokens=20, constraint=constraint,
+                                                                     stop=["own f"])))
+    assert streamed == stopped and "".join(pieces) == stopped.text
+
+
+def test_an_engine_pays_nothing_until_a_constraint_arrives_and_a_bad_one_is_one_line():
+    from tiny_engine import tiny_engine
+
+    plain = tiny_engine(bpe=True, ascii_only=True)
+    plain.generate(["a"], GenerationConfig(max_new_tokens=2))
+    assert plain._vocab is None  # no llguidance vocabulary was built
+    with pytest.raises(UsageError, match="regex constraint does not compile") as e:
+        plain.generate(["a"], GenerationConfig(constraint=Constraint(regex="((")))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UsageError, match="engine bytes: constrained decoding needs a Hugging Face fast tokenizer"):
+        tiny_engine(name="bytes").generate(["a"], GenerationConfig(constraint=Constraint(regex="a")))

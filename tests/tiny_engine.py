@@ -44,8 +44,10 @@ _WORDS = (
 ).split()
 
 
-def bpe_tokenizer(vocab_size: int = 320) -> Any:
-    """A byte-level BPE (``tokenizers``) with <pad> <eos> <bos> as ids 0..2, wrapped like the default model's."""
+def bpe_tokenizer(vocab_size: int = 320, ascii_only: bool = False) -> Any:
+    """A byte-level BPE (``tokenizers``) with <pad> <eos> <bos> as ids 0..2, wrapped like the default model's.
+    ``ascii_only``: no tokens for the other bytes, so whatever a model writes with it is valid UTF-8 (any output
+    can be a grammar's literal)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     from agentkit.engine.loading import Tokenizer as EngineTokenizer
@@ -58,7 +60,7 @@ def bpe_tokenizer(vocab_size: int = 320) -> Any:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=["<pad>", "<eos>", "<bos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=[] if ascii_only else pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     raw.train_from_iterator(corpus, trainer)
@@ -90,12 +92,13 @@ def tiny_gemma(vocab_size: int = 259, seed: int = 0) -> Any:
     return Gemma3ForCausalLM(cfg).float().eval()
 
 
-def tiny_engine(*, bpe: bool = False, max_batch_size: int = 4, name: str = "tiny", **knobs: Any) -> Any:
-    """A ``TransformersLLM`` on ``tiny_gemma`` with the byte tokenizer, or with ``bpe_tokenizer()``; ``knobs`` are
-    ``EngineConfig`` fields (``prompt_lookup=0``, ``fast_lm_head=False``, ...)."""
+def tiny_engine(*, bpe: bool = False, ascii_only: bool = False, max_batch_size: int = 4, name: str = "tiny",
+                **knobs: Any) -> Any:
+    """A ``TransformersLLM`` on ``tiny_gemma`` with the byte tokenizer, or with ``bpe_tokenizer(ascii_only=...)``;
+    ``knobs`` are ``EngineConfig`` fields (``prompt_lookup=0``, ``fast_lm_head=False``, ...)."""
     from agentkit.engine.transformers_llm import TransformersLLM
 
-    tokenizer = bpe_tokenizer() if bpe else ByteTokenizer()
+    tokenizer = bpe_tokenizer(ascii_only=ascii_only) if bpe else ByteTokenizer()
     vocab_size = tokenizer.raw.get_vocab_size() if bpe else 259
     # packed like a loaded model's (TransformersLLM() packs the model it owns; from_model only when asked)
     knobs = {"packed_linears": True, **knobs}

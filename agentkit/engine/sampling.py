@@ -41,7 +41,7 @@ from agentkit.llm import GenerationConfig
 
 
 class TokenConstraint(Protocol):
-    """A row's constraint on its next token (nothing in the engine sets one yet)."""
+    """A row's constraint on its next token (the engine's is :class:`agentkit.engine.constrain.RowMatcher`)."""
 
     def allows(self, token: int) -> bool: ...  # may the row emit ``token`` next? (cheap: asked once per step)
 

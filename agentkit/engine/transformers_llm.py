@@ -12,6 +12,9 @@ One decode loop serves ``generate``, ``stream`` and ``session``:
 * a row leaves the batch the step it finishes (EOS, stop string, or ``max_new_tokens``) and a waiting request
   takes its slot before the next step, so nobody waits for the longest row;
 * stop strings are matched on incrementally decoded text (:mod:`agentkit.engine.text`), so they are exact.
+* a row with a ``GenerationConfig.constraint`` carries an llguidance matcher (:mod:`agentkit.engine.constrain`):
+  token choice tests its unconstrained choice against it and masks only on a rejection; the tokens the grammar
+  forces are fed as one chunk (``_Batcher._fast_forward``); a complete match ends the row (``_Batcher._take``).
 
 Each step's tokens are chosen by one :class:`~agentkit.engine.sampling.TokenChooser` (greedy, the Gumbel race,
 top-k / top-p, over the exact head or the bounded int8 one of :mod:`agentkit.engine.heads`). Sampling uses one
@@ -38,15 +41,16 @@ from typing import Any
 import torch
 
 from agentkit.engine.config import EngineConfig, EngineStats
+from agentkit.engine.constrain import RowMatcher, Vocabulary
 from agentkit.engine.heads import CALIBRATION_TEXT, BoundedHead, FullHead
 from agentkit.engine.kv import EMPTY, KVStore, ModelShape
 from agentkit.engine.loading import cache_dir, load_model, resolve_device, resolve_dtype
 from agentkit.engine.lookup import PromptLookup
 from agentkit.engine.packed import can_pack, pack_linears
 from agentkit.engine.prefix_cache import PrefixCache
-from agentkit.engine.sampling import TokenChooser, TokenConstraint
+from agentkit.engine.sampling import TokenChooser
 from agentkit.engine.text import RowText
-from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt, refuse_constraint
+from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt
 
 
 def _set_threads() -> None:
@@ -61,15 +65,16 @@ def _set_threads() -> None:
 
 
 class _Row:
-    __slots__ = ("key", "ids", "config", "text", "gen", "constraint", "generated", "pending", "slot", "completion",
-                 "lookup", "draft_k")
+    __slots__ = ("key", "ids", "config", "text", "gen", "constraint", "generated", "pending", "ahead", "slot",
+                 "completion", "lookup", "draft_k")
 
     def __init__(self, key: Hashable, ids: list[int], config: GenerationConfig, text: RowText, gen: Any,
                  draft_k: int):
         self.key, self.ids, self.config, self.text, self.gen = key, ids, config, text, gen
-        self.constraint: TokenConstraint | None = None  # read by token choice (sampling.TokenChooser)
+        self.constraint: RowMatcher | None = None  # the row's grammar state (read by sampling.TokenChooser)
         self.generated: list[int] = []
         self.pending = ids[-1]  # the next token to feed: the last prompt token, then each generated one
+        self.ahead: list[int] = []  # generated tokens to feed before ``pending`` (a grammar's forced run)
         self.slot = -1
         self.completion: Completion | None = None
         self.lookup: PromptLookup | None = None  # built the first step this row decodes alone (see _speculate)
@@ -226,11 +231,19 @@ class _Batcher:
             alone = None
         if alone is not None and self._speculate(alone, finished):
             return
-        if store.t >= store.capacity:
-            store.make_room(0, max(r.config.max_new_tokens - len(r.generated) for r in rows) + 1)
-        ids = torch.tensor([[r.pending] for r in rows], device=llm.device)
-        hidden = store.forward(llm._base, ids, slice(0, len(rows)), store.t)
-        store.t += 1
+        if len(rows) == 1:  # a row alone feeds its forced run with its next token: one forward
+            feed = [[*rows[0].ahead, rows[0].pending]]
+            rows[0].ahead = []
+        else:
+            for row in rows:
+                if row.ahead:
+                    self._fast_forward(row)
+            feed = [[r.pending] for r in rows]
+        m = len(feed[0])
+        if store.t + m > store.capacity:
+            store.make_room(0, max(r.config.max_new_tokens - len(r.generated) for r in rows) + m)
+        hidden = store.forward(llm._base, torch.tensor(feed, device=llm.device), slice(0, len(rows)), store.t)
+        store.t += m
         stats = llm.stats
         stats.decode_steps += 1
         stats.decode_rows += len(rows)
@@ -290,6 +303,25 @@ class _Batcher:
             self._finish(row, finished)
         return True
 
+    def _fast_forward(self, row: _Row) -> None:
+        """Prefill a row's forced run (``row.ahead``: the tokens a grammar forces, which need no choice) as one
+        chunk, so the row's next decode step feeds just its last token, like the other rows.
+
+        Rows are right-aligned on the write column, so the row's KV first moves left by the run's length (a
+        relayout makes room when the left edge is reached); the run is then written where its KV used to end."""
+        llm, store = self.llm, self.store
+        assert store is not None
+        run, slot = row.ahead, row.slot
+        k = len(run)
+        store.make_room(store.t - store.start[slot] + k,
+                        max(r.config.max_new_tokens - len(r.generated) for r in self.slots) + 1)
+        start, t = store.start[slot], store.t
+        for buf in (store.k, store.v):
+            buf[:, slot, :, start - k : t - k] = buf[:, slot, :, start:t].clone()
+        store.place_row(slot, start - k)
+        store.forward(llm._base, torch.tensor([run], device=llm.device), slice(slot, slot + 1), t - k)
+        row.ahead = []
+
     def _finish(self, row: _Row, finished: list[_Row]) -> None:
         """Hand a finished row back and free its slot (its KV first goes to the prefix cache); free slots at the
         end are dropped (holes before live rows are filled by ``_compact`` at the next step)."""
@@ -305,7 +337,25 @@ class _Batcher:
             self.slots.pop()
 
     def _accept(self, row: _Row, token: int) -> bool:
-        """Record a sampled token; on finish set ``row.completion`` and return True."""
+        """Record a chosen token, and the tokens a constraint then forces; on finish set ``row.completion`` and
+        return True."""
+        if self._take(row, token):
+            return True
+        if row.constraint is None or not self.llm.config.fast_forward:
+            return False
+        run = [token]
+        while forced := row.constraint.forced():
+            self.llm.stats.forced_tokens += len(forced)
+            self.llm.stats.decode_tokens += len(forced)
+            for f in forced:
+                if self._take(row, f):
+                    return True
+                run.append(f)
+        row.ahead = run[:-1]  # fed before ``pending``, the run's last token (see _decode)
+        return False
+
+    def _take(self, row: _Row, token: int) -> bool:
+        """Record one generated token; on finish set ``row.completion`` and return True."""
         row.generated.append(token)
         row.pending = token
         cfg = row.config
@@ -313,7 +363,13 @@ class _Batcher:
         if token in self.llm.eos_ids:
             row.text.flush()
             finish = "stop"
+        elif row.constraint is not None and not row.constraint.take(token):
+            row.text.flush()  # a complete match the choice would not continue: it ends here, like end of sequence
+            finish = "stop"
         elif row.text.push(token):
+            finish = "stop"
+        elif row.constraint is not None and row.constraint.stopped:
+            row.text.flush()
             finish = "stop"
         elif len(row.generated) >= cfg.max_new_tokens:
             row.text.flush()
@@ -429,6 +485,7 @@ class TransformersLLM(LLM):
         self._shape = ModelShape(model)
         self.prefix_cache = PrefixCache(config.prefix_cache_mb << 20) if config.prefix_cache_mb > 0 else None
         self.eos_ids = self._eos_ids()
+        self._vocab: Vocabulary | None = None  # for constrained rows (see _vocabulary)
         self._lock = threading.RLock()
         self.stats = EngineStats()
         if config.fast_lm_head and self.device == "cpu":
@@ -535,7 +592,7 @@ class TransformersLLM(LLM):
     # -- internals --------------------------------------------------------------------------------------------
 
     def _row(self, key: Hashable, prompt: Prompt, config: GenerationConfig, seed: int | None) -> _Row:
-        refuse_constraint(f"engine {self.name}", config.constraint)
+        matcher = self._vocabulary().matcher(config.constraint) if config.constraint is not None else None
         ids = self.encode(self.render(prompt))
         if not ids:
             raise ValueError("empty prompt: the tokenizer produced no tokens (and adds no BOS)")
@@ -543,7 +600,15 @@ class TransformersLLM(LLM):
         if config.do_sample:
             gen = torch.Generator(device=self.device)
             gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-        return _Row(key, ids, config, RowText(self.tokenizer.decode, config.stop, ids), gen, self.config.first_draft)
+        row = _Row(key, ids, config, RowText(self.tokenizer.decode, config.stop, ids), gen, self.config.first_draft)
+        row.constraint = matcher
+        return row
+
+    def _vocabulary(self) -> Vocabulary:
+        """The model's vocabulary for llguidance, made when the first constraint arrives (built on first use)."""
+        if self._vocab is None:  # (two threads may both make one: the built tokenizer is shared, see constrain)
+            self._vocab = Vocabulary(self.tokenizer, self.chooser.head.vocab, self.eos_ids, self.cache_dir, self.name)
+        return self._vocab
 
     def wait_until_ready(self) -> None:
         """Block until background set-up (the int8 LM head) is done; generation works before too."""
