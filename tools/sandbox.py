@@ -61,6 +61,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from agentkit.errors import SandboxStartError
+
 __all__ = [
     "AVAILABLE_MODULES",
     "DEFAULT_ALLOWED_IMPORTS",
@@ -88,10 +90,6 @@ _MAX_VALUE_ITEMS = 10_001
 
 class SandboxClosedError(RuntimeError):
     """``run`` was called on a sandbox after ``close()``."""
-
-
-class SandboxStartError(RuntimeError):
-    """A worker process could not be started (an environment problem, never the program's doing)."""
 
 
 Kind = Literal["ok", "exception", "syntax", "refused", "result", "timeout", "memory", "crash", "too_long"]
@@ -608,6 +606,10 @@ class Sandbox:
         reply, closed = _read_reply(child.res_r, deadline, slot.max_reply) if sent else (b"", False)
         if closed and reply.endswith(b"\n") and reply.count(b"\n") == 1:
             duration = time.perf_counter() - t0
+            try:  # the process ends with its run, even one that answered and went on (its own exit is quicker)
+                slot.kill_child(child.pid)
+            except _TemplateGone:
+                pass  # and the template's PID namespace, with every process in it, is gone with it
             try:
                 return self._validate(json.loads(reply), duration)
             except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as e:
