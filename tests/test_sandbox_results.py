@@ -93,13 +93,13 @@ def test_a_memory_error_thrown_into_a_generator_is_not_the_sandboxs(sandbox, sou
     "from fractions import Fraction\nimport functools\nf = functools.partial(Fraction, _normalize=False)\nanswer = 1\n",
     "class K(str):\n    def startswith(self, p):\n        return False\n"
     "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('_normalize'): False}))\n",
-    "from fractions import Fraction\nimport functools\nf = functools.partial(Fraction)\n"
-    "f.keywords['_normalize'] = False\nanswer = str(f(4, 6))\n",
-    "from fractions import Fraction\nimport functools\nf = functools.partial(functools.partial(Fraction), 4)\n"
-    "f.keywords['_normalize'] = False\nanswer = str(f(6))\n",
-    "class K(str):\n    def __eq__(self, other):\n        return other == '_normalize'\n"
-    "    def __hash__(self):\n        return hash('_normalize')\n"
-    "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('normalize'): False}))\n",
+    ("from fractions import Fraction\nimport functools\nf = functools.partial(Fraction)\n"
+     "f.keywords['_normalize'] = False\nanswer = str(f(4, 6))\n"),
+    ("from fractions import Fraction\nimport functools\nf = functools.partial(functools.partial(Fraction), 4)\n"
+     "f.keywords['_normalize'] = False\nanswer = str(f(6))\n"),
+    ("class K(str):\n    def __eq__(self, other):\n        return other == '_normalize'\n"
+     "    def __hash__(self):\n        return hash('_normalize')\n"
+     "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('normalize'): False}))\n"),
 ], ids=["static", "dynamic", "dynamic-variable", "partial", "str-subclass-key", "partial-keywords-mutated",
         "nested-partial-keywords-mutated", "str-subclass-eq"])
 def test_private_keyword_arguments_are_refused(sandbox, source):

@@ -14,17 +14,21 @@ whose code would run later, memory and garbage: whatever a program leaves behind
 Protocol. The control socket (``SOCK_SEQPACKET``, one JSON object per message) carries, template -> parent:
 ``{"ready": true, "layers": {...}}`` once; ``{"child": pid}`` with two file descriptors attached (SCM_RIGHTS), the
 write end of the child's request pipe and the read end of its reply pipe; ``{"exit": pid, "signal"|"code": ...,
-"cpu": seconds}`` when a child is reaped. Parent -> template: ``{"kill": pid}`` (the wall clock ran out). The
-parent writes ``{"source": "..."}`` to the child's request pipe and closes it; the child answers with one line,
+"cpu": seconds}`` when a child is reaped. Parent -> template: ``{"kill": pid}`` (the wall clock ran out, or the
+child's reply is in). The parent writes ``{"source": "..."}`` to the child's request pipe and closes it; the child
+answers with one line,
 ``{"kind": str, "value": <json>, "error_type": str|None, "error": str|None, "stdout": str,
 "stdout_truncated": bool}``. A child holds only its own two pipes (fds 1 and 2 are ``/dev/null``): it can't reach
 the control socket, the template, or another program's pipes. The parent treats every reply as hostile input.
 
 Layers (see docs/sandbox.md):
 
-1. the template, once: network namespace (``unshare(CLONE_NEWNET)`` when the OS allows), ``PR_SET_NO_NEW_PRIVS``,
-   not dumpable, no core dumps, file size 0; each child, before it reads its program: drops root to ``nobody``,
-   dies with the template, and sets its own rlimits (address space, CPU seconds, no new processes, 16 files);
+1. the template, once: network, mount, IPC and PID namespaces (in a user namespace when not root; the network
+   namespace alone, or nothing, where the OS allows no more), an empty read-only tmpfs as its root, PID 1 of its
+   PID namespace, ``PR_SET_NO_NEW_PRIVS``, not dumpable, no core dumps, file size 0; each child, before it reads
+   its program: PID 1 of a PID namespace of its own (an IPC namespace too without seccomp), drops root to
+   ``nobody`` and every capability, dies with the template, sets its own rlimits (address space, CPU seconds,
+   no new processes, 16 files) and installs a seccomp filter (:func:`_seccomp_filter`);
 2. RestrictedPython compilation with a stricter policy (:class:`SandboxPolicy`) and guards that really guard
    (``RunState.getattr_``, ``RunState.write_``, safe ``str.format``, ``_`` keyword arguments refused, ...);
 3. a namespace, builtins and guards built by the template and inherited by each child untouched, module proxies
@@ -995,17 +999,15 @@ def _empty_root(libc) -> bool:
                   b"size=16k,nr_inodes=16,mode=755") != 0:
         return False
     try:
-        for name in ("old", "tmp", "dev", "dev/shm"):
+        for name in ("tmp", "dev", "dev/shm"):
             os.mkdir(f"/tmp/{name}", 0o755)
-        os.chdir("/tmp")
-        if libc.syscall(ctypes.c_long(nr), b".", b"old") != 0:  # pivot_root(new root ".", old root "./old")
-            return False
-        os.chdir("/")
-        if libc.umount2(b"/old", _MNT_DETACH) != 0:
-            return False
-        os.rmdir("/old")
     except OSError:
+        pass  # a user namespace whose uid could not be mapped creates nothing: an empty root is as good
+    os.chdir("/tmp")
+    # pivot_root(".", "."): the old root ends up stacked on the new one, and is detached from there
+    if libc.syscall(ctypes.c_long(nr), b".", b".") != 0 or libc.umount2(b".", _MNT_DETACH) != 0:
         return False
+    os.chdir("/")
     return libc.mount(None, b"/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
                       None) == 0
 
