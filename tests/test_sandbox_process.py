@@ -1,0 +1,396 @@
+"""The process layer holds on its own: what a program could do *after* escaping the language layer.
+
+RestrictedPython stops all of these programs at compile time, so the tests simulate an escape. The sandbox is
+started on a copy of its worker whose ``run_program`` executes programs marked ``# escaped`` as raw Python, in the
+program's own process, after every process-level step the real worker takes (namespaces, dropped root, limits,
+seccomp). Nothing else of the worker changes. ``reply(value)`` in the escaped program sends its answer the way
+the child does, so a program can answer and go on running.
+
+Each case is an attacker followed by a victim in the same one-worker sandbox (in the style of
+``test_sandbox_fresh_state.py``), or an attacker whose traces the host looks for afterwards. Every one of them
+succeeded against the sandbox before issue 24, where the template only entered a network namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import agentkit.tools.sandbox as sandbox_module
+from agentkit.tools.sandbox import Sandbox
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process layer")
+
+WRAPPER = '''\
+import ctypes, fcntl, importlib.util, os, stat, sys
+
+ctypes.CDLL(None).prctl(15, {name!r}, 0, 0, 0)  # PR_SET_NAME: every sandbox process is findable by the test
+spec = importlib.util.spec_from_file_location("_sandbox_worker", {worker!r})
+worker = importlib.util.module_from_spec(spec)
+sys.modules["_sandbox_worker"] = worker
+spec.loader.exec_module(worker)
+ordinary = worker.run_program
+CFG = {{}}
+
+
+def reply(value):
+    """Answer now, the way the child does, and keep running."""
+    line = worker._reply_line({{"kind": "ok", "value": value, "error_type": None, "error": None, "stdout": "",
+                                "stdout_truncated": False}}, CFG)
+    for fd in range(3, 16):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode) and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+                os.write(fd, line)
+                os.close(fd)
+                return
+        except OSError:
+            pass
+
+
+def escaped(source, cfg, state=None):
+    if not source.startswith("# escaped\\n"):
+        return ordinary(source, cfg, state)
+    CFG.update(cfg)
+    glb = {{"reply": reply}}
+    try:
+        exec(source, glb)
+        kind, value, error_type, error = "ok", glb.get("answer"), None, None
+    except BaseException as e:
+        kind, value, error_type, error = "exception", None, type(e).__name__, str(e)
+    return {{"kind": kind, "value": value, "error_type": error_type, "error": error, "stdout": "",
+            "stdout_truncated": False}}
+
+
+worker.run_program = escaped
+if "nproc" in {lift!r}:  # simulate a process limit that did not hold either
+    set_rlimits = worker._set_rlimits
+    worker._set_rlimits = lambda limits: set_rlimits({{k: v for k, v in limits.items() if k != "RLIMIT_NPROC"}})
+if "seccomp" in {lift!r}:  # ... or a system-call filter that did not
+    worker._install_seccomp = lambda *args: None
+worker.main()
+'''
+
+
+def _escaping_sandbox(tmp_path: Path, monkeypatch, lift: tuple[str, ...] = ()) -> tuple[Sandbox, str]:
+    """A one-worker sandbox whose programs marked ``# escaped`` run as raw Python; and the name its processes
+    carry (``/proc/PID/comm``)."""
+    name = "akx" + secrets.token_hex(5)
+    script = tmp_path / f"escaping_worker_{name}.py"
+    worker = Path(sandbox_module.__file__).with_name("_sandbox_worker.py")
+    script.write_text(WRAPPER.format(name=name.encode(), worker=str(worker), lift=list(lift)))
+    script.chmod(0o644)
+    monkeypatch.setattr(sandbox_module, "_WORKER_SCRIPT", script)
+    return Sandbox(workers=1, timeout=5.0), name
+
+
+def _processes_named(name: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def _gone(name: str, within: float = 5.0) -> list[int]:
+    """The processes called ``name`` still alive after waiting up to ``within`` seconds for them to go."""
+    end = time.monotonic() + within
+    while (left := _processes_named(name)) and time.monotonic() < end:
+        time.sleep(0.05)
+    return left
+
+
+def _kill_all(name: str) -> None:
+    for pid in _processes_named(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def escaping(tmp_path, monkeypatch):
+    made = []
+
+    def make(*lift: str) -> tuple[Sandbox, str]:
+        sb, name = _escaping_sandbox(tmp_path, monkeypatch, lift)
+        made.append((sb, name))
+        return sb, name
+
+    yield make
+    for sb, name in made:
+        sb.close()
+        _kill_all(name)  # whatever survived (the sandbox before issue 24) must not outlive the test
+        _kill_all(name[:-1] + "g")
+
+
+# -- a program's process ends with its run ----------------------------------------------------------------------
+
+# Answer, leave the template's process group, stop dying with the template, then keep killing every other
+# process of this sandbox it can find (by name, through /proc) or reach (by pid, up to 300).
+LINGER = '''# escaped
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+reply(1)
+libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
+try:
+    os.setsid()
+except OSError:
+    pass
+me = os.getpid()
+with open("/proc/self/comm") as f:
+    name = f.read()
+while True:
+    try:
+        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me
+                  and open(f"/proc/{p}/comm").read() == name]
+    except OSError:
+        others = [p for p in range(2, 300) if p != me]
+    for pid in others:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.001)
+'''
+
+
+def test_a_program_that_answers_and_lingers_cannot_touch_later_programs(escaping):
+    sb, _name = escaping()
+    attack = sb.run(LINGER)
+    assert attack.ok and attack.value == 1, attack.error
+    later = [sb.run(f"answer = 6 * {i}") for i in range(10)]
+    assert [(r.ok, r.value) for r in later] == [(True, 6 * i) for i in range(10)], [r.error for r in later]
+
+
+def test_a_lingering_program_dies_with_its_template(escaping):
+    sb, name = escaping()
+    assert sb.run(LINGER).ok
+    sb._slots[0].kill()  # the template's kill: its process group, as a restart does
+    assert _gone(name) == []
+
+
+# A grandchild that leaves the session and clears its death signal, as if the process limit had not held.
+GRANDCHILD = '''# escaped
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+pid = os.fork()
+if pid == 0:
+    os.closerange(3, 1024)  # not the reply pipe: the run ends when the program's process does
+    libc.prctl(15, NAME, 0, 0, 0)
+    libc.prctl(1, 0, 0, 0, 0)
+    os.setsid()
+    while True:
+        time.sleep(0.01)
+answer = "forked"
+'''
+
+
+def test_a_programs_descendants_die_with_its_run_and_with_close(escaping):
+    sb, name = escaping("nproc", "seccomp")
+    grandchild = name[:-1] + "g"
+    r = sb.run(GRANDCHILD.replace("NAME", repr(grandchild.encode())))
+    assert r.ok and r.value == "forked", r.error
+    assert _gone(grandchild) == []
+    sb.close()
+    assert _gone(name) == []
+
+
+# -- no host files, no host sockets, nothing left in /tmp or /dev/shm -------------------------------------------
+
+READ = '''# escaped
+try:
+    with open(PATH) as f:
+        answer = f.read()
+except OSError as e:
+    answer = type(e).__name__
+'''
+
+
+@pytest.mark.parametrize("which", ["canary-in-tmp", "etc-passwd"])
+def test_host_files_are_not_readable(escaping, which):
+    sb, _name = escaping()
+    if which == "canary-in-tmp":
+        path, content = Path(f"/tmp/agentkit-canary-{secrets.token_hex(4)}"), "canary " + secrets.token_hex(8)
+        path.write_text(content)
+        path.chmod(0o644)
+    else:
+        path = Path("/etc/passwd")
+        content = path.read_text() if path.exists() else None
+    try:
+        r = sb.run(READ.replace("PATH", repr(str(path))))
+    finally:
+        if which == "canary-in-tmp":
+            path.unlink()
+    assert r.ok, r.error
+    assert r.value != content and r.value in ("FileNotFoundError", "PermissionError")
+
+
+CONNECT = '''# escaped
+import socket
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(PATH)
+    s.sendall(b"escaped")
+    answer = "connected"
+except OSError as e:
+    answer = type(e).__name__
+'''
+
+
+def test_host_unix_sockets_are_unreachable(escaping):
+    sb, _name = escaping()
+    path = f"/tmp/agentkit-sock-{secrets.token_hex(4)}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(path)
+        os.chmod(path, 0o777)
+        server.listen(1)
+        r = sb.run(CONNECT.replace("PATH", repr(path)))
+    finally:
+        server.close()
+        os.unlink(path)
+    assert r.ok, r.error
+    assert r.value != "connected"
+
+
+# Files, a directory, a FIFO and a symlink in /tmp and /dev/shm; the answer lists what was made.
+LEAVE_FILES = '''# escaped
+import os
+made = []
+for d in ("/tmp", "/dev/shm"):
+    for kind, make in (("file", lambda p: os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o666))),
+                       ("dir", lambda p: os.mkdir(p)), ("fifo", lambda p: os.mkfifo(p)),
+                       ("link", lambda p: os.symlink("/", p))):
+        path = f"{d}/TOKEN-{kind}"
+        try:
+            make(path)
+            made.append(path)
+        except OSError:
+            pass
+answer = made
+'''
+FIND_FILES = '''# escaped
+import os
+answer = [f"{d}/TOKEN-{k}" for d in ("/tmp", "/dev/shm") for k in ("file", "dir", "fifo", "link")
+          if os.path.lexists(f"{d}/TOKEN-{k}")]
+'''
+
+
+def test_nothing_written_to_tmp_or_dev_shm_reaches_a_later_program_or_the_host(escaping):
+    sb, _name = escaping()
+    token = f"agentkit-{secrets.token_hex(4)}"
+    paths = [f"{d}/{token}-{k}" for d in ("/tmp", "/dev/shm") for k in ("file", "dir", "fifo", "link")]
+    try:
+        attack = sb.run(LEAVE_FILES.replace("TOKEN", token))
+        victim = sb.run(FIND_FILES.replace("TOKEN", token))
+        on_host = [p for p in paths if os.path.lexists(p)]
+    finally:
+        for p in paths:
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.rmdir(p)
+            elif os.path.lexists(p):
+                os.unlink(p)
+    assert attack.ok and victim.ok, (attack.error, victim.error)
+    assert victim.value == [] and on_host == []
+
+
+# SysV shared memory and a message queue under fixed keys, left behind for whoever comes next.
+SYSV_LEAVE = '''# escaped
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+shm = libc.shmget(SHM_KEY, 4096, 0o1666)  # IPC_CREAT | 0666
+msg = libc.msgget(MSG_KEY, 0o1666)
+answer = [shm >= 0, msg >= 0]
+'''
+SYSV_FIND = '''# escaped
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+answer = [libc.shmget(SHM_KEY, 0, 0) >= 0, libc.msgget(MSG_KEY, 0) >= 0]
+'''
+
+
+def _sysv(source: str, shm_key: int, msg_key: int) -> str:
+    return source.replace("SHM_KEY", str(shm_key)).replace("MSG_KEY", str(msg_key))
+
+
+def test_sysv_ipc_objects_do_not_outlive_the_program(escaping):
+    sb, _name = escaping()
+    libc = ctypes.CDLL(None, use_errno=True)
+    shm_key, msg_key = 0x41000000 + secrets.randbelow(1 << 20), 0x42000000 + secrets.randbelow(1 << 20)
+    try:
+        attack = sb.run(_sysv(SYSV_LEAVE, shm_key, msg_key))
+        victim = sb.run(_sysv(SYSV_FIND, shm_key, msg_key))
+        on_host = [libc.shmget(shm_key, 0, 0), libc.msgget(msg_key, 0)]
+    finally:
+        shm, msg = libc.shmget(shm_key, 0, 0), libc.msgget(msg_key, 0)
+        if shm >= 0:
+            libc.shmctl(shm, 0, None)  # IPC_RMID
+        if msg >= 0:
+            libc.msgctl(msg, 0, None)
+    assert attack.ok and victim.ok, (attack.error, victim.error)
+    assert victim.value == [False, False] and on_host == [-1, -1]
+
+
+def test_sysv_ipc_objects_die_with_the_program_without_seccomp(escaping):
+    sb, _name = escaping("seccomp")
+    shm_key, msg_key = 0x43000000 + secrets.randbelow(1 << 20), 0x44000000 + secrets.randbelow(1 << 20)
+    attack = sb.run(_sysv(SYSV_LEAVE, shm_key, msg_key))
+    victim = sb.run(_sysv(SYSV_FIND, shm_key, msg_key))
+    assert attack.ok and victim.ok, (attack.error, victim.error)
+    if sb.layers.get("ipcns"):
+        assert attack.value == [True, True]  # the program made them, in an IPC namespace of its own ...
+    assert victim.value == [False, False]  # ... which died with it
+
+
+# -- what the process may still do --------------------------------------------------------------------------------
+
+SYSCALLS = '''# escaped
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+seen = {}
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+    seen["socket"] = "allowed"
+except OSError as e:
+    seen["socket"] = type(e).__name__
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    seen["fork"] = "allowed"
+except OSError as e:
+    seen["fork"] = type(e).__name__
+seen["unshare"] = "allowed" if libc.unshare(0x10000000) == 0 else os.strerror(ctypes.get_errno())  # a user namespace
+answer = seen
+'''
+
+
+def test_the_program_cannot_make_sockets_processes_or_namespaces(escaping):
+    sb, _name = escaping()
+    r = sb.run(SYSCALLS)
+    assert r.ok, r.error
+    assert "allowed" not in r.value.values(), r.value
+    if sb.layers.get("seccomp"):
+        assert r.value["socket"] == "PermissionError"
+
+
+def test_layers_report_the_process_containment():
+    with Sandbox(workers=1) as sb:
+        layers = sb.layers
+    assert set(layers) >= {"netns", "pidns", "mountns", "ipcns", "seccomp", "no_new_privs", "uid", "rlimits"}
+    assert all(type(layers[k]) is bool for k in ("netns", "pidns", "mountns", "ipcns", "seccomp", "userns"))
+    json.dumps(layers)
