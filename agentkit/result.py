@@ -17,9 +17,10 @@ from agentkit.llm import Completion
 FAILURES = {
     "no_answer": "the completion contained no answer the strategy could extract",
     "parse_failure": "the completion was not in the expected format (no program, no action)",
-    "sandbox_error": "the program failed: syntax error, exception, timeout, no solution(), non-numeric value",
+    "sandbox_error": "the program failed: syntax error, exception, timeout, no solution()",
+    "unreadable_result": "the program ran but its value is not a number that can be read exactly",
     "forced_finish": "a ReAct episode used all its steps without Finish[...]",
-    "length": "generation hit max_new_tokens before the answer",
+    "length": "truncated: generation hit max_new_tokens before the answer (or inside PAL's program)",
 }
 
 
