@@ -384,6 +384,7 @@ class ReAct(Strategy):
         )
         if fallback is not None:  # the fallback's model work is part of this episode's
             result.completions += fallback.completions
+            result.finish_reasons += fallback.finish_reasons
             result.prompt_tokens += fallback.prompt_tokens
             result.completion_tokens += fallback.completion_tokens
             result.votes, result.samples = fallback.votes, fallback.samples
