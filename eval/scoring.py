@@ -4,10 +4,11 @@
   ``Fraction``, never a float) — currency signs, thousands separators, a trailing period, ``18.0``, unicode
   minus signs, simple fractions (``3/4``), a percent sign and units after the number are all tolerated. The
   reader is ``agentkit.answers``'s, the one the strategies extract with, and a prediction that is a whole
-  sentence ("The answer is 18 dollars") is reduced through the same extraction. A **whole-number gold matches only exactly that number**: 1,450,001 is not 1,450,000, however
-  large the numbers. Only a gold that is not a whole number (``143.94``, ``0.375``) allows a tolerance:
-  ``|prediction - gold| <= max(abs_tol, rel_tol * |gold|)``, by default ``abs_tol = 1e-4`` and ``rel_tol = 0``
-  (a relative tolerance on large amounts would accept a wrong cent: 12,345.68 for 12,345.67).
+  sentence ("The answer is 18 dollars") is reduced through the same extraction. A **whole-number gold matches
+  only exactly that number**: 1,450,001 is not 1,450,000, however large the numbers. Only a gold that is not
+  a whole number (``143.94``, ``0.375``) allows a tolerance: ``|prediction - gold| <= max(abs_tol, rel_tol *
+  |gold|)``, by default ``abs_tol = 1e-4`` and ``rel_tol = 0`` (a relative tolerance on large amounts would
+  accept a wrong cent: 12,345.68 for 12,345.67).
 * **Text golds** (HotpotQA-style): exact match and token F1 after SQuAD normalisation (lower case, no
   punctuation, no articles, single spaces). ``correct`` is exact match against any accepted answer.
 * **Free-text references**: ROUGE-1/2/L (``rouge-score``) and corpus BLEU (``sacrebleu``), imported lazily.

@@ -71,8 +71,8 @@ def test_compare_pairs_records_by_id():
 
 
 def test_failures_are_counted_by_kind_with_truncations_named():
-    failed = [dict(r, failure=f) for r, f in zip(records(B), [None] * 4 + ["length"] * 3 + ["sandbox_error"] * 2 + [None],
-                                                  strict=True)]
+    kinds = [None] * 4 + ["length"] * 3 + ["sandbox_error"] * 2 + [None]
+    failed = [dict(r, failure=f) for r, f in zip(records(B), kinds, strict=True)]
     c = compare(records(A), failed, a="cot", b="pal")
     assert (c.failures_a, c.failures_b) == ({}, {"length": 3, "sandbox_error": 2})
     assert c.to_dict()["failures_b"] == {"length": 3, "sandbox_error": 2}
