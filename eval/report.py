@@ -30,6 +30,7 @@ from agentkit.errors import UsageError
 from agentkit.eval.compare import Comparison, pairwise
 from agentkit.eval.report_html import page_data, render_html
 from agentkit.eval.scoring import bleu, rouge, wilson_interval
+from agentkit.result import TRUNCATED, failure_label
 
 __all__ = ["Run", "read_run", "write_reports", "summarize", "summary_rows", "markdown_table", "comparisons_table",
            "write_chart", "atomic_write", "TIMING"]
@@ -61,6 +62,7 @@ def summarize(method: str, records: Sequence[Mapping[str, Any]]) -> dict[str, An
         "failures": dict(sorted(failures.items())),
         "failure_rate": sum(failures.values()) / n if n else 0.0,
         "failure_rates": {k: v / n for k, v in sorted(failures.items())},
+        "truncated": failures.get(TRUNCATED, 0),  # failed because the token limit cut the answer or program off
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "tokens_per_example": (prompt_tokens + completion_tokens) / n if n else 0.0,
@@ -87,20 +89,23 @@ def _pct(x: float) -> str:
 def summary_rows(
     summaries: Sequence[Mapping[str, Any]], *, by_kind: bool = False
 ) -> tuple[list[str], list[list[str]]]:
-    """The comparison table as text cells: (header, rows). ``by_kind`` lists every failure kind with its count
-    (the HTML report) instead of the failure rate and the most common kind (the terminal and results.md)."""
+    """The comparison table as text cells: (header, rows). Truncations (answers the token limit cut off) are
+    counted apart from the other failures. ``by_kind`` lists every failure kind with its count (the HTML report)
+    instead of the other failures' rate and their most common kind (the terminal and results.md)."""
     text = any("f1" in s for s in summaries)
-    failure_head = ["failures by kind"] if by_kind else ["failed", "top failure"]
+    failure_head = ["failures by kind"] if by_kind else ["truncated", "other failures", "top failure"]
     head = ["method", "n", "accuracy", "95% CI", *failure_head, "tokens/ex", "latency s/ex"]
     if text:
         head[4:4] = ["F1", "ROUGE-L"]
     rows = []
     for s in summaries:
+        others = {kind: count for kind, count in s["failures"].items() if kind != TRUNCATED}
         if by_kind:
-            failures = [", ".join(f"{kind} {count}" for kind, count in s["failures"].items()) or "none"]
+            failures = [", ".join(f"{failure_label(kind)} {count}" for kind, count in s["failures"].items()) or "none"]
         else:
-            top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
-            failures = [_pct(s["failure_rate"]), top]
+            top = max(others.items(), key=lambda kv: (kv[1], kv[0]))[0] if others else "-"
+            n = s["n"] or 1
+            failures = [_pct(s["failures"].get(TRUNCATED, 0) / n), _pct(sum(others.values()) / n), top]
         row = [
             s["method"],
             str(s["n"]),

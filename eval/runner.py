@@ -28,6 +28,7 @@ and any retry of failed examples (a model's failure is a result, recorded with i
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -219,6 +220,7 @@ def make_record(
         "error": result.error,
         "prompt": result.prompt,
         "completions": list(result.completions),
+        "finish_reasons": list(getattr(result, "finish_reasons", None) or []),  # one per completion
         "program": result.program,
         "execution": jsonable(result.execution, timing, "execution"),
         "trajectory": jsonable(result.trajectory, timing, "trajectory"),
@@ -316,6 +318,9 @@ class Executor(Protocol):
     def model_name(self) -> str:
         """The model's name, as recorded in config.json (the same on every worker)."""
 
+    def model_identity(self) -> dict[str, Any]:
+        """The model's dtype and weights digest or server (:func:`model_identity`), recorded in config.json."""
+
     def prompt_format(self, requested: str) -> str:
         """``text`` or ``chat``: the form the model gets under ``requested`` (``auto``, ``text``, ``chat``)."""
 
@@ -334,6 +339,9 @@ class LocalExecutor:
 
     def model_name(self) -> str:
         return _model_name(self.llm)
+
+    def model_identity(self) -> dict[str, Any]:
+        return model_identity(self.llm)
 
     def prompt_format(self, requested: str) -> str:
         """``text`` or ``chat``: what the model gets under ``requested`` (see ``resolve_prompt_format``)."""
@@ -356,6 +364,13 @@ def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(diffs)[:300]
 
 
+def _only_dtype(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The runs differ in the dtype alone, and the old one's is one ``--dtype`` can ask for."""
+    from agentkit.models import DTYPES
+
+    return old["dtype"] in DTYPES and {k for k in set(old) | set(new) if old.get(k) != new.get(k)} == {"dtype"}
+
+
 def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
     config_path = output_dir / CONFIG
     if overwrite and config_path.exists():
@@ -369,11 +384,14 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
         old.setdefault("prompt_format", "text")  # runs from before the field was recorded sent text
+        old.setdefault("dtype", None)  # runs from before the dtype was recorded: resumable only where none is known
+        old.setdefault("model_identity", {})
         before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
         if before != now:
+            again = f", or --dtype {before['dtype']} to continue it" if _only_dtype(before, now) else ""
             raise BenchmarkError(
                 f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
-                f"use a new --output-dir or --overwrite"
+                f"use a new --output-dir or --overwrite{again}"
             )
         if old != config:  # the same run executed differently: config.json tells the latest way
             atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
@@ -383,6 +401,44 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
 
 def _model_name(llm: Any) -> str:
     return str(getattr(llm, "name", None) or type(llm).__name__)
+
+
+def model_identity(llm: Any) -> dict[str, Any]:
+    """What the model is beyond its name, for config.json: the dtype its weights ran in (None where agentkit
+    cannot know it: a server, a scripted model) and either the digest of its weights (the embedded engine, see
+    :func:`weights_digest`) or the server's URLs and the model it serves."""
+    dtype = getattr(llm, "dtype", None)
+    identity: dict[str, Any] = {"dtype": dtype if isinstance(dtype, str) else None}
+    replicas = getattr(llm, "replicas", None)
+    if replicas is not None:  # agentkit.serving.ServerLLM
+        identity["server"] = [replica.url for replica in replicas]
+        identity["served_model"] = getattr(llm, "model", None)
+    weights = weights_digest(llm)
+    if weights is not None:
+        identity["weights"] = weights
+    return identity
+
+
+def weights_digest(llm: Any) -> str | None:
+    """The weights a transformers model was loaded from: a digest of its weight files (their size and the
+    sha256 of their first and last MiB, as the engine's cache tells files apart), else its hub revision
+    (``repo@commit``); None for anything else."""
+    config = getattr(getattr(llm, "model", None), "config", None)
+    source = getattr(config, "_name_or_path", None)
+    if not source:
+        return None
+    path = Path(source)
+    files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_FILES) if path.is_dir() else []
+    if files:
+        from agentkit.engine.loading import file_fingerprint
+
+        listing = "\n".join(f"{p.name} {file_fingerprint(p)}" for p in files)
+        return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()[:16]
+    commit = getattr(config, "_commit_hash", None)
+    return f"{source}@{commit}" if commit else None
+
+
+_WEIGHT_FILES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 def _progress(total: int, initial: int, label: str, enabled: bool):
@@ -459,6 +515,9 @@ def run_benchmark(
     run_config = config.identity(model=executor.model_name(), fingerprint=dataset_fingerprint(all_examples),
                                  method_options=options)
     run_config["prompt_format"] = executor.prompt_format(config.prompt_format)  # before anything is written
+    identity = executor.model_identity()
+    run_config["dtype"] = identity.pop("dtype")
+    run_config["model_identity"] = identity
     run_config[EXECUTION] = executor.describe()
     templates = None
     if config.templates is not None:

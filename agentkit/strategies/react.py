@@ -266,10 +266,20 @@ class ReAct(Strategy):
             "react",
             self.resolved_format,
             tools=[{"name": t.name, "signature": t.signature, "description": t.description} for t in tools],
-            exemplars=self.templates.exemplars("react", self.shots),
+            exemplars=self.exemplars(tools),
             question=question,
         )
         return prompt.rstrip("\n") + "\n" if isinstance(prompt, str) else prompt
+
+    def exemplars(self, tools: Sequence[Tool]) -> list[dict[str, Any]]:
+        """The first ``shots`` exemplars of ``react.jsonl`` whose every action calls one of ``tools``.
+
+        The shipped ones call Search and Lookup: an agent without Wikipedia (``corpus=None``) gets none of them,
+        only those of a ``react.jsonl`` of its own in ``templates`` (see docs/custom-tools.md)."""
+        names = {t.name.lower() for t in tools}
+        pool = self.templates.exemplars("react", self.templates.count("react")) if self.shots else []
+        fitting = [ex for ex in pool if all(_called(step.get("action")) in names for step in ex.get("steps") or [])]
+        return fitting[: self.shots]
 
     # The ReAct loop. Each prompt extends the previous prompt + completion (in chat form, the assistant's reply),
     # so the engine's prefix cache hits.
@@ -384,6 +394,7 @@ class ReAct(Strategy):
         )
         if fallback is not None:  # the fallback's model work is part of this episode's
             result.completions += fallback.completions
+            result.finish_reasons += fallback.finish_reasons
             result.prompt_tokens += fallback.prompt_tokens
             result.completion_tokens += fallback.completion_tokens
             result.votes, result.samples = fallback.votes, fallback.samples
@@ -393,6 +404,12 @@ class ReAct(Strategy):
         return (
             f"ReAct(shots={self.shots}, max_steps={self.max_steps}, corpus={self.corpus!r}, fallback={self.fallback!r})"
         )
+
+
+def _called(action: Any) -> str | None:
+    """The tool an exemplar's action calls (``"Search[Paris]"`` -> ``"search"``), or None."""
+    call = _CALL_START.match(action) if isinstance(action, str) else None
+    return call.group(1).lower() if call else None
 
 
 def _one_line(observation: object, limit: int) -> str:
