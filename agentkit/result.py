@@ -20,6 +20,12 @@ FAILURES = {
     "sandbox_error": "the program failed: syntax error, exception, timeout, no solution(), non-numeric value",
     "forced_finish": "a ReAct episode used all its steps without Finish[...]",
     "length": "generation hit max_new_tokens before the answer",
+    # An episode stopped by its budget (agentkit.runtime.Budget): one kind per limit.
+    "budget_input_tokens": "the episode's prompts went over its input-token budget",
+    "budget_output_tokens": "the episode's completions went over its output-token budget",
+    "budget_model_calls": "the episode asked for more model calls than its budget allows",
+    "budget_tool_calls": "the episode asked for more tool calls than its budget allows",
+    "budget_seconds": "the episode ran longer than its wall-clock budget",
 }
 
 
@@ -43,6 +49,8 @@ class Result(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     duration: float = 0.0  # wall-clock seconds from the episode's first step to its end
+    model_calls: int = 0  # set by the episode runner: model calls the episode made (cache hits included)
+    tool_calls: int = 0  # set by the episode runner: tool calls, sandboxed programs included
 
     @classmethod
     def from_completions(cls, method: str, question: str, completions: Sequence[Completion], **fields: Any) -> Result:
