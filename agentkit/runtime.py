@@ -339,6 +339,7 @@ def _drive(
     unstarted: set[tuple[int, int, int]] = set()  # handed to the session, no token yet (first-token timing)
     first_token: dict[tuple[int, int, int], float] = {}
     timed_tokens = tracing is not None and getattr(session, "token_steps", False)
+    headers = getattr(session, "trace_headers", None) if tracing is not None else None
 
     def finish(slot: _Slot, result: Result) -> None:
         del slots[slot.index]
@@ -441,8 +442,11 @@ def _drive(
                         tracing.dropped(spans.pop(key))
                     continue
                 session.add(key, gen.prompt, gen.config)
-                if timed_tokens:
-                    unstarted.add(key)
+                if tracing is not None:
+                    if timed_tokens:
+                        unstarted.add(key)
+                    if headers is not None:  # a server joins the model call's trace (ServerSession sends it)
+                        headers[key] = tracing.headers(spans[key])
             if session.pending:
                 done = session.step()
                 if timed_tokens:  # each step decodes one token per row: the first step after add gave the first
@@ -451,8 +455,11 @@ def _drive(
                     unstarted.clear()
                 for key, completion in done:
                     completed(key, completion)
-            elif futures:
-                wait(futures, return_when=FIRST_COMPLETED)  # only tools are running: wait for the first
+            elif futures:  # only tools are running: wait for the first (or the first episode's deadline)
+                deadline = None
+                if budget is not None and budget.seconds is not None:
+                    deadline = max(0.0, min(s.started for s in slots.values()) + budget.seconds - time.perf_counter())
+                wait(futures, timeout=deadline, return_when=FIRST_COMPLETED)
             for future in [f for f in futures if f.done()]:
                 key = futures.pop(future)
                 error = future.exception()

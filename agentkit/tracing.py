@@ -266,6 +266,14 @@ class Tracing:
             span.set_attributes(attributes)
         span.end()
 
+    def headers(self, call: _ModelCall) -> dict[str, str]:
+        """The W3C ``traceparent`` (and ``tracestate``) that makes a server's spans children of this model call."""
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=self.trace.set_span_in_context(call.span))
+        return carrier
+
     def tool_started(self, episode_span: Any, call: Any) -> Any:
         name = tool_name(call.fn)
         attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,

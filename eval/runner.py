@@ -324,8 +324,6 @@ def run_jobs(
 
     def on_result(k: int, result: Any) -> None:
         job = jobs[k]
-        if not result.method:  # stopped by its budget before it could say
-            result.method, result.question = job.method, job.example.question
         record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol)
         if tracing is not None:
             tracing.example_ended(roots.pop(k), record)
