@@ -17,7 +17,9 @@ Langfuse, Jaeger or MLflow show them as agent runs:
 - benchmark runs add a root span per example (``agentkit.eval.runner``) whose score is a
   ``gen_ai.evaluation.result`` event (``evaluation_event``).
 
-Every span is started with an explicit parent; nothing here reads or sets the thread's current span, because one
+Each span also carries the few OpenInference attributes (``openinference.span.kind``, ``llm.model_name``,
+``llm.token_count.*``, ``tool.name``) that Arize Phoenix groups spans by. Every span is started with an explicit
+parent; nothing here reads or sets the thread's current span, because one
 thread drives many episodes at once. Message contents (prompts, completions, tool arguments and results) are
 recorded only with ``content=True`` or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``, as
 ``gen_ai.input.messages`` / ``gen_ai.output.messages`` / ``gen_ai.tool.call.arguments`` / ``.result``.
@@ -188,7 +190,8 @@ class Tracing:
 
     def episode_started(self, info: Any) -> Any:
         agent = getattr(info, "agent", "") or ""
-        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "agentkit"}
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "agentkit",
+                      "openinference.span.kind": "AGENT"}
         if agent:
             attributes["gen_ai.agent.name"] = agent
         return self.start(f"invoke_agent {agent}".strip(), getattr(info, "parent", None), attributes)
@@ -213,9 +216,9 @@ class Tracing:
                 span.set_attribute("error.type", result.failure)
                 span.set_status(self.trace.Status(self.trace.StatusCode.ERROR, result.error or result.failure))
         if self.content:
-            span.set_attribute("agentkit.question", result.question)
+            span.set_attribute("input.value", result.question)
             if result.answer is not None:
-                span.set_attribute("agentkit.answer", result.answer)
+                span.set_attribute("output.value", result.answer)
         span.end()
 
     def model_started(self, episode_span: Any, llm: Any, request: Any) -> Any:
@@ -228,6 +231,8 @@ class Tracing:
             "gen_ai.request.model": model,
             "gen_ai.request.max_tokens": config.max_new_tokens,
             "gen_ai.request.temperature": config.temperature if config.do_sample else 0.0,
+            "openinference.span.kind": "LLM",
+            "llm.model_name": model,
         }
         if config.do_sample:
             attributes["gen_ai.request.top_p"] = config.top_p
@@ -241,7 +246,7 @@ class Tracing:
             attributes["gen_ai.output.type"] = "json" if config.constraint.kind == "json_schema" else "text"
             attributes["agentkit.constraint"] = config.constraint.kind
         if self.content:
-            attributes["gen_ai.input.messages"] = _messages(request.prompt)
+            attributes["gen_ai.input.messages"] = attributes["input.value"] = _messages(request.prompt)
         server = _provider_name(llm) == "openai"
         kind = self.trace.SpanKind.CLIENT if server else self.trace.SpanKind.INTERNAL
         return _ModelCall(self.start(f"{operation} {model}", episode_span, attributes, kind), time.perf_counter())
@@ -254,12 +259,15 @@ class Tracing:
                 "gen_ai.response.finish_reasons": [completion.finish_reason],
                 "gen_ai.usage.input_tokens": completion.prompt_tokens,
                 "gen_ai.usage.output_tokens": completion.completion_tokens,
+                "llm.token_count.prompt": completion.prompt_tokens,
+                "llm.token_count.completion": completion.completion_tokens,
             }
             if first_token is not None:
                 attributes["gen_ai.response.time_to_first_chunk"] = round(first_token - call.asked, 6)
             if cached:
                 attributes["agentkit.cache_hit"] = True
             if self.content:
+                attributes["output.value"] = completion.text
                 attributes["gen_ai.output.messages"] = json.dumps(
                     [{"role": "assistant", "parts": [{"type": "text", "content": completion.text}],
                       "finish_reason": completion.finish_reason}], ensure_ascii=False)
@@ -277,7 +285,8 @@ class Tracing:
     def tool_started(self, episode_span: Any, call: Any) -> Any:
         name = tool_name(call.fn)
         attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-                                      "gen_ai.tool.type": "function"}
+                                      "gen_ai.tool.type": "function", "openinference.span.kind": "TOOL",
+                                      "tool.name": name}
         if self.content:
             attributes["gen_ai.tool.call.arguments"] = json.dumps(
                 {"args": [repr(a) for a in call.args], "kwargs": {k: repr(v) for k, v in call.kwargs.items()}})
@@ -306,7 +315,7 @@ class Tracing:
     def example_started(self, example_id: str, method: str, run_dir: str | None, index: int) -> Any:
         """The root span of one example of a benchmark run."""
         attributes = {"agentkit.example.id": example_id, "agentkit.example.index": index,
-                      "agentkit.method": method, "gen_ai.agent.name": method}
+                      "agentkit.method": method, "gen_ai.agent.name": method, "openinference.span.kind": "CHAIN"}
         if run_dir is not None:
             attributes["agentkit.run_dir"] = run_dir
         return self.start(f"example {example_id} {method}", None, attributes)

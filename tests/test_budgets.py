@@ -131,3 +131,14 @@ def test_a_benchmark_records_budget_failures_and_the_run_totals(tmp_path):
     assert again.records == result.records and again.usage.episodes == 0  # resumed: nothing ran
     with pytest.raises(BenchmarkError, match="budget"):  # a run under another budget is another run
         bench(budget=Budget(tool_calls=2))
+
+
+def test_a_strategy_takes_a_budget_and_its_failure_names_the_method_and_question():
+    from agentkit.strategies import load_strategy
+
+    cot = load_strategy("cot", ScriptedLLM(lambda prompt: "Three plus four is 7. The answer is 7."))
+    result = cot("What is 3 + 4?", budget=Budget(output_tokens=5))
+    assert (result.method, result.question, result.failure) == ("cot", "What is 3 + 4?", "budget_output_tokens")
+    assert "What is 3 + 4?" in result.prompt and result.completions  # the prompt sent, the completion it got
+    first, second = cot.batch(["What is 3 + 4?", "What is 1 + 6?"], budget=Budget(model_calls=1))
+    assert first.ok and second.ok and first.model_calls == second.model_calls == 1
