@@ -416,7 +416,11 @@ def _drive(
         if cache_key is not None:
             cache.put(cache_key, completion)  # type: ignore[union-attr]
         if tracing is not None:
-            tracing.model_ended(spans.pop(key), completion, first_token.pop(key, None), cached=hit)
+            slot, first = slots.get(key[0]), first_token.pop(key, None)
+            if slot is None or slot.turn != key[1]:
+                tracing.dropped(spans.pop(key))  # its episode no longer waits for it
+            else:
+                tracing.model_ended(spans.pop(key), completion, first, cached=hit)
         if hit and options.on_cached is not None and completion.text:
             options.on_cached(completion.text)
         deliver(key, completion)

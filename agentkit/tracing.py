@@ -70,7 +70,7 @@ def otlp_provider(endpoint: str | None = None) -> Any:
     """A ``TracerProvider`` that batches spans to an OTLP/HTTP receiver: ``endpoint`` (a base URL such as
     ``http://localhost:6006``; ``/v1/traces`` is added) or what the ``OTEL_EXPORTER_OTLP_*`` variables say.
 
-    One provider per endpoint is made in a process; it flushes at exit (or call ``.shutdown()``/``flush()``).
+    One provider per endpoint is made in a process; what it still holds is sent at exit (or ``.force_flush()``).
     """
     _otel()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -81,21 +81,14 @@ def otlp_provider(endpoint: str | None = None) -> Any:
     where = endpoint or ""
     with _lock:
         if where not in _providers:
-            url = None if endpoint is None else endpoint.rstrip("/") + ("" if endpoint.rstrip("/").endswith(
-                "/v1/traces") else "/v1/traces")
+            url = None if endpoint is None else endpoint.rstrip("/")
+            if url is not None and not url.endswith("/v1/traces"):
+                url += "/v1/traces"
             resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "agentkit"})
             provider = TracerProvider(resource=resource)
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
             _providers[where] = provider
         return _providers[where]
-
-
-def flush() -> None:
-    """Send every span still buffered by the providers made here (the CLI calls this before it exits)."""
-    with _lock:
-        providers = list(_providers.values())
-    for provider in providers:
-        provider.force_flush()
 
 
 def tracing_for(trace: Any, *, content: bool | None = None) -> Tracing | None:

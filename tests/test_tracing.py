@@ -204,3 +204,28 @@ def test_a_server_joins_the_trace_of_the_client_s_model_call():
     for server in servers:
         assert server.attributes["http.response.status_code"] == 200
         assert server.attributes["gen_ai.usage.output_tokens"] >= 1
+
+
+def test_engine_calls_record_their_time_to_first_token_inside_their_span():
+    pytest.importorskip("torch")
+    from tiny_engine import one_torch_thread, tiny_engine
+
+    from agentkit.runtime import run_episodes
+
+    llm = tiny_engine(max_batch_size=2)
+    tracer_provider, exporter = provider()
+
+    def episode(i):
+        completion = yield Generate(f"Question {i}: say something\nAnswer:", GenerationConfig(max_new_tokens=6))
+        return Result(method="probe", question=str(i), answer=completion.text)
+
+    with one_torch_thread():
+        run_episodes(llm, [episode(i) for i in range(3)], batch_size=2, trace=Tracing(tracer_provider))
+    calls = [s for s in exporter.get_finished_spans() if s.name == "text_completion tiny"]
+    assert len(calls) == 3
+    for call in calls:
+        first = call.attributes["gen_ai.response.time_to_first_chunk"]
+        assert 0 < first <= (call.end_time - call.start_time) / 1e9 + 1e-3
+    from agentkit.cache import model_identity
+
+    assert model_identity(llm).startswith("engine:") and llm.dtype in model_identity(llm)
