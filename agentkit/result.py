@@ -21,6 +21,12 @@ FAILURES = {
     "unreadable_result": "the program ran but its value is not a number that can be read exactly",
     "forced_finish": "a ReAct episode used all its steps without Finish[...]",
     "length": "truncated: generation hit max_new_tokens before the answer (or inside PAL's program)",
+    # An episode stopped by its budget (agentkit.runtime.Budget): one kind per limit.
+    "budget_input_tokens": "the episode's prompts went over its input-token budget",
+    "budget_output_tokens": "the episode's completions went over its output-token budget",
+    "budget_model_calls": "the episode asked for more model calls than its budget allows",
+    "budget_tool_calls": "the episode asked for more tool calls than its budget allows",
+    "budget_seconds": "the episode ran longer than its wall-clock budget",
 }
 TRUNCATED = "length"  # the failure kind of a cut-off generation, named after its finish_reason
 
@@ -51,6 +57,8 @@ class Result(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     duration: float = 0.0  # wall-clock seconds from the episode's first step to its end
+    model_calls: int = 0  # set by the episode runner: model calls the episode made (cache hits included)
+    tool_calls: int = 0  # set by the episode runner: tool calls, sandboxed programs included
 
     @classmethod
     def from_completions(cls, method: str, question: str, completions: Sequence[Completion], **fields: Any) -> Result:

@@ -3,6 +3,7 @@
     python benchmarks/bench_throughput.py --workload cot --n 32 --baseline-n 8
     python benchmarks/bench_throughput.py --workload react --n 16 --baseline-n 4
     python benchmarks/bench_throughput.py --workload pal-sc --n 8 --baseline-n 2 [--sampling temperature]
+    python benchmarks/bench_throughput.py --workload cot --n 8 --baseline-n 0 --trace-overhead 3
 
 Each workload is one of agentkit's own strategies over a question set: ``cot`` (4-shot chain-of-thought on
 GSM8K-style questions, greedy, 160 new tokens), ``react`` (ReAct over the offline Wikipedia corpus, greedy) and
@@ -15,7 +16,9 @@ process on the same weights and the same episode code; only the model calls diff
 (b) **agentkit**: ``run_episodes`` — all episodes side by side, their prompts in shared continuous batches with
     prefix-KV reuse.
 
-Prints seconds/question for each, the speed-up, peak RSS, and how many answers (and texts) agree. The baseline
+Prints seconds/question for each, the speed-up, peak RSS, and how many answers (and texts) agree.
+``--trace-overhead R`` also runs (b) R more times with OpenTelemetry tracing off and on (spans to the SDK's
+in-memory exporter), alternating, and prints the median of each and their ratio (agentkit.tracing). The baseline
 may run on the first ``--baseline-n`` questions only: its s/question is measured on that subset and the
 full-run time is labelled as an extrapolation. Questions come from the shipped sample sets (our own writing) or
 ``--dataset``.
@@ -159,12 +162,44 @@ class PlainLoopLLM(LLM):
         return out
 
 
-def run(llm: LLM, wl: Workload, batch_size: int, sequential: bool = False) -> list:
+def run(llm: LLM, wl: Workload, batch_size: int, sequential: bool = False, trace=None) -> list:
     strategy = wl.make(llm)
     episodes = (strategy.episode(q) for q in wl.questions)
     if sequential:
         return run_episodes(llm, episodes, batch_size=1, max_active=1)
-    return run_episodes(llm, episodes, batch_size=batch_size)
+    return run_episodes(llm, episodes, batch_size=batch_size, trace=trace)
+
+
+def trace_overhead(llm: LLM, wl: Workload, batch_size: int, rounds: int) -> None:
+    """Time ``run`` with tracing off and on (in-memory exporter), alternating; print medians and their ratio."""
+    import statistics
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agentkit.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider)
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    texts: dict[str, list[str]] = {}
+    for _ in range(rounds):
+        for mode in ("off", "on"):
+            exporter.clear()
+            t = time.perf_counter()
+            results = run(llm, wl, batch_size, trace=tracing if mode == "on" else None)
+            times[mode].append(time.perf_counter() - t)
+            texts[mode] = [c for r in results for c in r.completions]
+    spans = len(exporter.get_finished_spans())
+    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    pairs = sorted(b / a for a, b in zip(times["off"], times["on"], strict=True))
+    print(f"\ntracing overhead, {rounds} rounds alternating ({spans} spans per traced run): median off {off:.2f}s, "
+          f"on {on:.2f}s, on/off = {on / off:.3f}; best off {min(times['off']):.2f}s, on {min(times['on']):.2f}s, "
+          f"on/off = {min(times['on']) / min(times['off']):.3f}; per-round on/off {', '.join(f'{r:.3f}' for r in pairs)}"
+          f" (median {statistics.median(pairs):.3f}); same texts: {texts['off'] == texts['on']}")
 
 
 def peak_rss_gb() -> float:
@@ -193,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="pal-sc's samples: self-consistency's default (top_k 40, top_p 0.95) or pure temperature "
                          "(no top_k, top_p 1)")
     ap.add_argument("--profile", action="store_true", help="torch profiler table for the agentkit run")
+    ap.add_argument("--trace-overhead", type=int, default=0, metavar="R",
+                    help="then R rounds of (b) with tracing off and on (needs agentkit[otel])")
     ap.add_argument("--baseline-stop", choices=["stop", "nostop", "both"], default=None,
                     help="baseline with a stop-string criterion, without (the literal plain loop), or both "
                          "(default: both for cot, stop for the agent workloads)")
@@ -253,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"    accuracy vs gold: {correct(ours)}/{n}; failures: "
           f"{dict(__import__('collections').Counter(r.failure for r in ours if r.failure))}")
+    if args.trace_overhead:
+        trace_overhead(llm, wl, args.batch_size, args.trace_overhead)
     if args.baseline_n <= 0:
         return
     k = min(args.baseline_n, n)

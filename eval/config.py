@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+from agentkit.runtime import Budget
 from agentkit.strategies import Settings
 
 DEFAULT_METHODS = ("direct", "cot", "pal")
@@ -49,6 +50,7 @@ class BenchmarkConfig(BaseModel):
     prompt_format: Literal["auto", "text", "chat"] = "auto"  # chat: through the model's chat template
     rel_tol: float = Field(DEFAULT_REL_TOL, ge=0)
     abs_tol: float = Field(DEFAULT_ABS_TOL, ge=0)
+    budget: Budget | None = None  # limits on each episode (tokens, calls, seconds); over one is a recorded failure
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -124,4 +126,6 @@ class BenchmarkConfig(BaseModel):
         }
         if self.templates is not None:  # only when set, so runs made before the setting existed still resume
             identity["templates"] = str(self.templates)
+        if self.budget is not None and self.budget.limited:  # likewise
+            identity["budget"] = self.budget.model_dump(exclude_none=True)
         return identity

@@ -51,6 +51,7 @@ from agentkit.eval.report import (
     atomic_write,
     markdown_table,
     parse_record,
+    run_totals,
     summarize,
     write_reports,
 )
@@ -172,6 +173,7 @@ class BenchmarkResult:
     files: dict[str, Path] = field(default_factory=dict)
     table: str = ""
     wall_seconds: float = 0.0  # this invocation
+    usage: Any = None  # this invocation's agentkit.runtime.Usage (model calls, cache hits, tokens) when run locally
 
     @property
     def accuracy(self) -> float:
@@ -228,6 +230,8 @@ def make_record(
         "samples": jsonable(result.samples, timing, "samples"),
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
+        "model_calls": getattr(result, "model_calls", 0),
+        "tool_calls": getattr(result, "tool_calls", 0),
         TIMING: timing,
     }
 
@@ -281,6 +285,8 @@ class Work:
     batch_size: int
     rel_tol: float
     abs_tol: float
+    budget: Any = None  # an agentkit.runtime.Budget for every episode, or None
+    run_dir: str | None = None  # where the records go (an attribute of each example's span)
 
 
 def run_jobs(
@@ -289,14 +295,20 @@ def run_jobs(
     work: Work,
     emit: Callable[[dict[str, Any]], None],
     strategies: dict[str, Any] | None = None,
+    *,
+    cache: Any = None,
+    tracing: Any = None,
+    usage: Any = None,
 ) -> None:
     """Run ``jobs`` on ``llm`` through one ``run_episodes`` call and ``emit`` each record as its example finishes.
 
     The jobs share the engine's batch whatever their method, so one method's long generations overlap with the
     others' instead of running alone at the end. ``strategies`` (method -> strategy built from ``work``) keeps
-    the strategies for a later call with the same ``work``; missing ones are built and added.
+    the strategies for a later call with the same ``work``; missing ones are built and added. ``cache``,
+    ``tracing`` and ``usage`` go to ``run_episodes``; with ``tracing`` each example is the root span of its
+    episode, with its id, method and the run directory, and its score as a ``gen_ai.evaluation.result`` event.
     """
-    from agentkit.runtime import run_episodes
+    from agentkit.runtime import EpisodeInfo, run_episodes
 
     strategies = {} if strategies is None else strategies
     for job in jobs:
@@ -304,12 +316,28 @@ def run_jobs(
             strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
                                                   **work.options)
 
+    roots: dict[int, Any] = {}  # job -> its example's open span
+
+    def info(k: int) -> EpisodeInfo:
+        job = jobs[k]
+        if tracing is not None:
+            roots[k] = tracing.example_started(job.example.id, job.method, work.run_dir, job.index)
+        return EpisodeInfo(job.method, job.example.question, roots.get(k))
+
     def on_result(k: int, result: Any) -> None:
         job = jobs[k]
-        emit(make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol))
+        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol)
+        if tracing is not None:
+            tracing.example_ended(roots.pop(k), record)
+        emit(record)
 
-    run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
-                 batch_size=work.batch_size, on_result=on_result)
+    try:
+        run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
+                     batch_size=work.batch_size, on_result=on_result, info=info, budget=work.budget, cache=cache,
+                     trace=tracing, usage=usage)
+    finally:
+        for span in roots.values():  # examples in flight when an error stopped the run
+            tracing.dropped(span)
 
 
 class Executor(Protocol):
@@ -332,10 +360,11 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs every job in this process, on one model."""
+    """Runs every job in this process, on one model; ``cache``, ``tracing`` and ``usage`` as in ``run_jobs``."""
 
-    def __init__(self, llm: Any):
+    def __init__(self, llm: Any, *, cache: Any = None, tracing: Any = None, usage: Any = None):
         self.llm = llm
+        self.cache, self.tracing, self.usage = cache, tracing, usage
 
     def model_name(self) -> str:
         return _model_name(self.llm)
@@ -352,7 +381,7 @@ class LocalExecutor:
 
     def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
         if jobs:
-            run_jobs(self.llm, jobs, work, emit)
+            run_jobs(self.llm, jobs, work, emit, cache=self.cache, tracing=self.tracing, usage=self.usage)
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
@@ -464,6 +493,8 @@ def run_benchmark(
     notify: Callable[[str], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
     executor: Executor | None = None,
+    cache: Any = None,
+    trace: Any = None,
     **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
@@ -485,7 +516,10 @@ def run_benchmark(
     ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
     replaces ``load_strategy`` (for custom strategies), ``executor`` says where the episodes run instead of on
     ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from ``agentkit.eval.distributed`` (each
-    worker loads its own model; pass no ``llm``). These are not part of the config: a resumed run may change them.
+    worker loads its own model; pass no ``llm``), ``cache`` (an ``agentkit.cache.CallCache``) answers repeated
+    greedy and seeded model calls from disk, ``trace`` (``True``, an OTLP endpoint URL, a ``TracerProvider``; see
+    ``agentkit.tracing``) traces every example. These are not part of the config: a resumed run may change them.
+    ``budget`` (a setting, ``agentkit.runtime.Budget``) is: it changes which episodes fail.
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk.
@@ -500,7 +534,15 @@ def run_benchmark(
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
     if llm is not None and executor is not None:
         raise BenchmarkError("run_benchmark takes an llm or an executor that loads its own, not both")
-    executor = executor if executor is not None else LocalExecutor(llm)
+    from agentkit.runtime import Usage
+    from agentkit.tracing import tracing_for
+
+    tracing = tracing_for(trace)
+    if executor is not None and (cache is not None or tracing is not None):
+        raise UsageError("the model-call cache and tracing run with the local executor; drop --cache/--trace "
+                         "or --ray")
+    usage = Usage()
+    executor = executor if executor is not None else LocalExecutor(llm, cache=cache, tracing=tracing, usage=usage)
     methods = list(config.methods)
     mapping = config.fields
     if isinstance(config.dataset, (str, Path)):
@@ -541,7 +583,7 @@ def run_benchmark(
 
     started = time.perf_counter()
     work = Work(strategy_factory, config.shots, config.generation or None, options, config.batch_size,
-                config.rel_tol, config.abs_tol)
+                config.rel_tol, config.abs_tol, config.budget, None if out is None else str(out))
     results = _run_methods(methods, executor, work, examples, out, progress=progress, on_record=on_record,
                            notify=notify)
     wall_seconds = round(time.perf_counter() - started, 3)
@@ -549,7 +591,7 @@ def run_benchmark(
     summaries = [m.summary for m in results.values()]
     table = markdown_table(summaries)
     bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": config.limit},
-                            output_dir=out, table=table, wall_seconds=wall_seconds)
+                            output_dir=out, table=table, wall_seconds=wall_seconds, usage=usage)
     if out is not None:
         records = {name: m.records for name, m in results.items()}
         report = {
@@ -559,6 +601,8 @@ def run_benchmark(
             "git_commit": git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_seconds": wall_seconds,  # this invocation only (resumed examples cost nothing now)
+            "totals": run_totals(summaries),  # every method's records, resumed ones included
+            "this_invocation": {**asdict(usage), "wall_seconds": wall_seconds},  # what this command ran
             "methods": {s["method"]: s for s in summaries},
             "comparisons": [c.to_dict() for c in pairwise(records)],  # every pair of methods, paired by example
             "repeats": asdict(repeats(examples)),  # repeated questions and ids in the data, each its own example

@@ -42,7 +42,9 @@ from agentkit.cli.options import (
     dtype_option,
     method_option,
     model_option,
+    pop_run_options,
     pop_settings,
+    run_options,
     settings_options,
     templates_option,
 )
@@ -109,6 +111,7 @@ class ChatSession:
     last: Result | None = None
     interrupted: list[str] = field(default_factory=list)  # questions whose turn Ctrl-C stopped
     last_interrupted: str | None = None  # the question of the latest turn, when Ctrl-C stopped it
+    run_options: dict[str, Any] = field(default_factory=dict)  # budget, cache, trace for every turn
 
     def __post_init__(self) -> None:
         self.commands: dict[str, Command] = {}
@@ -170,7 +173,7 @@ class ChatSession:
         mode = self.mode
         try:
             strategy = build_strategy(mode, self.llm, self.settings, templates=self.templates, history=self.history)
-            result = run_streamed(self.llm, strategy, question, self.display)
+            result = run_streamed(self.llm, strategy, question, self.display, **self.run_options)
         except KeyboardInterrupt:
             self.display.interrupted()
             self.interrupted.append(question)
@@ -393,6 +396,7 @@ def _isatty(stream: Any) -> bool:
 @templates_option
 @click.option("--history-file", type=click.Path(dir_okay=False), default=None,
               help="Where the terminal keeps input history (default: in the user data directory).")
+@run_options
 @click.pass_context
 def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_file, **kwargs) -> None:
     """Chat with the model, or ask questions of an agent, in an interactive loop.
@@ -404,6 +408,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
     from agentkit.models import load_model
 
     settings = pop_settings(kwargs)
+    options = pop_run_options(kwargs)
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
@@ -425,6 +430,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
         debug=debug_enabled(ctx),
         show_stats=color,
         load=load,
+        run_options=options,
     )
     if sys.stdin.isatty() and sys.stdout.isatty():
         display.message(f"agentkit chat: model {session.model_spec}, {describe(method, settings)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from agentkit.cli.options import dtype_option, model_option
+from agentkit.cli.options import dtype_option, model_option, pop_tracing, trace_options
 
 
 @click.command("serve", short_help="Serve a model over an OpenAI-compatible HTTP API.")
@@ -20,7 +20,8 @@ from agentkit.cli.options import dtype_option, model_option
               help="The model's name in the API (default: the model's own name).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Requests decoded together; concurrent clients share these batches.")
-def serve(model_spec, dtype, host, port, served_model_name, batch_size):
+@trace_options
+def serve(model_spec, dtype, host, port, served_model_name, batch_size, **kwargs):
     """Serve a model (the embedded default unless --model) at http://HOST:PORT/v1.
 
     Endpoints: /v1/models, /v1/completions and /v1/chat/completions, with SSE streaming, stop strings, n and
@@ -29,7 +30,8 @@ def serve(model_spec, dtype, host, port, served_model_name, batch_size):
     from agentkit.models import load_model
     from agentkit.serving.app import serve as run_server
 
+    tracing = pop_tracing(kwargs)
     llm = load_model(model_spec, dtype=dtype)
     name = served_model_name or llm.name
     click.echo(f"agentkit serve: {name} at http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
-    run_server(llm, host=host, port=port, model_name=name, max_batch_size=batch_size)
+    run_server(llm, host=host, port=port, model_name=name, max_batch_size=batch_size, trace=tracing)

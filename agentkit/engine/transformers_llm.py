@@ -388,6 +388,8 @@ class _Batcher:
 class EngineSession(BatchSession):
     """Continuous-batching ``BatchSession``: each ``step()`` admits queued requests and decodes one token."""
 
+    token_steps = True  # a request's first token comes out of the first step() after add (the runner times it)
+
     def __init__(self, llm: TransformersLLM, max_batch_size: int = 32):
         self.llm = llm
         self.max_batch_size = max_batch_size

@@ -197,8 +197,10 @@ class EngineLoop:
         )
 
 
-def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32) -> FastAPI:
-    """The FastAPI app serving ``llm`` under ``model_name`` (default: the model's own name)."""
+def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32,
+               trace: Any = None) -> FastAPI:
+    """The FastAPI app serving ``llm`` under ``model_name`` (default: the model's own name); ``trace`` (see
+    ``agentkit.tracing.tracing_for``) gives every completion request a server span (``agentkit.serving.traced``)."""
     name = model_name or llm.name
     engine: dict[str, EngineLoop] = {}
 
@@ -209,6 +211,13 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
         engine.pop("loop").stop()
 
     app = FastAPI(title="agentkit", summary=f"agentkit serving {name} (OpenAI-compatible)", lifespan=lifespan)
+    from agentkit.tracing import tracing_for
+
+    tracing = tracing_for(trace)
+    if tracing is not None:
+        from agentkit.serving.traced import instrument
+
+        instrument(app, tracing, name)
 
     def loop() -> EngineLoop:
         if "loop" not in engine:  # an app used without its lifespan (e.g. some test clients)
@@ -409,11 +418,11 @@ def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any)
 
 
 def serve(llm: LLM, *, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
-          max_batch_size: int = 32, log_level: str = "warning") -> None:
-    """Serve ``llm`` until interrupted (Ctrl-C)."""
+          max_batch_size: int = 32, log_level: str = "warning", trace: Any = None) -> None:
+    """Serve ``llm`` until interrupted (Ctrl-C); ``trace`` as in ``create_app``."""
     import uvicorn
 
-    app = create_app(llm, model_name=model_name, max_batch_size=max_batch_size)
+    app = create_app(llm, model_name=model_name, max_batch_size=max_batch_size, trace=trace)
     # In-flight requests get a few seconds to finish on Ctrl-C or SIGTERM; the rest are cut.
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 

@@ -310,13 +310,15 @@ class ServerLLM(LLM):
             text=text, finish_reason=reason, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
         )
 
-    def _run(self, job: _Job, link: _Link | None = None) -> list[tuple[Hashable, Completion]]:
-        """Send one job (``n`` = its number of keys) and return a completion per key."""
+    def _run(self, job: _Job, link: _Link | None = None, headers: dict[str, str] | None = None
+             ) -> list[tuple[Hashable, Completion]]:
+        """Send one job (``n`` = its number of keys) and return a completion per key; ``headers`` (a trace's
+        ``traceparent``) go with every request."""
         n = len(job.keys)
         if n > 1 and self.accepts_n:
             path, body = self._body(job.prompt, job.config, n=n)
             try:
-                data = self._send("POST", path, body, link=link)
+                data = self._send("POST", path, body, link=link, headers=headers)
             except ServerRefused:
                 self.accepts_n = False  # refused: fall back to one request per sample
                 data = None
@@ -327,13 +329,13 @@ class ServerLLM(LLM):
                 done = list(zip(job.keys, completions, strict=False))
                 rest = [_Job([k], job.prompt, self._sample_config(job.config, i)) for i, k in enumerate(job.keys)]
                 for single in rest[len(done):]:
-                    done.extend(self._run(single, link))
+                    done.extend(self._run(single, link, headers))
                 return done
         out: list[tuple[Hashable, Completion]] = []
         for i, key in enumerate(job.keys):
             config = self._sample_config(job.config, i)
             path, body = self._body(job.prompt, config)
-            data = self._send("POST", path, body, link=link)
+            data = self._send("POST", path, body, link=link, headers=headers)
             out.append((key, self._choices(data, _Job([key], job.prompt, config), expected=1)[0]))
         return out
 
@@ -378,7 +380,8 @@ class ServerLLM(LLM):
     # -- transport: replicas, retries, errors -----------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None
+        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict:
         """One JSON request with replica choice and bounded retries; the parsed response body."""
         retries = self.retries if retries is None else retries
@@ -387,7 +390,7 @@ class ServerLLM(LLM):
         while True:
             replica = self._acquire(link)
             try:
-                response = link.client.request(method, replica.url + path, json=body)
+                response = link.client.request(method, replica.url + path, json=body, headers=headers)
                 self._check(response, replica, path)
                 data = response.json()
             except (httpx.TransportError, _Transient, ValueError, RuntimeError) as exc:
@@ -513,6 +516,7 @@ class ServerSession(BatchSession):
         self._running: dict[Future, int] = {}  # future -> number of requests it answers
         self._pool = ThreadPoolExecutor(self.max_batch_size, thread_name_prefix="agentkit-server")
         self._error: BaseException | None = None
+        self.trace_headers: dict[Hashable, dict[str, str]] = {}  # key -> its model call's traceparent (runtime)
 
     @property
     def free_slots(self) -> int:
@@ -530,7 +534,10 @@ class ServerSession(BatchSession):
         if self._error is not None:
             raise self._error
         for job in _jobs(self._queue, self.llm.accepts_n):
-            self._running[self._pool.submit(self.llm._run, job, self._link)] = len(job.keys)
+            headers = self.trace_headers.pop(job.keys[0], None)
+            for key in job.keys[1:]:
+                self.trace_headers.pop(key, None)
+            self._running[self._pool.submit(self.llm._run, job, self._link, headers)] = len(job.keys)
         self._queue = []
         done, _ = wait(list(self._running), timeout=self.POLL, return_when=FIRST_COMPLETED)
         out: list[tuple[Hashable, Completion]] = []

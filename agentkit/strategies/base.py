@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from agentkit.llm import LLM, Completion, GenerationConfig, Prompt
 from agentkit.prompting import Templates, default_templates, resolve_prompt_format
 from agentkit.result import Result
-from agentkit.runtime import Episode, Event, EventHandler, Generate, Request, run_episode, run_episodes
+from agentkit.runtime import Episode, EpisodeInfo, Event, EventHandler, Generate, Request, run_episode, run_episodes
 
 
 class Strategy(ABC):
@@ -68,9 +68,12 @@ class Strategy(ABC):
         *,
         on_event: EventHandler | None = None,
         on_token: Callable[[str], None] | None = None,
+        **options: Any,
     ) -> Result:
-        """Answer one question; ``on_token`` streams the model's text, ``on_event`` the steps."""
-        return run_episode(self.llm, self.episode(question), on_event=on_event, on_token=on_token)
+        """Answer one question; ``on_token`` streams the model's text, ``on_event`` the steps. ``options``
+        (``budget``, ``cache``, ``trace``, ``usage``) are ``run_episode``'s."""
+        return run_episode(self.llm, self.episode(question), on_event=on_event, on_token=on_token,
+                           info=EpisodeInfo(self.name, question), **options)
 
     def batch(
         self,
@@ -78,10 +81,13 @@ class Strategy(ABC):
         *,
         batch_size: int = 32,
         on_result: Callable[[int, Result], None] | None = None,
+        **options: Any,
     ) -> list[Result]:
-        """Answer many questions, their model calls sharing batches."""
+        """Answer many questions, their model calls sharing batches; ``options`` are ``run_episodes``'."""
+        questions = list(questions)
         return run_episodes(
-            self.llm, (self.episode(q) for q in questions), batch_size=batch_size, on_result=on_result
+            self.llm, (self.episode(q) for q in questions), batch_size=batch_size, on_result=on_result,
+            info=lambda i: EpisodeInfo(self.name, questions[i]), **options,
         )
 
     def __repr__(self) -> str:
