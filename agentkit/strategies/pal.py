@@ -4,6 +4,9 @@ The model does not compute: it writes ``def solution(): ...`` and the orchestrat
 sandbox (``agentkit.tools.sandbox``); the answer is the value it returns. Every failure — no code, a syntax
 error, an exception, a timeout, no ``solution``, a non-numeric value — is recorded with the code and the error
 and scores as wrong; none stops a run.
+
+Constrained (``constrain=True``), the reply (after the prompt's opening fence) is a program of the skeleton the
+exemplars have: ``def solution():``, an indented body, and a ``return`` as its last line.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from agentkit.answers import canonical_number, parse_number
-from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.llm import LLM, Completion, Constraint, GenerationConfig
 from agentkit.runtime import Call, Event, Request
 from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+from agentkit.strategies.constraints import reply
 
 if TYPE_CHECKING:
     from agentkit.tools.sandbox import ExecResult, Sandbox
@@ -125,3 +129,8 @@ class PAL(SingleCall):
             error = f"ValueError: the program returned {result.value!r}, not a number"
             return Interpretation(failure="sandbox_error", error=error, program=code, execution=execution)
         return Interpretation(answer=answer, program=code, execution=execution)
+
+    def constraint(self, config: GenerationConfig) -> Constraint:
+        """``def solution():`` and an indented body that ends in a ``return`` (the closing fence is a stop)."""
+        body = r"(\n([ \t][^\n]*)?)*\n[ \t]+return[ \t(][^\n]*(\n[ \t]*)*"
+        return reply(f"/\\n?def solution\\(\\):{body}/", config.stop)
