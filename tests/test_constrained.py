@@ -274,9 +274,15 @@ def distance(origin: str, destination: str, unit: Literal["km", "mi"] = "km") ->
 
 
 @tool
-def scale(value: float, times: int, exact: bool | None = None) -> str:
+def scale(value: float, times: int, exact: bool | None = None, places: int = 2) -> str:
     """Scales a value."""
     return str(value * times)
+
+
+@tool
+def shout(word: str = "hey", times: int = 1) -> str:
+    """Shouts a word."""
+    return word * times
 
 
 @tool
@@ -286,7 +292,7 @@ def today() -> str:
 
 
 def agent() -> tuple[ReAct, list, str]:
-    react = ReAct(ScriptedLLM([]), tools=[distance, scale, today], constrain=True)
+    react = ReAct(ScriptedLLM([]), tools=[distance, scale, shout, today], constrain=True)
     tools = react.episode_tools()
     return react, tools, either(tool_call(t) for t in tools)
 
@@ -294,12 +300,13 @@ def agent() -> tuple[ReAct, list, str]:
 WELL_FORMED = [
     "Search[Mount Kilimanjaro]", "Lookup[population]", "Finish[26 June 2016]", "Finish[1,550 km]",
     "distance[Paris, Rome]", "distance[Paris,Rome, mi]", "distance[Paris, Rome, KM]",
-    "scale[2.5, 3]", "scale[-1, 2, true]", "scale[.5, 10, none]", "scale[1e3, 1, No]", "today[]",
+    "scale[2.5, 3]", "scale[-1, 2, true]", "scale[.5, 10, none]", "scale[1e3, 1, No]", "scale[1, 2, , 3]",
+    "scale[1, 2, yes, 3]", "today[]", "shout[]", "shout[now]", "shout[now, 2]", "shout[, 2]",
 ]
 MALFORMED = [
     "Search[]", "Finish[ ]", "Finish[\"\"]", "search[x]", "Google[x]", "Search(x)", "Search[x",
     "Search[a[b]]", "distance[Paris]", "distance[Paris, Rome, miles]", "scale[two, 3]", "scale[1.5, 2.5]",
-    "today[now]", "Lookup[observation: x]",
+    "today[now]", "Lookup[observation: x]", "scale[1, 2, 3]", "shout[2, x]",
 ]
 
 

@@ -72,14 +72,14 @@ def tool_call(tool: Tool) -> str:
         return rx(tool.name) + r"\[\]"
     pieces = [_argument(p.annotation, alone=len(params) == 1, required=p.required or tool.terminal) for p in params]
     required = sum(p.required for p in params)
-    args = ", ?".join(pieces[:required])
-    for piece in reversed(pieces[required:]):  # optional trailing parameters: each one only after the one before
-        args = f"{args}(, ?{piece})?" if args else f"({piece})?"
-    return rx(tool.name) + r"\[" + args + r"\]"
+    head, rest, tail = pieces[:required], pieces[required:], ""
+    for i in reversed(range(len(rest))):  # the parameters with defaults: each only after the one before it
+        tail = f"({', ?' if head or i else ''}{rest[i]}{tail})?"
+    return rx(tool.name) + r"\[" + ", ?".join(head) + tail + r"\]"
 
 
 def _argument(annotation: Any, *, alone: bool, required: bool) -> str:
-    """One argument as ``agentkit.tools.base._convert`` reads it; text never holds brackets or a newline (nor a
+    """One argument as ``agentkit.tools.base._convert`` reads it; text never holds brackets or a line break (nor a
     comma or a quote among several arguments, which are read as CSV)."""
     args = [a for a in get_args(annotation) if a is not type(None)]
     if len(args) == 1 and type(None) in get_args(annotation):  # X | None: the value, none, null or nothing
@@ -93,5 +93,5 @@ def _argument(annotation: Any, *, alone: bool, required: bool) -> str:
     if get_origin(annotation) is Literal:
         return "(?i:" + "|".join(rx(str(choice)) for choice in get_args(annotation)) + ")"
     if alone:  # the whole bracket is the argument
-        return r"[^\s\[\]\"'`\u201c\u2018]([^\[\]\n]*[^\s\[\]])?" if required else r"[^\[\]\n]*"
-    return r"[^\s\[\]\n,\"'`]([^\[\]\n,\"]*[^\s\[\]\n,\"])?" if required else r"[^\[\]\n,\"]*"
+        return r"[^\s\[\]\"'`\u201c\u2018]([^\[\]\r\n]*[^\s\[\]])?" if required else r"[^\[\]\r\n]*"
+    return r"[^\s\[\]\n,\"'`]([^\[\]\r\n,\"]*[^\s\[\]\n,\"])?" if required else r"[^\[\]\r\n,\"]*"
