@@ -420,3 +420,38 @@ def test_a_custom_strategy_factory_builds_its_own_constraints():
     with pytest.raises(UsageError, match="strategy_factory"):
         run_benchmark("gsm8k-sample", "cot", Conforming(any_reply), limit=1, constrain=True,
                       strategy_factory=load_strategy)
+
+
+# -------------------------------------------------------------------------------------- benchmarks/bench_constrained
+def bench_module():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_constrained.py"
+    spec = importlib.util.spec_from_file_location("bench_constrained", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_constrained_benchmark_counts_format_failures_and_compares_the_arms():
+    def reply(prompt: str) -> str:
+        if "Thought 1:" in prompt or "Observation" in prompt:  # ReAct: an action only after a re-ask, unconstrained
+            return " Finish[Leonardo da Vinci]" if prompt.endswith("Action 1:") else " I know it.\nAction 1: finish"
+        if "def solution()" in prompt:
+            return any_reply(prompt).replace("```", "This returns the answer.\n```")  # prose after the program
+        return any_reply(prompt)
+
+    bench = bench_module()
+    rows = bench.measure(Conforming(reply), ["cot", "pal", "react"], limit=3)
+    by = {row["method"]: row for row in rows}
+    assert by["pal"]["off"]["counts"]["syntax"] == 3 and by["pal"]["off"]["accuracy"] == 0
+    assert by["pal"]["on"]["counts"]["syntax"] == 0 and by["pal"]["on"]["accuracy"] == 1
+    assert by["pal"]["comparison"].only_a == 3 and by["pal"]["comparison"].p_value == 0.25
+    assert by["cot"]["off"]["counts"] == by["cot"]["on"]["counts"] == {"replies": 3}
+    assert by["react"]["dataset"] == "wiki-sample" and by["react"]["off"]["counts"]["format"] == 0
+    steps = [r["trajectory"]["steps"][0] for r in by["react"]["off"]["records"]]
+    assert all(s["reasked"] and s["status"] == "finish" for s in steps)
+    table = bench.table(rows)
+    assert "pal on gsm8k-sample: constrained - unconstrained = +100.0%" in table and "McNemar p = 0.25" in table
+    counts = bench.reply_failures("pal", {"failure": "length"}) + bench.reply_failures("pal", {"failure": "no_answer"})
+    assert counts == {"replies": 2, "cut": 1, "format": 1}
