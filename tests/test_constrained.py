@@ -24,7 +24,7 @@ from agentkit.strategies import Settings, build_strategy, load_strategy
 from agentkit.strategies.constraints import either, tool_call
 from agentkit.strategies.pal import extract_code
 from agentkit.strategies.react import parse_action, parse_step
-from tests.test_chat_format import instruct
+from tests.test_chat_format import GEMMA, instruct
 from tests.test_eval_runner import GOLD, any_reply
 
 
@@ -108,6 +108,25 @@ def test_constrained_runs_send_a_constraint_with_every_generation(method):
     result = load_strategy(method, model, max_steps=2, k=2, constrain=True)(question_for(method))
     assert model.constraints and None not in model.constraints
     assert result.ok
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_constrained_runs_in_chat_form_send_the_constraints_of_the_stops_sent(method):
+    def reply(prompt: str) -> str:
+        if method.startswith("react"):
+            return replies_for(method)(prompt)
+        gold = next(a for q, a in GOLD.items() if q in prompt.rsplit("Question:", 1)[1])
+        if "def solution()" in prompt:
+            return f"\ndef solution():\n    return {gold}\n```"
+        return f"So. The answer is {gold}.\n\nI hope that helps." if "step by step" in prompt else f"{gold}\nOK"
+
+    model = Conforming(reply, chat_template=GEMMA, special_tokens={"bos_token": "<BOS>"})
+    result = load_strategy(method, model, max_steps=2, k=2, constrain=True)(question_for(method))
+    assert model.prompts[0].startswith("<BOS><start_of_turn>user") and result.ok
+    assert None not in model.constraints
+    if method.startswith("cot"):  # "\n\n" is no stop in chat form: the answer line must be the end of the reply
+        assert all("\\n\\n" not in c.lark for c in model.constraints)
+        assert result.completions[0] == "So. The answer is " + result.answer + "."
 
 
 def test_a_model_that_cannot_honour_constraints_says_so_in_one_line():
