@@ -48,6 +48,7 @@ class BenchmarkConfig(BaseModel):
     fields: dict[str, str] = Field(default_factory=dict)  # dataset field mapping, e.g. {"question": "q"}
     templates: Path | None = None  # a directory of templates/exemplars searched before the shipped ones
     prompt_format: Literal["auto", "text", "chat"] = "auto"  # chat: through the model's chat template
+    constrain: bool = False  # every reply under the constraint its method derives (docs/structured.md)
     rel_tol: float = Field(DEFAULT_REL_TOL, ge=0)
     abs_tol: float = Field(DEFAULT_ABS_TOL, ge=0)
     budget: Budget | None = None  # limits on each episode (tokens, calls, seconds); over one is a recorded failure
@@ -103,6 +104,8 @@ class BenchmarkConfig(BaseModel):
             values.setdefault("shots", settings.shots)
         if settings.prompt_format is not None:
             values.setdefault("prompt_format", settings.prompt_format)
+        if settings.constrain:
+            values.setdefault("constrain", True)
         return cls.of(generation=settings.generation(), method_options=settings.method_options(), **values)
 
     @property
@@ -128,4 +131,6 @@ class BenchmarkConfig(BaseModel):
             identity["templates"] = str(self.templates)
         if self.budget is not None and self.budget.limited:  # likewise
             identity["budget"] = self.budget.model_dump(exclude_none=True)
+        if self.constrain:  # likewise
+            identity["constrain"] = True
         return identity

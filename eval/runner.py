@@ -509,8 +509,8 @@ def run_benchmark(
     ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included). The settings: ``generation`` (laid over each
     method's defaults, e.g. ``{"max_new_tokens": 128, "seed": 0}``), ``method_options`` (``k``,
     ``temperature``, ``tools``, ``corpus``...; ``answer`` defaults to the dataset's kind: number when every
-    gold answer is a number), ``fields``, ``templates``, ``rel_tol``/``abs_tol``, ``limit``, ``batch_size``,
-    ``output_dir``, ``overwrite``.
+    gold answer is a number), ``fields``, ``templates``, ``constrain`` (every reply under its method's
+    constraint), ``rel_tol``/``abs_tol``, ``limit``, ``batch_size``, ``output_dir``, ``overwrite``.
 
     What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
     ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
@@ -567,6 +567,9 @@ def run_benchmark(
 
         templates = Templates(config.templates)
         options["templates"] = templates
+    if strategy_factory is not None and config.constrain:
+        raise UsageError("run_benchmark: constrain=True builds agentkit's own methods constrained; with a "
+                         "strategy_factory, build your strategies with constrain=True there and leave it off here")
     if strategy_factory is None:
         from agentkit.strategies import check_shots, get_method
         from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
@@ -575,7 +578,8 @@ def run_benchmark(
             if not get_method(name).scored:
                 raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
             check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
-        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"])
+        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"],
+                                             constrain=config.constrain)
 
     out = config.output_dir
     if out is not None:

@@ -93,6 +93,7 @@ SAMPLES = Number("samples", low=1)
 ANSWER = SettingChoice("answer", ANSWER_KINDS)
 WIKI = SettingChoice("wiki", ("offline", "live"))
 PROMPT_FORMAT = SettingChoice("prompt format", ("auto", "text", "chat"))
+CONSTRAIN = SettingChoice("constrain", ("on", "off"))
 
 # Settings field -> its option (the same in every command that takes method settings).
 SETTING_OPTIONS: dict[str, Callable] = {
@@ -116,6 +117,10 @@ SETTING_OPTIONS: dict[str, Callable] = {
                                   help="How prompts reach the model: chat = through its chat template (instructions "
                                        "as the system message, exemplars as turns); text = one plain prompt; auto = "
                                        "chat when the model has a chat template (the default)."),
+    "constrain": click.option("--constrain", is_flag=True, default=False,
+                              help="Constrain every reply to the form the method reads (ReAct's actions, the answer "
+                                   "line, PAL's program; see docs/structured.md). Needs a model that honours "
+                                   "constraints: the embedded engine, agentkit serve, or a server that takes them."),
 }
 
 

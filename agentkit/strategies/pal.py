@@ -6,6 +6,9 @@ reader. Every failure is recorded with the code and the error and scores as wron
 (``no_answer``), a syntax error, an exception, a timeout or no ``solution`` (``sandbox_error``), a value that is
 not a number that can be read exactly (``unreadable_result``), and any of these in a program the token limit
 cut off (``length``).
+
+Constrained (``constrain=True``), the reply (after the prompt's opening fence) is a program of the skeleton the
+exemplars have: ``def solution():``, an indented body, and a ``return`` as its last line.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from agentkit.answers import MAX_DIGITS, canonical_number
-from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.llm import LLM, Completion, Constraint, GenerationConfig
 from agentkit.runtime import Call, Event, Request
 from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+from agentkit.strategies.constraints import reply
 
 if TYPE_CHECKING:
     from agentkit.tools.sandbox import ExecResult, Sandbox
@@ -111,3 +115,8 @@ class PAL(SingleCall):
         if completion.finish_reason == "length":  # the program was cut off by the token limit
             failure, error = "length", f"generation hit max_new_tokens inside the program ({error})"
         return Interpretation(failure=failure, error=error, program=code, execution=execution)
+
+    def constraint(self, config: GenerationConfig) -> Constraint:
+        """``def solution():`` and an indented body that ends in a ``return`` (the closing fence is a stop)."""
+        body = r"(\n([ \t][^\n]*)?)*\n[ \t]+return[ \t(][^\n]*(\n[ \t]*)*"
+        return reply(f"/\\n?def solution\\(\\):{body}/", config.stop)
