@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -395,7 +396,8 @@ def test_every_sampled_answer_and_program_is_read():
                                  ["\n    return 1\n"]) for _ in range(100)) if t is not None]
     assert len(numbers) > 50 and len(programs) > 50
     for text in numbers:
-        assert extract_numeric_answer(text) == extract_numeric_answer(text.rsplit("The answer is", 1)[1]), text
+        last = list(re.finditer(r"(?i)the (final )?answer is", text))[-1]
+        assert extract_numeric_answer(text) == extract_numeric_answer(text[last.end():]), text
     for text in programs:
         code = extract_code(cut_at_stop(text, PAL.default_config.stop)[0])
         assert code.startswith("def solution():\n") and code.splitlines()[-1].lstrip().startswith("return"), text
