@@ -29,6 +29,9 @@ ANY = "(?s:.*)"
 NUMBER = r"-?\$?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?"
 # A short text answer: one line whose first character survives the reader's stripping of quotes and periods.
 TEXT = r"[^\s\"'*.][^\n]*"
+# The phrase a final answer follows, in the spellings agentkit.answers reads it after ("The answer is" ends every
+# exemplar rationale and is what the CoT template asks for; a model may write "the final answer is:").
+ANSWER_MARK = r"(?i:the (final )?answer is):?"
 _META = set("\\.+*?()|[]{}^$#&-~/")
 
 

@@ -16,7 +16,7 @@ from agentkit.answers import extract_numeric_answer, extract_text_answer
 from agentkit.llm import Completion, Constraint, GenerationConfig
 from agentkit.runtime import Event
 from agentkit.strategies.base import Interpretation, SingleCall, no_answer
-from agentkit.strategies.constraints import ANY, NUMBER, TEXT, reply, rx, without
+from agentkit.strategies.constraints import ANSWER_MARK, ANY, NUMBER, TEXT, reply, without
 
 
 class CoT(SingleCall):
@@ -24,7 +24,6 @@ class CoT(SingleCall):
     template = "cot"
     default_config = GenerationConfig(max_new_tokens=160, stop=["\nQuestion:", "\n\n"])
     text_only_stops = ("\n\n",)  # an instruct model may reason in paragraphs; its end of turn ends the answer
-    mark = "The answer is"  # how the template asks a rationale to end, and how every exemplar's does
 
     def interpret(self, completion: Completion) -> Generator[Event, None, Interpretation]:
         yield Event("thought", completion.text.strip())
@@ -35,8 +34,8 @@ class CoT(SingleCall):
         return Interpretation(answer=answer) if answer is not None else no_answer(completion, "number")
 
     def constraint(self, config: GenerationConfig) -> Constraint:
-        """Free reasoning, then ``The answer is N.``: the last answer mark, followed by a number, or by a short
-        text holding no other mark (``agentkit.answers`` reads the last one)."""
+        """Free reasoning, then ``The answer is N.``: the last answer mark (any case, "final" or a colon allowed),
+        followed by a number, or by a short text holding no other mark (``agentkit.answers`` reads the last one)."""
         if self.answer == "number":
-            return reply(f"/{ANY}{rx(self.mark)} {NUMBER}\\.?/", config.stop)
-        return reply(f"(/{ANY}{rx(self.mark)} / {without(TEXT, ['(?i:answer)', '####'])})", config.stop)
+            return reply(f"/{ANY}{ANSWER_MARK} {NUMBER}\\.?/", config.stop)
+        return reply(f"(/{ANY}{ANSWER_MARK} / {without(TEXT, ['(?i:answer)', '####'])})", config.stop)
