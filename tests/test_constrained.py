@@ -20,7 +20,7 @@ from agentkit.errors import UsageError
 from agentkit.eval import BenchmarkError, run_benchmark
 from agentkit.eval.config import BenchmarkConfig
 from agentkit.grammar import _matcher, longest_conforming, matches
-from agentkit.llm import Constraint, GenerationConfig, cut_at_stop
+from agentkit.llm import Constraint, GenerationConfig, cut_at_stop, refuse_constraint
 from agentkit.strategies import Settings, build_strategy, load_strategy
 from agentkit.strategies.constraints import either, tool_call
 from agentkit.strategies.pal import extract_code
@@ -30,18 +30,15 @@ from tests.test_eval_runner import GOLD, any_reply
 
 
 class Conforming(ScriptedLLM):
-    """A scripted model that honours constraints as simply as a model can: each reply (up to its stop string) is
-    cut to its longest prefix the constraint accepts. It records every constraint it was sent."""
-
-    def __init__(self, replies, **kwargs):
-        super().__init__(replies, **kwargs)
-        self.constraints: list[Constraint | None] = []
+    """A scripted model more lenient than ``ScriptedLLM``: each reply (up to its stop string) is cut to its longest
+    prefix the constraint accepts, even where no constrained model could have stopped (an empty reply), so a test
+    can script a malformed reply and see what the strategy makes of the cut. ``constraints`` records them all."""
 
     def generate(self, prompts, config=None):
         config = config or GenerationConfig()
-        self.constraints += [config.constraint] * len(prompts)
         if config.constraint is None:
             return super().generate(prompts, config)
+        self.constraints += [config.constraint] * len(prompts)
         free = config.model_copy(update={"constraint": None})
         texts = [self.render(prompt) for prompt in prompts]
         kept = [longest_conforming(config.constraint, cut_at_stop(self._reply_for(t), config.stop)[0]) for t in texts]
@@ -131,8 +128,13 @@ def test_constrained_runs_in_chat_form_send_the_constraints_of_the_stops_sent(me
 
 
 def test_a_model_that_cannot_honour_constraints_says_so_in_one_line():
-    with pytest.raises(UsageError, match="scripted model scripted cannot honour a lark constraint"):
-        load_strategy("cot", ScriptedLLM(["The answer is 3."]), constrain=True)("q")
+    class Plain(ScriptedLLM):  # a backend without constraint support refuses, as every such backend must
+        def generate(self, prompts, config=None):
+            refuse_constraint(f"model {self.name}", (config or GenerationConfig()).constraint)
+            return super().generate(prompts, config)
+
+    with pytest.raises(UsageError, match="^model scripted cannot honour a lark constraint; .*$"):
+        load_strategy("cot", Plain(["The answer is 3."]), constrain=True)("q")
 
 
 def test_chat_mode_has_nothing_to_constrain():
@@ -408,10 +410,12 @@ def test_settings_and_the_command_line_turn_it_on(tmp_path):
     model = Conforming(["The answer is 3."])
     strategy = build_strategy("cot-sc", model, Settings(constrain=True))
     assert strategy.constrain and strategy.base.constrain
-    (tmp_path / "replies.json").write_text(json.dumps(["The answer is 3."]))
-    result = CliRunner().invoke(main, ["run", "q", "-m", "cot", "--constrain", "--model",
-                                       f"scripted:{tmp_path / 'replies.json'}"])
-    assert result.exit_code == 1 and "cannot honour a lark constraint" in result.output
+    (tmp_path / "replies.json").write_text(json.dumps(["The answer is 3. And more", "The answer is 3. And more"]))
+    for flag, said in ((["--constrain"], False), ([], True)):  # the scripted model honours the constraint
+        result = CliRunner().invoke(main, ["run", "q", "-m", "cot", *flag, "--model",
+                                           f"scripted:{tmp_path / 'replies.json'}"])
+        assert result.exit_code == 0 and "Answer: 3" in result.output, result.output
+        assert ("And more" in result.output) is said, result.output
 
 
 def test_the_chat_loop_switches_constraining():
