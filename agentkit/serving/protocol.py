@@ -45,7 +45,7 @@ class _Request(BaseModel):
     # Constraints, each server's way (agentkit.serving.app turns the one given into GenerationConfig.constraint).
     response_format: ResponseFormat | None = None  # OpenAI: a JSON schema, or any JSON object
     structured_outputs: StructuredOutputs | None = None  # vLLM >= 0.10.2
-    guided_regex: str | None = None  # vLLM before 0.12 (and SGLang's router)
+    guided_regex: str | None = None  # vLLM before 0.12
     guided_json: dict[str, Any] | str | None = None
     guided_grammar: str | None = None
     guided_choice: list[str] | None = None
@@ -80,7 +80,7 @@ class JsonSchemaFormat(BaseModel):
 
     name: str = "response"
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")  # ``schema`` is a BaseModel method
-    strict: bool | None = None
+    strict: bool | None = None  # taken, not needed: a constraint here is always enforced
 
 
 class ResponseFormat(BaseModel):
