@@ -90,7 +90,7 @@ def longest_viable(constraint: Constraint, text: str) -> str:
 
 def as_lark(constraint: Constraint) -> str:
     """The whole constraint, ``after`` included, as one llguidance Lark grammar, for servers that take a grammar
-    but know nothing of ``after`` (vLLM's and SGLang's ``grammar``, llama.cpp's ``%llguidance``).
+    but know nothing of ``after`` (vLLM's ``grammar``, llama.cpp's ``%llguidance``).
 
     With ``after``, a completion is either free text without the literal, or free text up to the literal's first
     occurrence followed by the constrained part; llguidance's lexeme operators ``&`` and ``~`` say "without"

@@ -91,12 +91,23 @@ def served_engine() -> Iterator[LLM]:
         yield ServerLLM(url)
 
 
+@contextmanager
+def served_scripted() -> Iterator[LLM]:
+    """The scripted model behind ``agentkit serve``: constraints pass through the server's own dialect."""
+    from agentkit.serving import ServerLLM
+    from agentkit.serving.app import running
+
+    with running(ScriptedLLM(babble)) as url:
+        yield ServerLLM(url)
+
+
 ALL_KINDS: tuple[ConstraintKind, ...] = ("regex", "json_schema", "lark")
 BACKENDS = [
     Backend("scripted", scripted, samples=False, constraints=ALL_KINDS),
     Backend("slow-scripted", slow_scripted, samples=False, constraints=ALL_KINDS),
     Backend("engine", engine),
     Backend("served-engine", served_engine),
+    Backend("served-scripted", served_scripted, samples=False, constraints=ALL_KINDS),
 ]
 
 
