@@ -18,7 +18,7 @@ model. Either way every record comes back here, and this process alone writes th
 
 At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
 (config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
-time, paired comparisons of the methods) and the reports of ``agentkit.eval.report``: ``results.md``,
+time, paired comparisons of the methods, the run's totals and what this invocation ran) and the reports of ``agentkit.eval.report``: ``results.md``,
 ``results.png`` and ``results.html``.
 
 Deliberately not here: prompting and answer extraction (the strategies), model loading (``agentkit.models``),
@@ -230,8 +230,8 @@ def make_record(
         "samples": jsonable(result.samples, timing, "samples"),
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
-        "model_calls": getattr(result, "model_calls", 0),
-        "tool_calls": getattr(result, "tool_calls", 0),
+        "model_calls": result.model_calls,
+        "tool_calls": result.tool_calls,
         TIMING: timing,
     }
 

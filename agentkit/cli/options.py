@@ -160,6 +160,7 @@ templates_option = click.option(
 
 # --- what a run is held to and how it is watched: budgets, the model-call cache, traces -----------------------
 
+
 def _limit(flag: str, kind: click.ParamType, metavar: str, help: str) -> Callable:
     return click.option(flag, "budget_" + flag.removeprefix("--max-").replace("-", "_"), type=kind, default=None,
                         metavar=metavar, help=help)
