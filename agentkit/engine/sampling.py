@@ -59,7 +59,8 @@ class ChoiceRow(Protocol):
 class TokenChooser:
     """Next tokens for a batch of rows from their final hidden states (see the module docstring).
 
-    ``bounded`` (the int8 head) may arrive later, from a background thread: every call reads it once.
+    ``bounded`` (the int8 head) may arrive later, from a background thread; every path gives the same tokens with
+    it or without it, so a step that sees it arrive half-way is still exact.
     """
 
     def __init__(self, head: FullHead, bounded: BoundedHead | None = None, *, race: bool = True):
