@@ -1077,7 +1077,10 @@ def _harden_template(cfg: dict) -> dict:
             layers[name] = bool(flags & flag)
         if layers["pidns"]:
             _become_pid_one()
-            _pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)  # while /proc is still there
+            try:
+                _pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)  # while /proc is still there
+            except OSError:
+                pass  # no namespace per child: they share the template's, which still dies with it
         layers["mountns"] = bool(flags & _CLONE_NEWNS) and _empty_root(libc)
         layers["no_new_privs"] = libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0  # inherited by every child
         libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no core dumps
