@@ -905,8 +905,9 @@ _PR_SET_NO_NEW_PRIVS = 38
 _NOBODY = 65534
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper for it
 # What a program's process may not call (x86_64 numbers, from asm/unistd_64.h): new processes and programs, other
-# processes' memory, signals to any process (its limits' signals come from the kernel), sockets, System V and POSIX IPC, mounts and namespaces, prctl (its death signal stays armed),
-# setsid, and the kernel's larger attack surfaces (bpf, perf, io_uring, userfaultfd, keys, modules, handles).
+# processes' memory, signals to any process (its limits' signals come from the kernel), sockets, System V and POSIX
+# IPC, mounts and namespaces, prctl (its death signal stays armed), setsid, and the kernel's larger attack surfaces
+# (bpf, perf, io_uring, userfaultfd, keys, modules, handles).
 _SECCOMP_DENIED_X86_64 = {
     "clone": 56, "fork": 57, "vfork": 58, "execve": 59, "clone3": 435, "execveat": 322,
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
