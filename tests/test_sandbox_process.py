@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 import agentkit.tools.sandbox as sandbox_module
-from agentkit.tools.sandbox import Sandbox
+from agentkit.errors import AgentkitError
+from agentkit.tools.sandbox import Sandbox, SandboxStartError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process layer")
 
@@ -76,11 +77,13 @@ if "nproc" in {lift!r}:  # simulate a process limit that did not hold either
     worker._set_rlimits = lambda limits: set_rlimits({{k: v for k, v in limits.items() if k != "RLIMIT_NPROC"}})
 if "seccomp" in {lift!r}:  # ... or a system-call filter that did not
     worker._install_seccomp = lambda *args: None
+if "namespaces" in {lift!r}:  # an OS that allows no namespace at all
+    worker._unshare = lambda libc: 0
 worker.main()
 '''
 
 
-def _escaping_sandbox(tmp_path: Path, monkeypatch, lift: tuple[str, ...] = ()) -> tuple[Sandbox, str]:
+def _escaping_sandbox(tmp_path: Path, monkeypatch, lift: tuple[str, ...] = (), **limits) -> tuple[Sandbox, str]:
     """A one-worker sandbox whose programs marked ``# escaped`` run as raw Python; and the name its processes
     carry (``/proc/PID/comm``)."""
     name = "akx" + secrets.token_hex(5)
@@ -89,18 +92,29 @@ def _escaping_sandbox(tmp_path: Path, monkeypatch, lift: tuple[str, ...] = ()) -
     script.write_text(WRAPPER.format(name=name.encode(), worker=str(worker), lift=list(lift)))
     script.chmod(0o644)
     monkeypatch.setattr(sandbox_module, "_WORKER_SCRIPT", script)
-    return Sandbox(workers=1, timeout=5.0), name
+    return Sandbox(**{"workers": 1, "timeout": 5.0, **limits}), name
 
 
-def _processes_named(name: str) -> list[int]:
+def _requires(sb: Sandbox, *layers: str) -> None:
+    """Skip where the OS gave the sandbox no such layer (``Sandbox.layers``; docs/sandbox.md says what holds)."""
+    missing = [name for name in layers if not sb.layers.get(name)]
+    if missing:
+        pytest.skip(f"this machine gives the sandbox no {', '.join(missing)}")
+
+
+def _processes_named(name: str, zombies: bool = False) -> list[int]:
+    """Live processes called ``name`` (or, with ``zombies``, the dead ones not reaped yet)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
-                    pids.append(int(entry))
+                if Path(f"/proc/{entry}/comm").read_text().strip() != name:
+                    continue
+                dead = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
             except OSError:
-                pass
+                continue
+            if dead == zombies:
+                pids.append(int(entry))
     return pids
 
 
@@ -120,42 +134,62 @@ def _kill_all(name: str) -> None:
             pass
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
 @pytest.fixture
 def escaping(tmp_path, monkeypatch):
+    """Makes escaping sandboxes. Meanwhile this process is a child subreaper: a process of theirs that outlives
+    its parents is reparented here, not to the machine's PID 1 (which might end it), so the test sees it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     made = []
 
-    def make(*lift: str) -> tuple[Sandbox, str]:
-        sb, name = _escaping_sandbox(tmp_path, monkeypatch, lift)
+    def make(*lift: str, **limits) -> tuple[Sandbox, str]:
+        sb, name = _escaping_sandbox(tmp_path, monkeypatch, lift, **limits)
         made.append((sb, name))
         return sb, name
 
     yield make
     for sb, name in made:
         sb.close()
-        _kill_all(name)  # whatever survived (the sandbox before issue 24) must not outlive the test
-        _kill_all(name[:-1] + "g")
+        for left in (name, name[:-1] + "g", _lingering(name)):
+            _kill_all(left)  # whatever survived (the sandbox before issue 24) must not outlive the test
+            end = time.monotonic() + 5
+            while _processes_named(left) and time.monotonic() < end:
+                time.sleep(0.01)
+            for pid in _processes_named(left, zombies=True):  # reparented here: reap them
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 # -- a program's process ends with its run ----------------------------------------------------------------------
 
-# Answer, leave the template's process group, stop dying with the template, then keep killing every other
+# Leave the template's process group, stop dying with the template, answer, then keep killing every other
 # process of this sandbox it can find (by name, through /proc) or reach (by pid, up to 300).
 LINGER = '''# escaped
 import ctypes, os, signal, time
 libc = ctypes.CDLL(None, use_errno=True)
-reply(1)
+me = os.getpid()
+try:
+    with open("/proc/self/comm") as f:
+        name = f.read()  # what the other processes of this sandbox are called
+except OSError:
+    name = None
+libc.prctl(15, NAME, 0, 0, 0)  # PR_SET_NAME: and this one, for the test to find it
 libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
 try:
     os.setsid()
 except OSError:
     pass
-me = os.getpid()
-with open("/proc/self/comm") as f:
-    name = f.read()
+reply(1)
 while True:
     try:
-        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me
-                  and open(f"/proc/{p}/comm").read() == name]
+        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and 0 < abs(int(p) - me) < 1000
+                  and open(f"/proc/{p}/comm").read() == name]  # its neighbours only: cheap enough to loop
     except OSError:
         others = [p for p in range(2, 300) if p != me]
     for pid in others:
@@ -167,9 +201,18 @@ while True:
 '''
 
 
+def _lingering(name: str) -> str:
+    return name[:-1] + "l"
+
+
+def _linger(name: str) -> str:
+    return LINGER.replace("NAME", repr(_lingering(name).encode()))
+
+
 def test_a_program_that_answers_and_lingers_cannot_touch_later_programs(escaping):
-    sb, _name = escaping()
-    attack = sb.run(LINGER)
+    sb, name = escaping()
+    _requires(sb, "pidns")
+    attack = sb.run(_linger(name))
     assert attack.ok and attack.value == 1, attack.error
     later = [sb.run(f"answer = 6 * {i}") for i in range(10)]
     assert [(r.ok, r.value) for r in later] == [(True, 6 * i) for i in range(10)], [r.error for r in later]
@@ -177,29 +220,48 @@ def test_a_program_that_answers_and_lingers_cannot_touch_later_programs(escaping
 
 def test_a_lingering_program_dies_with_its_template(escaping):
     sb, name = escaping()
-    assert sb.run(LINGER).ok
+    _requires(sb, "pidns")
+    assert sb.run(_linger(name)).ok
     sb._slots[0].kill()  # the template's kill: its process group, as a restart does
-    assert _gone(name) == []
+    assert _gone(_lingering(name)) == [] and _gone(name) == []
+
+
+@pytest.mark.parametrize("end", ["template-kill", "close"])
+def test_the_pid_namespace_alone_ends_a_lingering_program(escaping, monkeypatch, end):
+    # no kill once the reply is in, no filter (prctl and setsid work): only the template's PID namespace is left
+    monkeypatch.setattr(sandbox_module._Template, "kill_child", lambda self, pid: None)
+    sb, name = escaping("seccomp")
+    _requires(sb, "pidns")
+    assert sb.run(_linger(name)).ok
+    assert sb.run("answer = 2").value == 2  # it can't reach a later program either
+    assert _processes_named(_lingering(name))  # it outlived its run
+    sb._slots[0].kill() if end == "template-kill" else sb.close()
+    assert _gone(_lingering(name)) == [] and _gone(name) == []
 
 
 # A grandchild that leaves the session and clears its death signal, as if the process limit had not held.
 GRANDCHILD = '''# escaped
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
+ready_r, ready_w = os.pipe()
 pid = os.fork()
 if pid == 0:
-    os.closerange(3, 1024)  # not the reply pipe: the run ends when the program's process does
+    os.closerange(3, ready_w)  # not the reply pipe: the run ends when the program's process does
     libc.prctl(15, NAME, 0, 0, 0)
     libc.prctl(1, 0, 0, 0, 0)
     os.setsid()
+    os.write(ready_w, b"!")
+    os.close(ready_w)
     while True:
         time.sleep(0.01)
+os.read(ready_r, 1)  # the grandchild is on its own now
 answer = "forked"
 '''
 
 
 def test_a_programs_descendants_die_with_its_run_and_with_close(escaping):
     sb, name = escaping("nproc", "seccomp")
+    _requires(sb, "pidns")
     grandchild = name[:-1] + "g"
     r = sb.run(GRANDCHILD.replace("NAME", repr(grandchild.encode())))
     assert r.ok and r.value == "forked", r.error
@@ -222,6 +284,7 @@ except OSError as e:
 @pytest.mark.parametrize("which", ["canary-in-tmp", "etc-passwd"])
 def test_host_files_are_not_readable(escaping, which):
     sb, _name = escaping()
+    _requires(sb, "mountns")
     if which == "canary-in-tmp":
         path, content = Path(f"/tmp/agentkit-canary-{secrets.token_hex(4)}"), "canary " + secrets.token_hex(8)
         path.write_text(content)
@@ -252,6 +315,7 @@ except OSError as e:
 
 def test_host_unix_sockets_are_unreachable(escaping):
     sb, _name = escaping()
+    _requires(sb, "mountns")
     path = f"/tmp/agentkit-sock-{secrets.token_hex(4)}"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -291,6 +355,7 @@ answer = [f"{d}/TOKEN-{k}" for d in ("/tmp", "/dev/shm") for k in ("file", "dir"
 
 def test_nothing_written_to_tmp_or_dev_shm_reaches_a_later_program_or_the_host(escaping):
     sb, _name = escaping()
+    _requires(sb, "mountns")
     token = f"agentkit-{secrets.token_hex(4)}"
     paths = [f"{d}/{token}-{k}" for d in ("/tmp", "/dev/shm") for k in ("file", "dir", "fifo", "link")]
     try:
@@ -328,6 +393,7 @@ def _sysv(source: str, shm_key: int, msg_key: int) -> str:
 
 def test_sysv_ipc_objects_do_not_outlive_the_program(escaping):
     sb, _name = escaping()
+    _requires(sb, "seccomp" if sb.layers["seccomp"] else "ipcns")
     libc = ctypes.CDLL(None, use_errno=True)
     shm_key, msg_key = 0x41000000 + secrets.randbelow(1 << 20), 0x42000000 + secrets.randbelow(1 << 20)
     try:
@@ -346,12 +412,12 @@ def test_sysv_ipc_objects_do_not_outlive_the_program(escaping):
 
 def test_sysv_ipc_objects_die_with_the_program_without_seccomp(escaping):
     sb, _name = escaping("seccomp")
+    _requires(sb, "ipcns")
     shm_key, msg_key = 0x43000000 + secrets.randbelow(1 << 20), 0x44000000 + secrets.randbelow(1 << 20)
     attack = sb.run(_sysv(SYSV_LEAVE, shm_key, msg_key))
     victim = sb.run(_sysv(SYSV_FIND, shm_key, msg_key))
     assert attack.ok and victim.ok, (attack.error, victim.error)
-    if sb.layers.get("ipcns"):
-        assert attack.value == [True, True]  # the program made them, in an IPC namespace of its own ...
+    assert attack.value == [True, True]  # the program made them, in an IPC namespace of its own ...
     assert victim.value == [False, False]  # ... which died with it
 
 
@@ -383,9 +449,31 @@ def test_the_program_cannot_make_sockets_processes_or_namespaces(escaping):
     sb, _name = escaping()
     r = sb.run(SYSCALLS)
     assert r.ok, r.error
-    assert "allowed" not in r.value.values(), r.value
-    if sb.layers.get("seccomp"):
-        assert r.value["socket"] == "PermissionError"
+    assert r.value["fork"] != "allowed"  # RLIMIT_NPROC=0, and the filter
+    if sb.layers["seccomp"]:  # without it, a socket reaches nothing and a user namespace owns nothing
+        assert r.value == {"socket": "PermissionError", "fork": "PermissionError", "unshare": "Operation not permitted"}
+
+
+def test_without_namespaces_the_sandbox_degrades_and_says_so(escaping):
+    sb, _name = escaping("namespaces", cpu_seconds=1)
+    assert not any(sb.layers[k] for k in ("netns", "userns", "mountns", "ipcns", "pidns"))
+    assert sb.run("answer = 6 * 7").value == 42
+    r = sb.run("while True:\n    pass\n")  # SIGXCPU at the soft limit: the process is not PID 1 here
+    assert r.kind == "timeout" and "CPU" in r.error
+    r = sb.run(SYSCALLS)
+    assert r.ok and r.value["fork"] != "allowed", r.value  # the limits still hold
+    if sb.layers["seccomp"]:  # and the filter
+        assert "allowed" not in r.value.values(), r.value
+
+
+def test_a_template_that_cannot_start_is_one_line_agentkit_error(tmp_path, monkeypatch):
+    script = tmp_path / "broken_worker.py"
+    script.write_text("raise SystemExit(3)\n")
+    monkeypatch.setattr(sandbox_module, "_WORKER_SCRIPT", script)
+    with pytest.raises(AgentkitError) as caught:
+        Sandbox(workers=1, startup_timeout=5.0)
+    assert isinstance(caught.value, SandboxStartError) and isinstance(caught.value, RuntimeError)
+    assert "\n" not in str(caught.value) and "sandbox template" in str(caught.value)
 
 
 def test_layers_report_the_process_containment():

@@ -905,11 +905,14 @@ _PR_SET_NO_NEW_PRIVS = 38
 _NOBODY = 65534
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper for it
 # What a program's process may not call (x86_64 numbers, from asm/unistd_64.h): new processes and programs, other
-# processes' memory, sockets, System V and POSIX IPC, mounts and namespaces, prctl (its death signal stays armed),
-# setsid, and the kernel's larger attack surfaces (bpf, perf, io_uring, userfaultfd, keys, modules, handles).
+# processes' memory, signals to any process (its limits' signals come from the kernel), sockets, System V and POSIX
+# IPC, mounts and namespaces, prctl (its death signal stays armed), setsid, and the kernel's larger attack surfaces
+# (bpf, perf, io_uring, userfaultfd, keys, modules, handles).
 _SECCOMP_DENIED_X86_64 = {
     "clone": 56, "fork": 57, "vfork": 58, "execve": 59, "clone3": 435, "execveat": 322,
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
+    "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+    "pidfd_send_signal": 424,
     "socket": 41, "socketpair": 53,
     "shmget": 29, "shmat": 30, "semget": 64, "semop": 65, "semtimedop": 220, "msgget": 68, "msgsnd": 69,
     "msgrcv": 70, "mq_open": 240,
@@ -1077,7 +1080,10 @@ def _harden_template(cfg: dict) -> dict:
             layers[name] = bool(flags & flag)
         if layers["pidns"]:
             _become_pid_one()
-            _pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)  # while /proc is still there
+            try:
+                _pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)  # while /proc is still there
+            except OSError:
+                pass  # no namespace per child: they share the template's, which still dies with it
         layers["mountns"] = bool(flags & _CLONE_NEWNS) and _empty_root(libc)
         layers["no_new_privs"] = libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0  # inherited by every child
         libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no core dumps
