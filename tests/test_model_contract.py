@@ -105,8 +105,8 @@ ALL_KINDS: tuple[ConstraintKind, ...] = ("regex", "json_schema", "lark")
 BACKENDS = [
     Backend("scripted", scripted, samples=False, constraints=ALL_KINDS),
     Backend("slow-scripted", slow_scripted, samples=False, constraints=ALL_KINDS),
-    Backend("engine", engine),
-    Backend("served-engine", served_engine),
+    Backend("engine", engine, constraints=ALL_KINDS),
+    Backend("served-engine", served_engine, constraints=ALL_KINDS),
     Backend("served-scripted", served_scripted, samples=False, constraints=ALL_KINDS),
 ]
 
