@@ -377,7 +377,8 @@ class LocalExecutor:
         return resolve_prompt_format(requested, self.llm)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "local", "workers": 1}
+        urls = server_urls(self.llm)  # where a server runs is how, not what: a restarted one may move
+        return {"backend": "local", "workers": 1, **({"server": urls} if urls else {})}
 
     def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
         if jobs:
@@ -435,17 +436,21 @@ def _model_name(llm: Any) -> str:
 def model_identity(llm: Any) -> dict[str, Any]:
     """What the model is beyond its name, for config.json: the dtype its weights ran in (None where agentkit
     cannot know it: a server, a scripted model) and either the digest of its weights (the embedded engine, see
-    :func:`weights_digest`) or the server's URLs and the model it serves."""
+    :func:`weights_digest`) or the model a server serves (its URLs go with how the run executed, since a
+    restarted server may listen elsewhere: see :meth:`LocalExecutor.describe`)."""
     dtype = getattr(llm, "dtype", None)
     identity: dict[str, Any] = {"dtype": dtype if isinstance(dtype, str) else None}
-    replicas = getattr(llm, "replicas", None)
-    if replicas is not None:  # agentkit.serving.ServerLLM
-        identity["server"] = [replica.url for replica in replicas]
+    if server_urls(llm):  # agentkit.serving.ServerLLM
         identity["served_model"] = getattr(llm, "model", None)
     weights = weights_digest(llm)
     if weights is not None:
         identity["weights"] = weights
     return identity
+
+
+def server_urls(llm: Any) -> list[str]:
+    """The base URLs of a server model's replicas (none for any other model)."""
+    return [replica.url for replica in getattr(llm, "replicas", None) or []]
 
 
 def weights_digest(llm: Any) -> str | None:

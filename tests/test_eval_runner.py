@@ -309,11 +309,27 @@ def test_the_dtype_and_the_weights_are_the_runs_identity(tmp_path):
     assert len(samples(out / "cot" / "samples.jsonl")) == 2
 
 
-def test_a_server_model_is_identified_by_its_urls_and_served_model():
-    from agentkit.eval.runner import model_identity
+def test_a_server_model_is_identified_by_its_served_model_and_its_urls_say_where_it_ran():
+    from agentkit.eval.runner import LocalExecutor, model_identity
 
     server = SimpleNamespace(replicas=[SimpleNamespace(url="http://127.0.0.1:8000/v1")], model="gemma")
-    assert model_identity(server) == {"dtype": None, "server": ["http://127.0.0.1:8000/v1"], "served_model": "gemma"}
+    assert model_identity(server) == {"dtype": None, "served_model": "gemma"}  # a restarted server may move
+    assert LocalExecutor(server).describe()["server"] == ["http://127.0.0.1:8000/v1"]
+
+
+def test_a_resume_on_another_served_model_is_refused_but_a_moved_server_resumes(tmp_path):
+    def served(model: str, port: int) -> ScriptedLLM:
+        llm = ScriptedLLM(cot_reply())
+        llm.model, llm.replicas = model, [SimpleNamespace(url=f"http://127.0.0.1:{port}/v1")]
+        return llm
+
+    out = tmp_path / "run"
+    run_benchmark("gsm8k-sample", "cot", served("gemma", 8000), output_dir=out, limit=2)
+    with pytest.raises(BenchmarkError, match="served_model"):
+        run_benchmark("gsm8k-sample", "cot", served("qwen", 8000), output_dir=out, limit=3)
+    result = run_benchmark("gsm8k-sample", "cot", served("gemma", 8001), output_dir=out, limit=3)
+    assert result.methods["cot"].summary["ran_now"] == 1
+    assert json.loads((out / "config.json").read_text())["execution"]["server"] == ["http://127.0.0.1:8001/v1"]
 
 
 def test_records_keep_the_finish_reasons_and_truncation_is_its_own_kind(tmp_path):
