@@ -3,12 +3,14 @@
 RestrictedPython stops all of these programs at compile time, so the tests simulate an escape. The sandbox is
 started on a copy of its worker whose ``run_program`` executes programs marked ``# escaped`` as raw Python, in the
 program's own process, after every process-level step the real worker takes (namespaces, dropped root, limits,
-seccomp). Nothing else of the worker changes. ``reply(value)`` in the escaped program sends its answer the way
-the child does, so a program can answer and go on running.
+seccomp). Nothing else of the worker changes; a few tests also lift a layer (the process limit, the filter, the
+kill after a reply) to show that the next one holds alone. ``reply(value)`` in the escaped program sends its
+answer the way the child does, so a program can answer and go on running.
 
 Each case is an attacker followed by a victim in the same one-worker sandbox (in the style of
-``test_sandbox_fresh_state.py``), or an attacker whose traces the host looks for afterwards. Every one of them
-succeeded against the sandbox before issue 24, where the template only entered a network namespace.
+``test_sandbox_fresh_state.py``), or an attacker whose traces the host looks for afterwards. Every attack
+succeeded against the sandbox before issue 24 (77f5e1c), where the template only entered a network namespace
+(whose ``close()`` did kill a lingering program that was its direct child: the grandchild survived it).
 """
 
 from __future__ import annotations
