@@ -2,7 +2,8 @@
 
 Every performance feature of :class:`~agentkit.engine.transformers_llm.TransformersLLM` is one field here, so a
 slowdown or a changed output can be bisected by switching features off one at a time. None of them changes what
-the engine generates beyond float rounding in near-ties (the tests compare each switch's output with and without).
+the engine generates beyond float rounding in near-ties (the tests compare each switch's greedy output with and
+without), except that ``gumbel_race`` changes which sample a seed draws (not the distribution).
 Loading options (model, dtype, device, cache directory) are the constructor's own arguments, not engine knobs.
 
 Importing this module does not import torch.

@@ -265,8 +265,8 @@ class _Batcher:
         tokens sits beyond the write column and is overwritten by the next step. A row alone is where this
         pays: one forward of a few tokens costs about what one token does when the weights dominate, and for a
         batch it does not (``benchmarks/bench_decode_shapes.py``; figures in ``benchmarks/ENGINE_NOTES.md``).
-        ``draft_k`` grows by 2 after a fully accepted
-        draft and shrinks by 1 otherwise. Returns False, having done nothing, when there is nothing to draft."""
+        ``draft_k`` grows by 2 after a fully accepted draft and shrinks by 1 otherwise. Returns False, having done
+        nothing, when there is nothing to draft."""
         llm, store = self.llm, self.store
         assert store is not None
         if row.lookup is None:
