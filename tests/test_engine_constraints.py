@@ -295,3 +295,63 @@ def test_an_engine_pays_nothing_until_a_constraint_arrives_and_a_bad_one_is_one_
     assert "\n" not in str(e.value)
     with pytest.raises(UsageError, match="engine bytes: constrained decoding needs a Hugging Face fast tokenizer"):
         tiny_engine(name="bytes").generate(["a"], GenerationConfig(constraint=Constraint(regex="a")))
+
+
+# -- the default model (float32) -------------------------------------------------------------------------------
+
+REACT_ACTION = Constraint(regex=r" (Search|Lookup|Finish)\[[^\]\n]+\]", after="Action 1:")
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    from agentkit.engine import TransformersLLM
+
+    return TransformersLLM(dtype="float32")
+
+
+@pytest.mark.model
+def test_the_default_models_react_steps_keep_their_text_where_it_conforms(gemma):
+    from agentkit.eval.datasets import load_dataset
+    from agentkit.llm import extend
+    from agentkit.strategies.react import ReAct
+
+    react = ReAct(gemma, shots=4)
+    prompts = [extend(react.prompt(e.question), "Thought 1:") for e in load_dataset("wiki-sample")[:6]]
+    free_cfg = react.config.model_copy(update={"max_new_tokens": 64})
+    cfg = free_cfg.model_copy(update={"constraint": REACT_ACTION})
+    free = gemma.generate(prompts, free_cfg)
+    out = gemma.generate(prompts, cfg)
+    conforming = [i for i, c in enumerate(free) if "Action 1:" in c.text and grammar.matches(REACT_ACTION, c.text)]
+    assert conforming  # the model mostly writes its actions right: those steps are untouched
+    for i, (f, c) in enumerate(zip(free, out, strict=True)):
+        if i in conforming:  # the same text; fewer tokens: the row ends at "]", not at the stop string after it
+            assert (c.text, c.finish_reason) == (f.text, f.finish_reason)
+            assert c.completion_tokens <= f.completion_tokens
+        else:
+            assert conforms(REACT_ACTION, c)
+    assert [gemma.generate([p], cfg)[0] for p in prompts[:3]] == out[:3]  # batch == alone, float32
+
+
+@pytest.mark.model
+def test_the_default_models_answers_and_json(gemma):
+    questions = ["Tom has 3 apples and buys 2 more. How many apples does he have?",
+                 "A box holds 12 eggs. How many eggs are in 3 boxes?",
+                 "What is 7 times 6?"]
+    prompts = [f"Question: {q}\nAnswer:" for q in questions]
+    number = Constraint(regex=r" -?[0-9]+")
+    free = gemma.generate(prompts, GenerationConfig(max_new_tokens=16, stop=["\n"]))
+    out = gemma.generate(prompts, GenerationConfig(max_new_tokens=16, stop=["\n"], constraint=number))
+    for f, c in zip(free, out, strict=True):
+        assert grammar.matches(number, c.text) and c.finish_reason == "stop"
+        if grammar.matches(number, f.text):
+            assert (c.text, c.finish_reason) == (f.text, f.finish_reason)
+        else:  # " 5 apples": the number is complete where the model goes on with words
+            assert f.text.startswith(c.text)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+              "required": ["city", "country"], "additionalProperties": False}
+    prompt = ('Input: Paris is in France.\nJSON: {"city": "Paris", "country": "France"}\n'
+              "Input: Rome is the capital of Italy.\nJSON:")
+    before = gemma.stats.copy()
+    (c,) = gemma.generate([prompt], GenerationConfig(max_new_tokens=40, constraint=Constraint(json_schema=schema)))
+    assert grammar.matches(Constraint(json_schema=schema), c.text) and json.loads(c.text)["city"] == "Rome"
+    assert (gemma.stats - before).forced_tokens > 0  # the keys and punctuation are the grammar's

@@ -21,9 +21,9 @@ free text that ends before the literal is a complete match (end of sequence is a
 the first literal is what ``agentkit.grammar.matches`` checks.
 
 The vocabulary llguidance needs (each token's bytes, a token trie and its mask "slices") is built once per model
-and only when the first constraint arrives (``Vocabulary``): from the tokenizer's ``tokenizer.json`` that takes
-~5 s for Gemma 3's 262k tokens, so the token bytes are also saved under the model cache directory, from which
-building it takes ~2 s (llguidance cannot serialize a built ``LLTokenizer``; it is kept in memory per process).
+and only when the first constraint arrives (``Vocabulary``): from the tokenizer's ``tokenizer.json`` that took
+6.1 s for Gemma 3's 262k tokens (2 busy cores), so the token bytes are also saved under the cache directory, from
+which it took 3.6 s (llguidance cannot serialize a built ``LLTokenizer``; within a process it is kept and shared).
 
 Deliberately not here: choosing tokens (the engine's heads and samplers apply ``allows`` / ``mask``), compiling
 and checking constraints (``agentkit.grammar``), and tokenizers without a ``tokenizer.json`` (a Hugging Face fast
