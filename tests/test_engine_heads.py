@@ -6,15 +6,13 @@ from __future__ import annotations
 import pytest
 
 from agentkit.llm import GenerationConfig
-from tiny_engine import PROMPTS, ByteTokenizer, reference, rows, tiny_engine
+from tiny_engine import PROMPTS, ByteTokenizer, ready_tiny_engine, reference, rows, tiny_engine
 
 
 @pytest.fixture(scope="module")
 def tiny():
     pytest.importorskip("torch")
-    llm = tiny_engine()  # a random Gemma 3 (tests/tiny_engine.py) with the byte tokenizer
-    llm.wait_until_ready()  # its int8 head, built in the background
-    return llm
+    return ready_tiny_engine()
 
 
 def test_int8_head_shortlist_gives_exact_argmax(tiny):

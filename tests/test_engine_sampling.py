@@ -7,15 +7,25 @@ import pytest
 
 from agentkit.engine.sampling import TokenChooser
 from agentkit.llm import GenerationConfig
-from tiny_engine import PROMPTS, Row, rows, tiny_engine
+from tiny_engine import PROMPTS, Row, ready_tiny_engine, rows, tiny_engine
 
 
 @pytest.fixture(scope="module")
 def tiny():
     pytest.importorskip("torch")
-    llm = tiny_engine()  # a random Gemma 3 (tests/tiny_engine.py) with the byte tokenizer
-    llm.wait_until_ready()  # its int8 head, built in the background
-    return llm
+    return ready_tiny_engine()
+
+
+def count_full_head(monkeypatch, chooser) -> list[int]:
+    """From now on, the number of rows of each call of ``chooser``'s full head, appended to the list returned."""
+    rows, logits = [], chooser.head.logits
+
+    def counting(h):
+        rows.append(len(h))
+        return logits(h)
+
+    monkeypatch.setattr(chooser.head, "logits", counting)
+    return rows
 
 
 def test_sample_keeps_exactly_the_top_k_and_top_p_sets():
@@ -75,14 +85,7 @@ def test_pure_temperature_sampling_races_through_the_int8_head_to_the_full_heads
     hidden = torch.randn(6, tiny.model.config.hidden_size) * 3
     configs = [GenerationConfig(do_sample=True, temperature=t) for t in (0.3, 0.7, 1.0, 1.5, 3.0)]
     configs.append(GenerationConfig(do_sample=True, temperature=0.7, top_k=40))  # a top-k row in the same batch
-    full_rows = []
-    logits = tiny.chooser.head.logits
-
-    def counting(h):
-        full_rows.append(len(h))
-        return logits(h)
-
-    monkeypatch.setattr(tiny.chooser.head, "logits", counting)
+    full_rows = count_full_head(monkeypatch, tiny.chooser)
 
     fast = _draws(tiny.chooser, hidden, configs)
     assert sum(full_rows) <= 5  # of 300 draws: the scan proved (nearly) every winner
@@ -123,14 +126,7 @@ def test_without_the_race_pure_temperature_rows_sample_the_full_head(tiny, monke
     logits = tiny.chooser.head.logits(hidden)
     gens = [torch.Generator().manual_seed(i) for i in range(4)]
     expected = [[int(sample(logits[i], c, gens[i])) for i, c in enumerate(configs)] for _ in range(10)]
-    full_rows = []
-    head_logits = tiny.chooser.head.logits
-
-    def counting(h):
-        full_rows.append(len(h))
-        return head_logits(h)
-
-    monkeypatch.setattr(tiny.chooser.head, "logits", counting)
+    full_rows = count_full_head(monkeypatch, tiny.chooser)
     assert _draws(chooser, hidden, configs, steps=10) == expected
     assert sum(full_rows) == 4 * 10  # every row, every step, through the full head
     assert tiny_engine(gumbel_race=False).chooser.race is False

@@ -106,6 +106,13 @@ def tiny_engine(*, bpe: bool = False, ascii_only: bool = False, max_batch_size: 
                                       **knobs)
 
 
+def ready_tiny_engine(**knobs: Any) -> Any:
+    """``tiny_engine(**knobs)`` once its int8 head, built in the background, is ready."""
+    llm = tiny_engine(**knobs)
+    llm.wait_until_ready()
+    return llm
+
+
 PROMPTS = [
     "The quick brown fox jumps over the lazy dog, twice.",
     "ab",
