@@ -60,8 +60,8 @@ def timed(llm: Any) -> dict[str, float]:
     """The model's decoding counters, read now: the engine's own, or the wall time of its session steps (which
     this function starts counting on a model without them)."""
     stats = getattr(llm, "stats", None)
-    if isinstance(stats, dict) and "decode_s" in stats:
-        return {"seconds": stats["decode_s"], "tokens": stats["decode_tokens"], "steps": stats["decode_steps"]}
+    if stats is not None and hasattr(stats, "decode_s"):  # the engine's EngineStats
+        return {"seconds": stats.decode_s, "tokens": stats.decode_tokens, "steps": stats.decode_steps}
     if not hasattr(llm, "_bench_seconds"):
         llm._bench_seconds = 0.0
         make_session = llm.session
