@@ -33,8 +33,8 @@ class EngineConfig(BaseModel):
     gumbel_race: bool = True  # pure-temperature rows draw by the Gumbel-max race (through the int8 head when it is
     #                           built); off: softmax + multinomial over the full head, as rows with top-p do
     fast_forward: bool = True  # tokens a constraint's grammar forces (llguidance's canonical tokenization of them) are
-    #                            fed as one chunk without a choice; off: each is chosen by a step, as the model would
-    #                            tokenize it (the same text; the tokens differ only where the model's are not canonical)
+    #                            fed without a choice (a row alone: in one forward); off: each is chosen as the model
+    #                            would tokenize it (the same text; tokens differ only where the model's are not canonical)
 
     @field_validator("prompt_lookup")
     @classmethod
@@ -64,7 +64,7 @@ class EngineStats:
     decode_tokens: int = 0  # tokens generated
     drafted_tokens: int = 0  # prompt-lookup tokens verified
     accepted_tokens: int = 0  # of those, the ones the model agreed with
-    forced_tokens: int = 0  # tokens a constraint's grammar forced (fed without a choice, see _Batcher._fast_forward)
+    forced_tokens: int = 0  # tokens a constraint's grammar forced (fed without a choice, see _Batcher._accept)
     prefill_s: float = 0.0  # seconds in admission and prefill
     decode_s: float = 0.0  # seconds in decode steps
     head_s: float = 0.0  # of those, in the LM head and token choice

@@ -14,7 +14,7 @@ One decode loop serves ``generate``, ``stream`` and ``session``:
 * stop strings are matched on incrementally decoded text (:mod:`agentkit.engine.text`), so they are exact.
 * a row with a ``GenerationConfig.constraint`` carries an llguidance matcher (:mod:`agentkit.engine.constrain`):
   token choice tests its unconstrained choice against it and masks only on a rejection; the tokens the grammar
-  forces are fed as one chunk (``_Batcher._fast_forward``); a complete match ends the row (``_Batcher._take``).
+  forces are fed without a choice (``_Batcher._accept``); a complete match ends the row (``_Batcher._take``).
 
 Each step's tokens are chosen by one :class:`~agentkit.engine.sampling.TokenChooser` (greedy, the Gumbel race,
 top-k / top-p, over the exact head or the bounded int8 one of :mod:`agentkit.engine.heads`). Sampling uses one
@@ -74,7 +74,7 @@ class _Row:
         self.constraint: RowMatcher | None = None  # the row's grammar state (read by sampling.TokenChooser)
         self.generated: list[int] = []
         self.pending = ids[-1]  # the next token to feed: the last prompt token, then each generated one
-        self.ahead: list[int] = []  # generated tokens to feed before ``pending`` (a grammar's forced run)
+        self.ahead: list[int] = []  # generated tokens to feed before ``pending`` (a grammar's forced run, _accept)
         self.slot = -1
         self.completion: Completion | None = None
         self.lookup: PromptLookup | None = None  # built the first step this row decodes alone (see _speculate)
@@ -231,14 +231,11 @@ class _Batcher:
             alone = None
         if alone is not None and self._speculate(alone, finished):
             return
-        if len(rows) == 1:  # a row alone feeds its forced run with its next token: one forward
+        if len(rows) == 1:  # a row alone feeds its forced run with its next token: one forward (see _accept)
             feed = [[*rows[0].ahead, rows[0].pending]]
             rows[0].ahead = []
-        else:
-            for row in rows:
-                if row.ahead:
-                    self._fast_forward(row)
-            feed = [[r.pending] for r in rows]
+        else:  # in a batch a forced run rides along, a token a step, without a choice
+            feed = [[r.ahead[0] if r.ahead else r.pending] for r in rows]
         m = len(feed[0])
         if store.t + m > store.capacity:
             store.make_room(0, max(r.config.max_new_tokens - len(r.generated) for r in rows) + m)
@@ -247,11 +244,18 @@ class _Batcher:
         stats = llm.stats
         stats.decode_steps += 1
         stats.decode_rows += len(rows)
-        stats.decode_tokens += len(rows)
+        choosing = [i for i, r in enumerate(rows) if not r.ahead]  # rows that fed their last token
+        stats.decode_tokens += len(choosing)
         t_head = time.perf_counter()
-        tokens = llm.chooser.choose(hidden, rows)
+        if len(choosing) == len(rows):
+            tokens = llm.chooser.choose(hidden, rows).tolist()
+        else:
+            tokens = llm.chooser.choose(hidden[choosing], [rows[i] for i in choosing]).tolist() if choosing else []
         stats.head_s += time.perf_counter() - t_head
-        for row, token in zip(list(rows), tokens.tolist(), strict=True):
+        for row in rows:
+            if row.ahead:
+                row.ahead.pop(0)
+        for row, token in zip([rows[i] for i in choosing], tokens, strict=True):
             if self._accept(row, token):
                 self._finish(row, finished)
 
@@ -303,25 +307,6 @@ class _Batcher:
             self._finish(row, finished)
         return True
 
-    def _fast_forward(self, row: _Row) -> None:
-        """Prefill a row's forced run (``row.ahead``: the tokens a grammar forces, which need no choice) as one
-        chunk, so the row's next decode step feeds just its last token, like the other rows.
-
-        Rows are right-aligned on the write column, so the row's KV first moves left by the run's length (a
-        relayout makes room when the left edge is reached); the run is then written where its KV used to end."""
-        llm, store = self.llm, self.store
-        assert store is not None
-        run, slot = row.ahead, row.slot
-        k = len(run)
-        store.make_room(store.t - store.start[slot] + k,
-                        max(r.config.max_new_tokens - len(r.generated) for r in self.slots) + 1)
-        start, t = store.start[slot], store.t
-        for buf in (store.k, store.v):
-            buf[:, slot, :, start - k : t - k] = buf[:, slot, :, start:t].clone()
-        store.place_row(slot, start - k)
-        store.forward(llm._base, torch.tensor([run], device=llm.device), slice(slot, slot + 1), t - k)
-        row.ahead = []
-
     def _finish(self, row: _Row, finished: list[_Row]) -> None:
         """Hand a finished row back and free its slot (its KV first goes to the prefix cache); free slots at the
         end are dropped (holes before live rows are filled by ``_compact`` at the next step)."""
@@ -338,7 +323,14 @@ class _Batcher:
 
     def _accept(self, row: _Row, token: int) -> bool:
         """Record a chosen token, and the tokens a constraint then forces; on finish set ``row.completion`` and
-        return True."""
+        return True.
+
+        Forced tokens (llguidance's fast-forward) need no choice. A row decoding alone feeds its whole run with
+        the next token, one forward for the lot: a prefill chunk that costs about what one token does. In a
+        batch the rows advance together (they are right-aligned on the KV write column), so the run rides along
+        instead, one token a step as the row's input, without LM head or matcher work: a chunk of its own would be
+        one more forward per row plus a move of the row's KV, where riding along costs the row's share of a step
+        (``benchmarks/ENGINE_NOTES.md``: a lone row's forward ~30 ms, a 16-row step ~90 ms)."""
         if self._take(row, token):
             return True
         if row.constraint is None or not self.llm.config.fast_forward:
