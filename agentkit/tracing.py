@@ -318,6 +318,10 @@ class Tracing:
         span.add_event("gen_ai.evaluation.result", evaluation_attributes(record))
         if record.get("failure"):
             span.set_attribute("agentkit.failure", record["failure"])
+        if self.content:  # what Phoenix's trace list shows for a trace: its root's input and output
+            span.set_attribute("input.value", str(record.get("question") or ""))
+            if record.get("answer") is not None:
+                span.set_attribute("output.value", str(record["answer"]))
         span.end()
 
 

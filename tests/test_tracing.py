@@ -109,6 +109,9 @@ def test_model_call_spans_carry_the_request_and_the_usage_but_no_content_unless_
     call = next(s for s in spans if s.name.startswith("text_completion"))
     assert json.loads(call.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"].endswith("Thought 1:")
     assert json.loads(call.attributes["gen_ai.output.messages"])[0]["finish_reason"] == "stop"
+    root = next(s for s in spans if s.parent is None and s.attributes["agentkit.method"] == "react")
+    question = root.attributes["input.value"]  # the question and answer: Phoenix lists a trace by its root's
+    assert question in GOLDS and root.attributes["output.value"] == GOLDS[question]
 
 
 def test_each_example_is_scored_by_an_evaluation_event(tmp_path):
