@@ -40,6 +40,7 @@ from agentkit.engine.lookup import PromptLookup
 from agentkit.engine.packed import can_pack, linear_holding, pack_linears
 from agentkit.engine.prefix_cache import PrefixCache
 from agentkit.engine.text import RowText
+from agentkit.errors import UsageError
 from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt, refuse_constraint
 
 PREFILL_CHUNK = 512  # prompt tokens per prefill forward (bounds the attention-mask and activation memory)
@@ -432,6 +433,8 @@ class TransformersLLM(LLM):
             self.packed_linears = pack_linears(self._base)
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self._softcap = getattr(cfg, "final_logit_softcapping", None)
+        # The most positions the model was trained for: prompt + new tokens must fit (None: the config says not).
+        self.context_length: int | None = getattr(cfg, "max_position_embeddings", None)
         self._qhead = None
         self._qhead_thread: threading.Thread | None = None
         self.max_batch_size = max_batch_size
@@ -547,11 +550,24 @@ class TransformersLLM(LLM):
         ids = self.encode(self.render(prompt))
         if not ids:
             raise ValueError("empty prompt: the tokenizer produced no tokens (and adds no BOS)")
+        self._check_context(len(ids), config.max_new_tokens)
         gen = None
         if config.do_sample:
             gen = torch.Generator(device=self.device)
             gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
         return _Row(key, ids, config, RowText(self.tokenizer.decode, config.stop, ids), gen)
+
+    def _check_context(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a request that cannot fit the model's context (as vLLM does) before any KV is allocated for it."""
+        limit = self.context_length
+        if limit is None or prompt_tokens + max_new_tokens <= limit:
+            return
+        room = limit - prompt_tokens
+        fix = f"ask for at most {room} new tokens" if room > 0 else "shorten the prompt"
+        raise UsageError(
+            f"engine {self.name}: the prompt's {prompt_tokens} tokens plus max_new_tokens {max_new_tokens} exceed "
+            f"the model's context of {limit} tokens (max_position_embeddings); {fix}"
+        )
 
     def wait_until_ready(self) -> None:
         """Block until background set-up (the int8 LM-head shortlist) is done; generation works before too."""
