@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import httpx
 import pytest
@@ -99,6 +100,32 @@ def test_agentkit_run_with_too_many_tokens_is_one_error_line(monkeypatch):
     assert result.exit_code == 1
     (line,) = [line for line in result.output.splitlines() if line.strip()]
     assert line.startswith("Error: engine tiny: the prompt's") and "context of 512 tokens" in line
+
+
+class Sessions(ScriptedLLM):
+    """Records the sessions the server opens and which of them it has closed."""
+
+    def __init__(self):
+        super().__init__(lambda p: "x", name="m")
+        self.opened, self.closed = [], []
+
+    def session(self, max_batch_size=32):
+        session = super().session(max_batch_size)
+        self.opened.append(session)
+        close = session.close
+        session.close = lambda: (self.closed.append(session), close())
+        return session
+
+
+def test_an_idle_server_lets_go_of_its_session_and_its_buffers():
+    llm = Sessions()
+    with running(llm) as url:
+        assert post(url, "/completions", {"prompt": "p", "max_tokens": 30}).status_code == 200
+        deadline = time.monotonic() + 10
+        while not llm.closed and time.monotonic() < deadline:
+            time.sleep(0.01)  # the engine thread closes it right after handing back the completion
+        assert llm.closed == llm.opened[:1] and len(llm.opened) == 2  # a fresh one waits for the next request
+        assert post(url, "/completions", {"prompt": "p"}).json()["choices"][0]["text"] == "x"
 
 
 # -- fields it does not implement, and errors in OpenAI's shape ---------------------------------------------------
