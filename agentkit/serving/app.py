@@ -539,9 +539,12 @@ def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any)
         sock.close()
 
 
-def serve(llm: LLM, sock: socket.socket, *, model_name: str | None = None, max_batch_size: int = 32,
-          api_key: str | None = None, log_level: str = "warning") -> None:
-    """Serve ``llm`` on ``sock`` (from ``bind``) until interrupted (Ctrl-C); ``log_level`` is uvicorn's own."""
+def serve(llm: LLM, sock: socket.socket | None = None, *, host: str = "127.0.0.1", port: int = 8000,
+          model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None,
+          log_level: str = "warning") -> None:
+    """Serve ``llm`` on ``sock`` (from ``bind``; default: bind ``host:port``) until interrupted (Ctrl-C);
+    ``log_level`` is uvicorn's own."""
+    sock = sock or bind(host, port)
     options = dict(model_name=model_name, max_batch_size=max_batch_size, api_key=api_key)
     _server(llm, sock, log_level, options).run(sockets=[sock])
 
