@@ -230,7 +230,8 @@ def no_model(monkeypatch):
         return ScriptedLLM(["x"], name="m")
 
     monkeypatch.setattr(agentkit.models, "load_model", load)
-    monkeypatch.setattr(agentkit.serving.app, "serve", lambda llm, sock, **options: served.append((sock.getsockname()[1], options)))
+    monkeypatch.setattr(agentkit.serving.app, "serve",
+                        lambda llm, sock, **options: served.append((sock.getsockname()[1], options)))
     return loaded, served
 
 
