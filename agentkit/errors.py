@@ -10,6 +10,8 @@ traceback.
 - ``ServerError``: a model server refused a request (a 4xx, with the server's own message) or could not be
   reached after bounded retries.
 - ``BenchmarkError``: a benchmark run cannot go on (a clash with an earlier run in the same directory, ...).
+- ``SandboxStartError``: the PAL sandbox's processes could not be started (an environment problem, never a
+  program's doing); re-exported by ``agentkit.tools.sandbox``.
 
 Deliberately not here: model mistakes. A malformed action, a failing program or a missing page are data
 (``Result.failure``, an observation), never exceptions that reach the user.
@@ -32,3 +34,7 @@ class ServerError(AgentkitError, RuntimeError):
 
 class BenchmarkError(AgentkitError, RuntimeError):
     """A benchmark run cannot go on; what finished so far is on disk."""
+
+
+class SandboxStartError(AgentkitError, RuntimeError):
+    """A sandbox template process could not be started (an environment problem, never the program's doing)."""

@@ -74,6 +74,68 @@ def longest_conforming(constraint: Constraint, text: str) -> str:
     return head + part[:best] if best is not None else head
 
 
+def longest_viable(constraint: Constraint, text: str) -> str:
+    """The longest prefix of ``text`` that can still be continued into a conforming completion (``text`` itself
+    when it is free): where a model that honours the constraint would have had to leave ``text``."""
+    part = constrained_part(constraint, text)
+    if part is None:
+        return text
+    matcher = _matcher(constraint)
+    for i, ch in enumerate(part):
+        data = ch.encode("utf-8")
+        if matcher.try_consume_tokens(list(data)) != len(data):
+            return text[: len(text) - len(part) + i]
+    return text
+
+
+def as_lark(constraint: Constraint) -> str:
+    """The whole constraint, ``after`` included, as one llguidance Lark grammar, for servers that take a grammar
+    but know nothing of ``after`` (vLLM's ``grammar``, llama.cpp's ``%llguidance``).
+
+    With ``after``, a completion is either free text without the literal, or free text up to the literal's first
+    occurrence followed by the constrained part; llguidance's lexeme operators ``&`` and ``~`` say "without"
+    exactly (a literal that overlaps itself included). The constrained part is the regex as a lexeme, the schema
+    as ``%json``, the Lark grammar nested as ``%lark``.
+    """
+    if constraint.regex is not None:
+        body = f"/{_lark_regex(constraint.regex)}/"
+    elif constraint.json_schema is not None:
+        body = f"%json {json.dumps(constraint.json_schema)}"
+    else:
+        body = f"%lark {{\n{constraint.lark}\n}}"
+    if constraint.after is None:
+        return constraint.lark if constraint.lark is not None else f"start: {body}\n"
+    literal = _lark_regex(regex_literal(constraint.after))
+    return (
+        "start: AGENTKIT_FREE | AGENTKIT_HEAD agentkit_body\n"
+        f"AGENTKIT_FREE: /(?s:.*)/ & ~/(?s:.*){literal}(?s:.*)/\n"
+        f"AGENTKIT_HEAD: /(?s:.*){literal}/ & ~/(?s:.*){literal}(?s:.+)/\n"
+        f"agentkit_body: {body}\n"
+    )
+
+
+def regex_literal(text: str) -> str:
+    """A regular expression (Rust syntax) that matches exactly ``text``."""
+    return "".join("\\" + c if c in _RUST_META else c for c in text)
+
+
+_RUST_META = set("\\.+*?()|[]{}^$#&-~")  # what Rust's regex syntax escapes
+
+
+def _lark_regex(regex: str) -> str:
+    """``regex`` written between the slashes of a Lark regex literal: unescaped slashes and line breaks escaped."""
+    out, escaped = [], False
+    for c in regex:
+        if c == "/" and not escaped:
+            out.append("\\/")
+        elif c in "\n\r":
+            out.append("\\n" if c == "\n" else "\\r")
+        else:
+            out.append(c)
+        escaped = c == "\\" and not escaped
+    return "".join(out)
+
+
 def _matcher(constraint: Constraint) -> Any:
     import llguidance
 

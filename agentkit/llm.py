@@ -9,8 +9,8 @@ offer a ``session()``: a continuous-batching queue that episodes feed one reques
 each completion as soon as its row finishes. The base class provides a plain session on top of ``generate`` so
 every model, the scripted one included, works with the episode runner.
 
-``ScriptedLLM`` ships here, not only in tests: it replays replies and honours ``stop`` and ``max_new_tokens`` the
-way a real model does, so users can test their own agents without weights.
+``ScriptedLLM`` ships here, not only in tests: it replays replies and honours ``stop``, ``max_new_tokens`` and
+constraints the way a real model does, so users can test their own agents without weights.
 
 Not here: anything that imports torch. The transformers backend lives in ``agentkit.engine``.
 """
@@ -71,10 +71,14 @@ class Constraint(BaseModel):
         return "regex" if self.regex is not None else "json_schema" if self.json_schema is not None else "lark"
 
 
+class ConstraintRefused(UsageError):
+    """A backend cannot honour a constraint of this kind (``agentkit serve`` answers it with a 400, not a 500)."""
+
+
 def refuse_constraint(backend: str, constraint: Constraint | None) -> None:
-    """Raise the one-line ``UsageError`` of a backend that cannot honour ``constraint`` (nothing if it is None)."""
+    """Raise the one-line ``ConstraintRefused`` of a backend that cannot honour ``constraint`` (nothing if None)."""
     if constraint is not None:
-        raise UsageError(
+        raise ConstraintRefused(
             f"{backend} cannot honour a {constraint.kind} constraint; drop the constraint (--constrain) or use a "
             "backend that supports it"
         )
@@ -393,6 +397,15 @@ class ScriptedLLM(LLM):
     (``finish_reason="length"``), with tokens counted by a simple word-and-punctuation tokenizer.
     With a ``chat_template`` (and the ``special_tokens`` it uses) it plays an instruct model: ``Chat`` prompts are
     rendered through the template, and ``prompts`` records the rendered text.
+
+    A constraint (``GenerationConfig.constraint``, any kind) is honoured as a constrained model would: the reply is
+    what the model wanted to say, and it says as much of it as the grammar allows. The reply is first cut to its
+    longest conforming prefix (``agentkit.grammar.longest_conforming``: the model ends there, "stop"), then stop
+    strings and ``max_new_tokens`` apply as usual. A reply with no conforming prefix is said up to where the
+    grammar rejects it, which is only a completion if a stop string or ``max_new_tokens`` ends it there;
+    otherwise no constrained model could have given it and it is a ``ScriptError`` naming the constraint's kind
+    (script a reply that conforms). ``constraints`` records each prompt's constraint (or None) beside
+    ``prompts``, so a test can check what an agent asked for.
     """
 
     name = "scripted"
@@ -410,8 +423,9 @@ class ScriptedLLM(LLM):
         self.special_tokens = dict(special_tokens or {})
         self._replies = replies if callable(replies) else list(replies)
         self._next = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.prompts: list[str] = []
+        self.constraints: list[Constraint | None] = []
 
     def _reply_for(self, prompt: str) -> str:
         with self._lock:
@@ -429,19 +443,40 @@ class ScriptedLLM(LLM):
 
     def generate(self, prompts: list[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
         config = config or GenerationConfig()
-        refuse_constraint(f"scripted model {self.name}", config.constraint)
         texts = [self.render(prompt) for prompt in prompts]
-        return [self._complete(text, self._reply_for(text), config) for text in texts]
+        if config.constraint is not None:
+            from agentkit import grammar
+
+            grammar.grammar(config.constraint)  # a constraint that does not compile is refused before any reply
+        completions = []
+        for text in texts:
+            with self._lock:  # re-entered by _reply_for: the two records stay aligned across threads
+                self.constraints.append(config.constraint)
+                reply = self._reply_for(text)
+            completions.append(self._complete(text, reply, config))
+        return completions
 
     def _complete(self, prompt: str, reply: str, config: GenerationConfig) -> Completion:
+        constraint, scripted = config.constraint, reply
+        if constraint is not None:
+            from agentkit import grammar
+
+            conforming = grammar.longest_conforming(constraint, reply)
+            reply = conforming if grammar.matches(constraint, conforming) else grammar.longest_viable(constraint, reply)
         text, stopped = cut_at_stop(reply, config.stop)
         tokens = list(_TOKEN_ESTIMATE.finditer(text))
         finish: FinishReason = "stop" if stopped else "length"
-        if len(tokens) > config.max_new_tokens:
+        cut = len(tokens) > config.max_new_tokens
+        if cut:
             text, finish = text[: tokens[config.max_new_tokens - 1].end()], "length"
         elif not stopped:
             # A real model that ends its reply (end-of-sequence) stops of its own accord.
             finish = "stop"
+        if constraint is not None and not (stopped or cut) and not grammar.matches(constraint, text):
+            raise ScriptError(
+                f"scripted model {self.name}: no prefix of its reply {scripted[:40]!r} conforms to the "
+                f"{constraint.kind} constraint; script a reply that a model so constrained could give"
+            )
         return Completion(
             text=text,
             finish_reason=finish,

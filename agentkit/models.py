@@ -15,6 +15,7 @@
   ``http://a:8000/v1,http://b:8000/v1?model=NAME&timeout=300&concurrency=64&retries=6&api_key_env=VAR``.
   ``model`` names the served model (not needed when the server serves one); the API key comes from the
   environment variable ``api_key_env`` names, else ``$AGENTKIT_API_KEY``, else ``$OPENAI_API_KEY``;
+  ``dialect`` says how the server takes constraints (``agentkit.serving.client.DIALECTS``; detected by default);
 * anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
   ``agentkit.engine.TransformersLLM``.
 
@@ -41,7 +42,8 @@ from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM, ScriptE
 
 SCRIPTED_PREFIX = "scripted:"
 SERVER_SCHEMES = ("http://", "https://")
-SERVER_OPTIONS = {"model": str, "timeout": float, "concurrency": int, "retries": int, "api_key_env": str}
+SERVER_OPTIONS = {"model": str, "timeout": float, "concurrency": int, "retries": int, "api_key_env": str,
+                  "dialect": str}
 DEFAULT_NAMES = ("default", "")
 DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)
 
@@ -89,7 +91,7 @@ def scripted_model(argument: str) -> ScriptedLLM:
 
 
 def server_model(spec: str) -> LLM:
-    """A ``ServerLLM`` from ``URL[,URL...][?model=NAME&timeout=S&concurrency=N&retries=N&api_key_env=VAR]``."""
+    """A ``ServerLLM`` from ``URL[,URL...][?OPTION=VALUE&...]``, the options those of ``SERVER_OPTIONS``."""
     import os
 
     from agentkit.serving import ServerLLM  # httpx only: cheap, but not needed for other models

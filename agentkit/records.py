@@ -13,12 +13,13 @@ Deliberately not here: what a record holds (the harness adds gold and verdict; c
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
+
+from agentkit.answers import canonical_number, exact_value
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _TIME_KEYS = frozenset({"duration", "elapsed", "seconds", "wall_time", "started_at", "finished_at"})
@@ -60,13 +61,12 @@ def jsonable(value: Any, timing: dict[str, float] | None = None, path: str = "")
 
 
 def typed_answer(answer: str | None, kind: str) -> str | int | float | None:
-    """``answer`` as a JSON number when ``kind`` is ``"number"`` and it reads as one (``"42"`` -> 42)."""
-    if answer is None or kind != "number":
+    """``answer`` as a JSON number when ``kind`` is ``"number"`` and it is a number in its canonical spelling
+    (``"42"`` -> 42, at any size); a value that no float holds exactly (``"1/3"``) stays text."""
+    if answer is None or kind != "number" or canonical_number(answer) != answer.strip():
         return answer
-    try:
-        number = float(answer)
-    except ValueError:
-        return answer
-    if not math.isfinite(number):
-        return answer
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    value = exact_value(answer)
+    if value.denominator == 1:
+        return value.numerator
+    number = float(value)
+    return number if canonical_number(number) == answer.strip() else answer

@@ -17,10 +17,23 @@ from agentkit.llm import Completion
 FAILURES = {
     "no_answer": "the completion contained no answer the strategy could extract",
     "parse_failure": "the completion was not in the expected format (no program, no action)",
-    "sandbox_error": "the program failed: syntax error, exception, timeout, no solution(), non-numeric value",
+    "sandbox_error": "the program failed: syntax error, exception, timeout, no solution()",
+    "unreadable_result": "the program ran but its value is not a number that can be read exactly",
     "forced_finish": "a ReAct episode used all its steps without Finish[...]",
-    "length": "generation hit max_new_tokens before the answer",
+    "length": "truncated: generation hit max_new_tokens before the answer (or inside PAL's program)",
+    # An episode stopped by its budget (agentkit.runtime.Budget): one kind per limit.
+    "budget_input_tokens": "the episode's prompts went over its input-token budget",
+    "budget_output_tokens": "the episode's completions went over its output-token budget",
+    "budget_model_calls": "the episode asked for more model calls than its budget allows",
+    "budget_tool_calls": "the episode asked for more tool calls than its budget allows",
+    "budget_seconds": "the episode ran longer than its wall-clock budget",
 }
+TRUNCATED = "length"  # the failure kind of a cut-off generation, named after its finish_reason
+
+
+def failure_label(kind: str) -> str:
+    """A failure kind as reports name it: ``length`` reads "truncated"."""
+    return "truncated" if kind == TRUNCATED else kind
 
 
 class Result(BaseModel):
@@ -35,6 +48,7 @@ class Result(BaseModel):
     error: str | None = None  # human-readable detail of the failure
     prompt: str = ""  # the first prompt sent to the model
     completions: list[str] = Field(default_factory=list)  # every raw model completion, in order
+    finish_reasons: list[str] = Field(default_factory=list)  # what ended each completion: "stop" or "length"
     program: str | None = None  # PAL: the code that was run
     execution: dict[str, Any] | None = None  # PAL: the sandbox's ExecResult as plain data
     trajectory: Any = None  # ReAct: the Trajectory
@@ -43,14 +57,18 @@ class Result(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     duration: float = 0.0  # wall-clock seconds from the episode's first step to its end
+    model_calls: int = 0  # set by the episode runner: model calls the episode made (cache hits included)
+    tool_calls: int = 0  # set by the episode runner: tool calls, sandboxed programs included
 
     @classmethod
     def from_completions(cls, method: str, question: str, completions: Sequence[Completion], **fields: Any) -> Result:
-        """The Result of an episode that made ``completions``: their texts and summed token counts, plus ``fields``."""
+        """The Result of an episode that made ``completions``: their texts, finish reasons and summed token
+        counts, plus ``fields``."""
         return cls(
             method=method,
             question=question,
             completions=[c.text for c in completions],
+            finish_reasons=[c.finish_reason for c in completions],
             prompt_tokens=sum(c.prompt_tokens for c in completions),
             completion_tokens=sum(c.completion_tokens for c in completions),
             **fields,

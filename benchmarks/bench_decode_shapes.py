@@ -85,7 +85,7 @@ def decode_steps(row_counts: list[int], token_counts: list[int], context: int) -
                 fed = torch.randint(100, 50000, (r, m), generator=gen)
                 hidden = states[torch.arange(r * m) % len(states)]
                 fwd = best_of(lambda: store.forward(llm._base, fed, slice(0, r), context, every_position=True), 5)
-                head = best_of(lambda: llm._greedy(hidden), 5)
+                head = best_of(lambda: llm.chooser.greedy(hidden), 5)
                 total = (fwd + head) * 1e3
                 print(f"{r:>5} {m:>7} {fwd * 1e3:>9.1f} {head * 1e3:>9.1f} {total:>8.1f} {total / (r * m):>17.2f}")
 

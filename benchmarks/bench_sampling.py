@@ -6,7 +6,7 @@ The final hidden states are real ones (the model run over a few paragraphs writt
 int8 head's candidate sets are the sizes decoding meets. Per step and number of rows, in one process:
 
 * ``full head + multinomial``: float32 logits for the whole vocabulary, then softmax and one multinomial draw
-  per row (``_sample``): how pure-temperature rows were sampled before the race, and how top-p rows without
+  per row (``sampling.sample``): how pure-temperature rows were sampled before the race, and how top-p rows without
   ``top_k`` still are;
 * ``race, full head``: the Gumbel-max race on the full head (the path before the int8 head is built);
 * ``race, int8 head``: the race through the bounded int8 scan plus exact rescoring (what pure temperature does
@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from types import SimpleNamespace
+
     from agentkit.engine import TransformersLLM
-    from agentkit.engine.transformers_llm import _Row, _sample
+    from agentkit.engine.sampling import TokenChooser, sample
     from agentkit.llm import GenerationConfig
 
     llm = TransformersLLM(dtype=args.dtype)
@@ -52,23 +54,21 @@ def main(argv: list[str] | None = None) -> None:
         ids = torch.tensor([llm.encode(TEXT)])
         states = llm._base(input_ids=ids).last_hidden_state[0, 8:]  # past the first tokens' attention sinks
     print(f"model {llm.name}  dtype={llm.dtype}  threads={torch.get_num_threads()}  "
-          f"{len(states)} real final hidden states  int8 head proven: {bool(llm._qhead and llm._qhead.proven)}")
+          f"{len(states)} real final hidden states  int8 head proven: "
+          f"{bool(llm.chooser.bounded and llm.chooser.bounded.proven)}")
     race_cfg = GenerationConfig(do_sample=True, temperature=args.temperature)
     top_k_cfg = GenerationConfig(do_sample=True, temperature=args.temperature, top_k=40)
 
-    def rows(n: int, cfg: GenerationConfig, seed: int) -> list[_Row]:
-        return [_Row(i, [2], cfg, None, torch.Generator().manual_seed(seed + i)) for i in range(n)]
+    fast = llm.chooser
+    full = TokenChooser(fast.head)  # the same head without the int8 copy
 
-    def old_way(hidden: torch.Tensor, rs: list[_Row]) -> list[int]:
-        logits = llm._logits(hidden)
-        return [int(_sample(logits[j], r.config, r.gen)) for j, r in enumerate(rs)]
+    def rows(n: int, cfg: GenerationConfig, seed: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(config=cfg, gen=torch.Generator().manual_seed(seed + i), constraint=None)
+                for i in range(n)]
 
-    def race_full(hidden: torch.Tensor, rs: list[_Row]) -> list[int]:
-        saved, llm._qhead = llm._qhead, None
-        try:
-            return llm._race(hidden, rs).tolist()
-        finally:
-            llm._qhead = saved
+    def old_way(hidden: torch.Tensor, rs: list[SimpleNamespace]) -> list[int]:
+        logits = fast.head.logits(hidden)
+        return [int(sample(logits[j], r.config, r.gen)) for j, r in enumerate(rs)]
 
     def timed(fn, hidden: torch.Tensor, cfg: GenerationConfig) -> tuple[float, list[list[int]]]:
         rs = rows(len(hidden), cfg, 0)
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         for n in args.rows:
             hidden = states[torch.arange(n) % len(states)].contiguous()
             old_ms, _ = timed(old_way, hidden, race_cfg)
-            full_ms, full_drawn = timed(race_full, hidden, race_cfg)
-            fast_ms, fast_drawn = timed(lambda h, rs: llm._race(h, rs).tolist(), hidden, race_cfg)
-            topk_ms, _ = timed(lambda h, rs: llm._next_tokens(h, rs).tolist(), hidden, top_k_cfg)
+            full_ms, full_drawn = timed(lambda h, rs: full.choose(h, rs).tolist(), hidden, race_cfg)
+            fast_ms, fast_drawn = timed(lambda h, rs: fast.choose(h, rs).tolist(), hidden, race_cfg)
+            topk_ms, _ = timed(lambda h, rs: fast.choose(h, rs).tolist(), hidden, top_k_cfg)
             same = "same draws" if fast_drawn == full_drawn else "DRAWS DIFFER"
             print(f"{n:>5}  {old_ms:>24.1f}  {full_ms:>16.1f}  {fast_ms:>16.1f}  {topk_ms:>20.1f}  "
                   f"{old_ms / fast_ms:>12.1f}x  ({same})")

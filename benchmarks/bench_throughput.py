@@ -3,6 +3,7 @@
     python benchmarks/bench_throughput.py --workload cot --n 32 --baseline-n 8
     python benchmarks/bench_throughput.py --workload react --n 16 --baseline-n 4
     python benchmarks/bench_throughput.py --workload pal-sc --n 8 --baseline-n 2 [--sampling temperature]
+    python benchmarks/bench_throughput.py --workload cot --n 8 --baseline-n 0 --trace-overhead 3
 
 Each workload is one of agentkit's own strategies over a question set: ``cot`` (4-shot chain-of-thought on
 GSM8K-style questions, greedy, 160 new tokens), ``react`` (ReAct over the offline Wikipedia corpus, greedy) and
@@ -15,7 +16,10 @@ process on the same weights and the same episode code; only the model calls diff
 (b) **agentkit**: ``run_episodes`` — all episodes side by side, their prompts in shared continuous batches with
     prefix-KV reuse.
 
-Prints seconds/question for each, the speed-up, peak RSS, and how many answers (and texts) agree. The baseline
+Prints seconds/question for each, the speed-up, peak RSS, and how many answers (and texts) agree.
+``--trace-overhead R`` also runs (b) R more times with OpenTelemetry tracing off and on (spans to the SDK's
+in-memory exporter), alternating, and prints the median of each and their ratio (agentkit.tracing), and the
+time the runner spent inside tracing itself: on a busy machine the latter resolves what the ratio cannot. The baseline
 may run on the first ``--baseline-n`` questions only: its s/question is measured on that subset and the
 full-run time is labelled as an extrapolation. Questions come from the shipped sample sets (our own writing) or
 ``--dataset``.
@@ -159,12 +163,66 @@ class PlainLoopLLM(LLM):
         return out
 
 
-def run(llm: LLM, wl: Workload, batch_size: int, sequential: bool = False) -> list:
+def run(llm: LLM, wl: Workload, batch_size: int, sequential: bool = False, trace=None) -> list:
     strategy = wl.make(llm)
     episodes = (strategy.episode(q) for q in wl.questions)
     if sequential:
         return run_episodes(llm, episodes, batch_size=1, max_active=1)
-    return run_episodes(llm, episodes, batch_size=batch_size)
+    return run_episodes(llm, episodes, batch_size=batch_size, trace=trace)
+
+
+def trace_overhead(llm: LLM, wl: Workload, batch_size: int, rounds: int) -> None:
+    """Time ``run`` with tracing off and on (in-memory exporter), alternating; print medians and their ratio."""
+    import statistics
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agentkit.tracing import Tracing
+
+    class Timed(Tracing):
+        """Tracing that also adds up the time the runner spends in it (span export included)."""
+
+        spent = 0.0
+
+    def timed(method):
+        def run_timed(self, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                Timed.spent += time.perf_counter() - t
+
+        return run_timed
+
+    for name in ("episode_started", "episode_ended", "model_started", "model_ended", "tool_started", "tool_ended",
+                 "dropped"):
+        setattr(Timed, name, timed(getattr(Tracing, name)))
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Timed(provider)
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    texts: dict[str, list[str]] = {}
+    for _ in range(rounds):
+        for mode in ("off", "on"):
+            exporter.clear()
+            t = time.perf_counter()
+            results = run(llm, wl, batch_size, trace=tracing if mode == "on" else None)
+            times[mode].append(time.perf_counter() - t)
+            texts[mode] = [c for r in results for c in r.completions]
+    spans = len(exporter.get_finished_spans())
+    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    pairs = sorted(b / a for a, b in zip(times["off"], times["on"], strict=True))
+    print(f"\ntracing overhead, {rounds} rounds alternating ({spans} spans per traced run): median off {off:.2f}s, "
+          f"on {on:.2f}s, on/off = {on / off:.3f}; best off {min(times['off']):.2f}s, on {min(times['on']):.2f}s, "
+          f"on/off = {min(times['on']) / min(times['off']):.3f}; per-round on/off {', '.join(f'{r:.3f}' for r in pairs)}"
+          f" (median {statistics.median(pairs):.3f}); same texts: {texts['off'] == texts['on']}")
+    inside = Timed.spent / rounds
+    print(f"time inside tracing (spans made, ended and exported, on the runner's thread): {1000 * inside:.1f} ms "
+          f"per traced run = {100 * inside / on:.3f}% of its median time")
 
 
 def peak_rss_gb() -> float:
@@ -187,10 +245,14 @@ def main(argv: list[str] | None = None) -> None:
                          "(oneDNN-packed linears in float32 on CPU)")
     ap.add_argument("--prompt-lookup", type=int, default=None,
                     help="most tokens a row decoding alone drafts per step (0 = off; default: the engine's)")
+    ap.add_argument("--engine", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="EngineConfig switches, e.g. fast_lm_head=false gumbel_race=false (to bisect by feature)")
     ap.add_argument("--sampling", choices=["top-k", "temperature"], default="top-k",
                     help="pal-sc's samples: self-consistency's default (top_k 40, top_p 0.95) or pure temperature "
                          "(no top_k, top_p 1)")
     ap.add_argument("--profile", action="store_true", help="torch profiler table for the agentkit run")
+    ap.add_argument("--trace-overhead", type=int, default=0, metavar="R",
+                    help="then R rounds of (b) with tracing off and on (needs agentkit[otel])")
     ap.add_argument("--baseline-stop", choices=["stop", "nostop", "both"], default=None,
                     help="baseline with a stop-string criterion, without (the literal plain loop), or both "
                          "(default: both for cot, stop for the agent workloads)")
@@ -198,12 +260,16 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from agentkit.engine import TransformersLLM
+    from agentkit.engine import EngineConfig, TransformersLLM
 
+    knobs = dict(kv.split("=", 1) for kv in args.engine)
+    if args.no_prefix_cache:
+        knobs["prefix_cache_mb"] = 0
+    if args.prompt_lookup is not None:
+        knobs["prompt_lookup"] = args.prompt_lookup
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    llm = TransformersLLM(args.model, dtype=args.dtype, prefix_cache_mb=0 if args.no_prefix_cache else 512,
-                          **({} if args.prompt_lookup is None else {"prompt_lookup": args.prompt_lookup}))
+    llm = TransformersLLM(args.model, dtype=args.dtype, config=EngineConfig.model_validate(knobs))
     t_loaded = time.perf_counter() - t0
     llm.wait_until_ready()  # the int8 LM-head shortlist is built in the background; don't time that
     print(f"model {llm.name}  dtype={llm.dtype}  device={llm.device}  load {t_loaded:.1f}s "
@@ -213,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     n = len(wl.questions)
     print(f"workload {wl.name}: {n} questions ({len(set(wl.questions))} distinct) from {wl.source}")
 
-    stats0 = dict(llm.stats)
+    stats0 = llm.stats.copy()
     t = time.perf_counter()
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -224,19 +290,19 @@ def main(argv: list[str] | None = None) -> None:
         ours = run(llm, wl, args.batch_size)
     ours_s = time.perf_counter() - t
     rss_engine = peak_rss_gb()
-    st = {k: llm.stats[k] - stats0[k] for k in stats0}
+    st = llm.stats - stats0
     calls = sum(len(r.completions) for r in ours)
     print(f"\n(b) agentkit run_episodes, batch {args.batch_size}: {ours_s:.1f}s total, "
-          f"{ours_s / n:.2f} s/question, {st['decode_tokens'] / ours_s:.1f} generated tok/s, "
+          f"{ours_s / n:.2f} s/question, {st.decode_tokens / ours_s:.1f} generated tok/s, "
           f"peak RSS {rss_engine:.2f} GB")
-    print(f"    prefill {st['prefill_tokens']} of {st['prompt_tokens']} prompt tokens "
-          f"({1 - st['prefill_tokens'] / max(1, st['prompt_tokens']):.0%} served by the prefix cache); "
-          f"{st['decode_steps']} decode steps, mean batch {st['decode_rows'] / max(1, st['decode_steps']):.1f} rows"
-          f"; {calls} model calls; {st['accepted_tokens']} of {st['drafted_tokens']} drafted tokens accepted")
-    print(f"    time: admission+prefill {st['prefill_s']:.1f}s, decode {st['decode_s']:.1f}s "
-          f"(of which LM head and token choice {st['head_s']:.1f}s, "
-          f"{1000 * st['decode_s'] / max(1, st['decode_steps']):.0f} ms/step), "
-          f"other (tools, sandbox, bookkeeping) {ours_s - st['prefill_s'] - st['decode_s']:.1f}s")
+    print(f"    prefill {st.prefill_tokens} of {st.prompt_tokens} prompt tokens "
+          f"({1 - st.prefill_tokens / max(1, st.prompt_tokens):.0%} served by the prefix cache); "
+          f"{st.decode_steps} decode steps, mean batch {st.decode_rows / max(1, st.decode_steps):.1f} rows"
+          f"; {calls} model calls; {st.accepted_tokens} of {st.drafted_tokens} drafted tokens accepted")
+    print(f"    time: admission+prefill {st.prefill_s:.1f}s, decode {st.decode_s:.1f}s "
+          f"(of which LM head and token choice {st.head_s:.1f}s, "
+          f"{1000 * st.decode_s / max(1, st.decode_steps):.0f} ms/step), "
+          f"other (tools, sandbox, bookkeeping) {ours_s - st.prefill_s - st.decode_s:.1f}s")
     if args.profile:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
@@ -247,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"    accuracy vs gold: {correct(ours)}/{n}; failures: "
           f"{dict(__import__('collections').Counter(r.failure for r in ours if r.failure))}")
+    if args.trace_overhead:
+        trace_overhead(llm, wl, args.batch_size, args.trace_overhead)
     if args.baseline_n <= 0:
         return
     k = min(args.baseline_n, n)

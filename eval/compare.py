@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from itertools import combinations
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 
 from agentkit.errors import UsageError
 from agentkit.eval.scoring import wilson_interval
+from agentkit.result import failure_label
 
 __all__ = [
     "CI_METHOD",
@@ -72,6 +74,8 @@ class Comparison:
     p_value: float  # exact McNemar, two-sided
     unpaired_a: int = 0  # questions only A answered (left out)
     unpaired_b: int = 0
+    failures_a: dict[str, int] = field(default_factory=dict)  # A's failure kinds on the paired questions
+    failures_b: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,7 +153,12 @@ def compare(
         accuracy_a=(both + only_a) / n, accuracy_b=(both + only_b) / n, difference=(only_a - only_b) / n,
         ci95=paired_interval(both, only_a, only_b, neither), p_value=mcnemar_exact(only_a, only_b),
         unpaired_a=len(records_a) - n, unpaired_b=len(records_b) - n,
+        failures_a=_failures(ra for ra, _ in paired), failures_b=_failures(rb for _, rb in paired),
     )
+
+
+def _failures(records: Any) -> dict[str, int]:
+    return dict(sorted(Counter(r["failure"] for r in records if r.get("failure")).items()))
 
 
 def pairwise(methods: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Comparison]:
@@ -238,6 +247,11 @@ def format_comparison(c: Comparison) -> str:
         f"A  {c.a:<{width}}  {c.both + c.only_a}/{c.n} right ({100 * c.accuracy_a:.1f}%)",
         f"B  {c.b:<{width}}  {c.both + c.only_b}/{c.n} right ({100 * c.accuracy_b:.1f}%)",
     ]
+    for side, failures in (("A", c.failures_a), ("B", c.failures_b)):
+        if failures:  # truncations (the token limit) apart from the model's other failures
+            kinds = sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(f"{side} failed on {sum(failures.values())}: "
+                         + ", ".join(f"{failure_label(kind)} {count}" for kind, count in kinds))
     if c.unpaired_a or c.unpaired_b:
         lines.append(f"paired on the {c.n} questions both answered ({c.unpaired_a} only in A, "
                      f"{c.unpaired_b} only in B are left out)")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+from agentkit.runtime import Budget
 from agentkit.strategies import Settings
 
 DEFAULT_METHODS = ("direct", "cot", "pal")
@@ -47,8 +48,10 @@ class BenchmarkConfig(BaseModel):
     fields: dict[str, str] = Field(default_factory=dict)  # dataset field mapping, e.g. {"question": "q"}
     templates: Path | None = None  # a directory of templates/exemplars searched before the shipped ones
     prompt_format: Literal["auto", "text", "chat"] = "auto"  # chat: through the model's chat template
+    constrain: bool = False  # every reply under the constraint its method derives (docs/structured.md)
     rel_tol: float = Field(DEFAULT_REL_TOL, ge=0)
     abs_tol: float = Field(DEFAULT_ABS_TOL, ge=0)
+    budget: Budget | None = None  # limits on each episode (tokens, calls, seconds); over one is a recorded failure
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -101,6 +104,8 @@ class BenchmarkConfig(BaseModel):
             values.setdefault("shots", settings.shots)
         if settings.prompt_format is not None:
             values.setdefault("prompt_format", settings.prompt_format)
+        if settings.constrain:
+            values.setdefault("constrain", True)
         return cls.of(generation=settings.generation(), method_options=settings.method_options(), **values)
 
     @property
@@ -124,4 +129,8 @@ class BenchmarkConfig(BaseModel):
         }
         if self.templates is not None:  # only when set, so runs made before the setting existed still resume
             identity["templates"] = str(self.templates)
+        if self.budget is not None and self.budget.limited:  # likewise
+            identity["budget"] = self.budget.model_dump(exclude_none=True)
+        if self.constrain:  # likewise
+            identity["constrain"] = True
         return identity

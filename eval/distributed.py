@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentkit.errors import BenchmarkError, UsageError
-from agentkit.eval.runner import Job, Work, _model_name, run_jobs
+from agentkit.eval.runner import Job, Work, _model_name, model_identity, run_jobs
 
 __all__ = ["BenchWorker", "RayExecutor", "cpus_per_worker", "init_ray"]
 
@@ -122,6 +122,10 @@ class BenchWorker:
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(self.threads)
         return _model_name(self.llm)
+
+    def model_identity(self) -> dict[str, Any]:
+        """This worker's model's dtype and weights digest (``runner.model_identity``)."""
+        return model_identity(self.llm)
 
     def prompt_format(self, requested: str) -> str:
         """``text`` or ``chat``: what this worker's model gets under ``requested``."""
@@ -258,6 +262,12 @@ class RayExecutor:
         while self._name is None:
             self._step(lambda record: None)
         return self._name
+
+    def model_identity(self) -> dict[str, Any]:
+        """The workers' model's dtype and weights digest (asked of one loaded worker; they share one model)."""
+        self.model_name()  # waits until a worker has loaded the model
+        place = next(p for p in self._places if p.state in (IDLE, BUSY))
+        return _ray().get(place.actor.model_identity.remote())
 
     def prompt_format(self, requested: str) -> str:
         """What the workers' model gets under ``requested`` (asked of one loaded worker; they share one model)."""

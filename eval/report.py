@@ -3,7 +3,8 @@
 ``write_reports(run_dir, config, methods)`` writes, beside ``results.json``:
 
 * ``results.md`` — the comparison table (accuracy with its 95% Wilson interval, failures, tokens, time), the
-  chart, and the paired comparison of every pair of methods (``agentkit.eval.compare``);
+  run's totals (tokens in and out, model and tool calls, summed latency), the chart, and the paired comparison
+  of every pair of methods (``agentkit.eval.compare``);
 * ``results.png`` — accuracy bars with interval whiskers (matplotlib, Agg backend);
 * ``results.html`` — one self-contained page to browse every example (``agentkit.eval.report_html``).
 
@@ -30,9 +31,10 @@ from agentkit.errors import UsageError
 from agentkit.eval.compare import Comparison, pairwise
 from agentkit.eval.report_html import page_data, render_html
 from agentkit.eval.scoring import bleu, rouge, wilson_interval
+from agentkit.result import TRUNCATED, failure_label
 
 __all__ = ["Run", "read_run", "write_reports", "summarize", "summary_rows", "markdown_table", "comparisons_table",
-           "write_chart", "atomic_write", "TIMING"]
+           "write_chart", "atomic_write", "run_totals", "TIMING"]
 
 SAMPLES = "samples.jsonl"
 TIMING = "timing"
@@ -49,6 +51,8 @@ def summarize(method: str, records: Sequence[Mapping[str, Any]]) -> dict[str, An
     answered = sum(r.get("answer") is not None for r in records)
     prompt_tokens = sum(int(r.get("prompt_tokens") or 0) for r in records)
     completion_tokens = sum(int(r.get("completion_tokens") or 0) for r in records)
+    model_calls = sum(int(r.get("model_calls") or 0) for r in records)  # absent in runs older than the field
+    tool_calls = sum(int(r.get("tool_calls") or 0) for r in records)
     seconds = sum(float((r.get(TIMING) or {}).get("duration") or 0.0) for r in records)
     lo, hi = wilson_interval(correct, n)
     summary: dict[str, Any] = {
@@ -61,9 +65,12 @@ def summarize(method: str, records: Sequence[Mapping[str, Any]]) -> dict[str, An
         "failures": dict(sorted(failures.items())),
         "failure_rate": sum(failures.values()) / n if n else 0.0,
         "failure_rates": {k: v / n for k, v in sorted(failures.items())},
+        "truncated": failures.get(TRUNCATED, 0),  # failed because the token limit cut the answer or program off
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "tokens_per_example": (prompt_tokens + completion_tokens) / n if n else 0.0,
+        "model_calls": model_calls,
+        "tool_calls": tool_calls,
         "seconds": round(seconds, 3),  # sum of per-example latencies (they overlap when batched)
         "seconds_per_example": round(seconds / n, 4) if n else 0.0,
     }
@@ -87,20 +94,23 @@ def _pct(x: float) -> str:
 def summary_rows(
     summaries: Sequence[Mapping[str, Any]], *, by_kind: bool = False
 ) -> tuple[list[str], list[list[str]]]:
-    """The comparison table as text cells: (header, rows). ``by_kind`` lists every failure kind with its count
-    (the HTML report) instead of the failure rate and the most common kind (the terminal and results.md)."""
+    """The comparison table as text cells: (header, rows). Truncations (answers the token limit cut off) are
+    counted apart from the other failures. ``by_kind`` lists every failure kind with its count (the HTML report)
+    instead of the other failures' rate and their most common kind (the terminal and results.md)."""
     text = any("f1" in s for s in summaries)
-    failure_head = ["failures by kind"] if by_kind else ["failed", "top failure"]
+    failure_head = ["failures by kind"] if by_kind else ["truncated", "other failures", "top failure"]
     head = ["method", "n", "accuracy", "95% CI", *failure_head, "tokens/ex", "latency s/ex"]
     if text:
         head[4:4] = ["F1", "ROUGE-L"]
     rows = []
     for s in summaries:
+        others = {kind: count for kind, count in s["failures"].items() if kind != TRUNCATED}
         if by_kind:
-            failures = [", ".join(f"{kind} {count}" for kind, count in s["failures"].items()) or "none"]
+            failures = [", ".join(f"{failure_label(kind)} {count}" for kind, count in s["failures"].items()) or "none"]
         else:
-            top = max(s["failures"].items(), key=lambda kv: (kv[1], kv[0]))[0] if s["failures"] else "-"
-            failures = [_pct(s["failure_rate"]), top]
+            top = max(others.items(), key=lambda kv: (kv[1], kv[0]))[0] if others else "-"
+            n = s["n"] or 1
+            failures = [_pct(s["failures"].get(TRUNCATED, 0) / n), _pct(sum(others.values()) / n), top]
         row = [
             s["method"],
             str(s["n"]),
@@ -114,6 +124,22 @@ def summary_rows(
             row[4:4] = [f"{s.get('f1', 0.0):.3f}", f"{s.get('rougeL', 0.0):.3f}"]
         rows.append(row)
     return head, rows
+
+
+def run_totals(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The run's totals over its methods: examples, tokens in and out, model and tool calls, summed latency."""
+    totals: dict[str, Any] = {key: sum(s.get(key, 0) for s in summaries)
+                              for key in ("n", "prompt_tokens", "completion_tokens", "model_calls", "tool_calls")}
+    totals["seconds"] = round(sum(s.get("seconds", 0.0) for s in summaries), 3)
+    return totals
+
+
+def totals_line(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """The run's totals as one line of text."""
+    t = run_totals(summaries)
+    return (f"Totals: {t['n']} episodes · {t['prompt_tokens']:,} tokens in, {t['completion_tokens']:,} out · "
+            f"{t['model_calls']:,} model calls · {t['tool_calls']:,} tool calls · {t['seconds']:.1f} s of "
+            f"episode latency (summed; batched episodes overlap)")
 
 
 def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
@@ -270,7 +296,7 @@ def write_reports(
     md = [f"# Benchmark: {dataset}", "",
           f"Model: `{model}` · shots: {shots} · prompt format: {config.get('prompt_format', 'text')} · examples: {n}"
           + (f" ({repeats} repeat an earlier question; each is scored on its own)" if repeats else ""),
-          "", markdown_table(summaries), "", "![accuracy by method](results.png)", ""]
+          "", markdown_table(summaries), "", totals_line(summaries), "", "![accuracy by method](results.png)", ""]
     if comparisons:
         md += ["## Paired comparisons", "",
                "Each pair on the questions both answered: accuracy difference A − B in points with a 95% "

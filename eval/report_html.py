@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentkit.eval.compare import CI_METHOD, TEST_METHOD, Comparison
+from agentkit.result import TRUNCATED, failure_label
 
 __all__ = ["render_html", "page_data", "json_for_script"]
 
@@ -103,6 +104,7 @@ def page_data(
     return {
         "methods": list(methods),
         "failures": failures,
+        "failure_labels": {f: failure_label(f) for f in sorted({*failures, TRUNCATED})},  # length: "truncated"
         "pairs": [[c.a, c.b] for c in comparisons],
         "questions": ordered,
     }
@@ -278,7 +280,9 @@ _JS = r"""
   option(outcomeSel, JSON.stringify(["ok"]), "correct");
   option(outcomeSel, JSON.stringify(["wrong"]), "wrong answer");
   option(outcomeSel, JSON.stringify(["failed"]), "failed (any kind)");
-  DATA.failures.forEach(function (f) { option(outcomeSel, JSON.stringify(["failure", f]), "failed: " + f); });
+  DATA.failures.forEach(function (f) {
+    option(outcomeSel, JSON.stringify(["failure", f]), "failed: " + DATA.failure_labels[f]);
+  });
   if (M.length > 1) option(outcomeSel, JSON.stringify(["disagree"]), "methods disagree");
   if (DATA.pairs.length) {
     var g = group(outcomeSel, "pairs");
@@ -417,7 +421,8 @@ _JS = r"""
       add(parent, label("Samples (" + r.samples.length + ")"));
       r.samples.forEach(function (s, i) {
         var d = el("details"), sum = el("summary", null, "sample " + (i + 1) + ": " +
-          (s.answer != null ? s.answer : "no answer") + (s.failure ? " — " + s.failure : ""));
+          (s.answer != null ? s.answer : "no answer") +
+          (s.failure ? " — " + (DATA.failure_labels[s.failure] || s.failure) : ""));
         add(d, sum);
         d.addEventListener("toggle", function () {
           if (d.open && d.childNodes.length === 1) renderBody(s, d);

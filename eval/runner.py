@@ -18,7 +18,7 @@ model. Either way every record comes back here, and this process alone writes th
 
 At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
 (config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
-time, paired comparisons of the methods) and the reports of ``agentkit.eval.report``: ``results.md``,
+time, paired comparisons of the methods, the run's totals and what this invocation ran) and the reports of ``agentkit.eval.report``: ``results.md``,
 ``results.png`` and ``results.html``.
 
 Deliberately not here: prompting and answer extraction (the strategies), model loading (``agentkit.models``),
@@ -28,6 +28,7 @@ and any retry of failed examples (a model's failure is a result, recorded with i
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -50,6 +51,7 @@ from agentkit.eval.report import (
     atomic_write,
     markdown_table,
     parse_record,
+    run_totals,
     summarize,
     write_reports,
 )
@@ -171,6 +173,7 @@ class BenchmarkResult:
     files: dict[str, Path] = field(default_factory=dict)
     table: str = ""
     wall_seconds: float = 0.0  # this invocation
+    usage: Any = None  # this invocation's agentkit.runtime.Usage (model calls, cache hits, tokens) when run locally
 
     @property
     def accuracy(self) -> float:
@@ -219,6 +222,7 @@ def make_record(
         "error": result.error,
         "prompt": result.prompt,
         "completions": list(result.completions),
+        "finish_reasons": list(getattr(result, "finish_reasons", None) or []),  # one per completion
         "program": result.program,
         "execution": jsonable(result.execution, timing, "execution"),
         "trajectory": jsonable(result.trajectory, timing, "trajectory"),
@@ -226,6 +230,8 @@ def make_record(
         "samples": jsonable(result.samples, timing, "samples"),
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
+        "model_calls": result.model_calls,
+        "tool_calls": result.tool_calls,
         TIMING: timing,
     }
 
@@ -279,6 +285,8 @@ class Work:
     batch_size: int
     rel_tol: float
     abs_tol: float
+    budget: Any = None  # an agentkit.runtime.Budget for every episode, or None
+    run_dir: str | None = None  # where the records go (an attribute of each example's span)
 
 
 def run_jobs(
@@ -287,14 +295,20 @@ def run_jobs(
     work: Work,
     emit: Callable[[dict[str, Any]], None],
     strategies: dict[str, Any] | None = None,
+    *,
+    cache: Any = None,
+    tracing: Any = None,
+    usage: Any = None,
 ) -> None:
     """Run ``jobs`` on ``llm`` through one ``run_episodes`` call and ``emit`` each record as its example finishes.
 
     The jobs share the engine's batch whatever their method, so one method's long generations overlap with the
     others' instead of running alone at the end. ``strategies`` (method -> strategy built from ``work``) keeps
-    the strategies for a later call with the same ``work``; missing ones are built and added.
+    the strategies for a later call with the same ``work``; missing ones are built and added. ``cache``,
+    ``tracing`` and ``usage`` go to ``run_episodes``; with ``tracing`` each example is the root span of its
+    episode, with its id, method and the run directory, and its score as a ``gen_ai.evaluation.result`` event.
     """
-    from agentkit.runtime import run_episodes
+    from agentkit.runtime import EpisodeInfo, run_episodes
 
     strategies = {} if strategies is None else strategies
     for job in jobs:
@@ -302,12 +316,28 @@ def run_jobs(
             strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
                                                   **work.options)
 
+    roots: dict[int, Any] = {}  # job -> its example's open span
+
+    def info(k: int) -> EpisodeInfo:
+        job = jobs[k]
+        if tracing is not None:
+            roots[k] = tracing.example_started(job.example.id, job.method, work.run_dir, job.index)
+        return EpisodeInfo(job.method, job.example.question, roots.get(k))
+
     def on_result(k: int, result: Any) -> None:
         job = jobs[k]
-        emit(make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol))
+        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol)
+        if tracing is not None:
+            tracing.example_ended(roots.pop(k), record)
+        emit(record)
 
-    run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
-                 batch_size=work.batch_size, on_result=on_result)
+    try:
+        run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
+                     batch_size=work.batch_size, on_result=on_result, info=info, budget=work.budget, cache=cache,
+                     trace=tracing, usage=usage)
+    finally:
+        for span in roots.values():  # examples in flight when an error stopped the run
+            tracing.dropped(span)
 
 
 class Executor(Protocol):
@@ -315,6 +345,9 @@ class Executor(Protocol):
 
     def model_name(self) -> str:
         """The model's name, as recorded in config.json (the same on every worker)."""
+
+    def model_identity(self) -> dict[str, Any]:
+        """The model's dtype and weights digest or server (:func:`model_identity`), recorded in config.json."""
 
     def prompt_format(self, requested: str) -> str:
         """``text`` or ``chat``: the form the model gets under ``requested`` (``auto``, ``text``, ``chat``)."""
@@ -327,24 +360,29 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs every job in this process, on one model."""
+    """Runs every job in this process, on one model; ``cache``, ``tracing`` and ``usage`` as in ``run_jobs``."""
 
-    def __init__(self, llm: Any):
+    def __init__(self, llm: Any, *, cache: Any = None, tracing: Any = None, usage: Any = None):
         self.llm = llm
+        self.cache, self.tracing, self.usage = cache, tracing, usage
 
     def model_name(self) -> str:
         return _model_name(self.llm)
+
+    def model_identity(self) -> dict[str, Any]:
+        return model_identity(self.llm)
 
     def prompt_format(self, requested: str) -> str:
         """``text`` or ``chat``: what the model gets under ``requested`` (see ``resolve_prompt_format``)."""
         return resolve_prompt_format(requested, self.llm)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "local", "workers": 1}
+        urls = server_urls(self.llm)  # where a server runs is how, not what: a restarted one may move
+        return {"backend": "local", "workers": 1, **({"server": urls} if urls else {})}
 
     def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
         if jobs:
-            run_jobs(self.llm, jobs, work, emit)
+            run_jobs(self.llm, jobs, work, emit, cache=self.cache, tracing=self.tracing, usage=self.usage)
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
@@ -354,6 +392,13 @@ def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(diffs)[:300]
+
+
+def _only_dtype(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The runs differ in the dtype alone, and the old one's is one ``--dtype`` can ask for."""
+    from agentkit.models import DTYPES
+
+    return old["dtype"] in DTYPES and {k for k in set(old) | set(new) if old.get(k) != new.get(k)} == {"dtype"}
 
 
 def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
@@ -369,11 +414,14 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
         except ValueError:
             raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
         old.setdefault("prompt_format", "text")  # runs from before the field was recorded sent text
+        old.setdefault("dtype", None)  # runs from before the dtype was recorded: resumable only where none is known
+        old.setdefault("model_identity", {})
         before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
         if before != now:
+            again = f", or --dtype {before['dtype']} to continue it" if _only_dtype(before, now) else ""
             raise BenchmarkError(
                 f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
-                f"use a new --output-dir or --overwrite"
+                f"use a new --output-dir or --overwrite{again}"
             )
         if old != config:  # the same run executed differently: config.json tells the latest way
             atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
@@ -383,6 +431,48 @@ def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: boo
 
 def _model_name(llm: Any) -> str:
     return str(getattr(llm, "name", None) or type(llm).__name__)
+
+
+def model_identity(llm: Any) -> dict[str, Any]:
+    """What the model is beyond its name, for config.json: the dtype its weights ran in (None where agentkit
+    cannot know it: a server, a scripted model) and either the digest of its weights (the embedded engine, see
+    :func:`weights_digest`) or the model a server serves (its URLs go with how the run executed, since a
+    restarted server may listen elsewhere: see :meth:`LocalExecutor.describe`)."""
+    dtype = getattr(llm, "dtype", None)
+    identity: dict[str, Any] = {"dtype": dtype if isinstance(dtype, str) else None}
+    if server_urls(llm):  # agentkit.serving.ServerLLM
+        identity["served_model"] = getattr(llm, "model", None)
+    weights = weights_digest(llm)
+    if weights is not None:
+        identity["weights"] = weights
+    return identity
+
+
+def server_urls(llm: Any) -> list[str]:
+    """The base URLs of a server model's replicas (none for any other model)."""
+    return [replica.url for replica in getattr(llm, "replicas", None) or []]
+
+
+def weights_digest(llm: Any) -> str | None:
+    """The weights a transformers model was loaded from: a digest of its weight files (their size and the
+    sha256 of their first and last MiB, as the engine's cache tells files apart), else its hub revision
+    (``repo@commit``); None for anything else."""
+    config = getattr(getattr(llm, "model", None), "config", None)
+    source = getattr(config, "_name_or_path", None)
+    if not source:
+        return None
+    path = Path(source)
+    files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_FILES) if path.is_dir() else []
+    if files:
+        from agentkit.engine.loading import file_fingerprint
+
+        listing = "\n".join(f"{p.name} {file_fingerprint(p)}" for p in files)
+        return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()[:16]
+    commit = getattr(config, "_commit_hash", None)
+    return f"{source}@{commit}" if commit else None
+
+
+_WEIGHT_FILES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 def _progress(total: int, initial: int, label: str, enabled: bool):
@@ -408,6 +498,8 @@ def run_benchmark(
     notify: Callable[[str], None] | None = None,
     strategy_factory: Callable[..., Any] | None = None,
     executor: Executor | None = None,
+    cache: Any = None,
+    trace: Any = None,
     **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
@@ -422,14 +514,17 @@ def run_benchmark(
     ``llm``: any ``agentkit.llm.LLM`` (``ScriptedLLM`` included). The settings: ``generation`` (laid over each
     method's defaults, e.g. ``{"max_new_tokens": 128, "seed": 0}``), ``method_options`` (``k``,
     ``temperature``, ``tools``, ``corpus``...; ``answer`` defaults to the dataset's kind: number when every
-    gold answer is a number), ``fields``, ``templates``, ``rel_tol``/``abs_tol``, ``limit``, ``batch_size``,
-    ``output_dir``, ``overwrite``.
+    gold answer is a number), ``fields``, ``templates``, ``constrain`` (every reply under its method's
+    constraint), ``rel_tol``/``abs_tol``, ``limit``, ``batch_size``, ``output_dir``, ``overwrite``.
 
     What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
     ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
     replaces ``load_strategy`` (for custom strategies), ``executor`` says where the episodes run instead of on
     ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from ``agentkit.eval.distributed`` (each
-    worker loads its own model; pass no ``llm``). These are not part of the config: a resumed run may change them.
+    worker loads its own model; pass no ``llm``), ``cache`` (an ``agentkit.cache.CallCache``) answers repeated
+    greedy and seeded model calls from disk, ``trace`` (``True``, an OTLP endpoint URL, a ``TracerProvider``; see
+    ``agentkit.tracing``) traces every example. These are not part of the config: a resumed run may change them.
+    ``budget`` (a setting, ``agentkit.runtime.Budget``) is: it changes which episodes fail.
 
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk.
@@ -444,7 +539,15 @@ def run_benchmark(
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
     if llm is not None and executor is not None:
         raise BenchmarkError("run_benchmark takes an llm or an executor that loads its own, not both")
-    executor = executor if executor is not None else LocalExecutor(llm)
+    from agentkit.runtime import Usage
+    from agentkit.tracing import tracing_for
+
+    tracing = tracing_for(trace)
+    if executor is not None and (cache is not None or tracing is not None):
+        raise UsageError("the model-call cache and tracing run with the local executor; drop --cache/--trace "
+                         "or --ray")
+    usage = Usage()
+    executor = executor if executor is not None else LocalExecutor(llm, cache=cache, tracing=tracing, usage=usage)
     methods = list(config.methods)
     mapping = config.fields
     if isinstance(config.dataset, (str, Path)):
@@ -459,6 +562,9 @@ def run_benchmark(
     run_config = config.identity(model=executor.model_name(), fingerprint=dataset_fingerprint(all_examples),
                                  method_options=options)
     run_config["prompt_format"] = executor.prompt_format(config.prompt_format)  # before anything is written
+    identity = executor.model_identity()
+    run_config["dtype"] = identity.pop("dtype")
+    run_config["model_identity"] = identity
     run_config[EXECUTION] = executor.describe()
     templates = None
     if config.templates is not None:
@@ -466,6 +572,9 @@ def run_benchmark(
 
         templates = Templates(config.templates)
         options["templates"] = templates
+    if strategy_factory is not None and config.constrain:
+        raise UsageError("run_benchmark: constrain=True builds agentkit's own methods constrained; with a "
+                         "strategy_factory, build your strategies with constrain=True there and leave it off here")
     if strategy_factory is None:
         from agentkit.strategies import check_shots, get_method
         from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
@@ -474,7 +583,8 @@ def run_benchmark(
             if not get_method(name).scored:
                 raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
             check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
-        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"])
+        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"],
+                                             constrain=config.constrain)
 
     out = config.output_dir
     if out is not None:
@@ -482,7 +592,7 @@ def run_benchmark(
 
     started = time.perf_counter()
     work = Work(strategy_factory, config.shots, config.generation or None, options, config.batch_size,
-                config.rel_tol, config.abs_tol)
+                config.rel_tol, config.abs_tol, config.budget, None if out is None else str(out))
     results = _run_methods(methods, executor, work, examples, out, progress=progress, on_record=on_record,
                            notify=notify)
     wall_seconds = round(time.perf_counter() - started, 3)
@@ -490,7 +600,7 @@ def run_benchmark(
     summaries = [m.summary for m in results.values()]
     table = markdown_table(summaries)
     bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": config.limit},
-                            output_dir=out, table=table, wall_seconds=wall_seconds)
+                            output_dir=out, table=table, wall_seconds=wall_seconds, usage=usage)
     if out is not None:
         records = {name: m.records for name, m in results.items()}
         report = {
@@ -500,6 +610,8 @@ def run_benchmark(
             "git_commit": git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_seconds": wall_seconds,  # this invocation only (resumed examples cost nothing now)
+            "totals": run_totals(summaries),  # every method's records, resumed ones included
+            "this_invocation": {**asdict(usage), "wall_seconds": wall_seconds},  # what this command ran
             "methods": {s["method"]: s for s in summaries},
             "comparisons": [c.to_dict() for c in pairwise(records)],  # every pair of methods, paired by example
             "repeats": asdict(repeats(examples)),  # repeated questions and ids in the data, each its own example

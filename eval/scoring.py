@@ -2,12 +2,13 @@
 
 * **Numeric golds** (GSM8K-style; Cobbe et al., 2021): both sides are reduced to an exact number (a
   ``Fraction``, never a float) — currency signs, thousands separators, a trailing period, ``18.0``, unicode
-  minus signs, simple fractions (``3/4``), a percent sign and units after the number are all tolerated. A
-  prediction that is a whole sentence ("The answer is 18 dollars") is reduced through the same extraction the
-  strategies use. A **whole-number gold matches only exactly that number**: 1,450,001 is not 1,450,000, however
-  large the numbers. Only a gold that is not a whole number (``143.94``, ``0.375``) allows a tolerance:
-  ``|prediction - gold| <= max(abs_tol, rel_tol * |gold|)``, by default ``abs_tol = 1e-4`` and ``rel_tol = 0``
-  (a relative tolerance on large amounts would accept a wrong cent: 12,345.68 for 12,345.67).
+  minus signs, simple fractions (``3/4``), a percent sign and units after the number are all tolerated. The
+  reader is ``agentkit.answers``'s, the one the strategies extract with, and a prediction that is a whole
+  sentence ("The answer is 18 dollars") is reduced through the same extraction. A **whole-number gold matches
+  only exactly that number**: 1,450,001 is not 1,450,000, however large the numbers. Only a gold that is not
+  a whole number (``143.94``, ``0.375``) allows a tolerance: ``|prediction - gold| <= max(abs_tol, rel_tol *
+  |gold|)``, by default ``abs_tol = 1e-4`` and ``rel_tol = 0`` (a relative tolerance on large amounts would
+  accept a wrong cent: 12,345.68 for 12,345.67).
 * **Text golds** (HotpotQA-style): exact match and token F1 after SQuAD normalisation (lower case, no
   punctuation, no articles, single spaces). ``correct`` is exact match against any accepted answer.
 * **Free-text references**: ROUGE-1/2/L (``rouge-score``) and corpus BLEU (``sacrebleu``), imported lazily.
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from agentkit.answers import _ANSWER_IS, _NUMBER
+from agentkit.answers import _NUMBER, _read, canonical_number, final_number
 
 __all__ = [
     "DEFAULT_REL_TOL",
@@ -76,42 +77,24 @@ def exact_number(text: str | None) -> Fraction | None:
 
     A bare number (``"$1,234.00"``, ``"1234."``, ``"-7"``, ``"3/4"``, ``"12 apples"``) is read directly; a
     sentence goes through the strategies' extraction (after the last "the answer is", else the last number).
-    The value is a ``Fraction`` read from the digits themselves, so no float rounding can make two different
-    numbers equal.
+    The value is a ``Fraction`` read from the digits themselves by ``agentkit.answers`` (the reader the
+    strategies use), so no float rounding can make two different numbers equal; a number too long to write
+    exactly is None.
     """
     if text is None or not text.strip():
         return None
     text = text.strip()
-    if is_numeric_answer(text):
-        match = _NUMBER.search(text)
-    else:
-        match = None
-        marks = list(_ANSWER_IS.finditer(text))
-        if marks:
-            match = _NUMBER.search(text[marks[-1].end() :][:80])
-        if match is None:  # no marker, or no number after it: the last number
-            numbers = list(_NUMBER.finditer(text))
-            match = numbers[-1] if numbers else None
-    return _fraction(match) if match is not None else None
-
-
-def _fraction(match: re.Match) -> Fraction | None:
-    num = match.group("num").replace(",", "").replace(" ", "")
-    try:
-        if "/" in num:
-            top, bottom = num.split("/")
-            value = Fraction(top) / Fraction(bottom)
-        else:
-            value = Fraction(num)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return -value if match.group("sign") or match.group("sign2") else value
+    match = _NUMBER.search(text) if is_numeric_answer(text) else final_number(text)
+    return _read(match) if match is not None else None
 
 
 def to_number(text: str | None) -> float | None:
-    """:func:`exact_number` as a float (``"$1,234.50"`` -> 1234.5), or None."""
+    """:func:`exact_number` as the nearest float (``"$1,234.50"`` -> 1234.5), or None (also beyond float range)."""
     value = exact_number(text)
-    return None if value is None else float(value)
+    try:
+        return None if value is None else float(value)
+    except OverflowError:
+        return None
 
 
 def is_numeric_answer(text: str) -> bool:
@@ -142,29 +125,6 @@ def numbers_match(
         return pred == ref
     tolerance = max(Fraction(repr(float(abs_tol))), Fraction(repr(float(rel_tol))) * abs(ref))
     return abs(pred - ref) <= tolerance
-
-
-def _fmt_number(value: Fraction) -> str:
-    """``18``, ``-0.375``, ``0.333333`` (six decimals only where the decimal expansion does not end)."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    d = value.denominator
-    while d % 2 == 0:
-        d //= 2
-    while d % 5 == 0:
-        d //= 5
-    if d == 1:  # a terminating decimal: print all of it
-        digits = 0
-        while (value * 10**digits).denominator != 1:
-            digits += 1
-        return _decimal(value, digits)
-    return f"{float(value):.6f}".rstrip("0").rstrip(".")
-
-
-def _decimal(value: Fraction, digits: int) -> str:
-    scaled = abs(value.numerator) * 10**digits // value.denominator
-    whole, frac = divmod(scaled, 10**digits)
-    return f"{'-' if value < 0 else ''}{whole}.{frac:0{digits}d}"
 
 
 # --- text (SQuAD v1.1 evaluation script semantics) ---------------------------------------------------------
@@ -231,8 +191,8 @@ def score_answer(
         return Score(
             correct=correct,
             kind="numeric",
-            prediction=None if pred_value is None else _fmt_number(pred_value),
-            gold=_fmt_number(gold_value) if gold_value is not None else gold,
+            prediction=canonical_number(pred_value),
+            gold=canonical_number(gold_value) if gold_value is not None else gold,
             exact_match=float(correct),
             f1=float(correct),
         )

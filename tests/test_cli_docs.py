@@ -25,7 +25,7 @@ def test_custom_tools_page_runs_and_prints_what_it_shows():
     text = (DOCS / "custom-tools.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     shown = re.findall(r"```text\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) == 2 and len(shown) == 1
+    assert len(blocks) == 3 and len(shown) == 1
     namespace: dict = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -36,6 +36,8 @@ def test_custom_tools_page_runs_and_prints_what_it_shows():
     assert printed[1:] == shown[0].splitlines()
     assert namespace["result"].answer == "2748109" and namespace["result"].ok
     assert namespace["population"]("Vienna") == "Vienna has 2,005,760 inhabitants."
+    prompt = namespace["agent"].prompt("How many people live in Paris?")  # the third block: its own example
+    assert "Action 2: Population[Vienna]\nObservation 2: Vienna has 2,005,760 inhabitants." in prompt
 
 
 def test_the_examples_in_cli_md_run(tmp_path):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from agentkit.cli import main
 from agentkit.errors import UsageError
-from agentkit.eval.compare import compare, mcnemar_exact, paired_interval, pairwise
+from agentkit.eval.compare import compare, format_comparison, mcnemar_exact, paired_interval, pairwise
 
 
 def records(outcomes, prefix="q"):
@@ -68,6 +68,16 @@ def test_compare_pairs_records_by_id():
     assert c.ci95 == pytest.approx((-0.117732, 0.601139), abs=2e-6)
     data = c.to_dict()
     assert data["ci95"] == list(c.ci95) and "Newcombe" in data["ci_method"] and "McNemar" in data["test"]
+
+
+def test_failures_are_counted_by_kind_with_truncations_named():
+    kinds = [None] * 4 + ["length"] * 3 + ["sandbox_error"] * 2 + [None]
+    failed = [dict(r, failure=f) for r, f in zip(records(B), kinds, strict=True)]
+    c = compare(records(A), failed, a="cot", b="pal")
+    assert (c.failures_a, c.failures_b) == ({}, {"length": 3, "sandbox_error": 2})
+    assert c.to_dict()["failures_b"] == {"length": 3, "sandbox_error": 2}
+    assert "B failed on 5: truncated 3, sandbox_error 2" in format_comparison(c).splitlines()
+    assert "A failed" not in format_comparison(c)
 
 
 def test_only_common_questions_are_paired():

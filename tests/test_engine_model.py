@@ -119,13 +119,14 @@ def test_process_exits_cleanly_right_after_load():
 ], ids=["top-k", "pure-temperature"])
 def test_sampling_through_the_bounded_int8_head_equals_the_full_head(llm, sampling):
     """The int8 scan only shortlists; exact logits decide, so the draws are the full head's, token for token."""
+    from agentkit.engine import TransformersLLM
+
     llm.wait_until_ready()
+    assert llm.chooser.bounded is not None
     cfg = GenerationConfig(max_new_tokens=20, do_sample=True, **sampling)
     fast = [c.text for c in llm.generate(PROMPTS, cfg)]
-    saved, llm._qhead = llm._qhead, None
-    try:
-        full = [c.text for c in llm.generate(PROMPTS, cfg)]
-    finally:
-        llm._qhead = saved
+    exact = TransformersLLM.from_model(llm.model, llm.tokenizer, fast_lm_head=False)  # the same weights
+    full = [c.text for c in exact.generate(PROMPTS, cfg)]
+    assert exact.chooser.bounded is None
     assert fast == full
     assert fast != [c.text for c in llm.generate(PROMPTS, cfg.model_copy(update={"seed": cfg.seed + 1}))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -278,6 +279,69 @@ def test_a_different_config_is_refused_in_one_line(tmp_path):
     run_benchmark("gsm8k-sample", "cot", fresh, output_dir=out, limit=3, shots=2, overwrite=True)
     assert len(fresh.prompts) == 3
     assert json.loads((out / "config.json").read_text())["shots"] == 2
+
+
+class Weighted(ScriptedLLM):
+    """A scripted model that says what an engine model says about itself: its dtype and where its weights are."""
+
+    def __init__(self, reply, dtype: str, weights: Path):
+        super().__init__(reply)
+        self.dtype = dtype
+        self.model = SimpleNamespace(config=SimpleNamespace(_name_or_path=str(weights)))
+
+
+def test_the_dtype_and_the_weights_are_the_runs_identity(tmp_path):
+    weights, out = tmp_path / "weights", tmp_path / "run"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\0" * 4096)
+    run_benchmark("gsm8k-sample", "cot", Weighted(cot_reply(), "float32", weights), output_dir=out, limit=2)
+    config = json.loads((out / "config.json").read_text())
+    assert config["dtype"] == "float32" and config["model_identity"]["weights"].startswith("sha256:")
+    assert json.loads((out / "results.json").read_text())["config"]["dtype"] == "float32"
+    with pytest.raises(BenchmarkError) as info:  # resumed in another dtype: refused, not mixed
+        run_benchmark("gsm8k-sample", "cot", Weighted(cot_reply(), "bfloat16", weights), output_dir=out, limit=3)
+    message = str(info.value)
+    assert "dtype: 'float32' -> 'bfloat16'" in message and "--dtype float32" in message and "\n" not in message
+    (weights / "model.safetensors").write_bytes(b"\1" * 4096)  # other weights under the same name
+    with pytest.raises(BenchmarkError, match="model_identity") as info:
+        run_benchmark("gsm8k-sample", "cot", Weighted(cot_reply(), "float32", weights), output_dir=out, limit=3)
+    assert "--dtype" not in str(info.value) and "--overwrite" in str(info.value)
+    assert len(samples(out / "cot" / "samples.jsonl")) == 2
+
+
+def test_a_server_model_is_identified_by_its_served_model_and_its_urls_say_where_it_ran():
+    from agentkit.eval.runner import LocalExecutor, model_identity
+
+    server = SimpleNamespace(replicas=[SimpleNamespace(url="http://127.0.0.1:8000/v1")], model="gemma")
+    assert model_identity(server) == {"dtype": None, "served_model": "gemma"}  # a restarted server may move
+    assert LocalExecutor(server).describe()["server"] == ["http://127.0.0.1:8000/v1"]
+
+
+def test_a_resume_on_another_served_model_is_refused_but_a_moved_server_resumes(tmp_path):
+    def served(model: str, port: int) -> ScriptedLLM:
+        llm = ScriptedLLM(cot_reply())
+        llm.model, llm.replicas = model, [SimpleNamespace(url=f"http://127.0.0.1:{port}/v1")]
+        return llm
+
+    out = tmp_path / "run"
+    run_benchmark("gsm8k-sample", "cot", served("gemma", 8000), output_dir=out, limit=2)
+    with pytest.raises(BenchmarkError, match="served_model"):
+        run_benchmark("gsm8k-sample", "cot", served("qwen", 8000), output_dir=out, limit=3)
+    result = run_benchmark("gsm8k-sample", "cot", served("gemma", 8001), output_dir=out, limit=3)
+    assert result.methods["cot"].summary["ran_now"] == 1
+    assert json.loads((out / "config.json").read_text())["execution"]["server"] == ["http://127.0.0.1:8001/v1"]
+
+
+def test_records_keep_the_finish_reasons_and_truncation_is_its_own_kind(tmp_path):
+    words = " ".join(["def solution():\n    x = 1"] + ["+ 1"] * 80)  # a program the token limit cuts
+    result = run_benchmark("gsm8k-sample", ["cot", "pal"], ScriptedLLM(lambda p: words if "solution" in p else
+                                                                       cot_reply()(p)), limit=2,
+                           output_dir=tmp_path / "run", generation={"max_new_tokens": 40})
+    by_method = {m: r.records for m, r in result.methods.items()}
+    assert [r["finish_reasons"] for r in by_method["cot"]] == [["stop"], ["stop"]]
+    assert [(r["failure"], r["finish_reasons"]) for r in by_method["pal"]] == [("length", ["length"])] * 2
+    summary = result.methods["pal"].summary
+    assert summary["truncated"] == 2 and summary["failures"] == {"length": 2}
 
 
 def test_overwrite_refuses_a_foreign_directory(tmp_path):

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from agentkit.llm import GenerationConfig, ScriptedLLM, cut_at_stop, partial_stop_suffix
+from agentkit.errors import UsageError
+from agentkit.llm import Constraint, GenerationConfig, ScriptedLLM, ScriptError, cut_at_stop, partial_stop_suffix
 from streams import drain
 
 
@@ -78,3 +79,30 @@ def test_default_session_batches_by_config():
     done = dict(session.step())
     assert sorted(done) == [0, 1, 2]
     assert sorted(calls) == [(("p0", "p2"), 5), (("p1",), 6)]
+
+
+ACTION = Constraint(regex=r" (Search|Lookup|Finish)\[[^\]\n]*\]", after="Action 1:")
+
+
+def test_a_constrained_scripted_model_says_as_much_of_its_reply_as_the_grammar_allows():
+    llm = ScriptedLLM(lambda p: "I should look.\nAction 1: Search[Paris] and then\nObservation 1: made up")
+    [done] = llm.generate(["q"], GenerationConfig(constraint=ACTION))
+    assert (done.text, done.finish_reason) == ("I should look.\nAction 1: Search[Paris]", "stop")
+    [cut] = llm.generate(["q"], GenerationConfig(constraint=ACTION, max_new_tokens=8))
+    assert (cut.text, cut.finish_reason) == ("I should look.\nAction 1: Search", "length")
+    [stopped] = llm.generate(["q"], GenerationConfig(constraint=ACTION, stop=["[P"]))
+    assert (stopped.text, stopped.finish_reason) == ("I should look.\nAction 1: Search", "stop")
+    free = ScriptedLLM(["just thinking"]).generate(["q"], GenerationConfig(constraint=ACTION))
+    assert free[0].text == "just thinking"  # the literal never came: free text conforms
+    assert llm.constraints == [ACTION, ACTION, ACTION] and llm.prompts == ["q", "q", "q"]
+
+
+def test_a_reply_no_constrained_model_could_give_is_a_script_error_naming_the_kind():
+    llm = ScriptedLLM(lambda p: '{"a": 1')  # a JSON object that never closes
+    schema = Constraint(json_schema={"type": "object"})
+    with pytest.raises(ScriptError, match="no prefix of its reply .* conforms to the json_schema constraint"):
+        llm.generate(["q"], GenerationConfig(constraint=schema))
+    [cut] = llm.generate(["q"], GenerationConfig(constraint=schema, max_new_tokens=2))  # cut while it still could
+    assert (cut.text, cut.finish_reason) == ('{"', "length")
+    with pytest.raises(UsageError, match="regex constraint does not compile"):
+        llm.generate(["q"], GenerationConfig(constraint=Constraint(regex="((")))

@@ -3,14 +3,17 @@
 Strategies, the runtime, the harness and the REPL rely on exactly this (see ``agentkit.llm``): one completion per
 prompt in order; stop strings cut exactly; ``finish_reason`` "stop" when the text ended of its own accord and
 "length" when ``max_new_tokens`` cut it; streamed pieces that join to the text, the stream returning the
-``Completion``; token counts; seeds; sessions; ``render`` leaving text as it is.
+``Completion``; token counts; seeds; sessions; ``render`` leaving text as it is; constraints (a regex, a JSON
+schema, a Lark grammar, each with and without a free prefix ``after``): a constrained completion matches
+(``agentkit.grammar.matches``) or was cut by ``max_new_tokens``, and a kind a backend cannot honour is refused
+at once with a one-line ``UsageError`` naming the backend and the kind.
 
 A backend joins with one line in ``BACKENDS``: a name, a factory (a context manager that yields the model, so a
 server can be started and stopped around the tests), and what it cannot do (``samples=False``: sampling does
 not vary the text, as with a fake that replays; ``seeds=False``: a seed does not reproduce a sample, as with a
-server that takes none). The checks are written against each backend's own greedy output (a stop string is
-taken from text the backend has just produced), so they need no knowledge of its weights; they do need greedy
-decoding to be deterministic.
+server that takes none; ``constraints``: the constraint kinds it honours, none by default). The checks are
+written against each backend's own greedy output (a stop string is taken from text the backend has just
+produced), so they need no knowledge of its weights; they do need greedy decoding to be deterministic.
 
 The engine runs on a tiny random Gemma 3 with a small trained BPE tokenizer (``tests/tiny_engine.py``), so the
 whole contract takes seconds.
@@ -18,6 +21,7 @@ whole contract takes seconds.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -25,8 +29,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from agentkit import grammar
 from agentkit.errors import UsageError
-from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message, ScriptedLLM
+from agentkit.llm import LLM, Chat, Completion, Constraint, ConstraintKind, GenerationConfig, Message, ScriptedLLM
 from agentkit.models import SlowScriptedLLM
 from agentkit.result import Result
 from agentkit.runtime import Generate, run_episode
@@ -44,14 +49,20 @@ class Backend:
     make: Callable[[], AbstractContextManager[LLM]]  # a context: a backend may need a server started and stopped
     samples: bool = True  # do_sample draws different texts under different seeds
     seeds: bool = True  # the same seed draws the same text again
+    constraints: tuple[ConstraintKind, ...] = ()  # the constraint kinds it honours; it refuses the others
 
 
 _PIECES = [" the", " fox", " jumps", ",", " over", " 42", ".", "\n", " Observation", ":", " Thought", " x", "y", " é"]
 
 
 def babble(prompt: str) -> str:
-    """A scripted reply: sixty pseudo-random pieces, the same ones for the same prompt."""
-    return "".join(random.Random(prompt).choices(_PIECES, k=60))
+    """A scripted reply: sixty pseudo-random pieces, the same ones for the same prompt; a prompt that asks for
+    JSON gets a JSON object first (or after ``Answer: ``), then the pieces."""
+    words = "".join(random.Random(prompt).choices(_PIECES, k=60))
+    if prompt.endswith("JSON:"):
+        reply = json.dumps({"a": len(prompt), "b": words[:12]}, ensure_ascii=False) + words
+        return words[:20] + "Answer: " + reply if "Answer" in prompt else reply
+    return words
 
 
 @contextmanager
@@ -80,11 +91,23 @@ def served_engine() -> Iterator[LLM]:
         yield ServerLLM(url)
 
 
+@contextmanager
+def served_scripted() -> Iterator[LLM]:
+    """The scripted model behind ``agentkit serve``: constraints pass through the server's own dialect."""
+    from agentkit.serving import ServerLLM
+    from agentkit.serving.app import running
+
+    with running(ScriptedLLM(babble)) as url:
+        yield ServerLLM(url)
+
+
+ALL_KINDS: tuple[ConstraintKind, ...] = ("regex", "json_schema", "lark")
 BACKENDS = [
-    Backend("scripted", scripted, samples=False),
-    Backend("slow-scripted", slow_scripted, samples=False),
-    Backend("engine", engine),
-    Backend("served-engine", served_engine),
+    Backend("scripted", scripted, samples=False, constraints=ALL_KINDS),
+    Backend("slow-scripted", slow_scripted, samples=False, constraints=ALL_KINDS),
+    Backend("engine", engine, constraints=ALL_KINDS),
+    Backend("served-engine", served_engine, constraints=ALL_KINDS),
+    Backend("served-scripted", served_scripted, samples=False, constraints=ALL_KINDS),
 ]
 
 
@@ -326,3 +349,84 @@ def test_a_streamed_run_cut_off_by_the_token_limit_reports_length(llm):
     assert (streamed.failure, quiet.failure) == ("length", "length")
     assert streamed.completions == quiet.completions
     assert (streamed.prompt_tokens, streamed.completion_tokens) == (quiet.prompt_tokens, quiet.completion_tokens)
+
+
+# ------------------------------------------------------------------------------------------------ constraints
+_OBJECT = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+           "required": ["a", "b"], "additionalProperties": False}
+_WORDS_LARK = 'start: (WORD | COMMA)*\nWORD: / [a-z]+/\nCOMMA: ","\n'
+CONSTRAINTS = {
+    "regex": Constraint(regex=r"( [a-z]+|,)*"),
+    "regex after": Constraint(regex=r"( [a-z]+|,)*", after=" Thought"),
+    "json_schema": Constraint(json_schema=_OBJECT),
+    "json_schema after": Constraint(json_schema=_OBJECT, after="Answer: "),
+    "lark": Constraint(lark=_WORDS_LARK),
+    "lark after": Constraint(lark=_WORDS_LARK, after=" Thought"),
+}
+JSON_PROMPTS = ["Reply in JSON:", "Question: what is six times seven? Reply in JSON:",
+                "Think first, then give the Answer in JSON:"]  # babble replies to these in JSON
+
+
+def constrained(name: str, backend: Backend) -> tuple[GenerationConfig, list[str]]:
+    """The config that carries constraint ``name``, and prompts to try it on (a scripted reply must conform)."""
+    constraint = CONSTRAINTS[name]
+    if constraint.kind not in backend.constraints:
+        pytest.skip(f"{backend.name} does not honour {constraint.kind} constraints")
+    if constraint.kind == "json_schema":
+        return GenerationConfig(max_new_tokens=24, constraint=constraint), JSON_PROMPTS[: 3 if constraint.after else 2]
+    prompts = [*PROMPTS[:3], JSON_PROMPTS[-1]]
+    return GenerationConfig(max_new_tokens=24, constraint=constraint), prompts
+
+
+def conforming(completion: Completion, config: GenerationConfig) -> Completion:
+    """A constrained completion matches its constraint, or was cut by max_new_tokens while it still could."""
+    checked(completion, config)
+    assert config.constraint is not None
+    if completion.finish_reason == "length":  # a cut text may end in half a character
+        assert grammar.is_prefix(config.constraint, completion.text.rstrip("\ufffd")), completion.text
+    else:
+        assert grammar.matches(config.constraint, completion.text), completion.text
+    return completion
+
+
+@pytest.mark.parametrize("name", CONSTRAINTS)
+def test_a_constrained_completion_matches_or_is_cut_by_length(llm, backend, name):
+    config, prompts = constrained(name, backend)
+    alone = [conforming(c, config) for p in prompts for c in llm.generate([p], config)]
+    assert llm.generate(prompts, config) == alone  # batched rows each keep their own matcher
+    pieces, streamed = drain(llm.stream(prompts[-1], config))
+    assert streamed == alone[-1] and "".join(pieces) == streamed.text
+    short = GenerationConfig(max_new_tokens=2, constraint=config.constraint)
+    for prompt in prompts:
+        conforming(generate(llm, prompt, short), short)
+
+
+@pytest.mark.parametrize("name", ["regex after", "json_schema", "lark"])
+def test_a_stop_string_keeps_its_exact_place_under_a_constraint(llm, backend, name):
+    config, prompts = constrained(name, backend)
+    cut = 0
+    for prompt in prompts:
+        free = generate(llm, prompt, config).text
+        if len(free) < 6:
+            continue
+        stop = free[len(free) // 2 :][:2]
+        got = generate(llm, prompt, config.model_copy(update={"stop": [stop]}))
+        assert (got.text, got.finish_reason) == (free[: free.find(stop)], "stop"), f"stop {stop!r}"
+        cut += 1
+    if not cut:
+        pytest.skip(f"{backend.name}: no constrained text long enough to take a stop string from")
+
+
+def test_a_constraint_kind_the_backend_cannot_honour_is_refused_at_once_in_one_line(llm, backend):
+    refused = [c for c in CONSTRAINTS.values() if c.kind not in backend.constraints]
+    if not refused:
+        pytest.skip(f"{backend.name} honours every constraint kind")
+    for constraint in refused:
+        config = GenerationConfig(max_new_tokens=4, constraint=constraint)
+        for attempt in (lambda: llm.generate([PROMPTS[0]], config), lambda: next(llm.stream(PROMPTS[0], config)),
+                        lambda: run_session(llm, [("k", PROMPTS[0], config)])):
+            with pytest.raises(UsageError) as refusal:
+                attempt()
+            message = str(refusal.value)
+            assert "\n" not in message and constraint.kind in message and llm.name in message, message
+    assert generate(llm, PROMPTS[0]).finish_reason in ("stop", "length")  # and the backend still serves

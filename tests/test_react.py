@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from agentkit import CoT, ReAct, ScriptedLLM, SelfConsistency, tool
-from agentkit.prompting import default_templates
+from agentkit.prompting import Templates, default_templates
 from agentkit.strategies import load_strategy
 from agentkit.strategies.react import Trajectory
 from agentkit.tools.wikipedia import LiveWikipedia, OfflineCorpus, WikiSession
@@ -316,6 +316,24 @@ def test_tools_only_agent_without_wikipedia():
     )
     assert result.trajectory.steps[1].observation == "4"
     assert "Search[entity]" not in result.prompt
+
+
+def test_exemplars_match_the_tools(corpus, tmp_path):
+    # without Wikipedia, the shipped exemplars (seven Search calls) would teach a tool the agent lacks
+    llm = ScriptedLLM([" t\nAction 1: Finish[4]"] * 3)
+    ReAct(llm, corpus=None, tools=[double])("q")  # the default 4 shots
+    assert "Search[" not in llm.prompts[0] and "Here are some examples" not in llm.prompts[0]
+    ReAct(llm, corpus=corpus, tools=[double])("q")  # with it, the shipped ones fit
+    assert llm.prompts[1].count("Search[") >= 4
+    # exemplars of one's own, in a templates directory's react.jsonl: only those calling these tools are shown
+    own = [{"question": "What is twice 21?", "steps": [{"thought": "Double it.", "action": "double[21]",
+                                                        "observation": "42"},
+                                                       {"thought": "Done.", "action": "Finish[42]"}]},
+           {"question": "Where?", "steps": [{"thought": "Look.", "action": "Search[Rome]", "observation": "..."}]}]
+    (tmp_path / "react.jsonl").write_text("\n".join(json.dumps(ex) for ex in own))
+    ReAct(llm, corpus=None, tools=[double], templates=Templates(tmp_path))("q")
+    assert "Question: What is twice 21?\nThought 1: Double it.\nAction 1: double[21]" in llm.prompts[2]
+    assert "Where?" not in llm.prompts[2]
 
 
 def test_a_bug_in_a_tool_propagates(corpus):

@@ -143,6 +143,7 @@ def test_one_converter_for_results_with_and_without_timing():
 @pytest.mark.parametrize("answer, kind, expected", [
     ("42", "number", 42), ("-0.5", "number", -0.5), ("42", "text", "42"), (None, "number", None),
     ("Paris", "number", "Paris"), ("1e400", "number", "1e400"),
+    ("12345678901234567", "number", 12345678901234567), ("0.0000001", "number", 1e-7), ("1/3", "number", "1/3"),
 ])
 def test_typed_answer(answer, kind, expected):
     value = typed_answer(answer, kind)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from agentkit.cli import main
 from agentkit.errors import UsageError
-from agentkit.eval.report import read_run, write_reports
+from agentkit.eval.report import read_run, summarize, summary_rows, write_reports
 from agentkit.eval.report_html import json_for_script, page_data
 
 REPORT_FILES = ("results.md", "results.png", "results.html")
@@ -54,6 +54,20 @@ def test_untrusted_text_cannot_escape_the_data_block(report_run):
     assert "\u2028(</script><b>bold?</b>)" in questions["line-4"]["question"]
     assert "window.__xss" not in page.replace(block, "")  # the static part has no raw question text either
     assert questions["line-2"]["repeat_of"] == "line-1"
+
+
+def test_truncations_are_counted_apart_from_the_other_failures():
+    records = [{"id": f"q{i}", "question": "q", "correct": False, "failure": f}
+               for i, f in enumerate(["length", "length", "sandbox_error", None])]
+    summary = summarize("pal", records)
+    assert summary["truncated"] == 2 and summary["failures"] == {"length": 2, "sandbox_error": 1}
+    head, rows = summary_rows([summary])
+    row = dict(zip(head, rows[0], strict=True))
+    assert (row["truncated"], row["other failures"], row["top failure"]) == ("50.0%", "25.0%", "sandbox_error")
+    _, by_kind = summary_rows([summary], by_kind=True)
+    assert "truncated 2, sandbox_error 1" in by_kind[0]
+    data = page_data({"pal": records})
+    assert data["failures"] == ["length", "sandbox_error"] and data["failure_labels"]["length"] == "truncated"
 
 
 def test_json_for_script_round_trips():

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from agentkit.tools.sandbox import Sandbox
+from sandbox_procs import template_pid
 
 # A flags value that compares equal to 0 and hashes like 0, but is IGNORECASE: re's compile cache stores the
 # pattern compiled with it under a key that later equals ("q", 0).
@@ -303,7 +304,7 @@ def _limit(limits: str, name: str) -> str:
                     reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)")
 def test_the_program_runs_in_its_own_limited_process():
     with Sandbox(workers=1, timeout=4.0, memory_mb=300, cpu_seconds=3) as sb:
-        template = sb._slots[0].proc.pid
+        template = template_pid(sb._slots[0])
         seen = {}
 
         def watch():  # find the child busy with the program (it has spun for 0.3 s) and read its limits
@@ -314,7 +315,8 @@ def test_the_program_runs_in_its_own_limited_process():
                     try:
                         if int(_proc(int(pid), "stat").split(")")[-1].split()[11]) >= ticks:  # utime
                             seen.update(pid=int(pid), limits=_proc(int(pid), "limits"),
-                                        status=_proc(int(pid), "status"), net=os.readlink(f"/proc/{pid}/ns/net"))
+                                        status=_proc(int(pid), "status"),
+                                        ns={n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("net", "mnt", "pid")})
                     except (OSError, StopIteration):
                         pass
                 time.sleep(0.02)
@@ -335,8 +337,14 @@ def test_the_program_runs_in_its_own_limited_process():
         assert "NoNewPrivs:\t1" in seen["status"]
         if os.geteuid() == 0:
             assert "Uid:\t65534\t65534\t65534\t65534" in seen["status"]
-        if sb.layers.get("netns"):
-            assert seen["net"] != os.readlink("/proc/self/ns/net")
+        assert "CapEff:\t0000000000000000" in seen["status"]
+        if sb.layers.get("seccomp"):
+            assert "Seccomp:\t2" in seen["status"]  # a filter
+        for layer, ns in (("netns", "net"), ("mountns", "mnt"), ("pidns", "pid")):
+            if sb.layers.get(layer):
+                assert seen["ns"][ns] != os.readlink(f"/proc/self/ns/{ns}")
+        if sb.layers.get("pidns"):  # a PID namespace of its own, below the template's
+            assert seen["ns"]["pid"] != os.readlink(f"/proc/{template}/ns/pid")
 
 
 def test_a_template_killed_from_outside_is_replaced():
@@ -354,7 +362,7 @@ def test_a_template_killed_from_outside_is_replaced():
                     reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)")
 def test_a_waiting_child_killed_from_outside_does_not_cost_a_program():
     with Sandbox(workers=1, timeout=5.0) as sb:
-        template = sb._slots[0].proc.pid
+        template = template_pid(sb._slots[0])
         end = time.monotonic() + 5
         while len(_proc(template, f"task/{template}/children").split()) < 2 and time.monotonic() < end:
             time.sleep(0.01)
@@ -365,4 +373,4 @@ def test_a_waiting_child_killed_from_outside_does_not_cost_a_program():
             time.sleep(0.01)  # reaped by the template
         r = sb.run("answer = 3")
         assert r.ok and r.value == 3, r.error
-        assert sb._slots[0].proc.pid == template
+        assert template_pid(sb._slots[0]) == template

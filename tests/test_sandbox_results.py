@@ -72,6 +72,17 @@ def test_a_memory_error_from_the_interpreter_is_the_sandboxs(sandbox):
     assert r.kind == "exception" and r.error == "MemoryError: mine"
 
 
+@pytest.mark.parametrize("source", [
+    "def g():\n    yield 1\nit = g()\nnext(it)\nit.throw(MemoryError)\n",
+    "def g():\n    yield 1\nit = g()\nit.throw(MemoryError('the program ran out of memory (limit 256 MB)'))\n",
+    "def g():\n    yield 1\nit = g()\nlist(it)\nit.throw(MemoryError)\n",
+    "def g():\n    yield 1\nit = g()\ntype(it).throw(it, MemoryError)\n",
+], ids=["suspended", "unstarted", "exhausted", "unbound"])
+def test_a_memory_error_thrown_into_a_generator_is_not_the_sandboxs(sandbox, source):
+    r = sandbox.run(source)
+    assert r.kind != "memory" and not r.ok, r.error
+
+
 # -- private keyword arguments ----------------------------------------------------------------------------------
 
 
@@ -82,10 +93,25 @@ def test_a_memory_error_from_the_interpreter_is_the_sandboxs(sandbox):
     "from fractions import Fraction\nimport functools\nf = functools.partial(Fraction, _normalize=False)\nanswer = 1\n",
     "class K(str):\n    def startswith(self, p):\n        return False\n"
     "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('_normalize'): False}))\n",
-], ids=["static", "dynamic", "dynamic-variable", "partial", "str-subclass-key"])
+    ("from fractions import Fraction\nimport functools\nf = functools.partial(Fraction)\n"
+     "f.keywords['_normalize'] = False\nanswer = str(f(4, 6))\n"),
+    ("from fractions import Fraction\nimport functools\nf = functools.partial(functools.partial(Fraction), 4)\n"
+     "f.keywords['_normalize'] = False\nanswer = str(f(6))\n"),
+    ("class K(str):\n    def __eq__(self, other):\n        return other == '_normalize'\n"
+     "    def __hash__(self):\n        return hash('_normalize')\n"
+     "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('normalize'): False}))\n"),
+], ids=["static", "dynamic", "dynamic-variable", "partial", "str-subclass-key", "partial-keywords-mutated",
+        "nested-partial-keywords-mutated", "str-subclass-eq"])
 def test_private_keyword_arguments_are_refused(sandbox, source):
     r = sandbox.run(source)
-    assert r.kind == "refused" and "_normalize" in r.error, r.error
+    assert r.kind == "refused" and ("_normalize" in r.error or "plain strings" in r.error), r.error
+
+
+def test_partial_still_works(sandbox):
+    src = ("import functools\nf = functools.partial(int, base=2)\ng = functools.partial(max, 3)\n"
+           "answer = [f('101'), g(1, 7), f.keywords, functools.reduce(functools.partial(pow, mod=10**9), [2, 10])]\n")
+    r = sandbox.run(src)
+    assert r.ok and r.value == [5, 7, {"base": 2}, 1024], r.error
 
 
 def test_public_keywords_and_private_parameters_still_work(sandbox):
@@ -127,4 +153,45 @@ def test_an_integer_too_long_for_json_is_a_result_error(sandbox):
     r = sandbox.run("answer = 10**5000")
     assert r.kind == "result" and "digits" in r.error
     r = sandbox.run("from fractions import Fraction\nanswer = Fraction(1, 10**5000)")
+    assert r.kind == "result"
+
+
+def test_subnormal_results_keep_their_exact_value(sandbox):
+    for source, text in [("from decimal import Decimal\nanswer = Decimal('3e-324')", "3E-324"),
+                         ("from decimal import Decimal\nanswer = Decimal('-1.23456789e-315')", "-1.23456789E-315"),
+                         ("from fractions import Fraction\nanswer = Fraction(3, 10**320)", "3/1" + "0" * 320)]:
+        r = sandbox.run(source)
+        assert r.ok and r.value == text, (source, r.value)
+    r = sandbox.run("answer = 5e-324")  # a float the program computed is its own answer, exactly
+    assert r.ok and r.value == 5e-324
+
+
+# -- strings arrive exactly as sent, or not at all ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", [
+    "answer = '\\ud83d\\ude00'",  # two lone surrogates that would arrive as one emoji
+    "answer = 'a\\ud800b'",
+    "answer = {'\\ud800': 1, '\\ud801': 2}",
+    "answer = ['ok', {'k': '\\udfff'}]",
+], ids=["surrogate-pair", "lone-surrogate", "dict-keys", "nested"])
+def test_strings_that_are_not_text_are_a_result_error(sandbox, source):
+    r = sandbox.run(source)
+    assert r.kind == "result" and "surrogate" in r.error, (r.value, r.error)
+
+
+def test_unicode_text_arrives_exactly(sandbox):
+    text = "caf\u00e9 \U0001F600 \u4e2d\u6587 \U00010348"
+    r = sandbox.run(f"answer = {{{text!r}: [{text!r}]}}")
+    assert r.ok and r.value == {text: [text]}
+    r = sandbox.run("print('\\ud800x')\nanswer = 1")  # printed output is informational: made text, not refused
+    assert r.ok and r.stdout == "\ufffdx\n"
+
+
+def test_the_answer_cap_is_one_megabyte_of_json(sandbox):
+    r = sandbox.run("answer = 'a' * 999_000")
+    assert r.ok and len(r.value) == 999_000
+    r = sandbox.run("answer = 'a' * 1_050_000")
+    assert r.kind == "result" and "too large" in r.error
+    r = sandbox.run("answer = ['a' * 100_000] * 10 + ['b' * 10_000]")
     assert r.kind == "result"

@@ -187,9 +187,19 @@ def test_exact_number_reads_the_digits_not_a_float():
     assert exact_number("First 12, then 30, so 42") == 42
     assert exact_number("no digits") is None and exact_number(None) is None and exact_number("  ") is None
     assert score_answer("0.1", "0.1").prediction == "0.1"
-    assert score_answer("1/3", "1/3").prediction == "0.333333"
+    assert score_answer("1/3", "1/3").prediction == "1/3"  # exact, not six decimals
     assert score_answer("-12.50", "-12.5").prediction == "-12.5"
     assert score_answer("1,450,000.0", "1450000").prediction == "1450000"
+
+
+def test_scoring_reads_numbers_as_the_strategies_do():
+    # a whole-number answer longer than a float's 17 digits is scored on its own digits
+    assert score_answer("The answer is 12345678901234567.", "12345678901234567").correct
+    assert not score_answer("The answer is 12345678901234568.", "12345678901234567").correct
+    assert score_answer("2.5e-7", "0.00000025").correct and exact_number("1E+400") == 10**400
+    # a number too long to write exactly is no answer (not its first digits, not an earlier number)
+    assert exact_number("The answer is " + "9" * 5000) is None and exact_number("-2.5E-10000") is None
+    assert to_number("1e400") is None
 
 
 def test_other_accepted_answers_count():

@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from agentkit.cli import main
-from agentkit.errors import ServerError
+from agentkit.errors import ServerError, UsageError
 from agentkit.eval import run_benchmark
-from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message, ScriptedLLM
+from agentkit.llm import LLM, Chat, Completion, Constraint, GenerationConfig, Message, ScriptedLLM, refuse_constraint
 from agentkit.serving import ServerLLM
 from agentkit.serving.app import running
+from streams import drain
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"
@@ -287,3 +288,125 @@ def test_self_consistency_through_a_server_asks_once_with_n_and_votes_as_in_proc
     assert served.completion_tokens == local.completion_tokens == 30
     assert model.seeds == [4, 5, 6, 7, 8]
     assert [(b["n"], b["seed"]) for b in bodies] == [(5, 4)]  # one request for the five samples
+
+
+# -- constraints ------------------------------------------------------------------------------------------------
+
+OBJECT = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+ONE_LINE = Constraint(regex=r"[^\n]*")
+
+
+class Constrained(LLM):
+    """Records the constraint each request reached the model with; refuses Lark, as a backend may."""
+
+    name = "c"
+
+    def __init__(self):
+        self.constraints: list[Constraint | None] = []
+
+    def generate(self, prompts, config=None):
+        if config.constraint is not None and config.constraint.kind == "lark":
+            refuse_constraint("model c", config.constraint)
+        self.constraints += [config.constraint] * len(prompts)
+        return [Completion(text="1", finish_reason="stop", prompt_tokens=1, completion_tokens=1) for _ in prompts]
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": OBJECT, "strict": True}}},
+         Constraint(json_schema=OBJECT)),
+        ({"response_format": {"type": "json_object"}}, Constraint(json_schema={"type": "object"})),
+        ({"response_format": {"type": "text"}}, None),
+        ({"structured_outputs": {"regex": "[0-9]+"}}, Constraint(regex="[0-9]+")),
+        ({"structured_outputs": {"json": OBJECT}}, Constraint(json_schema=OBJECT)),
+        ({"structured_outputs": {"choice": ["yes", "no."]}}, Constraint(regex=r"(yes)|(no\.)")),
+        ({"structured_outputs": {"json_object": True}}, Constraint(json_schema={"type": "object"})),
+        ({"guided_regex": "[0-9]+"}, Constraint(regex="[0-9]+")),
+        ({"guided_json": json.dumps(OBJECT)}, Constraint(json_schema=OBJECT)),
+        ({"guided_choice": ["1", "2"]}, Constraint(regex="(1)|(2)")),
+        ({"json_schema": OBJECT}, Constraint(json_schema=OBJECT)),  # llama.cpp
+        ({"json_schema": json.dumps(OBJECT)}, Constraint(json_schema=OBJECT)),  # SGLang
+        ({"constraint": {"regex": "[0-9]", "after": "A:"}}, Constraint(regex="[0-9]", after="A:")),
+    ],
+)
+def test_each_servers_constraint_fields_reach_the_model_as_one_constraint(fields, expected):
+    model = Constrained()
+    with running(model) as url:
+        for path, prompt in (("/completions", {"prompt": "p"}), ("/chat/completions", None)):
+            if prompt is None:
+                model.chat_template = CHAT_TEMPLATE
+                prompt = {"messages": [{"role": "user", "content": "p"}]}
+            response = post(url, path, {**prompt, "temperature": 0, **fields})
+            assert response.status_code == 200, response.text
+    assert model.constraints == [expected, expected]
+
+
+@pytest.mark.parametrize("field", ["grammar", "guided_grammar", "structured_outputs"])
+def test_gbnf_and_lark_grammars_become_lark_constraints(field):
+    seen = []
+    model = ScriptedLLM(lambda p: "ab1 and more", name="g")
+    with running(model) as url:
+        for text in ('root ::= "ab" [0-9]+', '%llguidance {}\nstart: "ab" /[0-9]+/'):
+            value = {"grammar": text} if field == "structured_outputs" else text
+            data = post(url, "/completions", {"prompt": "p", "temperature": 0, field: value}).json()
+            seen.append(data["choices"][0]["text"])
+    assert seen == ["ab1", "ab1"]  # the scripted model honoured each grammar
+    assert all(c is not None and c.kind == "lark" for c in model.constraints)
+
+
+@pytest.mark.parametrize(
+    "fields, param, fragment",
+    [
+        ({"guided_regex": "a", "json_schema": OBJECT}, "json_schema", "guided_regex and json_schema: a request takes"),
+        ({"guided_regex": "(("}, "guided_regex", "regex constraint does not compile"),
+        ({"structured_outputs": {"regex": "a", "json": OBJECT}}, "structured_outputs", "exactly one of regex"),
+        ({"structured_outputs": {"structural_tag": "{}"}}, "structured_outputs.structural_tag", "Extra inputs"),
+        ({"response_format": {"type": "json_schema"}}, "response_format", "needs a json_schema object"),
+        ({"guided_json": "[1, 2"}, "guided_json", "guided_json"),
+        ({"grammar": "root ::= ("}, "grammar", "grammar"),
+        ({"constraint": {"regex": "a", "lark": "start: \"a\""}}, "constraint", "exactly one of regex"),
+        ({"grammar": 'start: "a"'}, "constraint", "model c cannot honour a lark constraint"),
+    ],
+)
+def test_a_constraint_the_server_cannot_take_is_a_400_naming_its_field(fields, param, fragment):
+    with running(Constrained()) as url:
+        response = post(url, "/completions", {"prompt": "p", **fields})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert fragment in error["message"] and error["param"] == param and error["type"] == "invalid_request_error"
+
+
+def test_a_refused_constraint_in_a_stream_is_a_client_error_event():
+    with running(ScriptedLLM(["x"], name="s")) as url:
+        stream_events = None
+        with httpx.stream("POST", url + "/completions", json={
+            "prompt": "q", "stream": True, "structured_outputs": {"regex": "[0-9]+"}
+        }) as response:
+            stream_events = sse_events(response)
+    error = json.loads(stream_events[-1])["error"]
+    assert "no prefix of its reply 'x' conforms" in error["message"] and error["type"] == "server_error"
+    with running(Constrained()) as url, httpx.stream("POST", url + "/completions", json={
+        "prompt": "q", "stream": True, "grammar": 'start: "a"'
+    }) as response:
+        error = json.loads(sse_events(response)[-1])["error"]
+    assert (error["code"], error["param"], error["type"]) == (400, "constraint", "invalid_request_error")
+
+
+def test_server_llm_passes_constraints_through_agentkit_serve_as_its_own_dialect():
+    reply = "I should look.\nAction 1: Search[Paris] and then\nObservation 1: made up"
+    action = Constraint(regex=r" (Search|Finish)\[[^\]\n]*\]", after="Action 1:")
+    configs = [GenerationConfig(constraint=action), GenerationConfig(constraint=action, max_new_tokens=8),
+               GenerationConfig(constraint=ONE_LINE, stop=["look"])]
+    local = ScriptedLLM(lambda p: reply, name="m")
+    served_model = ScriptedLLM(lambda p: reply, name="m")
+    with running(served_model) as url:
+        remote = ServerLLM(url)
+        for config in configs:
+            assert remote.generate(["a", "b"], config) == local.generate(["a", "b"], config)
+            assert drain(remote.stream("a", config))[1] == local.generate(["a"], config)[0]
+        assert remote.dialect == "agentkit"
+        with pytest.raises(UsageError, match=r"refused model c: HTTP 400: model c cannot honour a lark constraint"):
+            with running(Constrained()) as other:
+                ServerLLM(other).generate(["q"], GenerationConfig(constraint=Constraint(lark='start: "1"')))
+    assert served_model.constraints.count(action) == 6  # two prompts, then a stream, for each of two configs

@@ -12,8 +12,9 @@ import httpx
 import pytest
 import respx
 
+from agentkit import grammar
 from agentkit.errors import ServerError, UsageError
-from agentkit.llm import Chat, GenerationConfig, Message
+from agentkit.llm import Chat, Constraint, GenerationConfig, Message
 from agentkit.models import ModelSpecError, load_model
 from agentkit.serving import ServerLLM, UnknownServedModel
 from streams import drain
@@ -503,3 +504,143 @@ class _SlowServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# -- constraints: each server's dialect -------------------------------------------------------------------------
+
+ROOT = "http://gpu-1:8000"
+DIGITS = Constraint(regex="[0-9]+")
+OBJECT = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+AB = Constraint(lark='start: "ab"')
+AFTER = Constraint(regex="[0-9]+", after="A:")
+
+
+def probes(mock, **answers) -> dict:
+    """Routes for the dialect probes; ``answers`` maps a probe (props, api_version, version) to its JSON."""
+    paths = {"props": "/props", "api_version": "/api/version", "version": "/version"}
+    return {name: mock.get(ROOT + path).mock(return_value=httpx.Response(200, json=answers[name]) if name in answers
+                                             else httpx.Response(404, json={"detail": "Not Found"}))
+            for name, path in paths.items()}
+
+
+@pytest.mark.parametrize(
+    "owner, answers, dialect",
+    [
+        ("agentkit", {}, "agentkit"),
+        ("vllm", {"version": {"version": "0.11.1"}}, "vllm"),
+        ("vllm", {"version": {"version": "0.10.1.1"}}, "vllm-guided"),
+        ("sglang", {}, "sglang"),
+        ("llamacpp", {}, "llama.cpp"),
+        ("library", {}, "ollama"),
+        ("owner", {"props": {"default_generation_settings": {}}}, "llama.cpp"),
+        ("owner", {"api_version": {"version": "0.12.3"}}, "ollama"),
+        ("owner", {"version": {"version": "0.10.2"}}, "vllm"),
+        ("owner", {}, "openai"),
+    ],
+)
+def test_the_dialect_is_detected_once_at_the_first_constrained_request(server, owner, answers, dialect):
+    server.get(f"{URL}/models").mock(return_value=models("gemma", owner=owner))
+    routes = probes(server, **answers)
+    server.post(f"{URL}/completions").mock(return_value=completion("42"))
+    server.post(f"{URL}/chat/completions").mock(return_value=chat_reply('{"a": 1}'))
+    model = llm()
+    model.generate(["q"], GenerationConfig())
+    assert not any(route.called for route in routes.values())  # an unconstrained run probes nothing
+    schema = GenerationConfig(constraint=Constraint(json_schema=OBJECT))  # every dialect takes it on chat
+    model.generate([chat()], schema)
+    calls = sum(route.call_count for route in routes.values())
+    model.generate([chat()], schema)
+    assert model.dialect == dialect and sum(route.call_count for route in routes.values()) == calls <= 3
+
+
+def chat(text: str = "q") -> Chat:
+    return Chat(messages=(Message(role="user", content=text),))
+
+
+def chat_reply(text: str) -> httpx.Response:
+    return httpx.Response(200, json={"choices": [{"index": 0, "message": {"content": text}, "finish_reason": "stop"}]})
+
+
+@pytest.mark.parametrize(
+    "dialect, constraint, fields",
+    [
+        ("agentkit", AFTER, {"constraint": {"regex": "[0-9]+", "after": "A:"}}),
+        ("vllm", DIGITS, {"structured_outputs": {"regex": "[0-9]+"}}),
+        ("vllm", Constraint(json_schema=OBJECT), {"structured_outputs": {"json": OBJECT}}),
+        ("vllm", AB, {"structured_outputs": {"grammar": AB.lark}}),
+        ("vllm", AFTER, {"structured_outputs": {"grammar": grammar.as_lark(AFTER)}}),
+        ("vllm-guided", DIGITS, {"guided_regex": "[0-9]+"}),
+        ("vllm-guided", Constraint(json_schema=OBJECT), {"guided_json": OBJECT}),
+        ("vllm-guided", AFTER, {"guided_grammar": grammar.as_lark(AFTER)}),
+        ("sglang", DIGITS, {"regex": "[0-9]+"}),
+        ("sglang", Constraint(json_schema=OBJECT), {"json_schema": json.dumps(OBJECT)}),
+        ("llama.cpp", Constraint(json_schema=OBJECT), {"json_schema": OBJECT}),
+        ("llama.cpp", DIGITS, {"grammar": "%llguidance {}\n" + grammar.as_lark(DIGITS)}),
+        ("llama.cpp", AFTER, {"grammar": "%llguidance {}\n" + grammar.as_lark(AFTER)}),
+    ],
+)
+def test_a_constraint_goes_in_the_servers_own_fields(server, dialect, constraint, fields):
+    text = '{"a": 1}' if constraint.json_schema else "ab" if constraint.lark else "A:42" if constraint.after else "42"
+    route = server.post(f"{URL}/completions").mock(return_value=completion(text))
+    [done] = llm(dialect=dialect).generate(["q"], GenerationConfig(constraint=constraint))
+    sent = body(route.calls[0])
+    assert {k: sent[k] for k in fields} == fields and "constraint" not in set(sent) - set(fields)
+    assert grammar.matches(constraint, done.text)
+
+
+@pytest.mark.parametrize("dialect", ["ollama", "openai"])
+def test_ollama_and_openai_take_a_json_schema_in_response_format_on_chat(server, dialect):
+    route = server.post(f"{URL}/chat/completions").mock(return_value=chat_reply('{"a": 7}'))
+    [done] = llm(dialect=dialect).generate([chat()], GenerationConfig(constraint=Constraint(json_schema=OBJECT)))
+    assert body(route.calls[0])["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "agentkit", "schema": OBJECT, "strict": True}}
+    assert done.text == '{"a": 7}'
+
+
+@pytest.mark.parametrize(
+    "dialect, constraint, prompt, why",
+    [
+        ("sglang", AB, "q", "SGLang takes a regex or a JSON schema"),
+        ("sglang", AFTER, "q", r"with a free prefix \(after='A:'\): SGLang"),
+        ("ollama", DIGITS, chat(), "Ollama takes a JSON schema"),
+        ("ollama", Constraint(json_schema=OBJECT), "q", "on chat prompts only"),
+        ("openai", Constraint(json_schema=OBJECT, after="A:"), chat(), "the OpenAI API takes a JSON schema"),
+    ],
+)
+def test_a_kind_the_dialect_cannot_carry_is_one_line_naming_url_model_and_kind_and_nothing_is_sent(
+        server, dialect, constraint, prompt, why):
+    route = server.post(url__regex=rf"{URL}/.*").mock(return_value=completion("x"))
+    with pytest.raises(UsageError, match=rf"server {URL} model gemma \({dialect}\) cannot take a {constraint.kind} "
+                                         rf"constraint.*{why}.*; drop the constraint") as refusal:
+        llm(dialect=dialect).generate([prompt], GenerationConfig(constraint=constraint))
+    assert "\n" not in str(refusal.value) and not route.called
+
+
+def test_a_server_that_ignores_the_constraint_is_caught_not_handed_on(server):
+    server.post(f"{URL}/completions").mock(return_value=completion("The answer is 42."))
+    model = llm(dialect="vllm-guided")  # e.g. a vLLM >= 0.12 that dropped guided_* and ignores it
+    with pytest.raises(ServerError, match=r"\(vllm-guided\) returned text that does not match its regex constraint"):
+        model.generate(["q"], GenerationConfig(constraint=DIGITS))
+    server.post(f"{URL}/completions").mock(return_value=completion("The answer", finish="length"))
+    model.generate(["q"], GenerationConfig(constraint=Constraint(regex="The answer is [0-9]+")))  # cut: fine
+    server.post(f"{URL}/completions").mock(return_value=completion("12\n"))
+    model.generate(["q"], GenerationConfig(constraint=DIGITS))  # trailing whitespace a server's grammar allowed
+
+
+def test_a_server_refusing_the_constraint_is_a_usage_error_in_a_response_or_a_stream(server):
+    refusal = {"error": {"message": "model m cannot honour a regex constraint", "param": "constraint", "code": 400}}
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(400, json=refusal))
+    with pytest.raises(UsageError, match="HTTP 400: model m cannot honour a regex constraint"):
+        llm(dialect="agentkit").generate(["q"], GenerationConfig(constraint=DIGITS))
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(200, content=sse(refusal)))
+    model = llm(dialect="agentkit")
+    sent = len(server.calls)
+    with pytest.raises(UsageError, match="HTTP 400: error event: model m cannot honour"):
+        drain(model.stream("q", GenerationConfig(constraint=DIGITS)))
+    assert len(server.calls) == sent + 1  # a refusal is not retried
+
+
+def test_the_dialect_set_in_the_spec_and_an_unknown_one(server):
+    assert load_model(f"{URL}?dialect=llama.cpp").dialect == "llama.cpp"
+    with pytest.raises(UsageError, match="unknown dialect 'tgi'; dialects are agentkit, vllm"):
+        load_model(f"{URL}?dialect=tgi")

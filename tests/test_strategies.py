@@ -62,7 +62,9 @@ def test_extract_code_handles_fenced_bare_and_separators(completion, expected):
     [(42, "42"), (42.0, "42"), (2.5, "2.5"), ("$18", "18"), (True, None), ([1], None), (None, None),
      # exact at any size: no float rounding, no OverflowError, and the sandbox's exact texts read exactly
      (10**400, "1" + "0" * 400), (2**53 + 1, "9007199254740993"), ("1E+400", "1" + "0" * 400),
-     ("-12/4", "-3"), ("1/4", "0.25"), ("1/" + "1" + "0" * 400, "1/" + "1" + "0" * 400), (float("inf"), None)],
+     ("-12/4", "-3"), ("1/4", "0.25"), ("1/" + "1" + "0" * 400, "0." + "0" * 399 + "1"), (float("inf"), None),
+     # beyond MAX_DIGITS digits: unreadable, not read as its mantissa; a float's own digits, not six decimals
+     ("1E+10000", None), ("-2.5E-10000", None), ("1" * 5000, None), (1e-7, "0.0000001"), (0.1 + 0.2, "0.3")],
 )
 def test_numeric_value(value, expected):
     assert numeric_value(value) == expected
@@ -90,14 +92,51 @@ def test_pal_runs_the_extracted_program():
 
 
 @pytest.mark.parametrize(
-    "sandbox, error",
-    [(FakeSandbox(error="ZeroDivisionError: division by zero"), "ZeroDivisionError"),
-     (FakeSandbox(value="many"), "not a number")],
+    "sandbox, error, failure",
+    [(FakeSandbox(error="ZeroDivisionError: division by zero"), "ZeroDivisionError", "sandbox_error"),
+     (FakeSandbox(value="many"), "not a number", "unreadable_result")],
 )
-def test_pal_failures_are_recorded_with_code_and_error(sandbox, error):
+def test_pal_failures_are_recorded_with_code_and_error(sandbox, error, failure):
     result = PAL(ScriptedLLM([PROGRAM]), sandbox=sandbox)("q")
-    assert result.answer is None and result.failure == "sandbox_error"
+    assert result.answer is None and result.failure == failure
     assert error in result.error and result.program
+
+
+@pytest.mark.parametrize("value", [
+    "1" * 5000,  # what the sandbox returns for an integral Decimal of thousands of digits
+    "1" + "0" * 5000 + "/3",  # ... and for Fraction(10**5000, 3)
+    "1E+10000", "-2.5E-10000", 10**5000, "many", [1, 2],
+], ids=lambda v: f"{type(v).__name__}-{len(str(v)) if not isinstance(v, int) else v.bit_length()}")
+def test_a_result_that_is_not_a_readable_number_is_a_recorded_failure_of_its_own(value):
+    result = PAL(ScriptedLLM(["\n" + PROGRAM + "```"]), sandbox=FakeSandbox(value=value))("q")
+    assert result.answer is None and result.failure == "unreadable_result", result.error
+    assert "not a number" in result.error and len(result.error) < 300 and result.program
+
+
+def test_a_result_beyond_float_range_stays_exact():
+    result = PAL(ScriptedLLM(["\n" + PROGRAM + "```"]), sandbox=FakeSandbox(value="1" + "0" * 400 + "/3"))("q")
+    assert result.answer == "1" + "0" * 400 + "/3"
+
+
+def test_a_program_cut_by_the_token_limit_is_a_truncation_not_a_sandbox_error():
+    config = PAL.default_config.model_copy(update={"max_new_tokens": 6})
+    llm = ScriptedLLM(["\ndef solution():\n    total = 3 + 4 + 5 + 6 + 7\n    return total\n```"])
+    result = PAL(llm, config=config)("q")  # the real sandbox: the cut program fails
+    assert result.failure == "length" and "max_new_tokens" in result.error and result.program
+    assert result.execution["ok"] is False
+
+
+def test_self_consistency_counts_different_small_numbers_as_different_votes():
+    from agentkit.tools.sandbox import ExecResult
+
+    class Sandbox(FakeSandbox):  # each sample's program returns what its source says
+        def run(self, source):
+            return ExecResult(ok=True, value=float(source.rsplit(" ", 1)[1]), kind="ok")
+
+    programs = [f"\ndef solution():\n    return {v}\n```" for v in ("1e-7", "0", "0", "1e-7", "1e-7")]
+    sc = SelfConsistency(PAL(ScriptedLLM(programs), sandbox=Sandbox()), k=5)
+    result = sc("q")
+    assert result.votes == {"0.0000001": 3, "0": 2} and result.answer == "0.0000001"
 
 
 def test_pal_with_no_code_is_a_recorded_failure():

@@ -5,7 +5,10 @@ a second. Two tokenizers: ``ByteTokenizer`` (one token per byte) and ``bpe_token
 here on a few hundred sentences, so tokens span several characters (a leading space, half a word) as real
 tokenizers' do; it goes through the engine's own ``Tokenizer`` wrapper, the path the default model takes.
 
-Not a test module: ``test_engine.py`` and ``test_model_contract.py`` import it.
+Also what the engine's unit tests share: ``PROMPTS``, ``reference`` (transformers' own greedy ``generate``) and
+``Row``, the least a row must carry for token choice.
+
+Not a test module: the ``test_engine*.py`` files and ``test_model_contract.py`` import it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from agentkit.llm import GenerationConfig
 
 PAD, EOS, BOS = 0, 1, 2
 
@@ -38,8 +44,10 @@ _WORDS = (
 ).split()
 
 
-def bpe_tokenizer(vocab_size: int = 320) -> Any:
-    """A byte-level BPE (``tokenizers``) with <pad> <eos> <bos> as ids 0..2, wrapped like the default model's."""
+def bpe_tokenizer(vocab_size: int = 320, ascii_only: bool = False) -> Any:
+    """A byte-level BPE (``tokenizers``) with <pad> <eos> <bos> as ids 0..2, wrapped like the default model's.
+    ``ascii_only``: no tokens for the other bytes, so whatever a model writes with it is valid UTF-8 (any output
+    can be a grammar's literal)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     from agentkit.engine.loading import Tokenizer as EngineTokenizer
@@ -52,7 +60,7 @@ def bpe_tokenizer(vocab_size: int = 320) -> Any:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=["<pad>", "<eos>", "<bos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=[] if ascii_only else pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     raw.train_from_iterator(corpus, trainer)
@@ -84,15 +92,57 @@ def tiny_gemma(vocab_size: int = 259, seed: int = 0) -> Any:
     return Gemma3ForCausalLM(cfg).float().eval()
 
 
-def tiny_engine(*, bpe: bool = False, max_batch_size: int = 4, name: str = "tiny") -> Any:
-    """A ``TransformersLLM`` on ``tiny_gemma`` with the byte tokenizer, or with ``bpe_tokenizer()``."""
+def tiny_engine(*, bpe: bool = False, ascii_only: bool = False, max_batch_size: int = 4, name: str = "tiny",
+                **knobs: Any) -> Any:
+    """A ``TransformersLLM`` on ``tiny_gemma`` with the byte tokenizer, or with ``bpe_tokenizer(ascii_only=...)``;
+    ``knobs`` are ``EngineConfig`` fields (``prompt_lookup=0``, ``fast_lm_head=False``, ...)."""
     from agentkit.engine.transformers_llm import TransformersLLM
 
-    tokenizer = bpe_tokenizer() if bpe else ByteTokenizer()
+    tokenizer = bpe_tokenizer(ascii_only=ascii_only) if bpe else ByteTokenizer()
     vocab_size = tokenizer.raw.get_vocab_size() if bpe else 259
     # packed like a loaded model's (TransformersLLM() packs the model it owns; from_model only when asked)
+    knobs = {"packed_linears": True, **knobs}
     return TransformersLLM.from_model(tiny_gemma(vocab_size), tokenizer, name=name, max_batch_size=max_batch_size,
-                                      packed_linears=True)
+                                      **knobs)
+
+
+PROMPTS = [
+    "The quick brown fox jumps over the lazy dog, twice.",
+    "ab",
+    "Question: 12 + 30 = ?\nAnswer: ",
+    "Question: 12 + 30 = ?\nAnswer: It is",
+    "x" * 70,
+    "Question: 12 + 30 = ?\nAnswer: It is 42.",
+]
+
+
+def reference(llm: Any, prompt: str, n: int) -> list[int]:
+    """transformers' own greedy ``generate`` of ``n`` tokens on the engine's model, cut at the EOS."""
+    import torch
+
+    ids = torch.tensor([llm.encode(prompt)])
+    with torch.no_grad():
+        out = llm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
+    gen = out[0, ids.shape[1] :].tolist()
+    if EOS in gen:
+        gen = gen[: gen.index(EOS)]
+    return gen
+
+
+@dataclass
+class Row:
+    """What ``TokenChooser`` reads of a row: its config, its generator, its constraint."""
+
+    config: GenerationConfig
+    gen: Any = None
+    constraint: Any = None
+
+
+def rows(configs: list[GenerationConfig], seed: int = 0) -> list[Row]:
+    """One row per config, row ``i`` with its own generator seeded ``seed + i``."""
+    import torch
+
+    return [Row(c, torch.Generator().manual_seed(seed + i)) for i, c in enumerate(configs)]
 
 
 @contextmanager

@@ -14,17 +14,21 @@ whose code would run later, memory and garbage: whatever a program leaves behind
 Protocol. The control socket (``SOCK_SEQPACKET``, one JSON object per message) carries, template -> parent:
 ``{"ready": true, "layers": {...}}`` once; ``{"child": pid}`` with two file descriptors attached (SCM_RIGHTS), the
 write end of the child's request pipe and the read end of its reply pipe; ``{"exit": pid, "signal"|"code": ...,
-"cpu": seconds}`` when a child is reaped. Parent -> template: ``{"kill": pid}`` (the wall clock ran out). The
-parent writes ``{"source": "..."}`` to the child's request pipe and closes it; the child answers with one line,
+"cpu": seconds}`` when a child is reaped. Parent -> template: ``{"kill": pid}`` (the wall clock ran out, or the
+child's reply is in). The parent writes ``{"source": "..."}`` to the child's request pipe and closes it; the child
+answers with one line,
 ``{"kind": str, "value": <json>, "error_type": str|None, "error": str|None, "stdout": str,
 "stdout_truncated": bool}``. A child holds only its own two pipes (fds 1 and 2 are ``/dev/null``): it can't reach
 the control socket, the template, or another program's pipes. The parent treats every reply as hostile input.
 
 Layers (see docs/sandbox.md):
 
-1. the template, once: network namespace (``unshare(CLONE_NEWNET)`` when the OS allows), ``PR_SET_NO_NEW_PRIVS``,
-   not dumpable, no core dumps, file size 0; each child, before it reads its program: drops root to ``nobody``,
-   dies with the template, and sets its own rlimits (address space, CPU seconds, no new processes, 16 files);
+1. the template, once: network, mount, IPC and PID namespaces (in a user namespace when not root; the network
+   namespace alone, or nothing, where the OS allows no more), an empty read-only tmpfs as its root, PID 1 of its
+   PID namespace, ``PR_SET_NO_NEW_PRIVS``, not dumpable, no core dumps, file size 0; each child, before it reads
+   its program: PID 1 of a PID namespace of its own (an IPC namespace too without seccomp), drops root to
+   ``nobody`` and every capability, dies with the template, sets its own rlimits (address space, CPU seconds,
+   no new processes, 16 files) and installs a seccomp filter (:func:`_seccomp_filter`);
 2. RestrictedPython compilation with a stricter policy (:class:`SandboxPolicy`) and guards that really guard
    (``RunState.getattr_``, ``RunState.write_``, safe ``str.format``, ``_`` keyword arguments refused, ...);
 3. a namespace, builtins and guards built by the template and inherited by each child untouched, module proxies
@@ -47,6 +51,7 @@ import ctypes
 import datetime
 import decimal
 import dis
+import errno
 import fractions
 import functools
 import gc
@@ -292,6 +297,33 @@ def _pick(module: types.ModuleType, names: list[str]) -> dict:
     return {n: getattr(module, n) for n in names if hasattr(module, n)}
 
 
+def _check_keywords(keys) -> None:
+    """Keyword names must be plain ``str`` and not private: a ``str`` subclass could *compare* equal to a private
+    parameter name (``__eq__``) while not starting with ``_`` itself."""
+    for key in keys:
+        if type(key) is not str:
+            raise _refuse("keyword argument names must be plain strings in the sandbox, not "
+                          f"{getattr(type(key), '__name__', '?')!s:.40} objects")
+        if key.startswith("_"):
+            raise _refuse(f"keyword argument {key!r} is not allowed in the sandbox (it starts with '_')")
+
+
+class _Partial(functools.partial):
+    """``functools.partial`` whose ``keywords`` -- a plain dict that a program may change after the fact -- are
+    checked at every call, like the keywords of any other call."""
+
+    __slots__ = ()
+
+    def __call__(self, /, *args, **kwargs):
+        _check_keywords(self.keywords)
+        _check_keywords(kwargs)
+        return functools.partial.__call__(self, *args, **kwargs)
+
+
+_Partial.__name__ = _Partial.__qualname__ = "partial"
+_Partial.__module__ = "functools"
+
+
 _RANDOM_METHODS = [
     "random", "uniform", "randint", "randrange", "choice", "choices", "shuffle", "sample", "gauss",
     "normalvariate", "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate", "triangular",
@@ -320,7 +352,7 @@ _STATIC_EXPORTS: dict[str, dict] = {
     "itertools": _public(itertools),
     "collections": _pick(collections, ["Counter", "defaultdict", "OrderedDict", "deque", "namedtuple",
                                        "ChainMap"]),
-    "functools": _pick(functools, ["reduce", "partial", "lru_cache", "cache", "cmp_to_key"]),
+    "functools": {**_pick(functools, ["reduce", "lru_cache", "cache", "cmp_to_key"]), "partial": _Partial},
     "operator": _public(operator, exclude={"attrgetter", "methodcaller"}),
     "string": _pick(string, ["ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
                              "octdigits", "punctuation", "printable", "whitespace", "capwords"]),
@@ -463,6 +495,10 @@ class RunState:
             raise self.refuse(f"access to attribute {name!r} is not allowed in the sandbox")
         if name == "obj" and isinstance(obj, BaseException):
             raise self.refuse("access to attribute 'obj' of exceptions is not allowed in the sandbox")
+        if name == "throw" and (obj is types.GeneratorType or isinstance(obj, types.GeneratorType)):
+            # it raises any exception inside the generator, where no `raise` of the program is to be seen
+            # (so a thrown MemoryError would pass for the interpreter's)
+            raise self.refuse("generator.throw() is not allowed in the sandbox")
         return getattr(obj, name, *default)
 
     def _safe_format(self, text: str, which: str):
@@ -497,9 +533,7 @@ class RunState:
 
     def apply_(self, f, *args, **kwargs):
         """Every call with ``*args`` or ``**kwargs``: keyword names starting with ``_`` are private."""
-        for key in kwargs:
-            if str.startswith(key, "_"):
-                raise self.refuse(f"keyword argument {key!r} is not allowed in the sandbox (it starts with '_')")
+        _check_keywords(kwargs)
         return f(*args, **kwargs)
 
     def make_class(self, name, bases, namespace, **kwargs):
@@ -616,8 +650,28 @@ def _exact_int(n: int) -> int:
 
 
 def _float_or_exact(f: float, exact: str) -> float | str:
-    """``f`` when it is a faithful float (finite, and not a non-zero value rounded to 0), else the exact text."""
-    return f if math.isfinite(f) and f != 0.0 else exact
+    """``f`` when it is a faithful float (finite and normal: not rounded to 0, nor to a subnormal, which holds
+    fewer digits -- 3E-324 would come back as 5e-324), else the exact text."""
+    return f if math.isfinite(f) and abs(f) >= sys.float_info.min else exact
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(s: str) -> str:
+    """A string of the answer, which must be text: a surrogate code point is half of a UTF-16 pair, not a
+    character, and could not arrive as it was sent (a pair of them arrives as the one character they encode)."""
+    if not s.isascii():
+        m = _SURROGATE.search(s)
+        if m:
+            raise _ProgramError("result", "ResultError", f"the answer contains the surrogate code point "
+                                f"U+{ord(m.group()):04X}, which is not text")
+    return s
+
+
+def _as_text(s: str) -> str:
+    """Printed output and error messages, which are informational: each surrogate becomes U+FFFD."""
+    return s if s.isascii() else _SURROGATE.sub("\ufffd", s)
 
 
 def to_plain(value: object, depth: int = 0, budget: list | None = None):
@@ -638,8 +692,10 @@ def to_plain(value: object, depth: int = 0, budget: list | None = None):
     if depth > _MAX_DEPTH:
         raise _ProgramError("result", "ResultError", f"answer is nested deeper than {_MAX_DEPTH} levels")
     cls = type(value)
-    if value is None or cls is bool or cls is float or cls is str:
+    if value is None or cls is bool or cls is float:
         return value
+    if cls is str:
+        return _text(value)
     if cls is int:
         return _exact_int(value)
     if cls is list or cls is tuple:
@@ -649,7 +705,7 @@ def to_plain(value: object, depth: int = 0, budget: list | None = None):
         for k, v in value.items():
             if type(k) is not str:
                 raise _ProgramError("result", "ResultError", "answer dicts must have str keys")
-            out[k] = to_plain(v, depth + 1, budget)
+            out[_text(k)] = to_plain(v, depth + 1, budget)
         return out
     if cls is set or cls is frozenset:
         items = [to_plain(v, depth + 1, budget) for v in value]
@@ -801,8 +857,9 @@ def run_program(source: str, cfg: dict, state: RunState | None = None) -> dict:
             error = f"{error} (the sandbox allows a call depth of about {cfg['max_recursion']})"
     if state.violations:  # sticky: a refused operation fails the run even if the program caught the error
         kind, value, error_type, error = "refused", None, "SecurityError", state.violations[0]
-    return {"kind": kind, "value": value if kind == "ok" else None, "error_type": error_type, "error": error,
-            "stdout": "".join(state.out), "stdout_truncated": state.truncated}
+    return {"kind": kind, "value": value if kind == "ok" else None, "error_type": error_type and _as_text(error_type),
+            "error": error and _as_text(error), "stdout": _as_text("".join(state.out)),
+            "stdout_truncated": state.truncated}
 
 
 def _stack_depth() -> list:
@@ -820,10 +877,12 @@ def _reply_line(reply: dict, cfg: dict) -> bytes:
                 "stdout_truncated": False}
 
     try:
+        if len(json.dumps(reply["value"], ensure_ascii=True)) > cfg["max_result_bytes"]:  # the answer alone
+            reply = failure(f"answer is too large (more than {cfg['max_result_bytes']} bytes as JSON)")
         text = json.dumps(reply, ensure_ascii=True)
     except (ValueError, TypeError, RecursionError, MemoryError) as e:
         text = json.dumps(failure(f"answer could not be serialised: {type(e).__name__}"))
-    if len(text) > cfg["max_result_bytes"] + 12 * cfg["max_output"]:
+    if len(text) > cfg["max_result_bytes"] + 12 * cfg["max_output"]:  # printed output is capped on its own
         text = json.dumps(failure(f"answer is too large (more than {cfg['max_result_bytes']} bytes as JSON)"))
     return text.encode("ascii") + b"\n"
 
@@ -831,13 +890,52 @@ def _reply_line(reply: dict, cfg: dict) -> bytes:
 # ----------------------------------------------------------------------------------------------------------------
 # process hardening
 
-_CLONE_NEWNET = 0x40000000
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
 _CLONE_NEWUSER = 0x10000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
+_MNT_DETACH = 2
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
+_PR_SET_SECCOMP = 22
 _PR_SET_NO_NEW_PRIVS = 38
 _NOBODY = 65534
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper for it
+# What a program's process may not call (x86_64 numbers, from asm/unistd_64.h): new processes and programs, other
+# processes' memory, signals to any process (its limits' signals come from the kernel), sockets, System V and POSIX
+# IPC, mounts and namespaces, prctl (its death signal stays armed), setsid, and the kernel's larger attack surfaces
+# (bpf, perf, io_uring, userfaultfd, keys, modules, handles).
+_SECCOMP_DENIED_X86_64 = {
+    "clone": 56, "fork": 57, "vfork": 58, "execve": 59, "clone3": 435, "execveat": 322,
+    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
+    "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+    "pidfd_send_signal": 424,
+    "socket": 41, "socketpair": 53,
+    "shmget": 29, "shmat": 30, "semget": 64, "semop": 65, "semtimedop": 220, "msgget": 68, "msgsnd": 69,
+    "msgrcv": 70, "mq_open": 240,
+    "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
+    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "mount_setattr": 442, "prctl": 157, "setsid": 112, "personality": 135,
+    "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "io_uring_setup": 425, "keyctl": 250,
+    "add_key": 248, "request_key": 249, "open_by_handle_at": 304, "name_to_handle_at": 303,
+    "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
+    "acct": 163, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173, "quotactl": 179,
+}
 _libc = None
+_pidns_fd: int | None = None  # the template's own PID namespace, set once the template is its PID 1
+_child_ipcns = False  # whether each child can enter an IPC namespace of its own
+_seccomp = None  # the filter every child installs on itself (a sock_fprog), when the kernel takes it
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
 def _load_libc():
@@ -845,11 +943,13 @@ def _load_libc():
     for name in (None, "libc.so.6"):  # None: the symbols already loaded into this process, libc included
         try:
             libc = ctypes.CDLL(name, use_errno=True)
-            libc.unshare, libc.prctl  # noqa: B018 - both must exist
-            _libc = libc
-            return libc
+            libc.unshare, libc.prctl, libc.mount, libc.umount2, libc.setns, libc.capset  # noqa: B018 - must exist
         except (OSError, AttributeError):
-            pass
+            continue
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        libc.syscall.restype = ctypes.c_long
+        _libc = libc
+        return libc
     return None
 
 
@@ -868,33 +968,135 @@ def _set_rlimits(limits: dict) -> list[str]:
     return applied
 
 
-def _harden_template(cfg: dict) -> dict:
-    """Once, in the template: no network, no privilege gain, no files written. What children add is in
-    :func:`_enter_child`. Returns what was achieved (reported to the parent as ``layers``)."""
-    layers: dict = {}
-    libc = _load_libc()
-    # 1. no network: a fresh network namespace has only a downed loopback device.
-    layers["netns"] = False
-    if libc is not None:
-        for flags in (_CLONE_NEWNET, _CLONE_NEWUSER | _CLONE_NEWNET):
-            try:
-                if libc.unshare(flags) == 0:
-                    layers["netns"] = True
-                    break
-            except Exception:  # noqa: BLE001
-                break
-    # 2. no privilege gain through exec of setuid binaries (inherited by every child); no ptrace, no core dumps
-    layers["no_new_privs"] = False
-    if libc is not None:
+def _unshare(libc) -> int:
+    """Enter fresh network, mount, IPC and PID namespaces, all at once: directly when root, else inside a new user
+    namespace in which this process is root (its own uid and gid mapped to 0, ``setgroups`` denied). Where the OS
+    allows neither, a network namespace alone, as before. Returns the flags that took effect (0: none)."""
+    full = _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWPID
+    uid, gid = os.geteuid(), os.getegid()
+    for flags in (full, _CLONE_NEWUSER | full, _CLONE_NEWNET, _CLONE_NEWUSER | _CLONE_NEWNET):
+        if libc.unshare(flags) == 0:
+            break
+    else:
+        return 0
+    if flags & _CLONE_NEWUSER:
         try:
-            layers["no_new_privs"] = libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-        except Exception:  # noqa: BLE001
-            pass
-    # 3. the children drop root: the template keeps it (it runs no program), so a child can't signal it
-    layers["uid"] = _probe_uid(cfg)
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except OSError:
+            pass  # unmapped: the mounts below fail, and say so
+    return flags
+
+
+def _empty_root(libc) -> bool:
+    """In this (new) mount namespace, make the root an empty, read-only tmpfs holding only the empty directories
+    ``/tmp`` and ``/dev/shm``; the host's file system is detached. Everything the template needs is imported and
+    open already. False when any step fails (then the host's files stay visible, as without the namespace)."""
+    nr = _SYS_PIVOT_ROOT.get(os.uname().machine)
+    if nr is None:
+        return False
+    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:  # nothing propagates to the host
+        return False
+    if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                  b"size=16k,nr_inodes=16,mode=755") != 0:
+        return False
+    try:
+        for name in ("tmp", "dev", "dev/shm"):
+            os.mkdir(f"/tmp/{name}", 0o755)
+    except OSError:
+        pass  # a user namespace whose uid could not be mapped creates nothing: an empty root is as good
+    os.chdir("/tmp")
+    # pivot_root(".", "."): the old root ends up stacked on the new one, and is detached from there
+    if libc.syscall(ctypes.c_long(nr), b".", b".") != 0 or libc.umount2(b".", _MNT_DETACH) != 0:
+        return False
+    os.chdir("/")
+    return libc.mount(None, b"/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                      None) == 0
+
+
+def _become_pid_one() -> None:
+    """Fork: the child is PID 1 of the new PID namespace and goes on as the template; when it dies, however, the
+    kernel kills every process left in the namespace (a program's process that cleared its death signal and
+    left the session included). This process holds nothing, waits for it and leaves with its status."""
+    pid = os.fork()
+    if pid == 0:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the process the parent knows
+        return
+    _close_all_but(set())  # the control socket too: the parent sees EOF when the template is gone
+    while True:
+        try:
+            _pid, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _seccomp_filter() -> _SockFprog | None:
+    """A classic BPF program for seccomp: EPERM for ``_SECCOMP_DENIED_X86_64`` (and every x32 call), kill for any
+    other architecture, allow the rest. x86_64 only; elsewhere None (no filter)."""
+    if os.uname().machine != "x86_64":
+        return None
+    denied = sorted(set(_SECCOMP_DENIED_X86_64.values()))
+    n = len(denied)
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    code = [(ld, 0, 0, 4),  # A = seccomp_data.arch
+            (jeq, 1, 0, 0xC000003E),  # AUDIT_ARCH_X86_64: go on
+            (ret, 0, 0, 0x80000000),  # SECCOMP_RET_KILL_PROCESS
+            (ld, 0, 0, 0),  # A = seccomp_data.nr
+            (jge, n + 1, 0, 0x40000000)]  # the x32 ABI: denied
+    code += [(jeq, n - i, 0, nr) for i, nr in enumerate(denied)]
+    code += [(ret, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
+             (ret, 0, 0, 0x00050000 | errno.EPERM)]  # SECCOMP_RET_ERRNO
+    filters = (_SockFilter * len(code))(*code)
+    prog = _SockFprog(len(code), filters)
+    prog.keep = filters
+    return prog
+
+
+def _install_seccomp() -> bool:
+    return _seccomp is not None and _libc.prctl(_PR_SET_SECCOMP, 2, ctypes.byref(_seccomp), 0, 0) == 0
+
+
+def _drop_capabilities() -> None:
+    """No capabilities left, in any user namespace (a child that stays uid 0 -- in a user namespace, or with
+    ``drop_privileges=False`` -- can't mount, unshare or raise its limits either)."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    _libc.capset(header, (ctypes.c_uint32 * 6)())
+
+
+def _harden_template(cfg: dict) -> dict:
+    """Once, in the template: namespaces, an empty root, no privilege gain, no files written. What children add is
+    in :func:`_enter_child`. Returns what was achieved (reported to the parent as ``layers``)."""
+    global _pidns_fd, _seccomp, _child_ipcns
+    layers: dict = dict.fromkeys(("netns", "userns", "mountns", "ipcns", "pidns", "no_new_privs", "seccomp"), False)
+    libc = _load_libc()
+    if libc is not None:
+        flags = _unshare(libc)
+        for name, flag in (("netns", _CLONE_NEWNET), ("userns", _CLONE_NEWUSER), ("ipcns", _CLONE_NEWIPC),
+                           ("pidns", _CLONE_NEWPID)):
+            layers[name] = bool(flags & flag)
+        if layers["pidns"]:
+            _become_pid_one()
+            try:
+                _pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)  # while /proc is still there
+            except OSError:
+                pass  # no namespace per child: they share the template's, which still dies with it
+        layers["mountns"] = bool(flags & _CLONE_NEWNS) and _empty_root(libc)
+        layers["no_new_privs"] = libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0  # inherited by every child
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no core dumps
+        _seccomp = _seccomp_filter()
+    # the children drop root: the template keeps it (it runs no program), so a child can't signal it
+    layers["uid"], layers["seccomp"] = _probe_child(cfg)
+    if not layers["seccomp"]:
+        _seccomp = None
+    # the filter refuses System V and POSIX IPC outright; without it, each child gets an IPC namespace of its own
+    # (a mount of the kernel's mqueue file system per child, which the filter saves)
+    _child_ipcns = layers["ipcns"] and not layers["seccomp"]
     _set_rlimits({"RLIMIT_FSIZE": 0, "RLIMIT_CORE": 0, "RLIMIT_MEMLOCK": 0, "RLIMIT_NOFILE": _TEMPLATE_FDS})
-    # 4. the per-program limits every child sets on itself (reported here, applied in _enter_child)
+    # the per-program limits every child sets on itself (reported here, applied in _enter_child)
     layers["rlimits"] = [name for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE",
                                            "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_MEMLOCK")
                          if hasattr(resource, name)]
@@ -903,7 +1105,8 @@ def _harden_template(cfg: dict) -> dict:
 
 def _drop_root(cfg: dict) -> None:
     """As ``nobody`` a process can't touch root's files, and RLIMIT_NPROC applies to it. Where the OS refuses
-    (a container without CAP_SETUID), the process stays as it is; ``layers["uid"]`` says which."""
+    (a container without CAP_SETUID, a user namespace that maps only uid 0), the process stays as it is;
+    ``layers["uid"]`` says which."""
     if cfg.get("drop_privileges", True) and os.geteuid() == 0:
         try:
             os.setgroups([])
@@ -913,34 +1116,53 @@ def _drop_root(cfg: dict) -> None:
             pass
 
 
-def _probe_uid(cfg: dict) -> int:
-    """The uid a child ends up with, found by forking one that drops root and reports through its exit status."""
+def _probe_child(cfg: dict) -> tuple[int, bool]:
+    """The uid a child ends up with, and whether the seccomp filter holds in it (a denied call fails with EPERM),
+    found by forking one that takes those steps and reports through its exit status."""
     pid = os.fork()
     if pid == 0:
         _drop_root(cfg)
-        os._exit(0 if os.geteuid() == _NOBODY else 1)
+        code = 1 if os.geteuid() == _NOBODY else 0
+        if _install_seccomp():
+            try:
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+            except PermissionError:
+                code |= 2
+            except OSError:
+                pass
+        os._exit(code)
     _pid, status = os.waitpid(pid, 0)
-    return _NOBODY if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else os.geteuid()
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
+    return (_NOBODY if code & 1 else os.geteuid()), bool(code & 2)
 
 
 def _enter_child(cfg: dict, template_pid: int) -> None:
-    """In a freshly forked child, before it reads its program: drop root, die with the template, set the limits.
+    """In a freshly forked child, before it reads its program: an IPC namespace of its own (where there is no
+    seccomp filter), drop root and every capability, die with the template, set the limits, install the seccomp filter.
 
-    Order matters: changing uid clears the parent-death signal, and RLIMIT_NPROC=0 applies to the new uid.
+    Order matters: unshare needs the capabilities that dropping root removes, changing uid clears the
+    parent-death signal, RLIMIT_NPROC=0 applies to the new uid, and the filter forbids prctl.
     """
+    if _child_ipcns:
+        _libc.unshare(_CLONE_NEWIPC)  # System V objects and POSIX queues die with this process
     _drop_root(cfg)
     if _libc is not None:
+        _drop_capabilities()
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    if os.getppid() != template_pid:  # the template died before the death signal was armed
+    # the template died before the death signal was armed (in PID namespaces the kernel has killed this already)
+    if _pidns_fd is None and os.getppid() != template_pid:
         os._exit(1)
     cpu = max(1, math.ceil(cfg["cpu_seconds"]))  # a fresh process: its CPU clock starts at 0
     _set_rlimits({
         "RLIMIT_AS": cfg["memory_mb"] * 1024 * 1024,
-        "RLIMIT_CPU": (cpu, cpu + 1),  # SIGXCPU at the soft limit, SIGKILL a second later
+        # SIGXCPU at the soft limit, SIGKILL a second later; as PID 1 of its namespace the process ignores
+        # SIGXCPU, so there the hard limit (SIGKILL) comes at once
+        "RLIMIT_CPU": (cpu, cpu) if _pidns_fd is not None else (cpu, cpu + 1),
         "RLIMIT_NPROC": 0,
         "RLIMIT_NOFILE": 16,
     })
+    _install_seccomp()
 
 
 def _prewarm() -> None:
@@ -1049,6 +1271,9 @@ def _serve(cfg: dict, ctl: socket.socket, state: RunState) -> None:
     def spawn() -> None:
         src_r, src_w = os.pipe()
         res_r, res_w = os.pipe()
+        if _pidns_fd is not None:  # the child is PID 1 of a namespace of its own: its descendants die with it
+            _libc.setns(_pidns_fd, _CLONE_NEWPID)  # back to this one, whose children may have their own
+            _libc.unshare(_CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
             _child_main(cfg, template_pid, src_r, res_w, state)

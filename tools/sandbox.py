@@ -15,21 +15,24 @@ What it implements, in layers (details and the threat model in docs/sandbox.md):
    ``open``, ``type`` with 3 arguments, ...). Imports come from an allow-list of pure modules, each handed over as
    a read-only proxy that exposes a reviewed list of public names (so no ``datetime.sys`` or ``re.enum``).
 2. **Process** -- every program runs in a *fresh* process: a warm template (``python -I``, empty environment,
-   cwd ``/``, in a fresh network namespace when the OS allows it) has imported and warmed everything allowed and
-   forks one child per program; the child drops root to ``nobody``, sets its own rlimits (address space, CPU
-   seconds, file size 0, open files, no new processes), runs exactly one program, sends its reply and exits. No
-   program ever sees state another program left behind: caches inside allowed modules, ABC registrations,
-   garbage, memory, objects whose code would run later -- all of it dies with the child. The parent talks to
-   each child over two private pipes, so the template is off the path of every run; when the wall clock runs
-   out the template kills the child; a program that crashes its interpreter (a C-level stack overflow) takes
-   only its own process down.
+   cwd ``/``) has imported and warmed everything allowed, entered new network, mount, IPC and PID namespaces (in
+   a user namespace when not root) on an empty read-only root, and forks one child per program. The child is
+   PID 1 of a PID namespace of its own, drops root to ``nobody`` and every capability, sets its own rlimits
+   (address space, CPU seconds, file size 0, open files, no new processes), installs a seccomp filter (no new
+   processes or programs, sockets, IPC, mounts, namespaces, prctl, ...), runs exactly one program, sends its
+   reply and exits -- or is killed once its reply is in. No program ever sees state another program left
+   behind: caches inside allowed modules, ABC registrations, garbage, memory, objects whose code would run
+   later, processes, files, IPC objects -- all of it dies with the child. The parent talks to each child over
+   two private pipes, so the template is off the path of every run; when the wall clock runs out the template
+   kills the child; a program that crashes its interpreter (a C-level stack overflow) takes only its own
+   process down. Where the OS refuses a mechanism the sandbox goes on without it and ``Sandbox.layers`` says so.
 3. **Data** -- the answer is converted to plain JSON data inside the program's process with exact type checks,
    sent as one JSON line over its pipe, size-capped and schema-checked again by the parent. Nothing is ever
    unpickled, and the program's stdout is never parsed.
 
 What it deliberately does not do: it is not a defence against kernel exploits, CPU side channels or a hostile
-co-tenant on the same machine; no seccomp filter is installed. For hostile multi-tenant use, run the whole thing
-inside a container or VM.
+co-tenant on the same machine; the seccomp filter is a deny-list (x86_64 only), not an allow-list. For hostile
+multi-tenant use, run the whole thing inside a container or VM.
 
 Usage::
 
@@ -61,6 +64,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from agentkit.errors import SandboxStartError
+
 __all__ = [
     "AVAILABLE_MODULES",
     "DEFAULT_ALLOWED_IMPORTS",
@@ -88,10 +93,6 @@ _MAX_VALUE_ITEMS = 10_001
 
 class SandboxClosedError(RuntimeError):
     """``run`` was called on a sandbox after ``close()``."""
-
-
-class SandboxStartError(RuntimeError):
-    """A worker process could not be started (an environment problem, never the program's doing)."""
 
 
 Kind = Literal["ok", "exception", "syntax", "refused", "result", "timeout", "memory", "crash", "too_long"]
@@ -498,7 +499,8 @@ class Sandbox:
     # -- public API -------------------------------------------------------------------------------------------
     @property
     def layers(self) -> dict:
-        """What process-level hardening the templates report (netns, uid, no_new_privs, rlimits); informational."""
+        """What process containment the templates achieved: ``netns``, ``userns``, ``mountns``, ``ipcns``, ``pidns``,
+        ``no_new_privs``, ``seccomp`` (bools), ``uid`` and ``rlimits``; docs/sandbox.md says what holds without each."""
         return dict(self._slots[0].layers) if self._slots else {}
 
     @property
@@ -608,6 +610,10 @@ class Sandbox:
         reply, closed = _read_reply(child.res_r, deadline, slot.max_reply) if sent else (b"", False)
         if closed and reply.endswith(b"\n") and reply.count(b"\n") == 1:
             duration = time.perf_counter() - t0
+            try:  # the process ends with its run, even one that answered and went on (its own exit is quicker)
+                slot.kill_child(child.pid)
+            except _TemplateGone:
+                pass  # and the template's PID namespace, with every process in it, is gone with it
             try:
                 return self._validate(json.loads(reply), duration)
             except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as e:

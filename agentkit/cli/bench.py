@@ -22,7 +22,9 @@ from agentkit.cli.options import (
     dtype_option,
     method_option,
     model_option,
+    pop_run_options,
     pop_settings,
+    run_options,
     settings_options,
     templates_option,
 )
@@ -83,6 +85,7 @@ def saved_examples(out: Path) -> int:
               help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @ray_options
+@run_options
 def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size, output_dir, overwrite, fields,
           rel_tol, abs_tol, quiet, ray_address, workers, **kwargs) -> None:
     """Benchmark methods on a dataset and compare them.
@@ -104,12 +107,13 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     if workers is not None and ray_address is None:
         raise click.UsageError("--workers starts Ray workers: add --ray (and an ADDRESS to use a cluster)")
     settings = pop_settings(kwargs)
+    options = pop_run_options(kwargs)
     shots = 4 if settings.shots is None else settings.shots
     out = output_dir or default_output_dir(dataset, model_spec, shots)
     config = BenchmarkConfig.from_settings(
         settings, dataset=dataset, methods=list(methods or DEFAULT_METHODS), shots=shots, limit=limit,
         batch_size=batch_size, output_dir=out, overwrite=overwrite, fields=list(fields), templates=templates_dir,
-        rel_tol=rel_tol, abs_tol=abs_tol,
+        rel_tol=rel_tol, abs_tol=abs_tol, budget=options.pop("budget"),
     )
     examples = load_dataset(dataset, fields=config.fields)  # fail fast, before loading any model
     found = repeats(examples)
@@ -133,7 +137,7 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
                err=True)
     try:
         result = runner.run_benchmark(config, llm=llm, executor=executor, progress=not quiet,
-                                      notify=lambda note: click.echo(note, err=True))
+                                      notify=lambda note: click.echo(note, err=True), **options)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "
                    f"rerun the same command to resume", err=True)
@@ -150,5 +154,10 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     click.echo(result.table)
     click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
                f"time; examples share the model's batches, so latencies overlap)")
+    if result.usage is not None and result.usage.episodes:
+        usage = result.usage
+        cached = f" ({usage.cache_hits} from the cache)" if options["cache"] is not None else ""
+        click.echo(f"this run: {usage.episodes} episodes, {usage.model_calls} model calls{cached}, "
+                   f"{usage.tool_calls} tool calls, {usage.input_tokens:,} tokens in, {usage.output_tokens:,} out")
     click.echo(f"\nresults: {result.files['results_json']}\nreport:  {result.files['results_md']}\n"
                f"chart:   {result.files['chart']}\nbrowse:  {result.files['results_html']}")

@@ -4,8 +4,8 @@ A *mode* is any method of ``agentkit.strategies.REGISTRY``: ``chat`` (a plain co
 history), direct, cot, cot-sc, pal, pal-sc, react, ... Every question runs as one episode and is shown as it
 happens (see ``agentkit.cli.display``). Lines that start with ``/`` are commands (``/help`` lists them); a bad
 command or setting gets one line and the loop goes on. The settings commands (``/shots``, ``/max-tokens``,
-``/temperature``, ``/answer``) parse their value with the same parsers as the command-line flags, accept
-``default``, and are checked when set. Ctrl-C stops the current generation and keeps the loop; Ctrl-D (end of
+``/temperature``, ``/answer``, ``/constrain``) parse their value with the same parsers as the command-line flags,
+accept ``default``, and are checked when set. Ctrl-C stops the current generation and keeps the loop; Ctrl-D (end of
 input) leaves it.
 
 On a terminal, input goes through prompt_toolkit: line editing, history kept across sessions in a file (in the
@@ -35,6 +35,7 @@ import click
 from agentkit.cli.display import Display, debug_enabled, one_line, run_streamed, stdout_is_tty
 from agentkit.cli.options import (
     ANSWER,
+    CONSTRAIN,
     MAX_TOKENS,
     PROMPT_FORMAT,
     SHOTS,
@@ -42,7 +43,9 @@ from agentkit.cli.options import (
     dtype_option,
     method_option,
     model_option,
+    pop_run_options,
     pop_settings,
+    run_options,
     settings_options,
     templates_option,
 )
@@ -88,7 +91,8 @@ def describe(mode: str, settings: Settings) -> str:
     temperature = "0 (greedy)" if not settings.temperature else f"{settings.temperature:g}"
     answer = "" if settings.answer is None else f", answer {settings.answer}"
     form = "" if settings.prompt_format is None else f", prompt format {settings.prompt_format}"
-    return f"mode {mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}{form}"
+    constrained = ", constrained" if settings.constrain else ""
+    return f"mode {mode}, shots {shots}, temperature {temperature}, max tokens {max_tokens}{answer}{form}{constrained}"
 
 
 @dataclass
@@ -109,6 +113,7 @@ class ChatSession:
     last: Result | None = None
     interrupted: list[str] = field(default_factory=list)  # questions whose turn Ctrl-C stopped
     last_interrupted: str | None = None  # the question of the latest turn, when Ctrl-C stopped it
+    run_options: dict[str, Any] = field(default_factory=dict)  # budget, cache, trace for every turn
 
     def __post_init__(self) -> None:
         self.commands: dict[str, Command] = {}
@@ -121,6 +126,8 @@ class ChatSession:
              self._answer),
             (["/prompt-format"], "/prompt-format [FORMAT]",
              "show or set how prompts reach the model: auto, text, chat or default", self._prompt_format),
+            (["/constrain"], "/constrain [on|off]", "show or set whether replies are constrained to the method's form",
+             self._constrain),
             (["/model"], "/model [SPEC]", "show or switch the model (default, scripted:FILE, HF id, dir, .gguf)",
              self._model),
             (["/tools"], "/tools", "list the tools the react modes can use", self._tools),
@@ -170,7 +177,7 @@ class ChatSession:
         mode = self.mode
         try:
             strategy = build_strategy(mode, self.llm, self.settings, templates=self.templates, history=self.history)
-            result = run_streamed(self.llm, strategy, question, self.display)
+            result = run_streamed(self.llm, strategy, question, self.display, **self.run_options)
         except KeyboardInterrupt:
             self.display.interrupted()
             self.interrupted.append(question)
@@ -241,6 +248,12 @@ class ChatSession:
         if arg:
             self.settings.prompt_format = PROMPT_FORMAT.parse(arg)
         self.display.message(f"prompt format: {self.settings.prompt_format or 'auto'}")
+
+    def _constrain(self, arg: str) -> None:
+        if arg:
+            self.settings.constrain = CONSTRAIN.parse(arg) == "on"
+        state = "on (the chat mode's replies stay free)" if self.settings.constrain else "off"
+        self.display.message(f"constrain: {state}")
 
     def _model(self, arg: str) -> None:
         if not arg:
@@ -393,6 +406,7 @@ def _isatty(stream: Any) -> bool:
 @templates_option
 @click.option("--history-file", type=click.Path(dir_okay=False), default=None,
               help="Where the terminal keeps input history (default: in the user data directory).")
+@run_options
 @click.pass_context
 def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_file, **kwargs) -> None:
     """Chat with the model, or ask questions of an agent, in an interactive loop.
@@ -404,6 +418,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
     from agentkit.models import load_model
 
     settings = pop_settings(kwargs)
+    options = pop_run_options(kwargs)
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
@@ -425,6 +440,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
         debug=debug_enabled(ctx),
         show_stats=color,
         load=load,
+        run_options=options,
     )
     if sys.stdin.isatty() and sys.stdout.isatty():
         display.message(f"agentkit chat: model {session.model_spec}, {describe(method, settings)}")

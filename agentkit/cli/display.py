@@ -22,7 +22,7 @@ import click
 
 from agentkit.llm import LLM
 from agentkit.result import Result
-from agentkit.runtime import Event, run_episode
+from agentkit.runtime import EpisodeInfo, Event, run_episode
 from agentkit.strategies.base import Strategy
 from agentkit.strategies.chat import ChatStrategy
 from agentkit.strategies.self_consistency import SelfConsistency
@@ -249,14 +249,17 @@ class _Watched(LLM):
         return self.inner.count_tokens(text)
 
 
-def run_streamed(llm: LLM, strategy: Strategy, question: str, display: Display | None) -> Result:
-    """Answer ``question`` with ``strategy``; with a ``display``, stream tokens and steps to it."""
+def run_streamed(llm: LLM, strategy: Strategy, question: str, display: Display | None, **options: Any) -> Result:
+    """Answer ``question`` with ``strategy``; with a ``display``, stream tokens and steps to it. ``options``
+    (``budget``, ``cache``, ``trace``) go to ``run_episode``."""
+    info = EpisodeInfo(strategy.name, question)
     if display is None:
-        return run_episode(llm, strategy.episode(question))
+        return run_episode(llm, strategy.episode(question), info=info, **options)
     samples = strategy.k if isinstance(strategy, SelfConsistency) else 0
     display.begin_episode(samples=samples, dim_tokens=not isinstance(strategy, ChatStrategy))
     watched = _Watched(llm, display.begin_generation)
-    return run_episode(watched, strategy.episode(question), on_event=display.event, on_token=display.token)
+    return run_episode(watched, strategy.episode(question), on_event=display.event, on_token=display.token,
+                       info=info, **options)
 
 
 def debug_enabled(ctx: click.Context | None = None) -> bool:

@@ -93,6 +93,7 @@ SAMPLES = Number("samples", low=1)
 ANSWER = SettingChoice("answer", ANSWER_KINDS)
 WIKI = SettingChoice("wiki", ("offline", "live"))
 PROMPT_FORMAT = SettingChoice("prompt format", ("auto", "text", "chat"))
+CONSTRAIN = SettingChoice("constrain", ("on", "off"))
 
 # Settings field -> its option (the same in every command that takes method settings).
 SETTING_OPTIONS: dict[str, Callable] = {
@@ -116,6 +117,10 @@ SETTING_OPTIONS: dict[str, Callable] = {
                                   help="How prompts reach the model: chat = through its chat template (instructions "
                                        "as the system message, exemplars as turns); text = one plain prompt; auto = "
                                        "chat when the model has a chat template (the default)."),
+    "constrain": click.option("--constrain", is_flag=True, default=False,
+                              help="Constrain every reply to the form the method reads (ReAct's actions, the answer "
+                                   "line, PAL's program; see docs/structured.md). Needs a model that honours "
+                                   "constraints: the embedded engine, agentkit serve, or a server that takes them."),
 }
 
 
@@ -151,3 +156,87 @@ templates_option = click.option(
     "--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
     help="Directory of your own templates/exemplars, searched before the shipped ones.",
 )
+
+
+# --- what a run is held to and how it is watched: budgets, the model-call cache, traces -----------------------
+
+
+def _limit(flag: str, kind: click.ParamType, metavar: str, help: str) -> Callable:
+    return click.option(flag, "budget_" + flag.removeprefix("--max-").replace("-", "_"), type=kind, default=None,
+                        metavar=metavar, help=help)
+
+
+WHOLE = click.IntRange(min=1)
+BUDGET_OPTIONS: dict[str, Callable] = {
+    "input_tokens": _limit("--max-input-tokens", WHOLE, "N", "Budget per episode: prompt tokens over all its calls."),
+    "output_tokens": _limit("--max-output-tokens", WHOLE, "N", "Budget per episode: generated tokens."),
+    "model_calls": _limit("--max-model-calls", WHOLE, "N", "Budget per episode: model calls."),
+    "tool_calls": _limit("--max-tool-calls", WHOLE, "N", "Budget per episode: tool calls (searches, programs)."),
+    "seconds": _limit("--max-seconds", click.FloatRange(min=0, min_open=True), "S",
+                      "Budget per episode: wall-clock seconds. An episode over any budget ends as a recorded "
+                      "failure naming it (e.g. budget_model_calls)."),
+}
+
+
+def budget_options(command: Callable) -> Callable:
+    """``--max-input-tokens``, ``--max-output-tokens``, ``--max-model-calls``, ``--max-tool-calls``,
+    ``--max-seconds``: an ``agentkit.runtime.Budget`` for every episode."""
+    for option in reversed(BUDGET_OPTIONS.values()):
+        command = option(command)
+    return command
+
+
+def pop_budget(kwargs: dict[str, Any]) -> Any:
+    """The ``Budget`` the budget options give (None when none is set)."""
+    from agentkit.runtime import Budget
+
+    limits = {name: kwargs.pop(f"budget_{name}") for name in BUDGET_OPTIONS}
+    return Budget(**limits) if any(v is not None for v in limits.values()) else None
+
+
+def trace_options(command: Callable) -> Callable:
+    """``--trace [ENDPOINT]`` and ``--trace-content``: OpenTelemetry traces (``agentkit.tracing``)."""
+    command = click.option("--trace-content", is_flag=True,
+                           help="Record prompts, completions and tool arguments in the trace (they may hold "
+                                "private data).")(command)
+    return click.option("--trace", "trace_endpoint", is_flag=False, flag_value="", default=None, metavar="[ENDPOINT]",
+                        help="Send OpenTelemetry traces (GenAI conventions) over OTLP/HTTP to ENDPOINT, or without "
+                             "it where OTEL_EXPORTER_OTLP_ENDPOINT says (default http://localhost:4318). Setting "
+                             "that variable turns tracing on too. Needs agentkit[otel]; see "
+                             "docs/observability.md.")(command)
+
+
+def pop_tracing(kwargs: dict[str, Any]) -> Any:
+    """The ``agentkit.tracing.Tracing`` the trace options ask for, or None (off)."""
+    endpoint, content = kwargs.pop("trace_endpoint"), kwargs.pop("trace_content")
+    if endpoint is None and not content:
+        return None  # the runner still honours OTEL_EXPORTER_OTLP_ENDPOINT
+    from agentkit.tracing import tracing_for
+
+    return tracing_for(None if endpoint is None else endpoint or True, content=content or None)
+
+
+cache_option = click.option(
+    "--cache", "cache_dir", is_flag=False, flag_value="", default=None, metavar="[DIR]",
+    help="Answer greedy and seeded model calls seen before from a cache on disk, in DIR or without it the agentkit "
+         "cache directory (see `agentkit cache info`); unseeded samples are never cached.",
+)
+
+
+def open_cache(cache_dir: str | None) -> Any:
+    """The ``agentkit.cache.CallCache`` that ``--cache [DIR]`` names, or None."""
+    if cache_dir is None:
+        return None
+    from agentkit.cache import CallCache
+
+    return CallCache(cache_dir or None)
+
+
+def run_options(command: Callable) -> Callable:
+    """Budgets, the cache and traces: the options every command that runs episodes takes."""
+    return budget_options(cache_option(trace_options(command)))
+
+
+def pop_run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``budget``, ``cache`` and ``trace`` for ``run_episode`` / ``run_benchmark`` from a command's arguments."""
+    return {"budget": pop_budget(kwargs), "cache": open_cache(kwargs.pop("cache_dir")), "trace": pop_tracing(kwargs)}

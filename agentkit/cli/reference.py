@@ -24,8 +24,8 @@ agentkit ls
 ```
 
 The commands share their options: `--model`, `--method`, `--shots`, `--max-tokens`, `--temperature`, `--seed`,
-`--samples/-k`, `--answer`, `--wiki`, `--dtype` and `--templates` mean the same in `run`, `chat` and `bench`, and
-`default` stands for a method's own default wherever it has one.
+`--samples/-k`, `--answer`, `--wiki`, `--prompt-format`, `--constrain`, `--dtype` and `--templates` mean the same
+in `run`, `chat` and `bench`, and `default` stands for a method's own default wherever it has one.
 
 Errors a user can cause (a bad option, a missing file, a bad model, too many shots) end as one line
 `Error: ...` on stderr with exit status 1; `agentkit --debug ...` or `AGENTKIT_DEBUG=1` shows the traceback

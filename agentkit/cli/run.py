@@ -20,7 +20,9 @@ from agentkit.cli.options import (
     dtype_option,
     method_option,
     model_option,
+    pop_run_options,
     pop_settings,
+    run_options,
     settings_options,
     templates_option,
 )
@@ -37,6 +39,7 @@ from agentkit.strategies.chat import ChatStrategy
 @dtype_option
 @templates_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
+@run_options
 def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -> None:
     """Answer one QUESTION with one method, streaming the work, then the answer.
 
@@ -49,6 +52,7 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -
     if not question.strip():
         raise click.BadParameter("the question is empty", param_hint="QUESTION")
     settings = pop_settings(kwargs)
+    options = pop_run_options(kwargs)
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:  # before loading a model
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
@@ -56,7 +60,7 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -
         with contextlib.redirect_stdout(sys.stderr):  # loader messages must not break the JSON
             llm = load_model(model_spec, dtype=dtype)
             strategy = build_strategy(method, llm, settings, templates=templates)
-            result = run_streamed(llm, strategy, question, None)
+            result = run_streamed(llm, strategy, question, None, **options)
         data = jsonable(result)
         data["answer"] = typed_answer(result.answer, get_method(method).answer_kind(settings.answer))
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -66,7 +70,7 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -
     llm = load_model(model_spec, dtype=dtype)
     strategy = build_strategy(method, llm, settings, templates=templates)
     try:
-        result = run_streamed(llm, strategy, question, display)
+        result = run_streamed(llm, strategy, question, display, **options)
     except KeyboardInterrupt:
         display.interrupted()
         sys.exit(130)

@@ -15,7 +15,7 @@ import logging
 import click
 
 from agentkit.cli.display import show_log
-from agentkit.cli.options import DTYPES, model_option
+from agentkit.cli.options import DTYPES, model_option, pop_tracing, trace_options
 
 API_KEY_VARIABLE = "AGENTKIT_API_KEY"
 
@@ -38,7 +38,8 @@ API_KEY_VARIABLE = "AGENTKIT_API_KEY"
                    "$AGENTKIT_API_KEY or $OPENAI_API_KEY).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="info logs every request; warning only failures.")
-def serve(model_spec, dtype, host, port, served_model_name, batch_size, api_key, log_level):
+@trace_options
+def serve(model_spec, dtype, host, port, served_model_name, batch_size, api_key, log_level, **kwargs):
     """Serve a model (the embedded default unless --model) at http://HOST:PORT/v1.
 
     Endpoints: /v1/models, /v1/completions and /v1/chat/completions, with SSE streaming, stop strings, n and
@@ -48,6 +49,7 @@ def serve(model_spec, dtype, host, port, served_model_name, batch_size, api_key,
     from agentkit.serving.app import base_url, bind, is_loopback
     from agentkit.serving.app import serve as run_server
 
+    tracing = pop_tracing(kwargs)
     sock = bind(host, port)  # before the model loads: a busy port fails now
     try:
         if not is_loopback(host) and not api_key:
@@ -59,7 +61,7 @@ def serve(model_spec, dtype, host, port, served_model_name, batch_size, api_key,
         name = served_model_name or llm.name
         click.echo(f"agentkit serve: {name} at {base_url(sock)} (Ctrl-C stops)", err=True)
         run_server(llm, sock, model_name=name, max_batch_size=batch_size, api_key=api_key,
-                   log_level="debug" if log_level == "debug" else "warning")
+                   log_level="debug" if log_level == "debug" else "warning", trace=tracing)
     finally:
         sock.close()
 

@@ -1,17 +1,16 @@
 """The decoder's linear layers on CPU with their weights packed once for oneDNN.
 
 A float32 ``nn.Linear`` on CPU calls MKL's ``sgemm`` on the plain ``[out, in]`` weight. For the shapes a
-decode step has (a few to a few dozen rows against a weight streamed from memory) that is slow: measured on a
-2-core AMD EPYC (``benchmarks/bench_decode_shapes.py``), a 640 x 2048 layer from DRAM took 460 us for 1 row,
-835 us for 2 and 675 us for 16, where oneDNN on the same weight reordered once into its blocked layout took
-191, 216 and 304 us (2.2-3.9x; 1.3-3.8x
-with oneDNN and MKL held to AVX2; 2.8x for a 512-row prefill chunk). This is the same packed-weight path
-PyTorch's own inductor CPU backend generates (``mkldnn._reorder_linear_weight`` + ``mkldnn._linear_pointwise``).
+decode step has (a few to a few dozen rows against a weight streamed from memory) that is slow: oneDNN on the
+same weight reordered once into its blocked layout is 2-4x faster per layer at decode shapes on the x86 CPUs it
+was measured on, and faster for prefill chunks too (``benchmarks/bench_decode_shapes.py`` prints the timings;
+figures in ``benchmarks/ENGINE_NOTES.md``). This is the same packed-weight path PyTorch's own inductor CPU
+backend generates (``mkldnn._reorder_linear_weight`` + ``mkldnn._linear_pointwise``).
 
 :func:`pack_linears` swaps each ``nn.Linear`` of the decoder stack for a :class:`PackedLinear` holding only
 the packed copy; the plain weight is released. The model is loaded from a memory-mapped file, so the plain
 weights remain only as the OS's reclaimable page cache of that file, and the packed copies are new anonymous
-memory (Gemma 3 270M in float32: +425 MB, peak RSS of the CoT benchmark 3.65 -> 4.04 GB). The result is float32
+memory (for Gemma 3 270M in float32, about 425 MB). The result is float32
 throughout; it differs from MKL's in rounding only (last bits, like any change of GEMM kernel or batch shape).
 
 A packed weight is an opaque oneDNN tensor: a model with packed linears runs forward (inference) only; it

@@ -20,6 +20,12 @@ model or path); so is a model failure (500, logged with its traceback). Every re
 at INFO: client, method, path, status, milliseconds). With ``api_key`` every request needs ``Authorization: Bearer
 KEY``.
 
+Constraints: a request may carry one, in any of the fields ``agentkit.serving.protocol`` lists (OpenAI's
+``response_format``, vLLM's ``structured_outputs`` and ``guided_*``, llama.cpp's ``grammar`` / ``json_schema``,
+agentkit's ``constraint``); it becomes ``GenerationConfig.constraint`` and the model behind the server enforces it.
+One that does not compile, or that the model cannot honour, is a 400 whose ``param`` names the field
+(``constraint`` for the model's refusal), in a stream too (as its error event).
+
 Deliberately not here: TLS, rate limiting and multi-model routing (put a proxy in front), logprobs, cancelling a
 non-streamed request whose client went away (its rows finish in the batch).
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import queue
 import socket
@@ -45,8 +52,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from agentkit import grammar
 from agentkit.errors import UsageError
-from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message
+from agentkit.llm import LLM, Chat, Completion, Constraint, ConstraintRefused, GenerationConfig, Message
 from agentkit.serving.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -215,10 +223,11 @@ class EngineLoop:
 
 
 def create_app(
-    llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None
+    llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None, trace: Any = None
 ) -> FastAPI:
     """The FastAPI app serving ``llm`` under ``model_name`` (default: the model's own name); with ``api_key``,
-    only to clients that send it as a bearer token."""
+    only to clients that send it as a bearer token. ``trace`` (see ``agentkit.tracing.tracing_for``) gives every
+    completion request a server span (``agentkit.serving.traced``)."""
     name = model_name or llm.name
     engine: dict[str, EngineLoop] = {}
 
@@ -229,7 +238,14 @@ def create_app(
         engine.pop("loop").stop()
 
     app = FastAPI(title="agentkit", summary=f"agentkit serving {name} (OpenAI-compatible)", lifespan=lifespan)
-    app.add_middleware(_Gate, api_key=api_key)
+    from agentkit.tracing import tracing_for
+
+    tracing = tracing_for(trace)
+    if tracing is not None:
+        from agentkit.serving.traced import instrument
+
+        instrument(app, tracing, name)
+    app.add_middleware(_Gate, api_key=api_key)  # added last, so outermost: a refused key gets no span
 
     def loop() -> EngineLoop:
         if "loop" not in engine:  # an app used without its lifespan (e.g. some test clients)
@@ -365,6 +381,7 @@ def _config(request: CompletionRequest | ChatCompletionRequest, max_tokens: int 
             top_k=request.top_k,
             seed=request.seed,
             stop=request.stop or [],
+            constraint=_constraint(request),
         )
     except ValueError as exc:
         raise BadRequest(" ".join(str(exc).split())) from None
@@ -385,6 +402,61 @@ def _check_context(llm: LLM, prompt: str, max_tokens: int) -> None:
         fix = f"ask for at most {limit - used}" if used < limit else "shorten the prompt"
         raise BadRequest(f"max_tokens {max_tokens} is too large: this model's context is {limit} tokens and the "
                          f"prompt has {used} ({max_tokens} > {limit} - {used}); {fix}", param="max_tokens")
+
+
+CONSTRAINT_FIELDS = ("constraint", "response_format", "structured_outputs", "guided_regex", "guided_json",
+                     "guided_grammar", "guided_choice", "grammar", "json_schema")
+
+
+def _constraint(request: CompletionRequest | ChatCompletionRequest) -> Constraint | None:
+    """The request's constraint from whichever server's field carries it; a 400 naming the field when there are
+    several, or the one given is malformed or does not compile."""
+    given = [f for f in CONSTRAINT_FIELDS if getattr(request, f) is not None]
+    if request.response_format is not None and request.response_format.type == "text":
+        given.remove("response_format")  # OpenAI's default: no constraint
+    if len(given) > 1:
+        raise BadRequest(f"{' and '.join(given)}: a request takes one constraint", param=given[1])
+    if not given:
+        return None
+    try:
+        constraint = _constraint_of(given[0], getattr(request, given[0]))
+        grammar.grammar(constraint)
+    except ValueError as exc:  # pydantic's ValidationError and agentkit's UsageError included
+        raise BadRequest(f"{given[0]}: {' '.join(str(exc).split())}", param=given[0]) from None
+    return constraint
+
+
+def _constraint_of(field: str, value: Any) -> Constraint:
+    """The ``Constraint`` that ``value``, the request's ``field``, asks for."""
+    if field == "constraint":
+        return value
+    if field == "response_format":
+        if value.type == "json_object":
+            return Constraint(json_schema={"type": "object"})
+        if value.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object with the schema")
+        return Constraint(json_schema=value.json_schema.schema_)
+    if field == "structured_outputs":
+        given = {k: v for k, v in value.model_dump(exclude_none=True).items() if v is not False}
+        if len(given) != 1:
+            raise ValueError("give exactly one of regex, json, grammar, choice, json_object")
+        (key, value), = given.items()
+        field = {"regex": "guided_regex", "json_": "guided_json", "grammar": "guided_grammar",
+                 "choice": "guided_choice", "json_object": "json_object"}[key]
+    if field == "json_object":
+        return Constraint(json_schema={"type": "object"})
+    if field == "guided_regex":
+        return Constraint(regex=value)
+    if field == "guided_choice":
+        return Constraint(regex="|".join(f"({grammar.regex_literal(choice)})" for choice in value))
+    if field in ("guided_json", "json_schema"):
+        return Constraint(json_schema=json.loads(value) if isinstance(value, str) else value)
+    from llguidance.gbnf_to_lark import any_to_lark  # GBNF (llama.cpp, xgrammar) to Lark; Lark stays
+
+    try:
+        return Constraint(lark=any_to_lark(value))
+    except Exception as exc:  # noqa: BLE001 - the converter raises its own error types
+        raise ValueError(f"not a Lark or GBNF grammar ({exc})") from None
 
 
 def _render(llm: LLM, request: ChatCompletionRequest) -> str:
@@ -413,6 +485,8 @@ async def _generate(engine: EngineLoop, prompts: list[str], config: GenerationCo
             futures.append(asyncio.wrap_future(engine.submit(prompt, sample)))
     try:
         return list(await asyncio.gather(*futures))
+    except ConstraintRefused as exc:
+        raise BadRequest(" ".join(str(exc).split()), param="constraint") from None
     except ValueError as exc:
         raise BadRequest(" ".join(str(exc).split()), param="prompt") from None
     except Exception as exc:  # noqa: BLE001 - the model failed, not the request: a 500 clients retry
@@ -461,9 +535,9 @@ async def _stream_events(
         while True:
             item = await stream.out.get()
             if isinstance(item, Exception):
-                log.error("the model failed on a stream: %s: %s", type(item).__name__, item, exc_info=item)
-                body = ErrorResponse(error=ErrorBody(message=" ".join(str(item).split()), type="server_error"))
-                yield f"data: {body.model_dump_json()}\n\n"
+                if not isinstance(item, ConstraintRefused):
+                    log.error("the model failed on a stream: %s: %s", type(item).__name__, item, exc_info=item)
+                yield f"data: {_stream_error(item).model_dump_json()}\n\n"
                 return
             if isinstance(item, Completion):
                 yield event("" if not chat else None, item.finish_reason)
@@ -474,6 +548,15 @@ async def _stream_events(
             yield event(item)
     finally:
         stream.cancelled.set()  # the client went away, or the stream is over: the engine drops it
+
+
+def _stream_error(exc: Exception) -> ErrorResponse:
+    """A stream's error event: the model's refusal of a constraint is the client's error (400), the rest the
+    server's."""
+    message = " ".join(str(exc).split())
+    if isinstance(exc, ConstraintRefused):
+        return ErrorResponse(error=ErrorBody(message=message, param="constraint", code=400))
+    return ErrorResponse(error=ErrorBody(message=message, type="server_error"))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -541,11 +624,11 @@ def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any)
 
 def serve(llm: LLM, sock: socket.socket | None = None, *, host: str = "127.0.0.1", port: int = 8000,
           model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", trace: Any = None) -> None:
     """Serve ``llm`` on ``sock`` (from ``bind``; default: bind ``host:port``) until interrupted (Ctrl-C);
-    ``log_level`` is uvicorn's own."""
+    ``log_level`` is uvicorn's own, ``trace`` as in ``create_app``."""
     sock = sock or bind(host, port)
-    options = dict(model_name=model_name, max_batch_size=max_batch_size, api_key=api_key)
+    options = dict(model_name=model_name, max_batch_size=max_batch_size, api_key=api_key, trace=trace)
     _server(llm, sock, log_level, options).run(sockets=[sock])
 
 

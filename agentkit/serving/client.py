@@ -7,6 +7,14 @@
   would be a different experiment.
 - Stop strings are exact on every server: at most four go to the server (vLLM and OpenAI refuse more), all of
   them are cut client-side, and ``finish_reason`` says what ended the text as agentkit sees it.
+- Constraints (``GenerationConfig.constraint``) go in the server's own fields: its dialect (``DIALECTS``) is set
+  in the spec or detected once, at the first constrained request, from ``/v1/models``' ``owned_by`` and probes of
+  ``/props`` (llama.cpp), ``/api/version`` (Ollama) and ``/version`` (vLLM, whose version picks
+  ``structured_outputs`` or ``guided_*``). A kind, or an ``after``, that the dialect cannot carry is a one-line
+  ``UsageError`` before anything is sent; ``after`` travels as a Lark grammar with the free prefix in it
+  (``agentkit.grammar.as_lark``) where the server takes llguidance's Lark. Every constrained completion is
+  checked on arrival: one that does not conform (a server that ignored the field) is a ``ServerError``, never
+  handed on as if it did.
 - ``session()`` keeps up to ``max_concurrency`` requests in flight on worker threads and hands each completion
   back as soon as it arrives, so episodes interleave the way they do on the in-process engine. Samples of one
   prompt that differ only by consecutive seeds (self-consistency) share one request with ``n``; a server that
@@ -39,12 +47,21 @@ from typing import Any
 
 import httpx
 
+from agentkit import grammar
 from agentkit.errors import ServerError, UsageError
-from agentkit.llm import LLM, BatchSession, Chat, Completion, FinishReason, GenerationConfig, Prompt, cut_at_stop
-from agentkit.llm import partial_stop_suffix, refuse_constraint
+from agentkit.llm import LLM, BatchSession, Chat, Completion, Constraint, ConstraintRefused, FinishReason
+from agentkit.llm import GenerationConfig, Prompt, cut_at_stop, partial_stop_suffix
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
 API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
+# How each server takes a constraint: agentkit serve its own ``constraint``; vLLM >= 0.10.2 ``structured_outputs``;
+# older vLLM ``guided_*``; SGLang ``regex`` / ``json_schema``; llama.cpp ``grammar`` / ``json_schema``; Ollama and
+# OpenAI a JSON schema in ``response_format`` on chat completions only.
+DIALECTS = ("agentkit", "vllm", "vllm-guided", "sglang", "llama.cpp", "ollama", "openai")
+OWNERS = {"agentkit": "agentkit", "vllm": "vllm", "sglang": "sglang", "llamacpp": "llama.cpp", "ollama": "ollama",
+          "library": "ollama"}  # /v1/models' owned_by -> dialect
+CONSTRAINT_PARAMS = {"constraint", "response_format", "structured_outputs", "guided_regex", "guided_json",
+                     "guided_grammar", "grammar", "json_schema", "regex"}  # a 400 naming one refused the constraint
 log = logging.getLogger("agentkit.serving.client")
 
 
@@ -69,6 +86,19 @@ class ServerRefused(ServerError):
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
+
+
+class ServerConstraintRefused(ServerRefused, ConstraintRefused):
+    """The server (its model) cannot honour the request's constraint: a ``UsageError`` too, as in-process."""
+
+
+class _Refused(Exception):
+    """A stream's error event that refuses the request (a 4xx in the event's ``code``)."""
+
+    def __init__(self, message: str, status: int, param: str | None):
+        super().__init__(message)
+        self.status = status
+        self.param = param
 
 
 class _Transient(Exception):
@@ -111,7 +141,8 @@ class ServerLLM(LLM):
     optional when the servers serve exactly one. ``api_key``: sent as a bearer token; by default taken from
     ``$AGENTKIT_API_KEY`` or ``$OPENAI_API_KEY``. ``timeout``: seconds to wait for a response (or for the next
     piece of a stream). ``retries``: retries of one request before it gives up; ``backoff``/``max_backoff``:
-    the first and the largest wait before retrying a failed replica.
+    the first and the largest wait before retrying a failed replica. ``dialect``: how the server takes
+    constraints (one of ``DIALECTS``); by default detected at the first constrained request.
     """
 
     def __init__(
@@ -125,6 +156,7 @@ class ServerLLM(LLM):
         retries: int = 6,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        dialect: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ):
         urls = [urls] if isinstance(urls, str) else list(urls)
@@ -132,6 +164,10 @@ class ServerLLM(LLM):
             raise UsageError("ServerLLM needs at least one base URL, e.g. http://localhost:8000/v1")
         if max_concurrency < 1 or retries < 0 or timeout <= 0:
             raise UsageError("ServerLLM: max_concurrency must be >= 1, retries >= 0 and timeout > 0")
+        if dialect is not None and dialect not in DIALECTS:
+            raise UsageError(f"ServerLLM: unknown dialect {dialect!r}; dialects are {', '.join(DIALECTS)}")
+        self._dialect = dialect
+        self._dialect_lock = threading.Lock()
         self.replicas = [Replica(u.rstrip("/")) for u in urls]
         self.max_concurrency = max_concurrency
         self.timeout = timeout
@@ -154,8 +190,9 @@ class ServerLLM(LLM):
         served = self.served_models()
         self.model = self._choose(model, served)
         self.name = self.model
+        self._owner = served.get(self.model, "")
         # agentkit serve takes any number of stop strings; other servers get at most four.
-        self.max_stops = None if served.get(self.model) == "agentkit" else MAX_SERVER_STOPS
+        self.max_stops = None if self._owner == "agentkit" else MAX_SERVER_STOPS
         self.accepts_prompt_lists = True  # set False when a server refuses (or ignores) a list of prompts
         self.accepts_n = True  # set False when a server refuses (or ignores) n > 1
 
@@ -267,6 +304,89 @@ class ServerLLM(LLM):
             f"{where} serves several models ({', '.join(served)}); name one with ?model=NAME"
         )
 
+    # -- constraints ------------------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """How the server takes constraints (one of ``DIALECTS``): set, or detected once and then kept."""
+        with self._dialect_lock:
+            if self._dialect is None:
+                self._dialect = self._detect_dialect()
+            return self._dialect
+
+    def _detect_dialect(self) -> str:
+        """From ``owned_by``, else from the first probe that answers; a server like none of them is OpenAI."""
+        if self._owner in OWNERS:
+            dialect = OWNERS[self._owner]
+            return _vllm_dialect(self._probe("/version")) if dialect == "vllm" else dialect
+        if self._probe("/props") is not None:
+            return "llama.cpp"
+        if self._probe("/api/version") is not None:
+            return "ollama"
+        version = self._probe("/version")
+        return _vllm_dialect(version) if version is not None else "openai"
+
+    def _probe(self, path: str) -> dict | None:
+        """``GET path`` at the first replica's root (its URL without ``/v1``): the JSON object, or None."""
+        root = self.urls[0].removesuffix("/v1")
+        try:
+            response = self._client.get(root + path, timeout=min(10.0, self.timeout))
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _constraint_fields(self, constraint: Constraint, *, chat: bool) -> dict[str, Any]:
+        """The request fields that carry ``constraint`` in this server's dialect; a ``UsageError`` where the
+        dialect cannot carry it (nothing is sent, nothing is dropped)."""
+        grammar.grammar(constraint)  # a constraint that does not compile is the user's error, said here
+        dialect, kind, plain = self.dialect, constraint.kind, constraint.after is None
+        schema = constraint.json_schema
+        if dialect == "agentkit":
+            return {"constraint": constraint.model_dump(exclude_none=True)}
+        if dialect in ("vllm", "vllm-guided"):
+            if plain and kind == "regex":
+                key, value = "regex", constraint.regex
+            elif plain and kind == "json_schema":
+                key, value = "json", schema
+            else:
+                key, value = "grammar", grammar.as_lark(constraint)
+            return {"structured_outputs": {key: value}} if dialect == "vllm" else {f"guided_{key}": value}
+        if dialect == "llama.cpp":
+            if plain and kind == "json_schema":
+                return {"json_schema": schema}
+            lark = grammar.as_lark(constraint)
+            return {"grammar": lark if lark.lstrip().startswith("%llguidance") else "%llguidance {}\n" + lark}
+        if dialect == "sglang" and plain and kind != "lark":
+            return {"regex": constraint.regex} if kind == "regex" else {"json_schema": json.dumps(schema)}
+        if dialect in ("ollama", "openai") and plain and kind == "json_schema" and chat:
+            return {"response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "agentkit", "schema": schema, "strict": True}}}
+        what = f"{kind} constraint" + ("" if plain else f" with a free prefix (after={constraint.after!r})")
+        why = {
+            "sglang": "SGLang takes a regex or a JSON schema without a free prefix",
+            "ollama": "Ollama takes a JSON schema without a free prefix, on chat prompts only",
+            "openai": "the OpenAI API takes a JSON schema without a free prefix, on chat prompts only",
+        }[dialect]
+        raise UsageError(
+            f"server {', '.join(self.urls)} model {self.model} ({dialect}) cannot take a {what}: {why}; drop the "
+            "constraint, or set dialect= in the spec if the server is another"
+        )
+
+    def _check_conforms(self, text: str, config: GenerationConfig) -> None:
+        """A completion that ended of its own accord matches its constraint (a stop string may have cut it: then
+        it is at least a prefix that could); otherwise the server did not apply the constraint."""
+        constraint = config.constraint
+        assert constraint is not None
+        check = grammar.is_prefix if config.stop else grammar.matches
+        if check(constraint, text) or check(constraint, text.rstrip()):  # a server may allow trailing space
+            return
+        raise ServerError(
+            f"{self.urls[0]} model {self.model} ({self.dialect}) returned text that does not match its "
+            f"{constraint.kind} constraint ({text[:40]!r}): the server ignored the constraint or is another "
+            "kind of server; set dialect= in the spec"
+        )
+
     # -- requests ---------------------------------------------------------------------------------------------
 
     def _chat_fields(self, chat: Chat) -> dict[str, Any]:
@@ -277,8 +397,9 @@ class ServerLLM(LLM):
 
     def _body(self, prompt: Prompt | list[str], config: GenerationConfig, n: int = 1) -> tuple[str, dict[str, Any]]:
         """The endpoint and JSON body for ``prompt`` (a text, a list of texts or a chat)."""
-        refuse_constraint(f"server {', '.join(self.urls)} model {self.model}", config.constraint)
         body: dict[str, Any] = {"model": self.model, "max_tokens": config.max_new_tokens}
+        if config.constraint is not None:
+            body.update(self._constraint_fields(config.constraint, chat=isinstance(prompt, Chat)))
         if config.do_sample:
             body.update(temperature=config.temperature, top_p=config.top_p)
             if config.top_k is not None:
@@ -303,6 +424,8 @@ class ServerLLM(LLM):
         text, stopped = cut_at_stop(text, config.stop)
         # "length" only when the token limit ended it and no stop text did; the server's own EOS is "stop".
         reason: FinishReason = "length" if finish == "length" and not stopped else "stop"
+        if config.constraint is not None and reason == "stop":
+            self._check_conforms(text, config)
         usage = usage or {}
         prompt_tokens = usage.get("prompt_tokens")
         if prompt_tokens is None:
@@ -314,13 +437,15 @@ class ServerLLM(LLM):
             text=text, finish_reason=reason, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
         )
 
-    def _run(self, job: _Job, link: _Link | None = None) -> list[tuple[Hashable, Completion]]:
-        """Send one job (``n`` = its number of keys) and return a completion per key."""
+    def _run(self, job: _Job, link: _Link | None = None, headers: dict[str, str] | None = None
+             ) -> list[tuple[Hashable, Completion]]:
+        """Send one job (``n`` = its number of keys) and return a completion per key; ``headers`` (a trace's
+        ``traceparent``) go with every request."""
         n = len(job.keys)
         if n > 1 and self.accepts_n:
             path, body = self._body(job.prompt, job.config, n=n)
             try:
-                data = self._send("POST", path, body, link=link)
+                data = self._send("POST", path, body, link=link, headers=headers)
             except ServerRefused:
                 self.accepts_n = False  # refused: fall back to one request per sample
                 data = None
@@ -331,13 +456,13 @@ class ServerLLM(LLM):
                 done = list(zip(job.keys, completions, strict=False))
                 rest = [_Job([k], job.prompt, self._sample_config(job.config, i)) for i, k in enumerate(job.keys)]
                 for single in rest[len(done):]:
-                    done.extend(self._run(single, link))
+                    done.extend(self._run(single, link, headers))
                 return done
         out: list[tuple[Hashable, Completion]] = []
         for i, key in enumerate(job.keys):
             config = self._sample_config(job.config, i)
             path, body = self._body(job.prompt, config)
-            data = self._send("POST", path, body, link=link)
+            data = self._send("POST", path, body, link=link, headers=headers)
             out.append((key, self._choices(data, _Job([key], job.prompt, config), expected=1)[0]))
         return out
 
@@ -382,7 +507,8 @@ class ServerLLM(LLM):
     # -- transport: replicas, retries, errors -----------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None
+        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict:
         """One JSON request with replica choice and bounded retries; the parsed response body."""
         retries = self.retries if retries is None else retries
@@ -391,7 +517,7 @@ class ServerLLM(LLM):
         while True:
             replica = self._acquire(link)
             try:
-                response = link.client.request(method, replica.url + path, json=body)
+                response = link.client.request(method, replica.url + path, json=body, headers=headers)
                 self._check(response, replica, path)
                 data = response.json()
             except (httpx.TransportError, _Transient, ValueError, RuntimeError) as exc:
@@ -439,6 +565,9 @@ class ServerLLM(LLM):
                         raise httpx.RemoteProtocolError("the stream ended before the completion was finished")
                 self._release(replica)
                 return
+            except _Refused as exc:
+                self._release(replica)
+                raise self._refused(replica, path, exc.status, str(exc), exc.param) from None
             except (httpx.TransportError, _Transient, ValueError) as exc:
                 failure = _failure(exc)
                 out_for = self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
@@ -469,7 +598,14 @@ class ServerLLM(LLM):
             hint = ("; give the server's API key in $AGENTKIT_API_KEY or $OPENAI_API_KEY (or ?api_key_env=VAR)"
                     if not self._client_options["headers"] else "; the API key sent is not the server's")
         self._release(replica)
-        raise ServerRefused(f"{replica.url}{path} refused model {self.model}: HTTP {status}: {message}{hint}", status)
+        raise self._refused(replica, path, status, message + hint, _error_param(response))
+
+    def _refused(self, replica: Replica, path: str, status: int, message: str, param: str | None) -> ServerRefused:
+        """The error for a refused request; a refused constraint is also a ``UsageError``, as in-process."""
+        text = f"{replica.url}{path} refused model {self.model}: HTTP {status}: {message}"
+        if status == 400 and param in CONSTRAINT_PARAMS:
+            return ServerConstraintRefused(text, status)
+        return ServerRefused(text, status)
 
     def _acquire(self, link: _Link) -> Replica:
         """The live replica with the fewest requests in flight; waits while every replica is out."""
@@ -538,6 +674,7 @@ class ServerSession(BatchSession):
         self._running: dict[Future, int] = {}  # future -> number of requests it answers
         self._pool = ThreadPoolExecutor(self.max_batch_size, thread_name_prefix="agentkit-server")
         self._error: BaseException | None = None
+        self.trace_headers: dict[Hashable, dict[str, str]] = {}  # key -> its model call's traceparent (runtime)
 
     @property
     def free_slots(self) -> int:
@@ -555,7 +692,10 @@ class ServerSession(BatchSession):
         if self._error is not None:
             raise self._error
         for job in _jobs(self._queue, self.llm.accepts_n):
-            self._running[self._pool.submit(self.llm._run, job, self._link)] = len(job.keys)
+            headers = self.trace_headers.pop(job.keys[0], None)
+            for key in job.keys[1:]:
+                self.trace_headers.pop(key, None)
+            self._running[self._pool.submit(self.llm._run, job, self._link, headers)] = len(job.keys)
         self._queue = []
         done, _ = wait(list(self._running), timeout=self.POLL, return_when=FIRST_COMPLETED)
         out: list[tuple[Hashable, Completion]] = []
@@ -600,6 +740,12 @@ def _jobs(queue: list[tuple[Hashable, Prompt, GenerationConfig]], use_n: bool) -
     return jobs
 
 
+def _vllm_dialect(version: dict | None) -> str:
+    """vLLM takes ``structured_outputs`` from 0.10.2 on (and ignores the ``guided_*`` it dropped in 0.12)."""
+    numbers = [int(n) for n in str((version or {}).get("version", "")).split("+")[0].split(".")[:3] if n.isdigit()]
+    return "vllm-guided" if numbers and tuple(numbers) < (0, 10, 2) else "vllm"
+
+
 def _share(usage: dict | None, texts: list[str], count: Callable[[str], int], prompts: int) -> list[dict | None]:
     """A request's total usage shared out over its choices (by text length), for servers without per-choice usage."""
     if not usage or len(texts) == 1:
@@ -624,6 +770,9 @@ def _sse(lines: Iterator[str]) -> Iterator[dict | None]:
         if payload:
             event = json.loads(payload)
             if isinstance(event, dict) and "error" in event:
+                error = event["error"] if isinstance(event["error"], dict) else {}
+                if isinstance(error.get("code"), int) and 400 <= error["code"] < 500 and error["code"] != 429:
+                    raise _Refused(f"error event: {_message_of(event)}", error["code"], error.get("param"))
                 raise _Transient(f"error event: {_message_of(event)}")
             yield event
 
@@ -633,6 +782,15 @@ def _server_message(response: httpx.Response) -> str:
         return _message_of(response.json())
     except ValueError:
         return _one_line(response.text) or response.reason_phrase
+
+
+def _error_param(response: httpx.Response) -> str | None:
+    """The ``param`` of an OpenAI-shaped error body, if any."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("param") if isinstance(error, dict) else None
 
 
 def _message_of(data: Any) -> str:

@@ -11,6 +11,10 @@ Extensions beyond OpenAI's API, as vLLM and SGLang have them: ``top_k`` on reque
 (OpenAI gives only the request's total), so a request with ``n`` samples or a prompt list still yields exact token
 counts per completion. Clients that do not know it ignore it.
 
+Constraints come in each server's own fields, at most one per request: OpenAI's ``response_format``, vLLM's
+``structured_outputs`` (0.10.2 on) and ``guided_*`` (before), llama.cpp's ``grammar`` / ``json_schema`` (SGLang's
+``json_schema`` too), and agentkit's own ``constraint`` (an ``agentkit.llm.Constraint``, ``after`` included).
+
 Deliberately not here: logprobs, echo, penalties, tools and function calling, images, embeddings, the Responses API.
 """
 
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from agentkit.llm import Constraint
 
 FinishReason = Literal["stop", "length"]
 
@@ -61,6 +67,17 @@ class _Request(BaseModel):
     frequency_penalty: float = 0.0
     logit_bias: dict[str, float] | None = None
 
+    # Constraints, each server's way (agentkit.serving.app turns the one given into GenerationConfig.constraint).
+    response_format: ResponseFormat | None = None  # OpenAI: a JSON schema, or any JSON object
+    structured_outputs: StructuredOutputs | None = None  # vLLM >= 0.10.2
+    guided_regex: str | None = None  # vLLM before 0.12
+    guided_json: dict[str, Any] | str | None = None
+    guided_grammar: str | None = None
+    guided_choice: list[str] | None = None
+    grammar: str | None = None  # llama.cpp: GBNF, or llguidance Lark (vLLM's rule: no "::=" means Lark)
+    json_schema: dict[str, Any] | str | None = None  # llama.cpp (an object), SGLang (a string)
+    constraint: Constraint | None = None  # agentkit's own, with the free prefix ``after``
+
     @field_validator(*UNSUPPORTED)
     @classmethod
     def _unsupported(cls, value: object, info: ValidationInfo) -> object:
@@ -89,6 +106,36 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     include_usage: bool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")  # ``schema`` is a BaseModel method
+    strict: bool | None = None  # taken, not needed: a constraint here is always enforced
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: plain text, any JSON object, or JSON of a schema."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs``: exactly one of these. Fields agentkit cannot honour (``structural_tag``,
+    ``whitespace_pattern``, ...) are refused with a 400 rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    regex: str | None = None
+    json_: dict[str, Any] | str | None = Field(None, alias="json")
+    grammar: str | None = None
+    choice: list[str] | None = None
+    json_object: bool | None = None
 
 
 class CompletionRequest(_Request):

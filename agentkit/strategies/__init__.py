@@ -6,7 +6,8 @@ sets its prompts draw on. Everything that turns a name into a strategy reads it:
 ``build_strategy`` (the command line's ``run`` and ``chat``, from ``Settings``) and the benchmark harness.
 
 ``Settings`` are the knobs every command offers under the same names (shots, max tokens, temperature, seed,
-samples, answer kind, Wikipedia backend, prompt format); ``None`` means the method's own default.
+samples, answer kind, Wikipedia backend, prompt format, constrained replies); ``None`` means the method's own
+default.
 
 Deliberately not here: the strategies themselves (``direct.py``, ``cot.py``, ``pal.py``, ``react.py``,
 ``self_consistency.py``, ``chat.py``) and anything about the command line (``agentkit.cli``).
@@ -40,7 +41,7 @@ class Method:
 
     name: str
     description: str
-    build: Callable[..., Strategy]  # build(llm, shots=, config=, templates=, answer=, **options)
+    build: Callable[..., Strategy]  # build(llm, shots=, config=, templates=, answer=, constrain=, **options)
     options: tuple[str, ...] = ()  # keyword options it takes besides shots, config, templates and answer
     answers: tuple[str, ...] = ANSWER_KINDS  # the answer kinds it can give; the first is its default
     exemplar_sets: Callable[[str], tuple[str, ...]] = lambda answer: (DEFAULT_EXEMPLARS[answer],)
@@ -66,36 +67,36 @@ def _sc(base: Strategy, options: dict[str, Any]):
 
 
 def _single(cls_path: str, sc: bool = False, extra: tuple[str, ...] = ()):
-    def build(llm, *, shots, config, templates, answer, prompt_format, **options):
+    def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
         cls = _class(cls_path)
         kind = {} if cls_path.endswith("PAL") else {"answer": answer or "number"}
         own = {k: options[k] for k in extra if k in options}
         base = cls(llm, shots=shots, config=_layer(cls, config), templates=templates, prompt_format=prompt_format,
-                   **kind, **own)
+                   constrain=constrain, **kind, **own)
         return _sc(base, options) if sc else base
 
     return build
 
 
 def _react(fallback: bool):
-    def build(llm, *, shots, config, templates, answer, prompt_format, **options):
+    def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
         react_cls, cot_cls = _class("agentkit.strategies.react.ReAct"), _class("agentkit.strategies.cot.CoT")
         own = {k: options[k] for k in REACT_OPTIONS if k in options}
         if fallback:
             cot = cot_cls(llm, shots=shots, config=_layer(cot_cls, config), templates=templates,
-                          answer=answer or "text", prompt_format=prompt_format)
+                          answer=answer or "text", prompt_format=prompt_format, constrain=constrain)
             own["fallback"] = _sc(cot, options)
         return react_cls(llm, shots=shots, config=_layer(react_cls, config), templates=templates,
-                         prompt_format=prompt_format, **own)
+                         prompt_format=prompt_format, constrain=constrain, **own)
 
     return build
 
 
-def _chat(llm, *, shots, config, templates, answer, prompt_format, history=None, **_options):
+def _chat(llm, *, shots, config, templates, answer, prompt_format, constrain, history=None, **_options):
     from agentkit.strategies.chat import ChatStrategy
 
     return ChatStrategy(llm, config=_layer(ChatStrategy, config), templates=templates, history=history,
-                        prompt_format=prompt_format)
+                        prompt_format=prompt_format, constrain=constrain)
 
 
 def _class(path: str) -> type[Strategy]:
@@ -161,6 +162,7 @@ def load_strategy(
     templates: Templates | None = None,
     answer: str | None = None,
     prompt_format: str = "auto",
+    constrain: bool = False,
     **options: Any,
 ) -> Strategy:
     """Build the strategy called ``name`` (see ``REGISTRY``).
@@ -172,7 +174,10 @@ def load_strategy(
     ``top_p`` for self-consistency; ``tools``, ``corpus``, ``max_steps`` for ReAct; ``sandbox`` for PAL); an
     option another method takes is ignored (one set of options serves a benchmark of several methods), a name
     no method takes is an error. ``prompt_format`` is ``"auto"`` (chat prompts when the model has a chat
-    template), ``"text"`` or ``"chat"`` (see ``agentkit.prompting``).
+    template), ``"text"`` or ``"chat"`` (see ``agentkit.prompting``). ``constrain=True`` generates every reply
+    under the constraint the strategy derives from what it reads (an action, an answer line, a program; see
+    docs/structured.md); the model must honour constraints (the engine, ``agentkit serve``, a server that takes
+    them), and ``chat`` has none to add.
     """
     method = get_method(name)
     unknown = sorted(set(options) - ALL_OPTIONS)
@@ -183,7 +188,7 @@ def load_strategy(
         raise UsageError(f"answer must be one of: {', '.join(ANSWER_KINDS)}; got {answer!r}")
     own = {k: v for k, v in options.items() if k in method.options}
     return method.build(llm, shots=shots, config=config, templates=templates, answer=answer,
-                        prompt_format=prompt_format, **own)
+                        prompt_format=prompt_format, constrain=constrain, **own)
 
 
 class Settings(BaseModel):
@@ -199,6 +204,7 @@ class Settings(BaseModel):
     answer: Literal["number", "text"] | None = None  # what direct and cot answer
     wiki: Literal["offline", "live"] | None = None  # ReAct's Wikipedia: the shipped corpus or the live site
     prompt_format: Literal["auto", "text", "chat"] | None = None  # None: auto (chat when the model has a template)
+    constrain: bool = False  # generate each reply under the constraint the method derives (docs/structured.md)
 
     def generation(self) -> dict[str, Any]:
         """Generation settings laid over each method's own ``GenerationConfig``."""
@@ -239,4 +245,5 @@ def build_strategy(
     shots = {} if settings.shots is None else {"shots": settings.shots}
     extra = {"history": history} if history is not None and "history" in get_method(name).options else {}
     return load_strategy(name, llm, config=settings.generation() or None, templates=templates, **shots,
-                         prompt_format=settings.prompt_format or "auto", **settings.method_options(), **extra)
+                         prompt_format=settings.prompt_format or "auto", constrain=settings.constrain,
+                         **settings.method_options(), **extra)

@@ -7,6 +7,9 @@ and wrappers (self-consistency) write their own episode. Running is the same for
 
 Prompts come in the form the strategy's ``prompt_format`` resolves to for its model (see ``agentkit.prompting``):
 text, or a ``Chat`` whose assistant reply is what the model writes. ``Result.prompt`` is the text sent either way.
+
+With ``constrain=True`` every reply is generated under a constraint the strategy derives from what it reads
+(``constraint``; see ``agentkit.strategies.constraints`` and docs/structured.md); the prompts stay the same.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from agentkit.llm import LLM, Completion, GenerationConfig, Prompt
+from agentkit.errors import UsageError
+from agentkit.llm import LLM, Completion, Constraint, GenerationConfig, Prompt
 from agentkit.prompting import Templates, default_templates, resolve_prompt_format
 from agentkit.result import Result
-from agentkit.runtime import Episode, Event, EventHandler, Generate, Request, run_episode, run_episodes
+from agentkit.runtime import Episode, EpisodeInfo, Event, EventHandler, Generate, Request, run_episode, run_episodes
 
 
 class Strategy(ABC):
@@ -36,12 +40,17 @@ class Strategy(ABC):
         config: GenerationConfig | None = None,
         templates: Templates | None = None,
         prompt_format: str = "auto",
+        constrain: bool = False,
     ):
         self._llm = llm
         self.shots = shots
         self.templates = templates or default_templates()
         self.config = config or self.default_config
         self.prompt_format = prompt_format  # "auto", "text" or "chat"
+        self.constrain = constrain  # generate each reply under the constraint derived from what the strategy reads
+        if constrain and self.config.constraint is not None:
+            raise UsageError("constrain=True derives the strategy's own constraint: drop config.constraint, or "
+                             "leave constrain off to send that constraint as it is")
         if llm is not None:
             resolve_prompt_format(prompt_format, llm)  # a bad format or a model without a template fails here
 
@@ -68,9 +77,12 @@ class Strategy(ABC):
         *,
         on_event: EventHandler | None = None,
         on_token: Callable[[str], None] | None = None,
+        **options: Any,
     ) -> Result:
-        """Answer one question; ``on_token`` streams the model's text, ``on_event`` the steps."""
-        return run_episode(self.llm, self.episode(question), on_event=on_event, on_token=on_token)
+        """Answer one question; ``on_token`` streams the model's text, ``on_event`` the steps. ``options``
+        (``budget``, ``cache``, ``trace``, ``usage``) are ``run_episode``'s."""
+        return run_episode(self.llm, self.episode(question), on_event=on_event, on_token=on_token,
+                           info=EpisodeInfo(self.name, question), **options)
 
     def batch(
         self,
@@ -78,10 +90,13 @@ class Strategy(ABC):
         *,
         batch_size: int = 32,
         on_result: Callable[[int, Result], None] | None = None,
+        **options: Any,
     ) -> list[Result]:
-        """Answer many questions, their model calls sharing batches."""
+        """Answer many questions, their model calls sharing batches; ``options`` are ``run_episodes``'."""
+        questions = list(questions)
         return run_episodes(
-            self.llm, (self.episode(q) for q in questions), batch_size=batch_size, on_result=on_result
+            self.llm, (self.episode(q) for q in questions), batch_size=batch_size, on_result=on_result,
+            info=lambda i: EpisodeInfo(self.name, questions[i]), **options,
         )
 
     def __repr__(self) -> str:
@@ -136,10 +151,17 @@ class SingleCall(Strategy):
         )
 
     def config_for_format(self, config: GenerationConfig) -> GenerationConfig:
-        """``config`` as sent: in chat form without the text-only stops."""
-        if self.resolved_format == "text" or not set(config.stop) & set(self.text_only_stops):
-            return config
-        return config.model_copy(update={"stop": [s for s in config.stop if s not in self.text_only_stops]})
+        """``config`` as sent: in chat form without the text-only stops; constrained, when the strategy is, by
+        the constraint for those stops."""
+        if self.resolved_format == "chat" and set(config.stop) & set(self.text_only_stops):
+            config = config.model_copy(update={"stop": [s for s in config.stop if s not in self.text_only_stops]})
+        if self.constrain:
+            config = config.model_copy(update={"constraint": self.constraint(config)})
+        return config
+
+    def constraint(self, config: GenerationConfig) -> Constraint:
+        """What a reply sent with ``config`` (its stop strings) must match so that ``interpret`` reads it."""
+        raise UsageError(f"{type(self).__name__} has no constraint of its own; run it without constrain")
 
     @abstractmethod
     def interpret(self, completion: Completion) -> Interpretation | Generator[Request, Any, Interpretation]:

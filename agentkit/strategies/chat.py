@@ -6,8 +6,9 @@ A model with a chat template gets the conversation as a ``Chat`` (when ``prompt_
 ``history`` is a list of ``{"user": ..., "assistant": ...}`` turns; the caller (the chat loop) appends a turn once
 it has completed, so an interrupted turn is never remembered.
 
-Deliberately not here: trimming a long conversation to the model's context, system prompts, and extracting an
-answer (the whole reply is the answer; ``failure`` is set only when it is empty).
+Deliberately not here: trimming a long conversation to the model's context, system prompts, extracting an
+answer (the whole reply is the answer; ``failure`` is set only when it is empty), and a constraint: a chat reply
+is free text, so ``constrain`` (which ``agentkit chat --constrain`` sets for every mode) adds none here.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class ChatStrategy(Strategy):
         config: GenerationConfig | None = None,
         templates: Templates | None = None,
         prompt_format: str = "auto",
+        constrain: bool = False,
     ):
-        super().__init__(llm, shots=0, config=config, templates=templates, prompt_format=prompt_format)
+        super().__init__(llm, shots=0, config=config, templates=templates, prompt_format=prompt_format,
+                         constrain=constrain)
         self.history = history if history is not None else []
 
     def prompt(self, question: str) -> tuple[Prompt, list[str]]:

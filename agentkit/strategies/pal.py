@@ -1,24 +1,28 @@
 """Program-aided language models (PAL; Gao et al., 2022).
 
 The model does not compute: it writes ``def solution(): ...`` and the orchestrator runs the program in the
-sandbox (``agentkit.tools.sandbox``); the answer is the value it returns. Every failure — no code, a syntax
-error, an exception, a timeout, no ``solution``, a non-numeric value — is recorded with the code and the error
-and scores as wrong; none stops a run.
+sandbox (``agentkit.tools.sandbox``); the answer is the value it returns, read by ``agentkit.answers``' exact
+reader. Every failure is recorded with the code and the error and scores as wrong; none stops a run: no code
+(``no_answer``), a syntax error, an exception, a timeout or no ``solution`` (``sandbox_error``), a value that is
+not a number that can be read exactly (``unreadable_result``), and any of these in a program the token limit
+cut off (``length``).
+
+Constrained (``constrain=True``), the reply (after the prompt's opening fence) is a program of the skeleton the
+exemplars have: ``def solution():``, an indented body, and a ``return`` as its last line.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import textwrap
-from collections.abc import Generator
-from fractions import Fraction
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from agentkit.answers import canonical_number, parse_number
-from agentkit.llm import LLM, Completion, GenerationConfig
+from agentkit.answers import MAX_DIGITS, canonical_number
+from agentkit.llm import LLM, Completion, Constraint, GenerationConfig
 from agentkit.runtime import Call, Event, Request
 from agentkit.strategies.base import Interpretation, SingleCall, no_answer
+from agentkit.strategies.constraints import reply
 
 if TYPE_CHECKING:
     from agentkit.tools.sandbox import ExecResult, Sandbox
@@ -42,42 +46,23 @@ def extract_code(text: str) -> str:
 
 
 def numeric_value(value: Any) -> str | None:
-    """The canonical answer for a program's value, or None when it is not a number.
+    """The canonical answer for a program's value (``agentkit.answers``' exact reader), or None when it is not a
+    number that can be written exactly.
 
-    Whole numbers stay exact at any size (``10**400`` is not rounded to a float); the sandbox hands back a
-    ``Decimal`` or ``Fraction`` beyond float range as its exact text (``"1E+400"``), which is read exactly too.
+    Whole numbers stay exact at any size the sandbox returns (``10**400`` is not rounded to a float); the sandbox
+    hands back a ``Decimal`` or ``Fraction`` beyond float range as its exact text (``"1E+400"``, ``"1000.../3"``),
+    which is read exactly too, and one with more than ``MAX_DIGITS`` digits (``"1E+10000"``) is None.
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return canonical_number(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        exact = _exact_text(value)
-        if exact is not None:
-            return exact
-        number = parse_number(value)
-        return canonical_number(number) if number is not None else None
-    return None
+    return canonical_number(value) if isinstance(value, (int, float, str)) else None
 
 
-_EXACT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,4})?|-?\d+/\d+")
-
-
-def _exact_text(text: str) -> str | None:
-    """A number written exactly (``"1E+400"``, ``"1/3"``): whole ones as digits, others as their float."""
-    text = text.strip()
-    if not _EXACT.fullmatch(text) or len(text) > 5000:
-        return None
-    value = Fraction(text)  # exponents have at most 4 digits: at most a ~10,000-digit integer
-    if value.denominator == 1:
-        return str(value.numerator)
+def _shown(value: Any, width: int = 80, show: Callable[[Any], str] = repr) -> str:
+    """``show(value)``, cut to ``width`` characters (an int too long for Python to print is described)."""
     try:
-        number = float(value)
-    except OverflowError:
-        return text
-    return canonical_number(number) if number else text  # a non-zero value that no float holds stays exact
+        text = show(value)
+    except ValueError:  # an int over Python's int-to-text limit, in it
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= width else f"{text[: width - 20]}... ({len(text)} characters)"
 
 
 _shared = None
@@ -117,11 +102,21 @@ class PAL(SingleCall):
         yield Event("program", code)
         result: ExecResult = yield Call(self.sandbox.run, code)
         execution = result.model_dump()
-        yield Event("execution", str(result.value) if result.ok else str(result.error), execution)
-        if not result.ok:
-            return Interpretation(failure="sandbox_error", error=result.error, program=code, execution=execution)
-        answer = numeric_value(result.value)
-        if answer is None:
-            error = f"ValueError: the program returned {result.value!r}, not a number"
-            return Interpretation(failure="sandbox_error", error=error, program=code, execution=execution)
-        return Interpretation(answer=answer, program=code, execution=execution)
+        yield Event("execution", _shown(result.value, 2000, str) if result.ok else str(result.error), execution)
+        answer = numeric_value(result.value) if result.ok else None
+        if answer is not None:
+            return Interpretation(answer=answer, program=code, execution=execution)
+        if result.ok:
+            failure = "unreadable_result"
+            error = (f"the program returned {_shown(result.value)}, not a number that can be read exactly "
+                     f"(at most {MAX_DIGITS} digits)")
+        else:
+            failure, error = "sandbox_error", result.error
+        if completion.finish_reason == "length":  # the program was cut off by the token limit
+            failure, error = "length", f"generation hit max_new_tokens inside the program ({error})"
+        return Interpretation(failure=failure, error=error, program=code, execution=execution)
+
+    def constraint(self, config: GenerationConfig) -> Constraint:
+        """``def solution():`` and an indented body that ends in a ``return`` (the closing fence is a stop)."""
+        body = r"(\n([ \t][^\n]*)?)*\n[ \t]+return[ \t(][^\n]*(\n[ \t]*)*"
+        return reply(f"/\\n?def solution\\(\\):{body}/", config.stop)

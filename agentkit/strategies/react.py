@@ -17,6 +17,10 @@ self-consistency (the paper's ReAct -> CoT-SC). Every step is kept in a :class:`
 For an instruct model (chat prompt format) the instructions are the system message, the exemplars user / assistant
 turns, and the steps one assistant reply that the model keeps extending: the same text, stops and recovery.
 
+Constrained (``constrain=True``), a step's thought stays free text (without brackets, and without what the parser
+takes for the end of a step), but the step cannot end before ``Action n: Tool[argument]`` names one of the
+episode's tools with an argument its ``Tool.convert`` reads; the re-ask's reply is constrained to the action.
+
 Deliberately not here: the paper's CoT-SC -> ReAct direction, answer normalisation for scoring (the harness
 does that), and JSON/function-calling action formats.
 """
@@ -31,11 +35,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from agentkit.llm import LLM, Completion, GenerationConfig, Prompt, extend
+from agentkit.llm import LLM, Completion, Constraint, GenerationConfig, Prompt, extend
 from agentkit.prompting import Templates
 from agentkit.result import Result
 from agentkit.runtime import Call, Episode, Event, Generate
 from agentkit.strategies.base import Strategy
+from agentkit.strategies.constraints import ANY, STEP_CUTS, either, reply, rx, tool_call
 from agentkit.tools.base import Tool, strip_quotes
 
 __all__ = ["ParsedStep", "ReAct", "Step", "Trajectory", "parse_action", "parse_step"]
@@ -55,6 +60,7 @@ class Step(BaseModel):
     error: str | None = None  # why the model text was not a valid action
     raw: str = ""  # the model's text for this step
     reask_raw: str | None = None  # the model's answer to the "Action n:" re-ask
+    cut: bool = False  # max_new_tokens cut the step's last completion (the re-ask's, if it was re-asked)
     tool_seconds: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -210,8 +216,10 @@ class ReAct(Strategy):
         config: GenerationConfig | None = None,
         templates: Templates | None = None,
         prompt_format: str = "auto",
+        constrain: bool = False,
     ):
-        super().__init__(llm, shots=shots, config=config, templates=templates, prompt_format=prompt_format)
+        super().__init__(llm, shots=shots, config=config, templates=templates, prompt_format=prompt_format,
+                         constrain=constrain)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         for t in tools:
@@ -266,10 +274,20 @@ class ReAct(Strategy):
             "react",
             self.resolved_format,
             tools=[{"name": t.name, "signature": t.signature, "description": t.description} for t in tools],
-            exemplars=self.templates.exemplars("react", self.shots),
+            exemplars=self.exemplars(tools),
             question=question,
         )
         return prompt.rstrip("\n") + "\n" if isinstance(prompt, str) else prompt
+
+    def exemplars(self, tools: Sequence[Tool]) -> list[dict[str, Any]]:
+        """The first ``shots`` exemplars of ``react.jsonl`` whose every action calls one of ``tools``.
+
+        The shipped ones call Search and Lookup: an agent without Wikipedia (``corpus=None``) gets none of them,
+        only those of a ``react.jsonl`` of its own in ``templates`` (see docs/custom-tools.md)."""
+        names = {t.name.lower() for t in tools}
+        pool = self.templates.exemplars("react", self.templates.count("react")) if self.shots else []
+        fitting = [ex for ex in pool if all(_called(step.get("action")) in names for step in ex.get("steps") or [])]
+        return fitting[: self.shots]
 
     # The ReAct loop. Each prompt extends the previous prompt + completion (in chat form, the assistant's reply),
     # so the engine's prefix cache hits.
@@ -279,8 +297,9 @@ class ReAct(Strategy):
         prompt = extend(self.prompt(question, tools), "Thought 1:")
         first_prompt, completions = prompt, []
         trajectory = Trajectory(question=question, max_steps=self.max_steps)
+        calls = either(tool_call(t) for t in tools)
         for n in range(1, self.max_steps + 1):
-            step, kept = yield from self._think_and_act(prompt, n, completions)
+            step, kept = yield from self._think_and_act(prompt, n, completions, calls)
             trajectory.steps.append(step)
             yield Event("thought", step.thought, {"step": n})
             tool = by_name.get((step.action or "").lower()) if step.status == "ok" else None
@@ -318,12 +337,13 @@ class ReAct(Strategy):
             trajectory.answer = fallback.answer
         return self._result(question, first_prompt, completions, trajectory, fallback)
 
-    def _think_and_act(self, prompt: Prompt, n: int, completions: list[Completion]) -> Any:
-        """Generate step ``n``; re-ask for the action if it is missing or malformed.
+    def _think_and_act(self, prompt: Prompt, n: int, completions: list[Completion], calls: str) -> Any:
+        """Generate step ``n``; re-ask for the action if it is missing or malformed. ``calls``: the regex of the
+        episode's tool calls (for the constraints).
 
         Returns the Step and the text to keep in the prompt (the thought and action, nothing after them).
         """
-        completion: Completion = yield Generate(prompt, self.config)
+        completion: Completion = yield Generate(prompt, self._constrained(self.config, calls, n))
         completions.append(completion)
         parsed = parse_step(completion.text)
         step = Step(
@@ -336,7 +356,7 @@ class ReAct(Strategy):
         if not parsed.ok and self.reask:
             # The paper's trick: keep the thought, write "Action n:" and let the model give just the action.
             kept = completion.text[: parsed.start].rstrip() + f"\nAction {n}:"
-            again: Completion = yield Generate(extend(prompt, kept), self.reask_config)
+            again: Completion = yield Generate(extend(prompt, kept), self._constrained(self.reask_config, calls))
             completions.append(again)
             step.reasked, step.reask_raw = True, again.text
             step.prompt_tokens += again.prompt_tokens
@@ -352,7 +372,22 @@ class ReAct(Strategy):
             kept = completion.text[: parsed.end].rstrip()
         step.action, step.argument, step.error = parsed.name, parsed.argument, parsed.error
         step.status = "ok" if parsed.ok else "malformed"
+        step.cut = completions[-1].finish_reason == "length"
         return step, kept
+
+    def _constrained(self, config: GenerationConfig, calls: str, n: int | None = None) -> GenerationConfig:
+        """``config``, with the action constraint when the strategy is constrained."""
+        if not self.constrain:
+            return config
+        return config.model_copy(update={"constraint": self.action_constraint(config, calls, n)})
+
+    @staticmethod
+    def action_constraint(config: GenerationConfig, calls: str, n: int | None = None) -> Constraint:
+        """Step ``n``: a thought that holds no bracket (so no call before the action) and nothing the parser cuts
+        a step at, then ``Action n: `` and one of ``calls``; what follows the bracket is free, as for the parser.
+        ``n=None``: the re-ask's reply, which is the call alone."""
+        head = "[ \\t]*" if n is None else f"([^\\[]*\\s)?{rx(f'Action {n}:')} "
+        return reply(f"/{head}{calls}/", config.stop, avoid=STEP_CUTS, rest=ANY)
 
     @staticmethod
     def _valid_forms(tools: Sequence[Tool]) -> str:
@@ -384,6 +419,7 @@ class ReAct(Strategy):
         )
         if fallback is not None:  # the fallback's model work is part of this episode's
             result.completions += fallback.completions
+            result.finish_reasons += fallback.finish_reasons
             result.prompt_tokens += fallback.prompt_tokens
             result.completion_tokens += fallback.completion_tokens
             result.votes, result.samples = fallback.votes, fallback.samples
@@ -393,6 +429,12 @@ class ReAct(Strategy):
         return (
             f"ReAct(shots={self.shots}, max_steps={self.max_steps}, corpus={self.corpus!r}, fallback={self.fallback!r})"
         )
+
+
+def _called(action: Any) -> str | None:
+    """The tool an exemplar's action calls (``"Search[Paris]"`` -> ``"search"``), or None."""
+    call = _CALL_START.match(action) if isinstance(action, str) else None
+    return call.group(1).lower() if call else None
 
 
 def _one_line(observation: object, limit: int) -> str:

@@ -2,7 +2,8 @@
 
 Works over any single-call strategy (chain-of-thought, PAL). The k samples share one prompt, so the engine's
 prefix cache computes it once; each sample gets its own seed, so a run is reproducible. Votes are counted over
-*normalized* answers (``18``, ``18.0`` and ``$18`` are one vote); a tie goes to the answer that appeared first
+*normalized* answers, numbers read exactly by ``agentkit.answers`` (``18``, ``18.0`` and ``$18`` are one vote;
+``1e-7`` and ``0`` are two); a tie goes to the answer that appeared first
 among the samples, so the result is deterministic.
 """
 
@@ -30,7 +31,8 @@ class SelfConsistency(Strategy):
         if k < 1:
             raise ValueError(f"self-consistency needs k >= 1 samples, got {k}")
         super().__init__(
-            base._llm, shots=base.shots, config=base.config, templates=base.templates, prompt_format=base.prompt_format
+            base._llm, shots=base.shots, config=base.config, templates=base.templates, prompt_format=base.prompt_format,
+            constrain=base.constrain,  # each sample is constrained as the base's reply is (config_for_format)
         )
         self.base = base
         self.k = k
