@@ -219,14 +219,25 @@ def _pts(x: float) -> str:
 
 
 def verdict(c: Comparison, alpha: float = 0.05) -> str:
-    """One sentence a reader can act on."""
-    if c.only_a + c.only_b == 0:
+    """One sentence a reader can act on, consistent with both the interval and the test printed above it."""
+    discordant = c.only_a + c.only_b
+    if discordant == 0:
         return "A and B are right on exactly the same questions: no evidence of any difference."
-    if c.p_value < alpha:
-        better = "A" if c.only_a > c.only_b else "B"
+    better = "A" if c.only_a > c.only_b else "B"
+    significant = c.p_value < alpha
+    excludes_zero = c.ci95[0] > 0 or c.ci95[1] < 0
+    if significant and excludes_zero:
         return f"{better} is better: a difference this large is unlikely to be chance (p < {alpha:g})."
-    return (f"Not significant at the {100 * alpha:g}% level: on these {c.n} questions the difference may well "
-            f"be chance.")
+    if not significant and not excludes_zero:
+        return (f"Not significant at the {100 * alpha:g}% level: on these {c.n} questions the difference may well "
+                f"be chance.")
+    # The two disagree, which happens near the threshold: the interval is a score approximation over all n
+    # questions, the test is exact on the discordant ones alone (and with few of them it cannot reach small p).
+    interval = "excludes" if excludes_zero else "includes"
+    test = "reaches" if significant else "does not reach"
+    return (f"Borderline: the {100 * (1 - alpha):g}% interval {interval} zero but the exact test {test} "
+            f"p < {alpha:g}; they disagree because the test is exact on the {discordant} questions that differ "
+            f"and the interval approximates. {better} may be better; more questions would settle it.")
 
 
 def format_comparison(c: Comparison) -> str:

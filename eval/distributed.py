@@ -38,7 +38,7 @@ from typing import Any
 from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval.runner import Job, Work, _model_name, model_identity, run_jobs
 
-__all__ = ["BenchWorker", "RayExecutor", "cpus_per_worker"]
+__all__ = ["BenchWorker", "RayExecutor", "cpus_per_worker", "init_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,43 @@ def _ray():
     except ImportError:
         raise UsageError(f"running on Ray needs the ray package: {INSTALL_HINT}") from None
     return ray
+
+
+LOOPBACK_RAY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, every process on 127.0.0.1
+
+
+def init_ray(ray: Any, address: str | None) -> None:
+    """Connect to the cluster at ``address``; without one, to this machine's (``ray start``, ``$RAY_ADDRESS``), or
+    else start a local Ray that listens on loopback only.
+
+    A new local Ray listens on every interface on Linux (its node address is the machine's IP, and its servers
+    bind all interfaces), so anyone on the network could reach its workers. Ray's single-machine mode, which it
+    uses on macOS and Windows, gives every Ray process 127.0.0.1 instead; it is switched on for that start only
+    (Ray reads it from the environment and ``ray_constants``, which children inherit or are told on start).
+    """
+    options = dict(include_dashboard=False, logging_level=logging.WARNING)
+    if address is not None:
+        ray.init(address=address, **options)
+        return
+    try:
+        ray.init(address="auto", **options)  # a cluster this machine belongs to
+        return
+    except ConnectionError:
+        pass  # none: start one
+    constants = sys.modules.get("ray._private.ray_constants")
+    saved = os.environ.get(LOOPBACK_RAY), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[LOOPBACK_RAY] = "0"
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", **options)
+    finally:
+        if saved[0] is None:
+            os.environ.pop(LOOPBACK_RAY, None)
+        else:
+            os.environ[LOOPBACK_RAY] = saved[0]
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = saved[1]
 
 
 # --- the worker ------------------------------------------------------------------------------------------------
@@ -314,7 +351,7 @@ class RayExecutor:
             return
         ray = _ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING)
+            init_ray(ray, self.address)
             self._owns_ray = True
         nodes = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
         count = self.workers or max(1, sum(n > 0 for n in nodes))

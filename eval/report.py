@@ -233,7 +233,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         if record is None:
             if lineno == len(lines):
                 continue  # the trace of a kill mid-write; the next resumed run redoes that example
-            raise UsageError(f"{path}:{lineno}: unreadable record; rerun the benchmark to repair the file")
+            raise UsageError(f"{path}:{lineno}: unreadable record; delete that line (the benchmark's next resume "
+                             f"runs its example again), or rerun into a new --output-dir")
         records.setdefault(record["id"], record)
     return sorted(records.values(), key=lambda r: r.get("index", 0))
 

@@ -135,3 +135,23 @@ def test_compare_command_errors_are_one_line(report_run, args, message):
     result = CliRunner().invoke(main, ["compare", *(a.format(run=report_run) for a in args)])
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "says"),
+    [
+        # 5 questions only A got right, none only B, 15 both, 20 neither: p = 2/32 = 0.0625, CI about +1 to +23.
+        ("1" * 5 + "1" * 15 + "0" * 20, "0" * 5 + "1" * 15 + "0" * 20, "Borderline: the 95% interval excludes zero"),
+        ("1" * 12 + "0" * 28, "0" * 12 + "0" * 28, "A is better"),  # p = 2/4096, CI far above zero
+        (A, B, "may well be chance"),  # p = 0.375, CI -29 to +57
+    ],
+)
+def test_the_verdict_agrees_with_the_interval_and_the_test_it_prints(a, b, says):
+    from agentkit.eval.compare import format_comparison
+
+    c = compare(records(a), records(b))
+    text = format_comparison(c)
+    assert says in text.splitlines()[-1]
+    excludes_zero = c.ci95[0] > 0 or c.ci95[1] < 0
+    if excludes_zero != (c.p_value < 0.05):
+        assert c.p_value == 0.0625 and "chance" not in text and "exact on the 5 questions that differ" in text

@@ -99,9 +99,27 @@ def test_config_clash_is_one_line(tmp_path):
     assert lines[0].startswith("benchmark: gsm8k-sample")  # the banner, then exactly one error line
     (line,) = lines[1:]
     assert line.startswith("Error: ") and "different config" in line and "--overwrite" in line
+    assert "rerun the same command" not in line  # it would clash again
     result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1",
                     "--overwrite")
     assert result.exit_code == 0, result.output
+
+
+def test_a_damaged_line_names_a_step_that_repairs_the_run(tmp_path):
+    script = f"scripted:{gold_script(tmp_path)}"
+    out = tmp_path / "out"
+    assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "3", "-o", str(out), "-q").exit_code == 0
+    samples = out / "cot" / "samples.jsonl"
+    lines = samples.read_text().splitlines()
+    samples.write_text("\n".join([lines[0], "{damaged", lines[2]]) + "\n")
+    report = CliRunner().invoke(main, ["report", str(out)])
+    assert report.exit_code == 1 and "samples.jsonl:2: unreadable record; delete that line" in report.output
+    samples.write_text("\n".join([lines[0], lines[2]]) + "\n")  # what the message says to do
+    rerun = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "3", "-o", str(out), "-q")
+    assert rerun.exit_code == 0, rerun.output
+    assert sorted(samples.read_text().splitlines()) != sorted(lines[:1] + lines[2:])  # the example ran again
+    assert len(samples.read_text().splitlines()) == 3
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
 
 
 def test_default_output_dir_is_per_setup():

@@ -361,7 +361,7 @@ def test_gbnf_and_lark_grammars_become_lark_constraints(field):
         ({"guided_regex": "a", "json_schema": OBJECT}, "json_schema", "guided_regex and json_schema: a request takes"),
         ({"guided_regex": "(("}, "guided_regex", "regex constraint does not compile"),
         ({"structured_outputs": {"regex": "a", "json": OBJECT}}, "structured_outputs", "exactly one of regex"),
-        ({"structured_outputs": {"structural_tag": "{}"}}, "structured_outputs.structural_tag", "Extra inputs"),
+        ({"structured_outputs": {"structural_tag": "{}"}}, "structured_outputs.structural_tag", "unknown field"),
         ({"response_format": {"type": "json_schema"}}, "response_format", "needs a json_schema object"),
         ({"guided_json": "[1, 2"}, "guided_json", "guided_json"),
         ({"grammar": "root ::= ("}, "grammar", "grammar"),

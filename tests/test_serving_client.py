@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 import time
 
@@ -234,6 +236,46 @@ def test_5xx_is_retried_with_backoff_then_gives_up_with_url_model_and_message(se
     assert len(route.calls) == 4 and "\n" not in message
     assert f"{URL}/completions" in message and "gemma" in message and "engine overloaded" in message
     assert "gave up after 4 attempts" in message
+
+
+def test_each_retry_is_logged_as_it_happens_with_the_try_and_the_wait(server, caplog):
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(503, json={"error": {"message": "down"}}))
+    with caplog.at_level(logging.WARNING, logger="agentkit.serving.client"), pytest.raises(ServerError):
+        llm(retries=2, backoff=0.2, max_backoff=0.4).generate(["q"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "agentkit.serving.client"]
+    assert len(lines) == 2  # the third failure is the error itself
+    for n, line in enumerate(lines, 1):
+        assert line.startswith(f"{URL}/completions (model gemma): HTTP 503: down; try {n} of 3 failed, next try in ")
+    assert float(lines[1].split("next try in ")[1].split()[0]) >= 0.3  # the backoff doubled
+
+
+def test_a_retry_on_another_replica_says_which_replica_and_that_it_goes_now(server, caplog):
+    server.get(f"{URL2}/models").mock(return_value=models("gemma"))
+    server.post(f"{URL}/completions").mock(side_effect=httpx.ConnectError("connection refused"))
+    server.post(f"{URL2}/completions").mock(return_value=completion("ok"))
+    model = ServerLLM([URL, URL2], **FAST)
+    with caplog.at_level(logging.WARNING, logger="agentkit.serving.client"):
+        texts = [model.generate([f"q{i}"])[0].text for i in range(3)]
+    assert texts == ["ok"] * 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "agentkit.serving.client"]
+    assert lines and lines[0] == (f"{URL}/completions (replica 1 of 2) (model gemma): cannot connect (connection "
+                                  f"refused); try 1 of 7 failed, next try now, on another replica")
+
+
+def test_the_command_line_shows_retries_on_stderr_as_they_happen(tmp_path):
+    from click.testing import CliRunner
+
+    from agentkit.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    result = CliRunner().invoke(main, ["run", "What is 2 + 3?", "--model", f"{dead}?retries=2&model=m"])
+    assert result.exit_code == 1
+    shown = [line for line in result.output.splitlines() if "WARNING" in line]
+    assert [line.split("; try ")[1].split(" failed")[0] for line in shown] == ["1 of 3", "2 of 3"]
+    assert f"{dead}/models (model m): cannot connect" in shown[0]
+    assert result.output.strip().splitlines()[-1].startswith("Error: ") and "gave up after 3 attempts" in result.output
 
 
 def test_a_4xx_is_not_retried_and_carries_the_servers_message(server):

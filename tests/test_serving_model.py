@@ -28,7 +28,8 @@ def server_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentkit.cli", "serve", "--dtype", "float32", "--port", str(port)],
+        [sys.executable, "-m", "agentkit.cli", "serve", "--dtype", "float32", "--port", str(port), "--log-level",
+         "warning"],  # no access log: nothing reads the pipe until the end
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}/v1"
@@ -83,3 +84,20 @@ def test_agentkit_chat_streams_from_agentkit_serve(server_url):
                                 input="What is 2 plus 3?\n/quit\n")
     assert result.exit_code == 0, result.output
     assert "Error" not in result.output and len(result.output.strip()) > 40
+
+
+def test_the_real_models_context_bounds_max_tokens_in_the_server_the_engine_and_the_cli(server_url, local):
+    from agentkit.errors import UsageError
+    from agentkit.llm import GenerationConfig
+
+    assert local.context_length == 32768  # Gemma 3 270M's max_position_embeddings
+    for max_tokens in (40_000, 100_000_000):
+        response = httpx.post(f"{server_url}/completions", json={"prompt": "Hi", "max_tokens": max_tokens}, timeout=60)
+        assert response.status_code == 400, response.text
+        assert "this model's context is 32768 tokens" in response.json()["error"]["message"]
+    with pytest.raises(UsageError, match="exceed the model's context of 32768 tokens"):
+        local.generate(["Hi"], GenerationConfig(max_new_tokens=100_000_000))
+    result = CliRunner().invoke(main, ["run", "What is 2 + 3?", "--dtype", "float32", "--max-tokens", "100000000"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error: engine ")
+    assert "exceed the model's context of 32768 tokens" in result.output and "Traceback" not in result.output

@@ -209,6 +209,24 @@ def test_a_server_joins_the_trace_of_the_client_s_model_call():
         assert server.attributes["gen_ai.usage.output_tokens"] >= 1
 
 
+def test_a_server_with_an_api_key_traces_the_requests_it_lets_in_only():
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from agentkit.serving import ServerLLM
+    from agentkit.serving.app import running
+
+    tracer_provider, exporter = provider()
+    model = ScriptedLLM(lambda prompt: " 42")
+    with running(model, model_name="tiny", api_key="sk-t", trace=Tracing(tracer_provider)) as url:
+        refused = httpx.post(url + "/completions", json={"prompt": "p"})
+        llm = ServerLLM(url, api_key="sk-t")
+        assert llm.generate(["Question: 6 times 7?\nAnswer:"])[0].text == " 42"
+        llm.close()
+    assert refused.status_code == 401
+    servers = [s for s in exporter.get_finished_spans() if s.kind.name == "SERVER"]
+    assert [s.attributes["http.response.status_code"] for s in servers] == [200]  # the gate stands outside the span
+
+
 def test_engine_calls_record_their_time_to_first_token_inside_their_span():
     pytest.importorskip("torch")
     from tiny_engine import one_torch_thread, tiny_engine

@@ -25,7 +25,7 @@ import click
 
 from agentkit import __version__
 from agentkit.cli import bench, cache, chat, ls, reference, report, run, serve  # the modules; each holds its command(s)
-from agentkit.cli.display import debug_enabled, one_line
+from agentkit.cli.display import debug_enabled, one_line, show_log
 from agentkit.cli.reference import cli_reference
 from agentkit.errors import AgentkitError
 
@@ -92,6 +92,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug or debug_enabled()
+    show_log()  # the library's warnings (a server's retries) as lines on stderr
     if ctx.invoked_subcommand is None:  # plain `agentkit`: the help, on stdout, and no error
         click.echo(ctx.get_help())
 

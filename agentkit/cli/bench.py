@@ -28,7 +28,7 @@ from agentkit.cli.options import (
     settings_options,
     templates_option,
 )
-from agentkit.errors import AgentkitError, BenchmarkError
+from agentkit.errors import BenchmarkError, ServerError
 from agentkit.eval.config import DEFAULT_METHODS, BenchmarkConfig
 
 
@@ -142,7 +142,7 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
         click.echo(f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "
                    f"rerun the same command to resume", err=True)
         sys.exit(130)
-    except (AgentkitError, OSError) as exc:
+    except (ServerError, OSError) as exc:  # a server or the disk: once it is back, the same command resumes
         saved = saved_examples(out) if out.is_dir() else 0
         if not saved:
             raise

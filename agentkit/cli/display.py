@@ -2,13 +2,16 @@
 
 ``Display`` prints what ``run_streamed`` feeds it: the model's tokens as they are generated (dimmed), the steps
 a strategy reports (a ReAct observation, the result of a PAL program), then the answer on a labelled line.
-Colours and the "..." wait marker only on a terminal. ``run`` and ``chat`` share it.
+Colours and the "..." wait marker only on a terminal. ``run`` and ``chat`` share it. ``show_log`` puts the
+library's log lines (a server client's retries, ``agentkit serve``'s requests and failures) on stderr, above any
+progress bar.
 
 Deliberately not here: what a step means (the strategies' events) and any command.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -185,6 +188,33 @@ class Display:
         if show_stats:
             self.message(f"({result.duration:.1f} s; {result.completion_tokens} tokens generated, "
                          f"{result.prompt_tokens} prompt tokens)")
+
+
+class _LogLines(logging.Handler):
+    """Log records as lines on stderr; printed through tqdm while a progress bar is up, so the bar stays whole."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
+            self.handleError(record)
+            return
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is not None:
+            tqdm.tqdm.write(text, file=sys.stderr)
+        else:
+            click.echo(text, err=True)
+
+
+def show_log(level: int = logging.WARNING, name: str = "agentkit") -> None:
+    """Show the records of logger ``name`` (and below) from ``level`` on stderr, with the time. One handler, on the
+    ``agentkit`` logger, prints them all, so a record is never shown twice."""
+    logging.getLogger(name).setLevel(level)
+    root = logging.getLogger("agentkit")
+    if not any(isinstance(h, _LogLines) for h in root.handlers):
+        handler = _LogLines()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        root.addHandler(handler)
 
 
 def stdout_is_tty() -> bool:

@@ -50,6 +50,7 @@ from agentkit.engine.packed import can_pack, pack_linears
 from agentkit.engine.prefix_cache import PrefixCache
 from agentkit.engine.sampling import TokenChooser
 from agentkit.engine.text import RowText
+from agentkit.errors import UsageError
 from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt
 
 
@@ -476,6 +477,9 @@ class TransformersLLM(LLM):
             self.packed_linears = pack_linears(self._base)
         self.chooser = TokenChooser(FullHead(model), race=config.gumbel_race)
         self._int8_thread: threading.Thread | None = None
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        # The most positions the model was trained for: prompt + new tokens must fit (None: the config says not).
+        self.context_length: int | None = getattr(cfg, "max_position_embeddings", None)
         self._shape = ModelShape(model)
         self.prefix_cache = PrefixCache(config.prefix_cache_mb << 20) if config.prefix_cache_mb > 0 else None
         self.eos_ids = self._eos_ids()
@@ -590,6 +594,7 @@ class TransformersLLM(LLM):
         ids = self.encode(self.render(prompt))
         if not ids:
             raise ValueError("empty prompt: the tokenizer produced no tokens (and adds no BOS)")
+        self._check_context(len(ids), config.max_new_tokens)
         gen = None
         if config.do_sample:
             gen = torch.Generator(device=self.device)
@@ -603,6 +608,18 @@ class TransformersLLM(LLM):
         if self._vocab is None:  # (two threads may both make one: the built tokenizer is shared, see constrain)
             self._vocab = Vocabulary(self.tokenizer, self.chooser.head.vocab, self.eos_ids, self.cache_dir, self.name)
         return self._vocab
+
+    def _check_context(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a request that cannot fit the model's context (as vLLM does) before any KV is allocated for it."""
+        limit = self.context_length
+        if limit is None or prompt_tokens + max_new_tokens <= limit:
+            return
+        room = limit - prompt_tokens
+        fix = f"ask for at most {room} new tokens" if room > 0 else "shorten the prompt"
+        raise UsageError(
+            f"engine {self.name}: the prompt's {prompt_tokens} tokens plus max_new_tokens {max_new_tokens} exceed "
+            f"the model's context of {limit} tokens (max_position_embeddings); {fix}"
+        )
 
     def wait_until_ready(self) -> None:
         """Block until background set-up (the int8 LM head) is done; generation works before too."""

@@ -13,8 +13,12 @@ samples of a prompt get seeds ``seed``, ``seed + 1``, ..., so ``n = 5, seed = s`
 requests with seeds s..s+4 return, as agentkit's self-consistency asks for them in-process. Each choice also
 carries its own ``usage`` (an agentkit extension; see ``agentkit.serving.protocol``).
 
-A request the server cannot take (a bad field, an unknown model, a chat for a model without a chat template) is
-answered with OpenAI's JSON error shape and status 400 (404 for an unknown model).
+A request the server cannot take (a bad or unknown field, a prompt plus ``max_tokens`` beyond the model's context,
+an unknown model, a chat for a model without a chat template) is answered with OpenAI's JSON error shape
+(``{"error": {"message", "type", "param", "code"}}``) and status 400 (401 without the API key, 404 for an unknown
+model or path); so is a model failure (500, logged with its traceback). Every request is logged (``agentkit.serving``
+at INFO: client, method, path, status, milliseconds). With ``api_key`` every request needs ``Authorization: Bearer
+KEY``.
 
 Constraints: a request may carry one, in any of the fields ``agentkit.serving.protocol`` lists (OpenAI's
 ``response_format``, vLLM's ``structured_outputs`` and ``guided_*``, llama.cpp's ``grammar`` / ``json_schema``,
@@ -22,16 +26,19 @@ agentkit's ``constraint``); it becomes ``GenerationConfig.constraint`` and the m
 One that does not compile, or that the model cannot honour, is a 400 whose ``param`` names the field
 (``constraint`` for the model's refusal), in a stream too (as its error event).
 
-Deliberately not here: authentication, TLS, rate limiting and multi-model routing (put a proxy in front), logprobs,
-cancelling a non-streamed request whose client went away (its rows finish in the batch).
+Deliberately not here: TLS, rate limiting and multi-model routing (put a proxy in front), logprobs, cancelling a
+non-streamed request whose client went away (its rows finish in the batch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
+import logging
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -43,8 +50,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from agentkit import grammar
+from agentkit.errors import UsageError
 from agentkit.llm import LLM, Chat, Completion, Constraint, ConstraintRefused, GenerationConfig, Message
 from agentkit.serving.protocol import (
     AssistantMessage,
@@ -64,6 +73,8 @@ from agentkit.serving.protocol import (
     ModelList,
     Usage,
 )
+
+log = logging.getLogger("agentkit.serving")
 
 
 class BadRequest(Exception):
@@ -121,6 +132,7 @@ class EngineLoop:
         futures: dict[int, Future] = {}
         streams: list[_Stream] = []
         ids = iter(range(1 << 62))
+        used = False  # the session has taken rows since it was made
         try:
             while not self._stopped.is_set():
                 idle = not waiting and not session.pending and not streams
@@ -150,6 +162,7 @@ class EngineLoop:
                         future.set_exception(exc)
                         continue
                     futures[key] = future
+                    used = True
                 if session.pending:
                     try:
                         finished = session.step()
@@ -165,6 +178,10 @@ class EngineLoop:
                 for stream in list(streams):
                     if not self._advance(stream):
                         streams.remove(stream)
+                if used and not waiting and not session.pending:
+                    # Idle: a fresh session, so the server does not keep the KV buffers of its longest request.
+                    session.close()
+                    session, used = self.llm.session(self.max_batch_size), False
         finally:
             session.close()
             for stream in streams:
@@ -205,10 +222,12 @@ class EngineLoop:
         )
 
 
-def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32,
-               trace: Any = None) -> FastAPI:
-    """The FastAPI app serving ``llm`` under ``model_name`` (default: the model's own name); ``trace`` (see
-    ``agentkit.tracing.tracing_for``) gives every completion request a server span (``agentkit.serving.traced``)."""
+def create_app(
+    llm: LLM, *, model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None, trace: Any = None
+) -> FastAPI:
+    """The FastAPI app serving ``llm`` under ``model_name`` (default: the model's own name); with ``api_key``,
+    only to clients that send it as a bearer token. ``trace`` (see ``agentkit.tracing.tracing_for``) gives every
+    completion request a server span (``agentkit.serving.traced``)."""
     name = model_name or llm.name
     engine: dict[str, EngineLoop] = {}
 
@@ -226,6 +245,7 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
         from agentkit.serving.traced import instrument
 
         instrument(app, tracing, name)
+    app.add_middleware(_Gate, api_key=api_key)  # added last, so outermost: a refused key gets no span
 
     def loop() -> EngineLoop:
         if "loop" not in engine:  # an app used without its lifespan (e.g. some test clients)
@@ -234,14 +254,19 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        message = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", exc))
-        return _error(message, 400, where)
+        return _invalid_request(exc)
 
     @app.exception_handler(BadRequest)
     async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
         return _error(str(exc), exc.status, exc.param)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:  # no such path, or wrong method
+        return _error(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> JSONResponse:  # a bug: the server logs its traceback too
+        return _error(" ".join(f"internal error: {type(exc).__name__}: {exc}".split()), 500)
 
     @app.get("/v1/models")
     async def models() -> ModelList:
@@ -252,6 +277,8 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
         _check_model(request.model, name)
         config = _config(request, request.max_tokens)
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        for prompt in prompts:
+            _check_context(llm, prompt, config.max_new_tokens)
         if request.stream:
             if len(prompts) != 1 or request.n != 1:
                 raise BadRequest("stream: agentkit serve streams one prompt with n=1", param="stream")
@@ -268,6 +295,7 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
         _check_model(request.model, name)
         prompt = _render(llm, request)
         config = _config(request, request.max_completion_tokens or request.max_tokens)
+        _check_context(llm, prompt, config.max_new_tokens)
         if request.stream:
             if request.n != 1:
                 raise BadRequest("stream: agentkit serve streams with n=1", param="stream")
@@ -284,9 +312,57 @@ def create_app(llm: LLM, *, model_name: str | None = None, max_batch_size: int =
 
 
 def _error(message: str, status: int, param: str | None = None) -> JSONResponse:
-    kind = {404: "not_found_error", 500: "server_error"}.get(status, "invalid_request_error")
-    body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=status))
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(status, "invalid_request_error")
+    body = ErrorResponse(error=ErrorBody(message=message, type="server_error" if status >= 500 else kind,
+                                         param=param, code=status))
     return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _invalid_request(exc: RequestValidationError) -> JSONResponse:
+    """The first validation error as one line naming the field: a bad value, an unknown field, or a body that is
+    not JSON."""
+    first = exc.errors()[0] if exc.errors() else {}
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return _error(f"the request body is not valid JSON ({first.get('msg', 'decode error')})", 400)
+    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    what = str(first.get("msg", exc)).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        what = "unknown field; agentkit serve does not take it (docs/serving.md lists the fields it takes)"
+    return _error(f"{where}: {what}" if where else what, 400, where)
+
+
+class _Gate:
+    """ASGI middleware: the API-key check (when there is a key), then one access-log line per request."""
+
+    def __init__(self, app: Any, api_key: str | None = None):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if self.expected is not None and not hmac.compare_digest(given, self.expected):
+                refusal = _error("a valid API key is needed: send it as 'Authorization: Bearer KEY' (agentkit "
+                                 "clients take it from $AGENTKIT_API_KEY or $OPENAI_API_KEY)", 401)
+                await refusal(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
+        finally:
+            client = scope.get("client")
+            where = f"{client[0]}:{client[1]}" if client else "-"
+            log.info('%s "%s %s" %d %.0f ms', where, scope["method"], scope["path"], status[0],
+                     1000 * (time.perf_counter() - start))
 
 
 def _check_model(requested: str | None, name: str) -> None:
@@ -309,6 +385,23 @@ def _config(request: CompletionRequest | ChatCompletionRequest, max_tokens: int 
         )
     except ValueError as exc:
         raise BadRequest(" ".join(str(exc).split())) from None
+
+
+def _prompt_tokens(llm: LLM, prompt: str) -> int:
+    encode = getattr(llm, "encode", None)  # the engine's own count, BOS included; else the model's estimate
+    return len(encode(prompt)) if callable(encode) else llm.count_tokens(prompt)
+
+
+def _check_context(llm: LLM, prompt: str, max_tokens: int) -> None:
+    """A 400 for a prompt plus ``max_tokens`` beyond the model's context (``context_length``), as vLLM answers."""
+    limit = getattr(llm, "context_length", None)
+    if not limit:
+        return
+    used = _prompt_tokens(llm, prompt)
+    if used + max_tokens > limit:
+        fix = f"ask for at most {limit - used}" if used < limit else "shorten the prompt"
+        raise BadRequest(f"max_tokens {max_tokens} is too large: this model's context is {limit} tokens and the "
+                         f"prompt has {used} ({max_tokens} > {limit} - {used}); {fix}", param="max_tokens")
 
 
 CONSTRAINT_FIELDS = ("constraint", "response_format", "structured_outputs", "guided_regex", "guided_json",
@@ -397,6 +490,7 @@ async def _generate(engine: EngineLoop, prompts: list[str], config: GenerationCo
     except ValueError as exc:
         raise BadRequest(" ".join(str(exc).split()), param="prompt") from None
     except Exception as exc:  # noqa: BLE001 - the model failed, not the request: a 500 clients retry
+        log.error("the model failed on a request: %s: %s", type(exc).__name__, exc, exc_info=exc)
         raise BadRequest(" ".join(f"{type(exc).__name__}: {exc}".split()), 500) from exc
 
 
@@ -441,6 +535,8 @@ async def _stream_events(
         while True:
             item = await stream.out.get()
             if isinstance(item, Exception):
+                if not isinstance(item, ConstraintRefused):
+                    log.error("the model failed on a stream: %s: %s", type(item).__name__, item, exc_info=item)
                 yield f"data: {_stream_error(item).model_dump_json()}\n\n"
                 return
             if isinstance(item, Completion):
@@ -463,42 +559,77 @@ def _stream_error(exc: Exception) -> ErrorResponse:
     return ErrorResponse(error=ErrorBody(message=message, type="server_error"))
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (``port=0``: a free one), not yet listening: bound before a model loads, so a
+    busy port fails at once, and connections are refused (not left waiting) until the server is up."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: past TIME_WAIT, not a listener
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another port, or port 0 "
+                         f"for a free one)") from None
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT/v1`` for a bound socket: the port it really got."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` takes connections from this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def _server(llm: LLM, sock: socket.socket, log_level: str, options: dict[str, Any]) -> Any:
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(create_app(llm, **options), host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=5)  # in-flight requests get 5 s on Ctrl-C or SIGTERM
+    return uvicorn.Server(config)
+
+
 @contextlib.contextmanager
 def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Iterator[str]:
     """Serve ``llm`` on a background thread for the block (``port=0``: a free one); yields the base URL.
 
     For tests and notebooks: ``with running(llm) as url: ServerLLM(url)``. ``options`` go to ``create_app``.
     """
-    import socket
-
-    import uvicorn
-
-    if port == 0:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(llm, **options), host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="agentkit-serve", daemon=True)
+    sock = bind(host, port)
+    server = _server(llm, sock, "warning", options)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="agentkit-serve", daemon=True)
     thread.start()
     while not server.started:
         if not thread.is_alive():
-            raise OSError(f"agentkit serve could not start on {host}:{port}")
+            raise OSError(f"agentkit serve could not start on {base_url(sock)}")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}/v1"
+        yield base_url(sock)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
 
 
-def serve(llm: LLM, *, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
-          max_batch_size: int = 32, log_level: str = "warning", trace: Any = None) -> None:
-    """Serve ``llm`` until interrupted (Ctrl-C); ``trace`` as in ``create_app``."""
-    import uvicorn
+def serve(llm: LLM, sock: socket.socket | None = None, *, host: str = "127.0.0.1", port: int = 8000,
+          model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None,
+          log_level: str = "warning", trace: Any = None) -> None:
+    """Serve ``llm`` on ``sock`` (from ``bind``; default: bind ``host:port``) until interrupted (Ctrl-C);
+    ``log_level`` is uvicorn's own, ``trace`` as in ``create_app``."""
+    sock = sock or bind(host, port)
+    options = dict(model_name=model_name, max_batch_size=max_batch_size, api_key=api_key, trace=trace)
+    _server(llm, sock, log_level, options).run(sockets=[sock])
 
-    app = create_app(llm, model_name=model_name, max_batch_size=max_batch_size, trace=trace)
-    # In-flight requests get a few seconds to finish on Ctrl-C or SIGTERM; the rest are cut.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
-
-__all__ = ["BadRequest", "EngineLoop", "create_app", "running", "serve"]
+__all__ = ["BadRequest", "EngineLoop", "base_url", "bind", "create_app", "is_loopback", "running", "serve"]

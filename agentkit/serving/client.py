@@ -23,7 +23,9 @@
   429 (after its ``Retry-After``) or 5xx takes that replica out for a backoff that doubles while it keeps
   failing (capped), and the request is retried on the others; a request gives up after ``retries`` retries with
   a ``ServerError`` naming the URL, the model and the last failure. A 4xx is not retried: it is a ``ServerError``
-  with the server's own message.
+  with the server's own message. Each failure that takes a replica out is logged as it happens (logger
+  ``agentkit.serving.client``, WARNING: the replica, the failure, which try of how many, when the next one goes),
+  so a run against a dead server says so at once instead of waiting silently through its retries.
 
 Deliberately not here: parsing model specs (``agentkit.models``), logprobs, tools and function calling, and
 tokenizing. Token counts come from the server's ``usage``; where a server gives only a request's total for
@@ -33,6 +35,7 @@ several completions, the total is shared out by text length.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -59,6 +62,7 @@ OWNERS = {"agentkit": "agentkit", "vllm": "vllm", "sglang": "sglang", "llamacpp"
           "library": "ollama"}  # /v1/models' owned_by -> dialect
 CONSTRAINT_PARAMS = {"constraint", "response_format", "structured_outputs", "guided_regex", "guided_json",
                      "guided_grammar", "grammar", "json_schema", "regex"}  # a 400 naming one refused the constraint
+log = logging.getLogger("agentkit.serving.client")
 
 
 class UnknownServedModel(UsageError):
@@ -182,7 +186,7 @@ class ServerLLM(LLM):
         self._client = self._new_client()
         self._lock = threading.Lock()
         self._replica_free = threading.Condition(self._lock)
-        self.model = "?"
+        self.model = model or "?"  # for the messages of the first request
         served = self.served_models()
         self.model = self._choose(model, served)
         self.name = self.model
@@ -523,7 +527,7 @@ class ServerLLM(LLM):
                     raise
                 failure = _failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, _Transient) else None
-                self._release(replica, failure, retry_after)
+                out_for = self._release(replica, failure, retry_after)
             else:
                 self._release(replica)
                 return data
@@ -537,6 +541,8 @@ class ServerLLM(LLM):
                     f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts"
                     + (f" on {len(self.replicas)} replicas" if len(self.replicas) > 1 else "")
                 )
+            if out_for is not None:
+                self._note_retry(replica, path, failure, attempt, retries + 1)
 
     def _events(self, path: str, body: dict) -> Generator[dict, None, None]:
         """The JSON events of an SSE response; retried like ``_send`` until the first event arrives."""
@@ -564,7 +570,7 @@ class ServerLLM(LLM):
                 raise self._refused(replica, path, exc.status, str(exc), exc.param) from None
             except (httpx.TransportError, _Transient, ValueError) as exc:
                 failure = _failure(exc)
-                self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
+                out_for = self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
                 if received:
                     raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: {failure}")
             finally:
@@ -574,6 +580,8 @@ class ServerLLM(LLM):
             attempt += 1
             if attempt > self.retries:
                 raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts")
+            if out_for is not None:
+                self._note_retry(replica, path, failure, attempt, self.retries + 1)
 
     def _check(self, response: httpx.Response, replica: Replica, path: str) -> None:
         status = response.status_code
@@ -586,6 +594,9 @@ class ServerLLM(LLM):
         hint = ""
         if status in (404, 405) and path == "/completions":
             hint = "; a chat-only server takes chat prompts only (/v1/chat/completions)"
+        elif status in (401, 403):
+            hint = ("; give the server's API key in $AGENTKIT_API_KEY or $OPENAI_API_KEY (or ?api_key_env=VAR)"
+                    if not self._client_options["headers"] else "; the API key sent is not the server's")
         self._release(replica)
         raise self._refused(replica, path, status, message + hint, _error_param(response))
 
@@ -611,21 +622,35 @@ class ServerLLM(LLM):
                 wake = min(r.down_until for r in self.replicas) - now
                 self._replica_free.wait(timeout=min(max(wake, 0.001), 0.25))
 
-    def _release(self, replica: Replica, failure: str | None = None, retry_after: float | None = None) -> None:
-        """Record how a request on ``replica`` went; a failure takes it out for a (doubling) backoff."""
+    def _release(
+        self, replica: Replica, failure: str | None = None, retry_after: float | None = None
+    ) -> float | None:
+        """Record how a request on ``replica`` went; a failure takes it out for a (doubling) backoff, whose length
+        is returned (None when the replica was fine or already out)."""
         with self._lock:
             if failure is None:
                 replica.failures, replica.last_error = 0, ""
-                return
+                return None
             replica.last_error = failure
             now = time.monotonic()
             if replica.down_until > now:
-                return  # already out: requests that were in flight when it failed do not extend the backoff
+                return None  # already out: requests that were in flight when it failed do not extend the backoff
             delay = min(self.max_backoff, self.backoff * 2**replica.failures) * random.uniform(0.8, 1.0)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, 60.0))
             replica.failures += 1
             replica.down_until = now + delay
+            return delay
+
+    def _note_retry(self, replica: Replica, path: str, failure: str, tries: int, most: int) -> None:
+        """Log a failure that took ``replica`` out: which replica, which try of how many, when the next goes."""
+        with self._lock:
+            wait = max(0.0, min(r.down_until for r in self.replicas) - time.monotonic())
+        where = replica.url + path
+        if len(self.replicas) > 1:
+            where += f" (replica {self.replicas.index(replica) + 1} of {len(self.replicas)})"
+        when = f"next try in {wait:.1f} s" if wait > 0 else "next try now, on another replica"
+        log.warning("%s (model %s): %s; try %d of %d failed, %s", where, self.model, failure, tries, most, when)
 
 
 class ServerSession(BatchSession):

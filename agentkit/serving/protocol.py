@@ -1,8 +1,10 @@
 """The OpenAI-compatible HTTP API that ``agentkit serve`` speaks and ``ServerLLM`` reads: pydantic models only.
 
 Requests are what a client may send to ``/v1/completions`` and ``/v1/chat/completions``; responses and stream
-chunks are what a server sends back. Requests ignore fields they do not know (OpenAI clients send many: ``user``,
-``logit_bias``...); the fields agentkit acts on are validated, so a bad value is a 400 that names the field.
+chunks are what a server sends back. Every field is validated, so a bad value is a 400 that names the field, and a
+field the server does not know is a 400 too (``extra="forbid"``): a request is never answered as if a setting it
+asked for had been applied. OpenAI fields agentkit does not implement (``logprobs``, ``echo``, penalties, ...) are
+taken at their neutral value (unset, false, 0) and refused otherwise; ``user`` is taken and ignored.
 
 Extensions beyond OpenAI's API, as vLLM and SGLang have them: ``top_k`` on requests, ``continue_final_message`` and
 ``add_generation_prompt`` on chat requests. One of agentkit's own: every choice may carry its own ``usage``
@@ -13,7 +15,7 @@ Constraints come in each server's own fields, at most one per request: OpenAI's 
 ``structured_outputs`` (0.10.2 on) and ``guided_*`` (before), llama.cpp's ``grammar`` / ``json_schema`` (SGLang's
 ``json_schema`` too), and agentkit's own ``constraint`` (an ``agentkit.llm.Constraint``, ``after`` included).
 
-Deliberately not here: logprobs, echo, tools and function calling, images, embeddings, the Responses API.
+Deliberately not here: logprobs, echo, penalties, tools and function calling, images, embeddings, the Responses API.
 """
 
 from __future__ import annotations
@@ -22,15 +24,28 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agentkit.llm import Constraint
 
 FinishReason = Literal["stop", "length"]
 
 
+# OpenAI request fields agentkit serve does not implement: accepted at their neutral value, a 400 otherwise.
+UNSUPPORTED = {
+    "logprobs": "log-probabilities",
+    "top_logprobs": "log-probabilities",
+    "echo": "echoing the prompt",
+    "best_of": "best_of (ask for n samples)",
+    "suffix": "suffixes (insertion)",
+    "presence_penalty": "presence penalties",
+    "frequency_penalty": "frequency penalties",
+    "logit_bias": "logit biases",
+}
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -42,6 +57,16 @@ class _Request(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    user: str | None = None  # an end user's id for a provider's abuse monitoring: nothing to do with it here
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
+    echo: bool = False
+    best_of: int | None = None
+    suffix: str | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+
     # Constraints, each server's way (agentkit.serving.app turns the one given into GenerationConfig.constraint).
     response_format: ResponseFormat | None = None  # OpenAI: a JSON schema, or any JSON object
     structured_outputs: StructuredOutputs | None = None  # vLLM >= 0.10.2
@@ -52,6 +77,14 @@ class _Request(BaseModel):
     grammar: str | None = None  # llama.cpp: GBNF, or llguidance Lark (vLLM's rule: no "::=" means Lark)
     json_schema: dict[str, Any] | str | None = None  # llama.cpp (an object), SGLang (a string)
     constraint: Constraint | None = None  # agentkit's own, with the free prefix ``after``
+
+    @field_validator(*UNSUPPORTED)
+    @classmethod
+    def _unsupported(cls, value: object, info: ValidationInfo) -> object:
+        neutral = value in (None, 1) if info.field_name == "best_of" else not value
+        if not neutral:
+            raise ValueError(f"agentkit serve does not support {UNSUPPORTED[info.field_name]}; leave it unset")
+        return value
 
     @field_validator("stop")
     @classmethod
