@@ -128,6 +128,20 @@ def test_bad_input_is_one_red_line_not_a_traceback(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+def test_a_sandbox_that_cannot_start_is_one_error_line(tmp_path, monkeypatch):
+    from agentkit.strategies import pal
+    from agentkit.tools import sandbox
+
+    broken = tmp_path / "broken_worker.py"
+    broken.write_text("raise SystemExit(3)\n")
+    monkeypatch.setattr(sandbox, "_WORKER_SCRIPT", broken)
+    monkeypatch.setattr(pal, "_shared", None)  # the process's warm sandbox, if an earlier test started it
+    result = invoke("run", QUESTION, "--method", "pal", "--model", script(tmp_path, [PROGRAM]))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()  # after the program, shown as it was written
+    assert line.startswith("Error: ") and "sandbox template" in line, result.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from agentkit.errors import ConfigError
 from agentkit.eval import BenchmarkError, run_benchmark
 from agentkit.eval.datasets import load_dataset, shipped_path
 from agentkit.eval.runner import TIMING, SampleStore
@@ -432,7 +433,7 @@ def test_examples_are_batched_not_one_at_a_time():
 def test_bad_arguments(tmp_path):
     with pytest.raises(BenchmarkError, match="needs an llm"):
         run_benchmark("gsm8k-sample", "cot", None)
-    with pytest.raises(BenchmarkError, match="limit"):
+    with pytest.raises(ConfigError, match="limit"):
         run_benchmark("gsm8k-sample", "cot", ScriptedLLM([]), limit=-1)
     with pytest.raises(ValueError, match="unknown method"):
         run_benchmark("gsm8k-sample", "chain", ScriptedLLM([]))

@@ -52,7 +52,7 @@ def test_scripted_replies_in_order_with_exact_stops_and_finish_reasons():
 def test_scripted_running_out_says_how_many_prompts_arrived():
     llm = ScriptedLLM(["only"])
     llm.generate(["a"])
-    with pytest.raises(RuntimeError, match="prompt #2 arrived but only 1 replies"):
+    with pytest.raises(ScriptError, match="prompt #2 arrived but only 1 replies"):
         llm.generate(["b"])
 
 

@@ -48,8 +48,8 @@ from typing import Any
 import httpx
 
 from agentkit import grammar
-from agentkit.errors import ServerError, UsageError
-from agentkit.llm import LLM, BatchSession, Chat, Completion, Constraint, ConstraintRefused, FinishReason
+from agentkit.errors import ServerConstraintRefused, ServerError, ServerRefused, UnknownServedModel, UsageError
+from agentkit.llm import LLM, BatchSession, Chat, Completion, Constraint, FinishReason
 from agentkit.llm import GenerationConfig, Prompt, cut_at_stop, partial_stop_suffix
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
@@ -65,10 +65,6 @@ CONSTRAINT_PARAMS = {"constraint", "response_format", "structured_outputs", "gui
 log = logging.getLogger("agentkit.serving.client")
 
 
-class UnknownServedModel(UsageError):
-    """The model named in the spec is not among the server's ``/v1/models``."""
-
-
 @dataclass
 class Replica:
     """One base URL and what the client knows about its health."""
@@ -78,18 +74,6 @@ class Replica:
     down_until: float = 0.0  # monotonic time before which no request is sent here
     failures: int = 0  # consecutive failed probes; the backoff doubles with each
     last_error: str = ""
-
-
-class ServerRefused(ServerError):
-    """A server answered a request with a 4xx: not retried; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
-
-
-class ServerConstraintRefused(ServerRefused, ConstraintRefused):
-    """The server (its model) cannot honour the request's constraint: a ``UsageError`` too, as in-process."""
 
 
 class _Refused(Exception):

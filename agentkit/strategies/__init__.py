@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentkit.errors import UsageError
+from agentkit.errors import UnknownMethod, UsageError
 from agentkit.llm import LLM, GenerationConfig
 from agentkit.prompting import Templates, default_templates
 from agentkit.strategies.base import ANSWER_KINDS, DEFAULT_EXEMPLARS, Strategy
@@ -29,10 +29,6 @@ from agentkit.strategies.base import ANSWER_KINDS, DEFAULT_EXEMPLARS, Strategy
 SC_OPTIONS = ("k", "temperature", "top_p")
 REACT_OPTIONS = ("tools", "corpus", "max_steps", "sentences", "reask")
 SC_DEFAULTS = {"k": 5, "temperature": 0.7}
-
-
-class UnknownMethod(UsageError):
-    pass
 
 
 @dataclass(frozen=True)
