@@ -58,7 +58,7 @@ from agentkit.eval.report import (
     summarize,
     write_reports,
 )
-from agentkit.eval.scoring import is_numeric_answer, score_answer
+from agentkit.eval.scoring import Score, is_numeric_answer, score_answer
 from agentkit.prompting import resolve_prompt_format
 from agentkit.records import jsonable
 
@@ -202,12 +202,16 @@ class BenchmarkResult:
 
 
 def make_record(
-    example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float
+    example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float,
+    scorer: Callable[[str | None, Example], Any] | None = None,
 ) -> dict[str, Any]:
-    """The samples.jsonl record for one finished example."""
-    score = score_answer(
-        result.answer, example.answer, golds=example.meta.get("answers"), rel_tol=rel_tol, abs_tol=abs_tol
-    )
+    """The samples.jsonl record for one finished example (scored by ``scorer`` when given, see ``prepare``)."""
+    if scorer is None:
+        score = score_answer(
+            result.answer, example.answer, golds=example.meta.get("answers"), rel_tol=rel_tol, abs_tol=abs_tol
+        )
+    else:
+        score = own_score(scorer(result.answer, example), result.answer, example)
     timing: dict[str, float] = {"duration": round(float(getattr(result, "duration", 0.0) or 0.0), 4)}
     return {
         "id": example.id,
@@ -237,6 +241,21 @@ def make_record(
         "tool_calls": result.tool_calls,
         TIMING: timing,
     }
+
+
+def own_score(score: Any, answer: str | None, example: Example) -> Score:
+    """What a ``scorer`` returned, as a ``Score``: a ``Score`` itself, or a bool (correct or not)."""
+    if isinstance(score, Score):
+        return score
+    if not isinstance(score, bool):
+        raise TypeError(f"a scorer must return a Score or a bool, got {type(score).__name__}")
+    return Score(correct=score, kind="custom", prediction=answer, gold=example.answer, exact_match=float(score),
+                 f1=float(score))
+
+
+def scorer_name(scorer: Callable[..., Any]) -> str:
+    """How config.json names a scorer (its module and qualified name): a resumed run must use the same."""
+    return f"{getattr(scorer, '__module__', '?')}.{getattr(scorer, '__qualname__', type(scorer).__name__)}"
 
 
 # --- provenance ------------------------------------------------------------------------------------------------
@@ -290,6 +309,7 @@ class Work:
     abs_tol: float
     budget: Any = None  # an agentkit.runtime.Budget for every episode, or None
     run_dir: str | None = None  # where the records go (an attribute of each example's span)
+    scorer: Callable[[str | None, Example], Any] | None = None  # None: agentkit.eval.scoring.score_answer
 
 
 def run_jobs(
@@ -329,7 +349,8 @@ def run_jobs(
 
     def on_result(k: int, result: Any) -> None:
         job = jobs[k]
-        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol)
+        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol,
+                             scorer=work.scorer)
         if tracing is not None:
             tracing.example_ended(roots.pop(k), record)
         emit(record)
@@ -529,6 +550,8 @@ class Prepared:
     strategy_factory: Callable[..., Any] | None = None  # None: agentkit's own methods (load_strategy)
     repeats: Any = None  # agentkit.eval.datasets.Repeats: repeated questions and ids in the data
     previous: dict[str, Any] | None = None  # config.json of the run in output_dir that this one continues
+    scorer: Callable[[str | None, Example], Any] | None = None  # None: agentkit.eval.scoring.score_answer
+    identity: dict[str, Any] = field(default_factory=dict)  # config.json's settings, the model's part still empty
 
 
 def prepare(
@@ -536,6 +559,7 @@ def prepare(
     method: str | Sequence[str] | None = None,
     *,
     strategy_factory: Callable[..., Any] | None = None,
+    scorer: Callable[[str | None, Example], Any] | None = None,
     **settings: Any,
 ) -> Prepared:
     """Everything about a benchmark that can fail before a model loads, checked once, with nothing written.
@@ -546,6 +570,10 @@ def prepare(
     directory: a file, ``overwrite`` of a directory that holds no run, an unreadable ``config.json``, or an
     earlier run there with other settings (the model's part is compared once it is loaded). Pass the result to
     ``run_benchmark(prepared, llm=llm)``; it does not load the dataset again.
+
+    ``scorer(answer, example)`` replaces agentkit's scoring (numbers exactly, short texts by exact match and F1)
+    for a dataset whose answers are neither: it returns a bool (correct or not) or an
+    ``agentkit.eval.scoring.Score``. config.json records its name, so a resumed run must score the same way.
     """
     if isinstance(dataset, BenchmarkConfig):
         if method is not None or settings:
@@ -577,15 +605,17 @@ def prepare(
                 raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
             check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
     fingerprint = dataset_fingerprint(all_examples)
+    identity = config.identity(model="", fingerprint=fingerprint, method_options=options)
+    if scorer is not None:  # only when set, so runs made before the hook existed still resume
+        identity["scorer"] = scorer_name(scorer)
     previous = None
     if config.output_dir is not None:
         previous = _read_old_config(config.output_dir, config.overwrite)
         if previous is not None:
-            identity = config.identity(model="", fingerprint=fingerprint, method_options=options)
             _check_config(config.output_dir, previous, identity, sorted((set(previous) | set(identity)) - MODEL_KEYS))
     examples = all_examples[: config.limit] if config.limit is not None else all_examples
     return Prepared(config, examples, len(all_examples), fingerprint, options, templates, strategy_factory,
-                    repeats(all_examples), previous)
+                    repeats(all_examples), previous, scorer, identity)
 
 
 def run_benchmark(
@@ -600,6 +630,7 @@ def run_benchmark(
     executor: Executor | None = None,
     cache: Any = None,
     trace: Any = None,
+    scorer: Callable[[str | None, Example], Any] | None = None,
     **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
@@ -622,7 +653,8 @@ def run_benchmark(
 
     What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
     ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
-    replaces ``load_strategy`` (for custom strategies), ``executor`` says where the episodes run instead of on
+    replaces ``load_strategy`` (for custom strategies; or register yours, ``agentkit.strategies.register_method``),
+    ``scorer`` replaces the scoring (see :func:`prepare`), ``executor`` says where the episodes run instead of on
     ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from ``agentkit.eval.distributed`` (each
     worker loads its own model; pass no ``llm``), ``cache`` (an ``agentkit.cache.CallCache``) answers repeated
     greedy and seeded model calls from disk, ``trace`` (``True``, an OTLP endpoint URL, a ``TracerProvider``; see
@@ -633,12 +665,12 @@ def run_benchmark(
     docstring); without it nothing touches the disk.
     """
     if isinstance(dataset, Prepared):
-        if method is not None or settings or strategy_factory is not None:
-            raise UsageError("run_benchmark: a prepared benchmark holds its settings and strategy_factory; "
+        if method is not None or settings or strategy_factory is not None or scorer is not None:
+            raise UsageError("run_benchmark: a prepared benchmark holds its settings, strategy_factory and scorer; "
                              "pass them to prepare()")
         prepared = dataset
     else:
-        prepared = prepare(dataset, method, strategy_factory=strategy_factory, **settings)
+        prepared = prepare(dataset, method, strategy_factory=strategy_factory, scorer=scorer, **settings)
     if llm is None and executor is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
     if llm is not None and executor is not None:
@@ -673,8 +705,7 @@ def run_benchmark(
 def _run_config(prepared: Prepared, executor: Executor) -> dict[str, Any]:
     """config.json: the settings' identity and the model's (its name, prompt format, dtype, weights)."""
     config = prepared.config
-    run_config = config.identity(model=executor.model_name(), fingerprint=prepared.fingerprint,
-                                 method_options=prepared.options)
+    run_config = {**prepared.identity, "model": executor.model_name()}
     run_config["prompt_format"] = executor.prompt_format(config.prompt_format)  # before anything is written
     identity = executor.model_identity()
     run_config["dtype"] = identity.pop("dtype")
@@ -696,7 +727,7 @@ def _work(prepared: Prepared, run_config: Mapping[str, Any]) -> Work:
                                     constrain=config.constrain)
     out = config.output_dir
     return Work(factory, config.shots, config.generation or None, options, config.batch_size, config.rel_tol,
-                config.abs_tol, config.budget, None if out is None else str(out))
+                config.abs_tol, config.budget, None if out is None else str(out), prepared.scorer)
 
 
 def _write_results(bench: BenchmarkResult, prepared: Prepared, summaries: list[dict[str, Any]]) -> dict[str, Path]:

@@ -217,7 +217,7 @@ def test_every_command_offers_the_shared_options_under_the_same_names():
     from agentkit.models import DTYPES
 
     commands = {name: main.commands[name] for name in ("run", "chat", "bench")}
-    shared = ["model_spec", "method", "shots", "max_tokens", "temperature", "seed", "k", "answer", "wiki", "dtype",
+    shared = ["model_spec", "method", "shots", "max_tokens", "temperature", "seed", "k", "answer", "corpus", "dtype",
               "templates_dir"]
     for name in shared:
         found = {}
@@ -233,6 +233,17 @@ def test_every_command_offers_the_shared_options_under_the_same_names():
     assert tuple(dtype.type.choices) == DTYPES and "float16" not in DTYPES
 
 
+def test_each_setting_has_the_name_the_library_takes_it_by():
+    from agentkit.cli.options import SETTING_OPTIONS
+    from agentkit.strategies import Settings
+
+    for name in Settings.model_fields:  # --k for k, --max-tokens for max_tokens: the field's own name
+        (param,) = [p for p in main.commands["run"].params if p.name == name]
+        assert "--" + name.replace("_", "-") in param.opts, (name, param.opts)
+    assert set(SETTING_OPTIONS) == set(Settings.model_fields)
+    assert Settings(k=3, corpus="live").method_options() == {"k": 3, "corpus": "live"}  # load_strategy's names
+
+
 def test_the_dtype_choices_are_exactly_what_the_engine_accepts():
     from agentkit.engine.loading import resolve_dtype
     from agentkit.models import DTYPES
@@ -244,7 +255,8 @@ def test_the_dtype_choices_are_exactly_what_the_engine_accepts():
 
 
 @pytest.mark.parametrize("args", [["--shots", "default"], ["--max-tokens", "default"], ["--answer", "default"],
-                                  ["--wiki", "default"], ["-k", "default"]])
+                                  ["--corpus", "default"], ["--wiki", "default"], ["-k", "default"],
+                                  ["--samples", "default"]])
 def test_default_is_accepted_wherever_a_setting_has_one(tmp_path, args):
     result = invoke("run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM]), "--json", *args)
     assert result.exit_code == 0, result.output
