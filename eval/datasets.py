@@ -257,7 +257,9 @@ def shipped_datasets() -> dict[str, Path]:
     return {name: shipped_path(name) for name in SHIPPED}
 
 
-_HF_SPEC = re.compile(r"^(?:hf:)?(?P<name>[A-Za-z0-9_.\-/]+?)(?::(?P<config>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%]+))?$")
+_HF_SPEC = re.compile(
+    r"^(?:hf:)?(?P<name>[A-Za-z0-9_.\-/]+?)(?::(?P<config>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%]+))?$"
+)
 
 
 def _load_hf(spec: str, mapping: Mapping[str, str]) -> list[Example]:

@@ -2,10 +2,10 @@
 
 import pytest
 from pydantic import ValidationError
+from streams import drain
 
 from agentkit.errors import UsageError
 from agentkit.llm import Constraint, GenerationConfig, ScriptedLLM, ScriptError, cut_at_stop, partial_stop_suffix
-from streams import drain
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from streams import drain
 
 import agentkit.engine
 from agentkit.llm import GenerationConfig, ScriptedLLM, ScriptError
 from agentkit.models import ModelSpecError, SlowScriptedLLM, load_model
-from streams import drain
 
 
 def write(tmp_path, data, name="replies.json"):

@@ -170,7 +170,8 @@ def test_the_registry_defaults_are_the_strategies_own():
     shots = inspect.signature(Strategy.__init__).parameters["shots"].default
     for method in REGISTRY.values():
         if "k" in method.options:
-            assert method.defaults["k"] == sc["k"].default and method.defaults["temperature"] == sc["temperature"].default
+            assert method.defaults["k"] == sc["k"].default
+            assert method.defaults["temperature"] == sc["temperature"].default
         if method.exemplar_sets(method.answer_kind()):
             assert method.defaults["shots"] == shots
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from click.testing import CliRunner
+from streams import drain
 
 from agentkit.cli import main
 from agentkit.errors import ServerError, UsageError
@@ -19,7 +20,6 @@ from agentkit.eval import run_benchmark
 from agentkit.llm import LLM, Chat, Completion, Constraint, GenerationConfig, Message, ScriptedLLM, refuse_constraint
 from agentkit.serving import ServerLLM
 from agentkit.serving.app import running
-from streams import drain
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"

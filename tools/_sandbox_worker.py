@@ -38,8 +38,8 @@ Layers (see docs/sandbox.md):
 """
 
 from __future__ import annotations
-
 import __future__
+
 import _string  # the parser behind str.format; used to vet format strings
 import ast
 import bisect
@@ -1177,7 +1177,7 @@ def _prewarm() -> None:
     re.compile(r"(?P<a>\d+)\s*[a-z]+").sub(lambda m: m.group(0), "12 ab")
     re.sub(r"(\d)", r"\1", "1")
     calendar.monthcalendar(2024, 2)
-    "x".encode("utf-8").decode("latin-1")
+    b"x".decode("latin-1")
     random.Random(0).gauss(0, 1)
     collections.namedtuple("P", "x y")(1, 2)
     import unicodedata  # noqa: F401 - the parser normalises non-ASCII identifiers (NFKC) with it

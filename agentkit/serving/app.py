@@ -530,7 +530,8 @@ async def _stream_events(
 
     try:
         if chat:  # OpenAI opens a chat stream with the assistant's role
-            opening = ChatCompletionChunk(id=ident, model=name, choices=[ChatChunkChoice(delta=Delta(role="assistant"))])
+            opening = ChatCompletionChunk(id=ident, model=name,
+                                          choices=[ChatChunkChoice(delta=Delta(role="assistant"))])
             yield f"data: {opening.model_dump_json(exclude_none=True)}\n\n"
         while True:
             item = await stream.out.get()

@@ -49,8 +49,18 @@ import httpx
 
 from agentkit import grammar
 from agentkit.errors import ServerConstraintRefused, ServerError, ServerRefused, UnknownServedModel, UsageError
-from agentkit.llm import LLM, BatchSession, Chat, Completion, Constraint, FinishReason
-from agentkit.llm import GenerationConfig, Prompt, cut_at_stop, partial_stop_suffix
+from agentkit.llm import (
+    LLM,
+    BatchSession,
+    Chat,
+    Completion,
+    Constraint,
+    FinishReason,
+    GenerationConfig,
+    Prompt,
+    cut_at_stop,
+    partial_stop_suffix,
+)
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
 API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
@@ -556,14 +566,16 @@ class ServerLLM(LLM):
                 failure = _failure(exc)
                 out_for = self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
                 if received:
-                    raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: {failure}")
+                    raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: "
+                                      f"{failure}") from None
             finally:
                 with self._lock:
                     replica.in_flight -= 1
                     self._replica_free.notify_all()
             attempt += 1
             if attempt > self.retries:
-                raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts")
+                raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; "
+                                  f"gave up after {attempt} attempts")
             if out_for is not None:
                 self._note_retry(replica, path, failure, attempt, self.retries + 1)
 
