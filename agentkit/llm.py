@@ -377,9 +377,6 @@ def _chat_environment():
 
 _TOKEN_ESTIMATE = re.compile(r"\w+|[^\w\s]")
 
-Reply = str | Callable[[str], str]
-
-
 class ScriptedLLM(LLM):
     """A fake model that returns scripted replies and records every prompt.
 

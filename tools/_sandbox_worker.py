@@ -213,7 +213,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
         target = node.target
         if isinstance(target, ast.Name):
             # `n += 1` stays a native in-place operation (RestrictedPython would route it through
-            # _inplacevar_, 2-3x slower in loops): rebinding a local name reaches nothing, the name itself is
+            # _inplacevar_, a call per operation): rebinding a local name reaches nothing, the name itself is
             # checked by visit_Name, and no shared mutable object is reachable to be mutated in place.
             return self.node_contents_visit(node)
         op = IOPERATOR_TO_STR[type(node.op)]
