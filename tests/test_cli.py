@@ -242,6 +242,7 @@ def test_each_setting_has_the_name_the_library_takes_it_by():
         assert "--" + name.replace("_", "-") in param.opts, (name, param.opts)
     assert set(SETTING_OPTIONS) == set(Settings.model_fields)
     assert Settings(k=3, corpus="live").method_options() == {"k": 3, "corpus": "live"}  # load_strategy's names
+    assert Settings(wiki="live").corpus == "live"  # the older name still works
 
 
 def test_the_dtype_choices_are_exactly_what_the_engine_accepts():

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from agentkit.errors import UnknownMethod, UsageError
 from agentkit.llm import LLM, GenerationConfig
@@ -274,7 +274,8 @@ class Settings(BaseModel):
     seed: int | None = Field(None, ge=0)
     k: int | None = Field(None, ge=1)  # samples (votes) for the self-consistency methods
     answer: Literal["number", "text"] | None = None  # what direct and cot answer
-    corpus: Literal["offline", "live"] | None = None  # ReAct's Wikipedia: the shipped corpus or the live site
+    # ReAct's Wikipedia: the shipped corpus or the live site (``wiki=``, its older name, still works)
+    corpus: Literal["offline", "live"] | None = Field(None, validation_alias=AliasChoices("corpus", "wiki"))
     prompt_format: Literal["auto", "text", "chat"] | None = None  # None: auto (chat when the model has a template)
     constrain: bool = False  # generate each reply under the constraint the method derives (docs/structured.md)
 
