@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentkit.errors import UsageError
+from agentkit.errors import ConstraintRefused, ScriptError, UsageError
 
 FinishReason = Literal["stop", "length"]
 
@@ -69,10 +69,6 @@ class Constraint(BaseModel):
     def kind(self) -> ConstraintKind:
         """Which of the three forms this constraint is."""
         return "regex" if self.regex is not None else "json_schema" if self.json_schema is not None else "lark"
-
-
-class ConstraintRefused(UsageError):
-    """A backend cannot honour a constraint of this kind (``agentkit serve`` answers it with a 400, not a 500)."""
 
 
 def refuse_constraint(backend: str, constraint: Constraint | None) -> None:
@@ -380,13 +376,6 @@ def _chat_environment():
 
 
 _TOKEN_ESTIMATE = re.compile(r"\w+|[^\w\s]")
-
-Reply = str | Callable[[str], str]
-
-
-class ScriptError(UsageError, RuntimeError):
-    """A scripted model has no reply for a prompt (its script ran out, or no key matches)."""
-
 
 class ScriptedLLM(LLM):
     """A fake model that returns scripted replies and records every prompt.

@@ -37,7 +37,7 @@ from collections.abc import Generator
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from agentkit.errors import UsageError
+from agentkit.errors import ModelSpecError
 from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM, ScriptError
 
 SCRIPTED_PREFIX = "scripted:"
@@ -46,10 +46,6 @@ SERVER_OPTIONS = {"model": str, "timeout": float, "concurrency": int, "retries":
                   "dialect": str}
 DEFAULT_NAMES = ("default", "")
 DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)
-
-
-class ModelSpecError(UsageError):
-    """A model spec (e.g. ``scripted:FILE``) is malformed or names a file that is missing or invalid."""
 
 
 def load_model(spec: str | None, *, dtype: str = "auto", device: str = "auto") -> LLM:

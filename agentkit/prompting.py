@@ -31,15 +31,11 @@ from typing import Any
 
 import jinja2
 
-from agentkit.errors import UsageError
+from agentkit.errors import PromptError
 from agentkit.llm import LLM, Chat, Message, Prompt
 
 PROMPT_FORMATS = ("auto", "text", "chat")
 CHAT_PARTS = ("instructions", "ask", "reply")  # the macros a template needs for its chat form; cue() is optional
-
-
-class PromptError(UsageError):
-    """A template or exemplar file is missing or wrong; the message names it and says what to do."""
 
 
 def resolve_prompt_format(prompt_format: str, llm: LLM) -> str:

@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     import torch
-    from agentkit.eval.datasets import load_dataset
 
     from agentkit import grammar
     from agentkit.engine import TransformersLLM
     from agentkit.engine.constrain import RowMatcher
+    from agentkit.eval.datasets import load_dataset
     from agentkit.llm import Constraint, extend
     from agentkit.strategies.react import ReAct
 

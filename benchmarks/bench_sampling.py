@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperature", type=float, default=0.7)
     args = ap.parse_args(argv)
 
-    import torch
-
     from types import SimpleNamespace
+
+    import torch
 
     from agentkit.engine import TransformersLLM
     from agentkit.engine.sampling import TokenChooser, sample

@@ -218,7 +218,8 @@ def trace_overhead(llm: LLM, wl: Workload, batch_size: int, rounds: int) -> None
     pairs = sorted(b / a for a, b in zip(times["off"], times["on"], strict=True))
     print(f"\ntracing overhead, {rounds} rounds alternating ({spans} spans per traced run): median off {off:.2f}s, "
           f"on {on:.2f}s, on/off = {on / off:.3f}; best off {min(times['off']):.2f}s, on {min(times['on']):.2f}s, "
-          f"on/off = {min(times['on']) / min(times['off']):.3f}; per-round on/off {', '.join(f'{r:.3f}' for r in pairs)}"
+          f"on/off = {min(times['on']) / min(times['off']):.3f}; "
+          f"per-round on/off {', '.join(f'{r:.3f}' for r in pairs)}"
           f" (median {statistics.median(pairs):.3f}); same texts: {texts['off'] == texts['on']}")
     inside = Timed.spent / rounds
     print(f"time inside tracing (spans made, ended and exported, on the runner's thread): {1000 * inside:.1f} ms "

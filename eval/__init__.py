@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from agentkit.eval.config import BenchmarkConfig
 from agentkit.eval.datasets import DatasetError, Example, load_dataset
-from agentkit.eval.runner import BenchmarkError, BenchmarkResult, MethodResult, run_benchmark
+from agentkit.eval.runner import BenchmarkError, BenchmarkResult, MethodResult, Prepared, prepare, run_benchmark
 from agentkit.eval.scoring import score_answer, wilson_interval
 
 __all__ = [
@@ -24,7 +24,9 @@ __all__ = [
     "DatasetError",
     "Example",
     "MethodResult",
+    "Prepared",
     "load_dataset",
+    "prepare",
     "run_benchmark",
     "score_answer",
     "wilson_interval",

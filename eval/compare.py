@@ -27,8 +27,8 @@ comparing many should read the p-values with that in mind), unpaired tests, and 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from itertools import combinations

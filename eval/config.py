@@ -19,16 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentkit.errors import BenchmarkError, UsageError
+from agentkit.errors import ConfigError
 from agentkit.eval.scoring import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from agentkit.runtime import Budget
 from agentkit.strategies import Settings
 
 DEFAULT_METHODS = ("direct", "cot", "pal")
-
-
-class ConfigError(UsageError, BenchmarkError):
-    """A benchmark setting is invalid; the message names the setting."""
 
 
 class BenchmarkConfig(BaseModel):

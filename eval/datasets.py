@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agentkit.errors import UsageError
+from agentkit.errors import DatasetError
 
 __all__ = [
     "DatasetError",
@@ -56,10 +56,6 @@ SHIPPED = {
 }
 
 _ID_FIELDS = ("id", "_id", "qid", "uid")
-
-
-class DatasetError(UsageError):
-    """A dataset could not be found or parsed. The message is one readable line."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +257,9 @@ def shipped_datasets() -> dict[str, Path]:
     return {name: shipped_path(name) for name in SHIPPED}
 
 
-_HF_SPEC = re.compile(r"^(?:hf:)?(?P<name>[A-Za-z0-9_.\-/]+?)(?::(?P<config>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%]+))?$")
+_HF_SPEC = re.compile(
+    r"^(?:hf:)?(?P<name>[A-Za-z0-9_.\-/]+?)(?::(?P<config>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%]+))?$"
+)
 
 
 def _load_hf(spec: str, mapping: Mapping[str, str]) -> list[Example]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentkit.errors import BenchmarkError, UsageError
-from agentkit.eval.runner import Job, Work, _model_name, model_identity, run_jobs
+from agentkit.eval.runner import Job, Work, model_identity, model_name, run_jobs
 
 __all__ = ["BenchWorker", "RayExecutor", "cpus_per_worker", "init_ray"]
 
@@ -121,7 +121,7 @@ class BenchWorker:
         self.llm = load_model(self.spec, **({"dtype": self.dtype} if self.dtype else {}))
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(self.threads)
-        return _model_name(self.llm)
+        return model_name(self.llm)
 
     def model_identity(self) -> dict[str, Any]:
         """This worker's model's dtype and weights digest (``runner.model_identity``)."""

@@ -18,8 +18,11 @@ model. Either way every record comes back here, and this process alone writes th
 
 At the end (of every run, resumed ones included) the output directory holds ``config.json``, ``results.json``
 (config, versions, git commit, model, per-method accuracy with a 95% Wilson interval, failure rates, tokens,
-time, paired comparisons of the methods, the run's totals and what this invocation ran) and the reports of ``agentkit.eval.report``: ``results.md``,
-``results.png`` and ``results.html``.
+time, paired comparisons of the methods, the run's totals and what this invocation ran) and the reports of
+``agentkit.eval.report``: ``results.md``, ``results.png`` and ``results.html``.
+
+``prepare`` is every check that needs no model (the dataset, the answer kind, the shots, the output directory);
+``run_benchmark`` calls it, or takes what it returned, so a bad setting fails before a model loads.
 
 Deliberately not here: prompting and answer extraction (the strategies), model loading (``agentkit.models``),
 and any retry of failed examples (a model's failure is a result, recorded with its reason).
@@ -55,12 +58,12 @@ from agentkit.eval.report import (
     summarize,
     write_reports,
 )
-from agentkit.eval.scoring import is_numeric_answer, score_answer
+from agentkit.eval.scoring import Score, is_numeric_answer, score_answer
 from agentkit.prompting import resolve_prompt_format
 from agentkit.records import jsonable
 
 __all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "Executor", "LocalExecutor", "MethodResult",
-           "run_benchmark", "SampleStore"]
+           "Prepared", "prepare", "run_benchmark", "SampleStore"]
 
 CONFIG = "config.json"
 # The config key that says how a run is executed (e.g. on how many Ray workers): a resumed run may change it.
@@ -199,12 +202,16 @@ class BenchmarkResult:
 
 
 def make_record(
-    example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float
+    example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float,
+    scorer: Callable[[str | None, Example], Any] | None = None,
 ) -> dict[str, Any]:
-    """The samples.jsonl record for one finished example."""
-    score = score_answer(
-        result.answer, example.answer, golds=example.meta.get("answers"), rel_tol=rel_tol, abs_tol=abs_tol
-    )
+    """The samples.jsonl record for one finished example (scored by ``scorer`` when given, see ``prepare``)."""
+    if scorer is None:
+        score = score_answer(
+            result.answer, example.answer, golds=example.meta.get("answers"), rel_tol=rel_tol, abs_tol=abs_tol
+        )
+    else:
+        score = own_score(scorer(result.answer, example), result.answer, example)
     timing: dict[str, float] = {"duration": round(float(getattr(result, "duration", 0.0) or 0.0), 4)}
     return {
         "id": example.id,
@@ -234,6 +241,21 @@ def make_record(
         "tool_calls": result.tool_calls,
         TIMING: timing,
     }
+
+
+def own_score(score: Any, answer: str | None, example: Example) -> Score:
+    """What a ``scorer`` returned, as a ``Score``: a ``Score`` itself, or a bool (correct or not)."""
+    if isinstance(score, Score):
+        return score
+    if not isinstance(score, bool):
+        raise TypeError(f"a scorer must return a Score or a bool, got {type(score).__name__}")
+    return Score(correct=score, kind="custom", prediction=answer, gold=example.answer, exact_match=float(score),
+                 f1=float(score))
+
+
+def scorer_name(scorer: Callable[..., Any]) -> str:
+    """How config.json names a scorer (its module and qualified name): a resumed run must use the same."""
+    return f"{getattr(scorer, '__module__', '?')}.{getattr(scorer, '__qualname__', type(scorer).__name__)}"
 
 
 # --- provenance ------------------------------------------------------------------------------------------------
@@ -287,6 +309,7 @@ class Work:
     abs_tol: float
     budget: Any = None  # an agentkit.runtime.Budget for every episode, or None
     run_dir: str | None = None  # where the records go (an attribute of each example's span)
+    scorer: Callable[[str | None, Example], Any] | None = None  # None: agentkit.eval.scoring.score_answer
 
 
 def run_jobs(
@@ -326,7 +349,8 @@ def run_jobs(
 
     def on_result(k: int, result: Any) -> None:
         job = jobs[k]
-        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol)
+        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol,
+                             scorer=work.scorer)
         if tracing is not None:
             tracing.example_ended(roots.pop(k), record)
         emit(record)
@@ -367,7 +391,7 @@ class LocalExecutor:
         self.cache, self.tracing, self.usage = cache, tracing, usage
 
     def model_name(self) -> str:
-        return _model_name(self.llm)
+        return model_name(self.llm)
 
     def model_identity(self) -> dict[str, Any]:
         return model_identity(self.llm)
@@ -398,38 +422,59 @@ def _only_dtype(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """The runs differ in the dtype alone, and the old one's is one ``--dtype`` can ask for."""
     from agentkit.models import DTYPES
 
-    return old["dtype"] in DTYPES and {k for k in set(old) | set(new) if old.get(k) != new.get(k)} == {"dtype"}
+    return old.get("dtype") in DTYPES and {k for k in set(old) | set(new) if old.get(k) != new.get(k)} == {"dtype"}
+
+
+def _read_old_config(output_dir: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The config.json of the run already in ``output_dir`` (None: none, or one ``overwrite`` replaces); checks
+    what can be checked without writing anything."""
+    config_path = output_dir / CONFIG
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BenchmarkError(f"{output_dir} is a file; pass a directory as --output-dir")
+    if overwrite:
+        if not config_path.exists() and output_dir.exists() and any(output_dir.iterdir()):
+            raise BenchmarkError(f"--overwrite: {output_dir} is not empty and holds no {CONFIG}; refusing to "
+                                 f"delete it")
+        return None
+    if not config_path.exists():
+        return None
+    try:
+        old = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
+    old.setdefault("prompt_format", "text")  # runs from before the field was recorded sent text
+    old.setdefault("dtype", None)  # runs from before the dtype was recorded: resumable only where none is known
+    old.setdefault("model_identity", {})
+    return old
+
+
+def _check_config(output_dir: Path, old: Mapping[str, Any], config: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Refuse to continue the run in ``output_dir`` when its config differs from ``config`` on ``keys``."""
+    before, now = ({k: c.get(k) for k in keys} for c in (old, config))
+    if before != now:
+        again = f", or --dtype {before.get('dtype')} to continue it" if _only_dtype(before, now) else ""
+        raise BenchmarkError(
+            f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
+            f"use a new --output-dir or --overwrite{again}"
+        )
 
 
 def _prepare_output_dir(output_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
+    old = _read_old_config(output_dir, overwrite)
     config_path = output_dir / CONFIG
     if overwrite and config_path.exists():
         shutil.rmtree(output_dir)
-    elif overwrite and output_dir.exists() and any(output_dir.iterdir()):
-        raise BenchmarkError(f"--overwrite: {output_dir} is not empty and holds no {CONFIG}; refusing to delete it")
     output_dir.mkdir(parents=True, exist_ok=True)
-    if config_path.exists():
-        try:
-            old = json.loads(config_path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise BenchmarkError(f"{config_path} is unreadable; use a new --output-dir or --overwrite") from None
-        old.setdefault("prompt_format", "text")  # runs from before the field was recorded sent text
-        old.setdefault("dtype", None)  # runs from before the dtype was recorded: resumable only where none is known
-        old.setdefault("model_identity", {})
-        before, now = ({k: v for k, v in c.items() if k != EXECUTION} for c in (old, config))
-        if before != now:
-            again = f", or --dtype {before['dtype']} to continue it" if _only_dtype(before, now) else ""
-            raise BenchmarkError(
-                f"{output_dir} holds a run with a different config ({_config_diff(before, now)}); "
-                f"use a new --output-dir or --overwrite{again}"
-            )
+    if old is not None:
+        _check_config(output_dir, old, config, sorted((set(old) | set(config)) - {EXECUTION}))
         if old != config:  # the same run executed differently: config.json tells the latest way
             atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     else:
         atomic_write(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
-def _model_name(llm: Any) -> str:
+def model_name(llm: Any) -> str:
+    """The model's name as config.json records it."""
     return str(getattr(llm, "name", None) or type(llm).__name__)
 
 
@@ -488,8 +533,93 @@ def answer_kind(examples: Sequence[Example]) -> str:
     return "number" if all(is_numeric_answer(ex.answer) for ex in examples) else "text"
 
 
-def run_benchmark(
+# What config.json records about the model and where it ran: known only once the model is loaded.
+MODEL_KEYS = frozenset({"model", "prompt_format", "dtype", "model_identity", EXECUTION})
+
+
+@dataclass
+class Prepared:
+    """A benchmark checked before any model loads (:func:`prepare`); :func:`run_benchmark` takes it whole."""
+
+    config: BenchmarkConfig
+    examples: list[Example]  # the ones to run (the first ``config.limit``)
+    size: int  # examples in the whole dataset
+    fingerprint: str  # of the whole dataset, as config.json records it
+    options: dict[str, Any]  # method options, ``answer`` set to the dataset's kind unless given
+    templates: Any = None  # the agentkit.prompting.Templates of ``config.templates``, or None
+    strategy_factory: Callable[..., Any] | None = None  # None: agentkit's own methods (load_strategy)
+    repeats: Any = None  # agentkit.eval.datasets.Repeats: repeated questions and ids in the data
+    previous: dict[str, Any] | None = None  # config.json of the run in output_dir that this one continues
+    scorer: Callable[[str | None, Example], Any] | None = None  # None: agentkit.eval.scoring.score_answer
+    identity: dict[str, Any] = field(default_factory=dict)  # config.json's settings, the model's part still empty
+
+
+def prepare(
     dataset: BenchmarkConfig | str | Path | Sequence[Example],
+    method: str | Sequence[str] | None = None,
+    *,
+    strategy_factory: Callable[..., Any] | None = None,
+    scorer: Callable[[str | None, Example], Any] | None = None,
+    **settings: Any,
+) -> Prepared:
+    """Everything about a benchmark that can fail before a model loads, checked once, with nothing written.
+
+    Takes what :func:`run_benchmark` takes (a :class:`BenchmarkConfig`, or the dataset, the methods and the
+    settings as keywords) and loads the dataset, works out the answer kind (number when every gold answer is a
+    number), checks that every method can be scored and has ``shots`` exemplars, and checks the output
+    directory: a file, ``overwrite`` of a directory that holds no run, an unreadable ``config.json``, or an
+    earlier run there with other settings (the model's part is compared once it is loaded). Pass the result to
+    ``run_benchmark(prepared, llm=llm)``; it does not load the dataset again.
+
+    ``scorer(answer, example)`` replaces agentkit's scoring (numbers exactly, short texts by exact match and F1)
+    for a dataset whose answers are neither: it returns a bool (correct or not) or an
+    ``agentkit.eval.scoring.Score``. config.json records its name, so a resumed run must score the same way.
+    """
+    if isinstance(dataset, BenchmarkConfig):
+        if method is not None or settings:
+            raise UsageError("pass either a BenchmarkConfig or the dataset and settings, not both")
+        config = dataset
+    else:
+        config = BenchmarkConfig.of(dataset=dataset, methods=method or "cot", **settings)
+    if strategy_factory is not None and config.constrain:
+        raise UsageError("run_benchmark: constrain=True builds agentkit's own methods constrained; with a "
+                         "strategy_factory, build your strategies with constrain=True there and leave it off here")
+    if isinstance(config.dataset, (str, Path)):
+        all_examples = load_dataset(config.dataset, fields=config.fields)
+    else:
+        all_examples = list(config.dataset)
+    options = dict(config.method_options)
+    if strategy_factory is None and "answer" not in options:
+        # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
+        options["answer"] = answer_kind(all_examples)
+    templates = None
+    if config.templates is not None:
+        from agentkit.prompting import Templates
+
+        templates = Templates(config.templates)
+    if strategy_factory is None:
+        from agentkit.strategies import check_shots, get_method
+
+        for name in config.methods:
+            if not get_method(name).scored:
+                raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
+            check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
+    fingerprint = dataset_fingerprint(all_examples)
+    identity = config.identity(model="", fingerprint=fingerprint, method_options=options)
+    if scorer is not None:  # only when set, so runs made before the hook existed still resume
+        identity["scorer"] = scorer_name(scorer)
+    previous = None
+    if config.output_dir is not None:
+        previous = _read_old_config(config.output_dir, config.overwrite)
+        if previous is not None:
+            _check_config(config.output_dir, previous, identity, sorted((set(previous) | set(identity)) - MODEL_KEYS))
+    examples = all_examples[: config.limit] if config.limit is not None else all_examples
+    return Prepared(config, examples, len(all_examples), fingerprint, options, templates, strategy_factory,
+                    repeats(all_examples), previous, scorer, identity)
+
+
+def run_benchmark(
+    dataset: Prepared | BenchmarkConfig | str | Path | Sequence[Example],
     method: str | Sequence[str] | None = None,
     llm: Any = None,
     *,
@@ -500,6 +630,7 @@ def run_benchmark(
     executor: Executor | None = None,
     cache: Any = None,
     trace: Any = None,
+    scorer: Callable[[str | None, Example], Any] | None = None,
     **settings: Any,
 ) -> BenchmarkResult:
     """Run one or several methods over a dataset and score them.
@@ -508,6 +639,9 @@ def run_benchmark(
     the methods, the model and any ``BenchmarkConfig`` setting as keywords::
 
         run_benchmark("gsm8k-sample", ["cot", "pal"], llm, shots=4, output_dir="runs/demo", limit=20)
+
+    or what :func:`prepare` returned, ``run_benchmark(prepare(config), llm=llm)``, to find a bad setting
+    before the model loads (``run_benchmark`` calls ``prepare`` itself otherwise).
 
     ``dataset``: a path, a shipped name (``gsm8k-sample``, ``wiki-sample``), a Hugging Face name, or a list
     of :class:`Example`. ``method``: a name or a list of names (see ``agentkit.strategies.REGISTRY``).
@@ -519,7 +653,8 @@ def run_benchmark(
 
     What happens as it runs: ``progress`` shows a bar on stderr, ``on_record`` gets each finished record,
     ``notify`` gets one-line notes (how many examples a resumed run finds done), ``strategy_factory``
-    replaces ``load_strategy`` (for custom strategies), ``executor`` says where the episodes run instead of on
+    replaces ``load_strategy`` (for custom strategies; or register yours, ``agentkit.strategies.register_method``),
+    ``scorer`` replaces the scoring (see :func:`prepare`), ``executor`` says where the episodes run instead of on
     ``llm`` in this process, e.g. ``RayExecutor("default", workers=4)`` from ``agentkit.eval.distributed`` (each
     worker loads its own model; pass no ``llm``), ``cache`` (an ``agentkit.cache.CallCache``) answers repeated
     greedy and seeded model calls from disk, ``trace`` (``True``, an OTLP endpoint URL, a ``TracerProvider``; see
@@ -529,12 +664,13 @@ def run_benchmark(
     With ``output_dir`` every finished example is written at once and a rerun resumes (see the module
     docstring); without it nothing touches the disk.
     """
-    if isinstance(dataset, BenchmarkConfig):
-        if method is not None or settings:
-            raise UsageError("run_benchmark: pass either a BenchmarkConfig or the dataset and settings, not both")
-        config = dataset
+    if isinstance(dataset, Prepared):
+        if method is not None or settings or strategy_factory is not None or scorer is not None:
+            raise UsageError("run_benchmark: a prepared benchmark holds its settings, strategy_factory and scorer; "
+                             "pass them to prepare()")
+        prepared = dataset
     else:
-        config = BenchmarkConfig.of(dataset=dataset, methods=method or "cot", **settings)
+        prepared = prepare(dataset, method, strategy_factory=strategy_factory, scorer=scorer, **settings)
     if llm is None and executor is None:
         raise BenchmarkError("run_benchmark needs an llm (e.g. agentkit.models.load_model(None) or ScriptedLLM)")
     if llm is not None and executor is not None:
@@ -548,81 +684,77 @@ def run_benchmark(
                          "or --ray")
     usage = Usage()
     executor = executor if executor is not None else LocalExecutor(llm, cache=cache, tracing=tracing, usage=usage)
-    methods = list(config.methods)
-    mapping = config.fields
-    if isinstance(config.dataset, (str, Path)):
-        all_examples = load_dataset(config.dataset, fields=mapping)
-    else:
-        all_examples = list(config.dataset)
-    examples = all_examples[: config.limit] if config.limit is not None else all_examples
-    options = dict(config.method_options)
-    if strategy_factory is None and "answer" not in options:
-        # direct and chain-of-thought answer in the dataset's kind, with matching exemplars
-        options["answer"] = answer_kind(all_examples)
-    run_config = config.identity(model=executor.model_name(), fingerprint=dataset_fingerprint(all_examples),
-                                 method_options=options)
+    config, out = prepared.config, prepared.config.output_dir
+    run_config = _run_config(prepared, executor)
+    if out is not None:
+        _prepare_output_dir(out, run_config, config.overwrite)
+
+    started = time.perf_counter()
+    results = _run_methods(list(config.methods), executor, _work(prepared, run_config), prepared.examples, out,
+                           progress=progress, on_record=on_record, notify=notify)
+    wall_seconds = round(time.perf_counter() - started, 3)
+    summaries = [m.summary for m in results.values()]
+    bench = BenchmarkResult(methods=results, config={**run_config, "methods": list(config.methods),
+                                                     "limit": config.limit},
+                            output_dir=out, table=markdown_table(summaries), wall_seconds=wall_seconds, usage=usage)
+    if out is not None:
+        bench.files = _write_results(bench, prepared, summaries)
+    return bench
+
+
+def _run_config(prepared: Prepared, executor: Executor) -> dict[str, Any]:
+    """config.json: the settings' identity and the model's (its name, prompt format, dtype, weights)."""
+    config = prepared.config
+    run_config = {**prepared.identity, "model": executor.model_name()}
     run_config["prompt_format"] = executor.prompt_format(config.prompt_format)  # before anything is written
     identity = executor.model_identity()
     run_config["dtype"] = identity.pop("dtype")
     run_config["model_identity"] = identity
     run_config[EXECUTION] = executor.describe()
-    templates = None
-    if config.templates is not None:
-        from agentkit.prompting import Templates
+    return run_config
 
-        templates = Templates(config.templates)
-        options["templates"] = templates
-    if strategy_factory is not None and config.constrain:
-        raise UsageError("run_benchmark: constrain=True builds agentkit's own methods constrained; with a "
-                         "strategy_factory, build your strategies with constrain=True there and leave it off here")
-    if strategy_factory is None:
-        from agentkit.strategies import check_shots, get_method
-        from agentkit.strategies import load_strategy as strategy_factory  # noqa: N813
 
-        for name in methods:  # before anything runs or is written
-            if not get_method(name).scored:
-                raise UsageError(f"method '{name}' is interactive only and cannot be benchmarked")
-            check_shots(name, config.shots, answer=options.get("answer"), templates=templates)
-        strategy_factory = functools.partial(strategy_factory, prompt_format=run_config["prompt_format"],
-                                             constrain=config.constrain)
+def _work(prepared: Prepared, run_config: Mapping[str, Any]) -> Work:
+    """What every process that runs the jobs gets: the strategy factory and the settings."""
+    config, options = prepared.config, dict(prepared.options)
+    if prepared.templates is not None:
+        options["templates"] = prepared.templates
+    factory = prepared.strategy_factory
+    if factory is None:
+        from agentkit.strategies import load_strategy
 
+        factory = functools.partial(load_strategy, prompt_format=run_config["prompt_format"],
+                                    constrain=config.constrain)
     out = config.output_dir
-    if out is not None:
-        _prepare_output_dir(out, run_config, config.overwrite)
+    return Work(factory, config.shots, config.generation or None, options, config.batch_size, config.rel_tol,
+                config.abs_tol, config.budget, None if out is None else str(out), prepared.scorer)
 
-    started = time.perf_counter()
-    work = Work(strategy_factory, config.shots, config.generation or None, options, config.batch_size,
-                config.rel_tol, config.abs_tol, config.budget, None if out is None else str(out))
-    results = _run_methods(methods, executor, work, examples, out, progress=progress, on_record=on_record,
-                           notify=notify)
-    wall_seconds = round(time.perf_counter() - started, 3)
 
-    summaries = [m.summary for m in results.values()]
-    table = markdown_table(summaries)
-    bench = BenchmarkResult(methods=results, config={**run_config, "methods": methods, "limit": config.limit},
-                            output_dir=out, table=table, wall_seconds=wall_seconds, usage=usage)
-    if out is not None:
-        records = {name: m.records for name, m in results.items()}
-        report = {
-            "config": bench.config,
-            "model": run_config["model"],
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "wall_seconds": wall_seconds,  # this invocation only (resumed examples cost nothing now)
-            "totals": run_totals(summaries),  # every method's records, resumed ones included
-            "this_invocation": {**asdict(usage), "wall_seconds": wall_seconds},  # what this command ran
-            "methods": {s["method"]: s for s in summaries},
-            "comparisons": [c.to_dict() for c in pairwise(records)],  # every pair of methods, paired by example
-            "repeats": asdict(repeats(examples)),  # repeated questions and ids in the data, each its own example
-        }
-        files = {"config": out / CONFIG, "results_json": out / "results.json"}
-        atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        files.update(write_reports(out, bench.config, records))
-        for name in methods:
-            files[f"samples:{name}"] = out / name / SAMPLES
-        bench.files = files
-    return bench
+def _write_results(bench: BenchmarkResult, prepared: Prepared, summaries: list[dict[str, Any]]) -> dict[str, Path]:
+    """results.json and the reports in the output directory; returns the files written, by name."""
+    out = prepared.config.output_dir
+    assert out is not None
+    records = {name: m.records for name, m in bench.methods.items()}
+    usage = bench.usage
+    report = {
+        "config": bench.config,
+        "model": bench.config["model"],
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": bench.wall_seconds,  # this invocation only (resumed examples cost nothing now)
+        "totals": run_totals(summaries),  # every method's records, resumed ones included
+        "this_invocation": {**asdict(usage), "wall_seconds": bench.wall_seconds},  # what this command ran
+        "methods": {s["method"]: s for s in summaries},
+        "comparisons": [c.to_dict() for c in pairwise(records)],  # every pair of methods, paired by example
+        "repeats": asdict(repeats(prepared.examples)),  # repeated questions and ids in the data, each its own example
+    }
+    files = {"config": out / CONFIG, "results_json": out / "results.json"}
+    atomic_write(files["results_json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    files.update(write_reports(out, bench.config, records))
+    for name in bench.methods:
+        files[f"samples:{name}"] = out / name / SAMPLES
+    return files
 
 
 @dataclass

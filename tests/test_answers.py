@@ -10,10 +10,10 @@ import pytest
 from agentkit.answers import (
     MAX_DIGITS,
     canonical_number,
+    exact_value,
     extract_first_numeric,
     extract_numeric_answer,
     extract_text_answer,
-    exact_value,
     normalize_answer,
     numbers_in,
     parse_number,

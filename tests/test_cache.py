@@ -18,8 +18,8 @@ from agentkit.cli import main
 from agentkit.eval import run_benchmark
 from agentkit.eval.runner import TIMING
 from agentkit.llm import Chat, Completion, Constraint, GenerationConfig, Message, ScriptedLLM
-from agentkit.runtime import Generate, Usage, run_episode, run_episodes
 from agentkit.result import Result
+from agentkit.runtime import Generate, Usage, run_episode, run_episodes
 from tests.test_eval_runner import any_reply
 
 GREEDY = GenerationConfig(max_new_tokens=16)
@@ -120,7 +120,8 @@ from agentkit.cache import CallCache, call_key
 from agentkit.llm import Completion, GenerationConfig
 cache = CallCache(sys.argv[1])
 for i in range(int(sys.argv[3])):
-    cache.put(call_key("m", f"{sys.argv[2]}-{i}", GenerationConfig()), Completion(text="t" * 200 + str(i), finish_reason="stop"))
+    cache.put(call_key("m", f"{sys.argv[2]}-{i}", GenerationConfig()),
+              Completion(text="t" * 200 + str(i), finish_reason="stop"))
 """
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentkit import CoT, Direct, PAL, ReAct, ScriptedLLM, SelfConsistency, tool
+from agentkit import PAL, CoT, Direct, ReAct, ScriptedLLM, SelfConsistency, tool
 from agentkit.cli import main
 from agentkit.eval import run_benchmark
 from agentkit.llm import Chat, Message

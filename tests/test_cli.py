@@ -128,6 +128,20 @@ def test_bad_input_is_one_red_line_not_a_traceback(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+def test_a_sandbox_that_cannot_start_is_one_error_line(tmp_path, monkeypatch):
+    from agentkit.strategies import pal
+    from agentkit.tools import sandbox
+
+    broken = tmp_path / "broken_worker.py"
+    broken.write_text("raise SystemExit(3)\n")
+    monkeypatch.setattr(sandbox, "_WORKER_SCRIPT", broken)
+    monkeypatch.setattr(pal, "_shared", None)  # the process's warm sandbox, if an earlier test started it
+    result = invoke("run", QUESTION, "--method", "pal", "--model", script(tmp_path, [PROGRAM]))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()  # after the program, shown as it was written
+    assert line.startswith("Error: ") and "sandbox template" in line, result.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -203,7 +217,7 @@ def test_every_command_offers_the_shared_options_under_the_same_names():
     from agentkit.models import DTYPES
 
     commands = {name: main.commands[name] for name in ("run", "chat", "bench")}
-    shared = ["model_spec", "method", "shots", "max_tokens", "temperature", "seed", "k", "answer", "wiki", "dtype",
+    shared = ["model_spec", "method", "shots", "max_tokens", "temperature", "seed", "k", "answer", "corpus", "dtype",
               "templates_dir"]
     for name in shared:
         found = {}
@@ -219,6 +233,18 @@ def test_every_command_offers_the_shared_options_under_the_same_names():
     assert tuple(dtype.type.choices) == DTYPES and "float16" not in DTYPES
 
 
+def test_each_setting_has_the_name_the_library_takes_it_by():
+    from agentkit.cli.options import SETTING_OPTIONS
+    from agentkit.strategies import Settings
+
+    for name in Settings.model_fields:  # --k for k, --max-tokens for max_tokens: the field's own name
+        (param,) = [p for p in main.commands["run"].params if p.name == name]
+        assert "--" + name.replace("_", "-") in param.opts, (name, param.opts)
+    assert set(SETTING_OPTIONS) == set(Settings.model_fields)
+    assert Settings(k=3, corpus="live").method_options() == {"k": 3, "corpus": "live"}  # load_strategy's names
+    assert Settings(wiki="live").corpus == "live"  # the older name still works
+
+
 def test_the_dtype_choices_are_exactly_what_the_engine_accepts():
     from agentkit.engine.loading import resolve_dtype
     from agentkit.models import DTYPES
@@ -230,7 +256,8 @@ def test_the_dtype_choices_are_exactly_what_the_engine_accepts():
 
 
 @pytest.mark.parametrize("args", [["--shots", "default"], ["--max-tokens", "default"], ["--answer", "default"],
-                                  ["--wiki", "default"], ["-k", "default"]])
+                                  ["--corpus", "default"], ["--wiki", "default"], ["-k", "default"],
+                                  ["--samples", "default"]])
 def test_default_is_accepted_wherever_a_setting_has_one(tmp_path, args):
     result = invoke("run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM]), "--json", *args)
     assert result.exit_code == 0, result.output

@@ -23,6 +23,7 @@ from agentkit.eval import run_benchmark
 from agentkit.eval.datasets import load_dataset
 from agentkit.eval.distributed import RayExecutor, cpus_per_worker
 from agentkit.eval.runner import TIMING, LocalExecutor
+from agentkit.llm import ScriptError
 from agentkit.models import ModelSpecError, load_model
 
 EXAMPLES = load_dataset("gsm8k-sample")
@@ -173,7 +174,7 @@ def test_an_error_in_a_worker_reaches_the_driver_as_itself(cluster, tmp_path):
     script = tmp_path / "partial.json"
     script.write_text(json.dumps({EXAMPLES[0].question: "The answer is 1."}))
     with RayExecutor(f"scripted:{script}", workers=1) as executor:
-        with pytest.raises(RuntimeError, match="has no reply for this prompt"):
+        with pytest.raises(ScriptError, match="has no reply for this prompt"):
             run_benchmark("gsm8k-sample", "cot", executor=executor, output_dir=tmp_path / "o", limit=4)
 
 

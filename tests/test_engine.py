@@ -9,10 +9,9 @@ files: ``test_engine_heads.py``, ``test_engine_sampling.py``, ``test_engine_spec
 from __future__ import annotations
 
 import pytest
-
-from agentkit.llm import GenerationConfig
 from tiny_engine import PROMPTS, ByteTokenizer, reference, tiny_engine
 
+from agentkit.llm import GenerationConfig
 
 # -- the decode loop on a tiny random Gemma 3 -----------------------------------------------------------------------
 
@@ -115,8 +114,9 @@ def test_each_performance_switch_leaves_the_greedy_texts_as_they_are(tiny, knob)
 
 
 def test_keyword_arguments_are_laid_over_the_engine_config():
-    from agentkit.engine import EngineConfig, TransformersLLM
     from tiny_engine import tiny_gemma
+
+    from agentkit.engine import EngineConfig, TransformersLLM
 
     config = EngineConfig(max_batch_size=3, prompt_lookup=2)
     llm = TransformersLLM.from_model(tiny_gemma(), ByteTokenizer(), config=config, prompt_lookup=0)
@@ -132,10 +132,10 @@ def test_keyword_arguments_are_laid_over_the_engine_config():
 
 def test_packed_linears_replace_the_decoders_linears_and_keep_its_outputs():
     import torch
+    from tiny_engine import tiny_gemma
 
     from agentkit.engine.packed import PackedLinear, can_pack
     from agentkit.engine.transformers_llm import TransformersLLM
-    from tiny_engine import tiny_gemma
 
     if not can_pack():
         pytest.skip("this torch build has no oneDNN linear ops")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from streams import drain
+from tiny_engine import ByteTokenizer, bpe_tokenizer
 
 from agentkit import grammar
 from agentkit.engine import constrain
 from agentkit.errors import UsageError
 from agentkit.llm import Constraint, GenerationConfig
-from streams import drain
-from tiny_engine import ByteTokenizer, bpe_tokenizer
 
 ACTION = Constraint(regex=r" (Search|Finish)\[[a-z ]*\]", after="action:")
 
@@ -199,7 +199,8 @@ def lark_literal(text: str) -> str:
 
 def conforms(constraint: Constraint, c) -> bool:
     """A constrained completion matches, or max tokens cut it while it still could."""
-    return grammar.matches(constraint, c.text) or (c.finish_reason == "length" and grammar.is_prefix(constraint, c.text))
+    cut = c.finish_reason == "length" and grammar.is_prefix(constraint, c.text)
+    return grammar.matches(constraint, c.text) or cut
 
 
 def test_every_kind_of_constraint_with_and_without_after(llm, free):

@@ -4,9 +4,9 @@ greedy token choice through it is the full head's argmax. On a tiny random Gemma
 from __future__ import annotations
 
 import pytest
+from tiny_engine import PROMPTS, ByteTokenizer, ready_tiny_engine, reference, rows, tiny_engine
 
 from agentkit.llm import GenerationConfig
-from tiny_engine import PROMPTS, ByteTokenizer, ready_tiny_engine, reference, rows, tiny_engine
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +108,9 @@ def test_building_an_engine_leaves_the_global_rng_alone():
     """The int8 head is built on a background thread: drawing from the global RNG there would change what the
     caller's seeded code draws (and raced with it)."""
     import torch
+    from tiny_engine import tiny_gemma
 
     from agentkit.engine.transformers_llm import TransformersLLM
-    from tiny_engine import tiny_gemma
 
     model = tiny_gemma()
     torch.manual_seed(123)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from tiny_engine import PROMPTS, reference, tiny_engine
 
 from agentkit.llm import GenerationConfig
-from tiny_engine import PROMPTS, reference, tiny_engine
 
 
 @pytest.fixture(scope="module")

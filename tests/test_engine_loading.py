@@ -11,7 +11,6 @@ import pytest
 from agentkit.engine import loading
 from agentkit.engine.loading import ModelLoadError, cache_dir, resolve_dtype
 
-
 # -- configuration --------------------------------------------------------------------------------------------------
 
 

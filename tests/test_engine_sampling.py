@@ -4,10 +4,10 @@ constraint hook. The int8 paths must draw exactly what the full head draws from 
 from __future__ import annotations
 
 import pytest
+from tiny_engine import PROMPTS, Row, ready_tiny_engine, rows, tiny_engine
 
 from agentkit.engine.sampling import TokenChooser
 from agentkit.llm import GenerationConfig
-from tiny_engine import PROMPTS, Row, ready_tiny_engine, rows, tiny_engine
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ prompt-lookup drafts and gives exactly the plain greedy output, and leaves the K
 from __future__ import annotations
 
 import pytest
+from tiny_engine import PROMPTS, ByteTokenizer, reference, tiny_engine
 
 from agentkit.llm import GenerationConfig
-from tiny_engine import PROMPTS, ByteTokenizer, reference, tiny_engine
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,9 @@ def test_speculation_leaves_the_kv_as_plain_decoding_does(tiny):
 
 
 def test_prompt_lookup_must_not_be_negative():
-    from agentkit.engine.transformers_llm import TransformersLLM
     from tiny_engine import tiny_gemma
+
+    from agentkit.engine.transformers_llm import TransformersLLM
 
     with pytest.raises(ValueError, match="prompt_lookup must be >= 0"):
         TransformersLLM.from_model(tiny_gemma(), ByteTokenizer(), prompt_lookup=-1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agentkit.engine.text import RowText
 from tiny_engine import ByteTokenizer
+
+from agentkit.engine.text import RowText
 
 
 class ChunkTokenizer(ByteTokenizer):

@@ -95,10 +95,8 @@ def test_config_clash_is_one_line(tmp_path):
     assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q").exit_code == 0
     result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1")
     assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
-    assert lines[0].startswith("benchmark: gsm8k-sample")  # the banner, then exactly one error line
-    (line,) = lines[1:]
-    assert line.startswith("Error: ") and "different config" in line and "--overwrite" in line
+    (line,) = result.output.strip().splitlines()  # found before the model loads: no banner, one error line
+    assert line.startswith("Error: ") and "different config (shots: 4 -> 1)" in line and "--overwrite" in line
     assert "rerun the same command" not in line  # it would clash again
     result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1",
                     "--overwrite")
@@ -120,6 +118,28 @@ def test_a_damaged_line_names_a_step_that_repairs_the_run(tmp_path):
     assert sorted(samples.read_text().splitlines()) != sorted(lines[:1] + lines[2:])  # the example ran again
     assert len(samples.read_text().splitlines()) == 3
     assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+
+
+def test_a_clash_with_the_model_is_found_once_it_loads(tmp_path):
+    out = str(tmp_path / "out")
+    first, other = f"scripted:{gold_script(tmp_path)}", f"scripted:{gold_script(tmp_path, 'other.json')}"
+    assert invoke("-d", "gsm8k-sample", "-m", "cot", "--model", first, "-n", "2", "-o", out, "-q").exit_code == 0
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", other, "-n", "2", "-o", out, "-q")
+    assert result.exit_code == 1
+    banner, line = result.output.strip().splitlines()
+    assert banner.startswith("benchmark: gsm8k-sample") and line.startswith("Error: ") and "model:" in line
+
+
+def test_bench_parses_its_dataset_once(monkeypatch, tmp_path):
+    from agentkit.eval import datasets
+
+    parsed = []
+    read = datasets._read_file
+    monkeypatch.setattr(datasets, "_read_file", lambda *args: parsed.append(args[0]) or read(*args))
+    result = invoke("-d", "gsm8k-sample", "-m", "cot", "-m", "direct", "--model", f"scripted:{gold_script(tmp_path)}",
+                    "-n", "2", "-o", str(tmp_path / "out"), "-q")
+    assert result.exit_code == 0, result.output
+    assert parsed == [datasets.shipped_path("gsm8k-sample")]
 
 
 def test_default_output_dir_is_per_setup():

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from agentkit.errors import ConfigError
 from agentkit.eval import BenchmarkError, run_benchmark
 from agentkit.eval.datasets import load_dataset, shipped_path
 from agentkit.eval.runner import TIMING, SampleStore
@@ -432,7 +433,7 @@ def test_examples_are_batched_not_one_at_a_time():
 def test_bad_arguments(tmp_path):
     with pytest.raises(BenchmarkError, match="needs an llm"):
         run_benchmark("gsm8k-sample", "cot", None)
-    with pytest.raises(BenchmarkError, match="limit"):
+    with pytest.raises(ConfigError, match="limit"):
         run_benchmark("gsm8k-sample", "cot", ScriptedLLM([]), limit=-1)
     with pytest.raises(ValueError, match="unknown method"):
         run_benchmark("gsm8k-sample", "chain", ScriptedLLM([]))
@@ -539,3 +540,35 @@ def test_repeated_questions_run_and_resume_with_every_line_recorded_once(tmp_pat
     final = samples(out / "cot" / "samples.jsonl")
     assert strip_timing(final) == strip_timing(samples(tmp_path / "ref" / "cot" / "samples.jsonl"))
     assert len({r["id"] for r in final}) == n
+
+
+def test_prepare_finds_every_bad_setting_before_a_model_exists(tmp_path):
+    from agentkit.errors import UsageError
+    from agentkit.eval import prepare
+
+    with pytest.raises(UsageError, match="exemplar set 'math' has 8 exemplars but 50 shots"):
+        prepare("gsm8k-sample", "cot", shots=50)
+    with pytest.raises(UsageError, match="interactive only"):
+        prepare("gsm8k-sample", "chat")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(BenchmarkError, match="not empty and holds no config.json"):
+        prepare("gsm8k-sample", "cot", output_dir=tmp_path / "busy", overwrite=True)
+    out = tmp_path / "run"
+    run_benchmark("gsm8k-sample", "cot", ScriptedLLM(cot_reply()), limit=2, output_dir=out)
+    with pytest.raises(BenchmarkError, match=r"different config \(shots: 4 -> 2\)"):
+        prepare("gsm8k-sample", "cot", shots=2, output_dir=out)
+    assert (tmp_path / "busy" / "notes.txt").exists() and sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "cot", "results.json", "results.md", "results.png", "results.html"])
+
+
+def test_a_prepared_benchmark_runs_as_prepared():
+    from agentkit.errors import UsageError
+    from agentkit.eval import prepare
+
+    prepared = prepare("gsm8k-sample", "cot", limit=3)
+    assert prepared.options["answer"] == "number" and len(prepared.examples) == 3 and prepared.size == 44
+    result = run_benchmark(prepared, llm=ScriptedLLM(cot_reply()))
+    assert result.accuracy == 1.0 and [r["id"] for r in result.records] == [e.id for e in prepared.examples]
+    with pytest.raises(UsageError, match="pass them to prepare"):
+        run_benchmark(prepared, llm=ScriptedLLM(cot_reply()), shots=2)

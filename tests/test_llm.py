@@ -2,10 +2,10 @@
 
 import pytest
 from pydantic import ValidationError
+from streams import drain
 
 from agentkit.errors import UsageError
 from agentkit.llm import Constraint, GenerationConfig, ScriptedLLM, ScriptError, cut_at_stop, partial_stop_suffix
-from streams import drain
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_scripted_replies_in_order_with_exact_stops_and_finish_reasons():
 def test_scripted_running_out_says_how_many_prompts_arrived():
     llm = ScriptedLLM(["only"])
     llm.generate(["a"])
-    with pytest.raises(RuntimeError, match="prompt #2 arrived but only 1 replies"):
+    with pytest.raises(ScriptError, match="prompt #2 arrived but only 1 replies"):
         llm.generate(["b"])
 
 

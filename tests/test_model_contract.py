@@ -28,6 +28,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import pytest
+from streams import drain
+from tiny_engine import one_torch_thread, tiny_engine
 
 from agentkit import grammar
 from agentkit.errors import UsageError
@@ -36,8 +38,6 @@ from agentkit.models import SlowScriptedLLM
 from agentkit.result import Result
 from agentkit.runtime import Generate, run_episode
 from agentkit.strategies.cot import CoT
-from streams import drain
-from tiny_engine import one_torch_thread, tiny_engine
 
 
 # ------------------------------------------------------------------------------------------------ the backends

@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from streams import drain
 
 import agentkit.engine
-from agentkit.llm import GenerationConfig, ScriptedLLM
+from agentkit.llm import GenerationConfig, ScriptedLLM, ScriptError
 from agentkit.models import ModelSpecError, SlowScriptedLLM, load_model
-from streams import drain
 
 
 def write(tmp_path, data, name="replies.json"):
@@ -39,7 +39,7 @@ def test_scripted_object_answers_by_the_question_found_latest_in_the_prompt(tmp_
 def test_scripted_object_without_a_match_names_the_file(tmp_path):
     path = write(tmp_path, {"apples": "x"})
     llm = load_model(f"scripted:{path}")
-    with pytest.raises(RuntimeError, match="replies.json has no reply"):
+    with pytest.raises(ScriptError, match="replies.json has no reply"):
         llm.generate(["pears"])
 
 

@@ -6,14 +6,25 @@ import json
 
 import pytest
 
-from agentkit.errors import UsageError
+from agentkit.errors import BenchmarkError, UsageError
 from agentkit.eval import BenchmarkConfig, run_benchmark
 from agentkit.eval.datasets import load_dataset
-from agentkit.llm import ScriptedLLM, ScriptError
+from agentkit.llm import GenerationConfig, ScriptedLLM, ScriptError
 from agentkit.prompting import PromptError, Templates
 from agentkit.records import jsonable, typed_answer
-from agentkit.strategies import METHODS, REGISTRY, Settings, UnknownMethod, build_strategy, check_shots, load_strategy
-from agentkit.strategies.base import Strategy
+from agentkit.strategies import (
+    METHODS,
+    REGISTRY,
+    Settings,
+    UnknownMethod,
+    build_strategy,
+    check_shots,
+    get_method,
+    load_strategy,
+    register_method,
+    unregister_method,
+)
+from agentkit.strategies.base import Interpretation, SingleCall, Strategy, no_answer
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -51,7 +62,7 @@ def test_check_shots_names_the_exemplar_set_for_each_method():
 
 
 def test_settings_mean_the_same_for_every_method():
-    settings = Settings(shots=2, max_tokens=10, temperature=0.5, seed=3, k=4, answer="text", wiki="live")
+    settings = Settings(shots=2, max_tokens=10, temperature=0.5, seed=3, k=4, answer="text", corpus="live")
     assert settings.generation() == {"max_new_tokens": 10, "do_sample": True, "temperature": 0.5, "seed": 3}
     assert settings.method_options() == {"k": 4, "temperature": 0.5, "answer": "text", "corpus": "live"}
     assert Settings(temperature=0).generation() == {"do_sample": False}
@@ -65,7 +76,7 @@ def test_settings_mean_the_same_for_every_method():
 def test_a_scripted_model_out_of_replies_is_a_usage_error():
     with pytest.raises(ScriptError, match="ran out of replies") as info:
         ScriptedLLM([]).generate(["hello"])
-    assert isinstance(info.value, UsageError) and isinstance(info.value, RuntimeError)
+    assert isinstance(info.value, UsageError)
 
 
 def test_an_undefined_template_variable_names_what_the_template_receives(tmp_path):
@@ -159,7 +170,8 @@ def test_the_registry_defaults_are_the_strategies_own():
     shots = inspect.signature(Strategy.__init__).parameters["shots"].default
     for method in REGISTRY.values():
         if "k" in method.options:
-            assert method.defaults["k"] == sc["k"].default and method.defaults["temperature"] == sc["temperature"].default
+            assert method.defaults["k"] == sc["k"].default
+            assert method.defaults["temperature"] == sc["temperature"].default
         if method.exemplar_sets(method.answer_kind()):
             assert method.defaults["shots"] == shots
 
@@ -168,3 +180,94 @@ def test_every_setting_has_one_command_line_option():
     from agentkit.cli.options import SETTING_OPTIONS
 
     assert list(SETTING_OPTIONS) == list(Settings.model_fields)
+
+
+# --- a strategy of your own, registered in one call ----------------------------------------------------------------
+class Shout(SingleCall):
+    """A strategy written in this file: the direct prompt, with the answer read as the reply's last word."""
+
+    name = "shout"
+    template = "direct"
+    default_config = GenerationConfig(max_new_tokens=16, stop=["\n"])
+
+    def __init__(self, llm=None, *, suffix: str = "", **kwargs):
+        super().__init__(llm, **kwargs)
+        self.suffix = suffix
+
+    def interpret(self, completion):
+        words = completion.text.split()
+        return Interpretation(answer=words[-1] + self.suffix) if words else no_answer(completion, "answer")
+
+
+@pytest.fixture
+def shout():
+    method = register_method("shout", Shout, description="the reply's last word", options=("suffix",))
+    yield method
+    unregister_method("shout")
+
+
+def test_a_registered_strategy_runs_through_agentkit_bench_and_is_listed(shout, tmp_path):
+    from click.testing import CliRunner
+
+    from agentkit.cli import main
+    from agentkit.eval.datasets import load_dataset
+
+    replies = tmp_path / "r.json"
+    replies.write_text(json.dumps({e.question: f" it is {e.answer}" for e in load_dataset("gsm8k-sample")}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["bench", "-d", "gsm8k-sample", "-m", "shout", "-m", "direct", "-n", "3",
+                                       "--model", f"scripted:{replies}", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "| shout" in result.output and len((out / "shout" / "samples.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "results.json").read_text())["methods"]["shout"]["accuracy"] == 1.0
+    listed = CliRunner().invoke(main, ["ls"])
+    assert "shout" in listed.output and "the reply's last word" in listed.output
+    from agentkit.runtime import run_episode
+
+    llm = ScriptedLLM([" so 7"])
+    assert run_episode(llm, load_strategy("shout", llm, suffix="!").episode("Q")).answer == "7!"
+    assert shout.defaults == {"suffix": "", "shots": 4} and "shout" in METHODS  # read from its constructor
+
+
+def test_a_registered_strategy_answers_in_chat_and_run(shout, tmp_path):
+    from click.testing import CliRunner
+
+    from agentkit.cli import main
+
+    replies = tmp_path / "r.json"
+    replies.write_text('[" it is 42"]')
+    result = CliRunner().invoke(main, ["run", "What is 6 times 7?", "-m", "shout", "--model", f"scripted:{replies}"])
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "Answer: 42", result.output
+
+
+def test_register_method_as_a_decorator_and_twice(tmp_path):
+    @register_method("shout2", description="the same, by decorator", exemplar_sets=lambda answer: ())
+    class Shout2(Shout):
+        pass
+
+    try:
+        assert get_method("shout2").build is not None and isinstance(load_strategy("shout2"), Shout2)
+        check_shots("shout2", 99)  # draws on no exemplar set: any number of shots
+        with pytest.raises(UsageError, match="'shout2' is registered already"):
+            register_method("shout2", Shout2, description="again")
+    finally:
+        unregister_method("shout2")
+    assert "shout2" not in REGISTRY
+
+
+def test_a_scorer_scores_answers_that_are_neither_numbers_nor_short_texts(tmp_path):
+    from agentkit.eval import Example, run_benchmark
+
+    data = [Example(id="a", question="Spell cat backwards", answer="tac"),
+            Example(id="b", question="Spell dog backwards", answer="god")]
+    llm = ScriptedLLM(lambda prompt: " T-A-C" if "cat" in prompt.rsplit("Question:", 1)[1] else " d o g")
+
+    def letters(answer, example):  # the same letters in order, whatever separates them
+        return "".join(ch for ch in (answer or "").lower() if ch.isalpha()) == example.answer
+
+    result = run_benchmark(data, "direct", llm, scorer=letters, output_dir=tmp_path / "o",
+                           method_options={"answer": "text"})
+    assert [r["correct"] for r in result.records] == [True, False] and result.records[0]["kind"] == "custom"
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["scorer"].endswith("letters")
+    with pytest.raises(BenchmarkError, match="scorer"):  # resumed with agentkit's own scoring: another run
+        run_benchmark(data, "direct", llm, output_dir=tmp_path / "o", method_options={"answer": "text"})

@@ -15,9 +15,9 @@ import threading
 import time
 
 import pytest
+from sandbox_procs import children, template_pid
 
 from agentkit.tools.sandbox import AVAILABLE_MODULES, ExecResult, Sandbox, SandboxClosedError
-from sandbox_procs import children, template_pid
 
 
 def _src(text: str) -> str:

@@ -15,9 +15,9 @@ import threading
 import time
 
 import pytest
+from sandbox_procs import template_pid
 
 from agentkit.tools.sandbox import Sandbox
-from sandbox_procs import template_pid
 
 # A flags value that compares equal to 0 and hashes like 0, but is IGNORECASE: re's compile cache stores the
 # pattern compiled with it under a key that later equals ("q", 0).
@@ -267,7 +267,7 @@ def test_attacker_cannot_change_the_next_programs_result(shared, name):
 def test_every_attack_in_one_row_then_every_victim(shared):
     for attacker, _sees, _victim, _want in CASES.values():
         assert shared.run(attacker).ok
-    for attacker, _sees, victim, want in CASES.values():
+    for _attacker, _sees, victim, want in CASES.values():
         r = shared.run(victim)
         assert r.ok and r.value == want, r.error
 

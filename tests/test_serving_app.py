@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from click.testing import CliRunner
+from streams import drain
 
 from agentkit.cli import main
 from agentkit.errors import ServerError, UsageError
@@ -19,7 +20,6 @@ from agentkit.eval import run_benchmark
 from agentkit.llm import LLM, Chat, Completion, Constraint, GenerationConfig, Message, ScriptedLLM, refuse_constraint
 from agentkit.serving import ServerLLM
 from agentkit.serving.app import running
-from streams import drain
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"
@@ -410,3 +410,13 @@ def test_server_llm_passes_constraints_through_agentkit_serve_as_its_own_dialect
             with running(Constrained()) as other:
                 ServerLLM(other).generate(["q"], GenerationConfig(constraint=Constraint(lark='start: "1"')))
     assert served_model.constraints.count(action) == 6  # two prompts, then a stream, for each of two configs
+
+
+def test_a_model_whose_stream_returns_no_completion_is_an_error_not_an_invented_one():
+    class Forgetful(ScriptedLLM):
+        def stream(self, prompt, config=None):
+            yield "forty-two"  # and no Completion: the contract says a stream returns its own
+
+    with running(Forgetful(["unused"], name="m")) as url:
+        with pytest.raises(ServerError, match="must return its Completion"):
+            drain(ServerLLM(url).stream("q"))

@@ -11,13 +11,13 @@ import time
 import httpx
 import pytest
 import respx
+from streams import drain
 
 from agentkit import grammar
 from agentkit.errors import ServerError, UsageError
 from agentkit.llm import Chat, Constraint, GenerationConfig, Message
 from agentkit.models import ModelSpecError, load_model
 from agentkit.serving import ServerLLM, UnknownServedModel
-from streams import drain
 
 URL = "http://gpu-1:8000/v1"
 URL2 = "http://gpu-2:8000/v1"
@@ -31,7 +31,8 @@ def models(*names: str, owner: str = "vllm") -> httpx.Response:
 def completion(*texts: str, finish: str = "stop", usage: dict | None = None, order: list[int] | None = None):
     indices = order or list(range(len(texts)))
     choices = [{"index": i, "text": texts[i], "finish_reason": finish} for i in indices]
-    return httpx.Response(200, json={"choices": choices, "usage": usage or {"prompt_tokens": 7, "completion_tokens": 3}})
+    usage = usage or {"prompt_tokens": 7, "completion_tokens": 3}
+    return httpx.Response(200, json={"choices": choices, "usage": usage})
 
 
 def body(call) -> dict:
@@ -331,7 +332,8 @@ def test_stream_holds_back_a_partial_stop_and_returns_the_completion(server):
 
 
 def test_stream_usage_and_length(server):
-    events = [chunk("a b"), chunk(" c", "length"), {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}]
+    usage = {"prompt_tokens": 9, "completion_tokens": 3}
+    events = [chunk("a b"), chunk(" c", "length"), {"choices": [], "usage": usage}]
     server.post(f"{URL}/completions").mock(return_value=httpx.Response(200, content=sse(*events)))
     pieces, final = drain(llm().stream("q", GenerationConfig(max_new_tokens=3)))
     assert (final.text, final.finish_reason, final.prompt_tokens, final.completion_tokens) == ("a b c", "length", 9, 3)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agentkit import CoT, Direct, PAL, ScriptedLLM, SelfConsistency
+from agentkit import PAL, CoT, Direct, ScriptedLLM, SelfConsistency
 from agentkit.strategies import UnknownMethod, load_strategy
 from agentkit.strategies.pal import extract_code, numeric_value
 
@@ -162,7 +162,8 @@ def test_self_consistency_votes_on_normalized_answers_with_distinct_seeds():
 
 
 def test_self_consistency_breaks_ties_by_first_appearance():
-    result = SelfConsistency(CoT(ScriptedLLM(["The answer is 7.", "The answer is 3.", "The answer is 3.", "The answer is 7."])), k=4)("q")
+    replies = ["The answer is 7.", "The answer is 3.", "The answer is 3.", "The answer is 7."]
+    result = SelfConsistency(CoT(ScriptedLLM(replies)), k=4)("q")
     assert result.answer == "7"
 
 

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentkit.eval import run_benchmark  # noqa: E402
 from agentkit.eval.datasets import load_dataset, shipped_path  # noqa: E402
 from agentkit.llm import GenerationConfig, ScriptedLLM  # noqa: E402
-from agentkit.runtime import Call, Generate, run_episode  # noqa: E402
 from agentkit.result import Result  # noqa: E402
+from agentkit.runtime import Call, Generate, run_episode  # noqa: E402
 from agentkit.tracing import Tracing, otlp_provider  # noqa: E402
 
 GOLDS = {e.question: e.answer for e in load_dataset("wiki-sample")}

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
+from agentkit.errors import ToolDefinitionError
+
 __all__ = ["Tool", "ToolDefinitionError", "ToolError", "ToolParameter", "tool"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,10 +46,6 @@ _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 _QUOTES = [('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("`", "`")]
-
-
-class ToolDefinitionError(TypeError):
-    """A tool was defined wrongly (missing docstring or type hint, unsupported annotation, bad name)."""
 
 
 class ToolError(Exception):

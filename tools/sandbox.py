@@ -64,7 +64,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from agentkit.errors import SandboxStartError
+from agentkit.errors import SandboxClosedError, SandboxStartError
 
 __all__ = [
     "AVAILABLE_MODULES",
@@ -89,10 +89,6 @@ _MAX_RESULT_BYTES = 1_000_000  # serialised answer; larger answers fail with Res
 _MAX_ERROR_CHARS = 4_000
 _MAX_VALUE_DEPTH = 24
 _MAX_VALUE_ITEMS = 10_001
-
-
-class SandboxClosedError(RuntimeError):
-    """``run`` was called on a sandbox after ``close()``."""
 
 
 Kind = Literal["ok", "exception", "syntax", "refused", "result", "timeout", "memory", "crash", "too_long"]

@@ -1,8 +1,10 @@
 """The ``agentkit`` command: a thin layer over the library, one module per command.
 
 ``chat`` (interactive loop, ``chat.py``), ``run`` (one question, ``run.py``), ``bench`` (a benchmark,
-``bench.py``), ``ls`` (what ships, ``ls.py``), ``cache`` (the model-call cache, ``cache.py``) and the hidden
-``cli-reference`` (docs/cli.md, ``reference.py``).
+``bench.py``), ``report`` (rebuild a run's reports, ``report.py``), ``compare`` (is a difference between runs
+real, ``report.py``), ``serve`` (an OpenAI-style server over a model, ``serve.py``), ``ls`` (what ships,
+``ls.py``), ``cache`` (the model-call cache, ``cache.py``) and the hidden ``cli-reference`` (docs/cli.md,
+``reference.py``).
 The options they share are defined once in ``options.py``; how work is shown is ``display.py``.
 
 This package is the error edge. ``main`` turns every error of agentkit's family (``agentkit.errors``:

@@ -1,10 +1,11 @@
 """``agentkit bench``: benchmark one or more methods on a dataset from the command line.
 
 The options become one ``agentkit.eval.BenchmarkConfig`` (the method settings through the same ``Settings`` as
-``run`` and ``chat``); the dataset and the shots are checked before the model loads, and nothing is written
-before every setting has been checked. ``run_benchmark`` then runs with a progress bar, and the command prints
-the comparison table and the paths of the report files. Ctrl-C leaves the finished examples on disk and says
-how to resume; a rerun says how many examples were already done.
+``run`` and ``chat``); ``agentkit.eval.runner.prepare`` checks it (the dataset, the shots, the output directory)
+before the model loads, and nothing is written before every setting has been checked. ``run_benchmark`` then
+runs with a progress bar, and the command prints the comparison table and the paths of the report files.
+Ctrl-C leaves the finished examples on disk and says how to resume; a rerun says how many examples were already
+done.
 
 Deliberately not here: any benchmark logic (``agentkit.eval``).
 """
@@ -99,10 +100,7 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
       agentkit bench --dataset gsm8k-sample --method direct --method cot --method pal --shots 4
     """
     from agentkit.eval import runner
-    from agentkit.eval.datasets import load_dataset, repeats
     from agentkit.models import load_model
-    from agentkit.prompting import Templates
-    from agentkit.strategies import check_shots
 
     if workers is not None and ray_address is None:
         raise click.UsageError("--workers starts Ray workers: add --ray (and an ADDRESS to use a cluster)")
@@ -110,19 +108,14 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     options = pop_run_options(kwargs)
     shots = 4 if settings.shots is None else settings.shots
     out = output_dir or default_output_dir(dataset, model_spec, shots)
-    config = BenchmarkConfig.from_settings(
+    prepared = runner.prepare(BenchmarkConfig.from_settings(
         settings, dataset=dataset, methods=list(methods or DEFAULT_METHODS), shots=shots, limit=limit,
         batch_size=batch_size, output_dir=out, overwrite=overwrite, fields=list(fields), templates=templates_dir,
         rel_tol=rel_tol, abs_tol=abs_tol, budget=options.pop("budget"),
-    )
-    examples = load_dataset(dataset, fields=config.fields)  # fail fast, before loading any model
-    found = repeats(examples)
+    ))  # every check that needs no model, before loading one
+    config, found = prepared.config, prepared.repeats
     if found.questions or found.ids:
-        click.echo(f"dataset: {len(examples)} examples; {found}", err=True)
-    answer = config.method_options.get("answer") or runner.answer_kind(examples)
-    templates = Templates(templates_dir) if templates_dir else None
-    for method in config.methods:
-        check_shots(method, shots, answer=answer, templates=templates)
+        click.echo(f"dataset: {prepared.size} examples; {found}", err=True)
 
     executor = llm = None
     if ray_address is not None:
@@ -136,7 +129,7 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     click.echo(f"benchmark: {dataset} · {', '.join(config.methods)} · {shots}-shot · {where} · output {out}",
                err=True)
     try:
-        result = runner.run_benchmark(config, llm=llm, executor=executor, progress=not quiet,
+        result = runner.run_benchmark(prepared, llm=llm, executor=executor, progress=not quiet,
                                       notify=lambda note: click.echo(note, err=True), **options)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "

@@ -91,7 +91,7 @@ TEMPERATURE = Number("temperature", kind=float, low=0, high=5, hint=" (0 = greed
 SEED = Number("seed")
 SAMPLES = Number("samples", low=1)
 ANSWER = SettingChoice("answer", ANSWER_KINDS)
-WIKI = SettingChoice("wiki", ("offline", "live"))
+CORPUS = SettingChoice("corpus", ("offline", "live"))
 PROMPT_FORMAT = SettingChoice("prompt format", ("auto", "text", "chat"))
 CONSTRAIN = SettingChoice("constrain", ("on", "off"))
 
@@ -105,14 +105,15 @@ SETTING_OPTIONS: dict[str, Callable] = {
                                 help="Sampling temperature, 0 = greedy (the default); the -sc methods always "
                                      "sample, at 0.7 unless set."),
     "seed": click.option("--seed", type=SEED, default=None, help="Seed for sampling (reproducible runs)."),
-    "k": click.option("--samples", "-k", "k", type=SAMPLES, default=None,
-                      help="Samples (votes) per question for the -sc methods (default 5)."),
+    "k": click.option("-k", "--k", "--samples", "k", type=SAMPLES, default=None,
+                      help="Samples (votes) per question for the -sc methods (default 5); --samples is its "
+                           "older name."),
     "answer": click.option("--answer", type=ANSWER, default=None,
                            help="What direct and cot answer: a number (word problems; the default) or a short text "
                                 "(questions about the world)."),
-    "wiki": click.option("--wiki", type=WIKI, default=None,
-                         help="Wikipedia for the react methods: the shipped offline corpus (the default) or the live "
-                              "site (needs the network)."),
+    "corpus": click.option("--corpus", "--wiki", "corpus", type=CORPUS, default=None,
+                           help="Wikipedia for the react methods: the shipped offline corpus (the default) or the "
+                                "live site (needs the network); --wiki is its older name."),
     "prompt_format": click.option("--prompt-format", type=PROMPT_FORMAT, default=None,
                                   help="How prompts reach the model: chat = through its chat template (instructions "
                                        "as the system message, exemplars as turns); text = one plain prompt; auto = "
@@ -136,10 +137,26 @@ def pop_settings(kwargs: dict[str, Any]) -> Settings:
     return Settings(**{name: kwargs.pop(name) for name in SETTING_OPTIONS})
 
 
+class MethodChoice(click.Choice):
+    """A registered method's name, read from the registry when a command runs, so a method registered after
+    this module was imported (``register_method``) is offered too; ``scored``: only the ones a benchmark scores."""
+
+    def __init__(self, scored: bool = False):
+        self.scored = scored
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(m.name for m in REGISTRY.values() if m.scored or not self.scored)
+
+    @choices.setter
+    def choices(self, _value: Any) -> None:  # click.Choice sets it once; the registry is the truth
+        pass
+
+
 def method_option(*, multiple: bool = False, default: str | None = None, help: str) -> Callable:
     """``--method/-m``: one method (run, chat) or several (bench, which offers only the ones it can score)."""
-    names = [m.name for m in REGISTRY.values() if m.scored or not multiple]
-    return click.option("--method", "-m", "methods" if multiple else "method", type=click.Choice(names),
+    return click.option("--method", "-m", "methods" if multiple else "method", type=MethodChoice(scored=multiple),
                         multiple=multiple, default=default, show_default=default is not None, help=help)
 
 

@@ -24,7 +24,7 @@ agentkit ls
 ```
 
 The commands share their options: `--model`, `--method`, `--shots`, `--max-tokens`, `--temperature`, `--seed`,
-`--samples/-k`, `--answer`, `--wiki`, `--prompt-format`, `--constrain`, `--dtype` and `--templates` mean the same
+`-k`, `--answer`, `--corpus`, `--prompt-format`, `--constrain`, `--dtype` and `--templates` mean the same
 in `run`, `chat` and `bench`, and `default` stands for a method's own default wherever it has one.
 
 Errors a user can cause (a bad option, a missing file, a bad model, too many shots) end as one line

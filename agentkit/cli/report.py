@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+
 @click.command("report", short_help="Rebuild a run's results.md, chart and results.html.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:

@@ -32,9 +32,10 @@ class EngineConfig(BaseModel):
     fast_lm_head: bool = True  # the bounded int8 LM head on CPU (exact greedy / top-k / race; built in the background)
     gumbel_race: bool = True  # pure-temperature rows draw by the Gumbel-max race (through the int8 head when it is
     #                           built); off: softmax + multinomial over the full head, as rows with top-p do
-    fast_forward: bool = True  # tokens a constraint's grammar forces (llguidance's canonical tokenization of them) are
-    #                            fed without a choice (a row alone: in one forward); off: each is chosen as the model
-    #                            would tokenize it (the same text; tokens differ only where the model's are not canonical)
+    fast_forward: bool = True  # tokens a constraint's grammar forces (llguidance's canonical tokenization of them)
+    #                            are fed without a choice (a row alone: in one forward); off: each is chosen as the
+    #                            model would tokenize it (the same text; tokens differ only where the model's are not
+    #                            canonical)
 
     @field_validator("prompt_lookup")
     @classmethod

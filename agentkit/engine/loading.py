@@ -25,14 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agentkit.errors import UsageError
+from agentkit.errors import ModelLoadError
 
 CACHE_ENV = "AGENTKIT_CACHE"
 _CACHE_FORMAT = 1  # bump when the layout of a cache entry changes
-
-
-class ModelLoadError(UsageError):
-    """A model could not be found or loaded. The message is one line saying what was tried and what to do."""
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:

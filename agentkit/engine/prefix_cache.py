@@ -16,8 +16,8 @@ so a parent block is always more recent than its children and the chain is evict
 from __future__ import annotations
 
 import hashlib
-from array import array
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 

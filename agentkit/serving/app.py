@@ -96,7 +96,6 @@ class _Stream:
     out: asyncio.Queue
     cancelled: threading.Event = field(default_factory=threading.Event)
     gen: Generator[str, None, Any] | None = None
-    pieces: list[str] = field(default_factory=list)
 
     def put(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
@@ -199,27 +198,14 @@ class EngineLoop:
                 stream.gen = self.llm.stream(stream.prompt, stream.config)
             piece = next(stream.gen)
         except StopIteration as stop:
-            stream.put(self._final(stream, stop.value))
+            stream.put(stop.value if isinstance(stop.value, Completion) else TypeError(
+                f"{self.llm!r}.stream returned {stop.value!r}; a model's stream must return its Completion"))
             return False
         except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
             stream.put(exc)
             return False
-        stream.pieces.append(piece)
         stream.put(piece)
         return True
-
-    def _final(self, stream: _Stream, value: Any) -> Completion:
-        if isinstance(value, Completion):
-            return value
-        # A model whose stream does not return its Completion: rebuild one from the pieces.
-        text = "".join(stream.pieces)
-        tokens = self.llm.count_tokens(text)
-        return Completion(
-            text=text,
-            finish_reason="length" if tokens >= stream.config.max_new_tokens else "stop",
-            prompt_tokens=self.llm.count_tokens(stream.prompt),
-            completion_tokens=tokens,
-        )
 
 
 def create_app(
@@ -530,7 +516,8 @@ async def _stream_events(
 
     try:
         if chat:  # OpenAI opens a chat stream with the assistant's role
-            opening = ChatCompletionChunk(id=ident, model=name, choices=[ChatChunkChoice(delta=Delta(role="assistant"))])
+            opening = ChatCompletionChunk(id=ident, model=name,
+                                          choices=[ChatChunkChoice(delta=Delta(role="assistant"))])
             yield f"data: {opening.model_dump_json(exclude_none=True)}\n\n"
         while True:
             item = await stream.out.get()

@@ -48,9 +48,19 @@ from typing import Any
 import httpx
 
 from agentkit import grammar
-from agentkit.errors import ServerError, UsageError
-from agentkit.llm import LLM, BatchSession, Chat, Completion, Constraint, ConstraintRefused, FinishReason
-from agentkit.llm import GenerationConfig, Prompt, cut_at_stop, partial_stop_suffix
+from agentkit.errors import ServerConstraintRefused, ServerError, ServerRefused, UnknownServedModel, UsageError
+from agentkit.llm import (
+    LLM,
+    BatchSession,
+    Chat,
+    Completion,
+    Constraint,
+    FinishReason,
+    GenerationConfig,
+    Prompt,
+    cut_at_stop,
+    partial_stop_suffix,
+)
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
 API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
@@ -65,10 +75,6 @@ CONSTRAINT_PARAMS = {"constraint", "response_format", "structured_outputs", "gui
 log = logging.getLogger("agentkit.serving.client")
 
 
-class UnknownServedModel(UsageError):
-    """The model named in the spec is not among the server's ``/v1/models``."""
-
-
 @dataclass
 class Replica:
     """One base URL and what the client knows about its health."""
@@ -78,18 +84,6 @@ class Replica:
     down_until: float = 0.0  # monotonic time before which no request is sent here
     failures: int = 0  # consecutive failed probes; the backoff doubles with each
     last_error: str = ""
-
-
-class ServerRefused(ServerError):
-    """A server answered a request with a 4xx: not retried; ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
-
-
-class ServerConstraintRefused(ServerRefused, ConstraintRefused):
-    """The server (its model) cannot honour the request's constraint: a ``UsageError`` too, as in-process."""
 
 
 class _Refused(Exception):
@@ -572,14 +566,16 @@ class ServerLLM(LLM):
                 failure = _failure(exc)
                 out_for = self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
                 if received:
-                    raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: {failure}")
+                    raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: "
+                                      f"{failure}") from None
             finally:
                 with self._lock:
                     replica.in_flight -= 1
                     self._replica_free.notify_all()
             attempt += 1
             if attempt > self.retries:
-                raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts")
+                raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; "
+                                  f"gave up after {attempt} attempts")
             if out_for is not None:
                 self._note_retry(replica, path, failure, attempt, self.retries + 1)
 

@@ -3,11 +3,12 @@
 A *method* is a name a user types (``cot``, ``pal-sc``, ``chat``...) for a strategy built with given options.
 ``REGISTRY`` holds each one: its description, the options it takes, the answer kinds it gives and the exemplar
 sets its prompts draw on. Everything that turns a name into a strategy reads it: ``load_strategy`` (Python),
-``build_strategy`` (the command line's ``run`` and ``chat``, from ``Settings``) and the benchmark harness.
+``build_strategy`` (the command line's ``run`` and ``chat``, from ``Settings``), the benchmark harness and the
+commands' ``--method`` choices. ``register_method`` adds one, a strategy of your own included, in one call.
 
-``Settings`` are the knobs every command offers under the same names (shots, max tokens, temperature, seed,
-samples, answer kind, Wikipedia backend, prompt format, constrained replies); ``None`` means the method's own
-default.
+``Settings`` are the knobs every command offers, under the names ``load_strategy`` takes them by (``shots``,
+``max_tokens``, ``temperature``, ``seed``, ``k``, ``answer``, ``corpus``, ``prompt_format``, ``constrain``);
+``None`` means the method's own default.
 
 Deliberately not here: the strategies themselves (``direct.py``, ``cot.py``, ``pal.py``, ``react.py``,
 ``self_consistency.py``, ``chat.py``) and anything about the command line (``agentkit.cli``).
@@ -15,24 +16,26 @@ Deliberately not here: the strategies themselves (``direct.py``, ``cot.py``, ``p
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from agentkit.errors import UsageError
+from agentkit.errors import UnknownMethod, UsageError
 from agentkit.llm import LLM, GenerationConfig
 from agentkit.prompting import Templates, default_templates
 from agentkit.strategies.base import ANSWER_KINDS, DEFAULT_EXEMPLARS, Strategy
+from agentkit.strategies.chat import ChatStrategy
+from agentkit.strategies.cot import CoT
+from agentkit.strategies.direct import Direct
+from agentkit.strategies.pal import PAL
+from agentkit.strategies.react import ReAct
+from agentkit.strategies.self_consistency import SelfConsistency
 
 SC_OPTIONS = ("k", "temperature", "top_p")
 REACT_OPTIONS = ("tools", "corpus", "max_steps", "sentences", "reask")
-SC_DEFAULTS = {"k": 5, "temperature": 0.7}
-
-
-class UnknownMethod(UsageError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,36 @@ class Method:
     answers: tuple[str, ...] = ANSWER_KINDS  # the answer kinds it can give; the first is its default
     exemplar_sets: Callable[[str], tuple[str, ...]] = lambda answer: (DEFAULT_EXEMPLARS[answer],)
     scored: bool = True  # False: interactive only (chat), not offered by ``bench``
-    defaults: dict[str, Any] = field(default_factory=dict)  # option -> default, for ``ls`` and the docs
+    classes: tuple[type, ...] = ()  # the strategy classes ``build`` makes: their signatures give ``defaults``
 
     def answer_kind(self, answer: str | None = None) -> str:
         """The kind of answer this method gives when asked for ``answer`` (None: its default)."""
         return answer if answer in self.answers else self.answers[0]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Option -> default, read from the constructors of ``classes`` (for ``ls`` and the docs)."""
+        wanted = ("shots", *self.options) if self.exemplar_sets(self.answer_kind()) else self.options
+        found: dict[str, Any] = {}
+        for cls in self.classes:
+            for name, parameter in _parameters(cls).items():
+                if name in wanted and parameter.default not in (inspect.Parameter.empty, None, ()):
+                    found.setdefault(name, parameter.default)
+        return found
+
+
+def _parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of ``cls``'s constructor and of those it passes ``**kwargs`` on to."""
+    found: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        found.update({k: v for k, v in parameters.items() if k not in found and v.kind is v.KEYWORD_ONLY})
+        if not any(v.kind is v.VAR_KEYWORD for v in parameters.values()):
+            break
+    return found
 
 
 def _layer(cls: type[Strategy], config: GenerationConfig | dict[str, Any] | None) -> GenerationConfig | None:
@@ -61,15 +89,15 @@ def _layer(cls: type[Strategy], config: GenerationConfig | dict[str, Any] | None
 
 
 def _sc(base: Strategy, options: dict[str, Any]):
-    from agentkit.strategies.self_consistency import SelfConsistency
-
     return SelfConsistency(base, **{k: options[k] for k in SC_OPTIONS if k in options})
 
 
-def _single(cls_path: str, sc: bool = False, extra: tuple[str, ...] = ()):
+def _single(cls: type[Strategy], sc: bool = False, extra: tuple[str, ...] = (),
+            answers: tuple[str, ...] = ANSWER_KINDS):
+    """Build ``cls`` (with self-consistency over it when ``sc``); ``answer`` goes to one that gives several kinds."""
+
     def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
-        cls = _class(cls_path)
-        kind = {} if cls_path.endswith("PAL") else {"answer": answer or "number"}
+        kind = {"answer": answer or answers[0]} if len(answers) > 1 else {}
         own = {k: options[k] for k in extra if k in options}
         base = cls(llm, shots=shots, config=_layer(cls, config), templates=templates, prompt_format=prompt_format,
                    constrain=constrain, **kind, **own)
@@ -80,62 +108,106 @@ def _single(cls_path: str, sc: bool = False, extra: tuple[str, ...] = ()):
 
 def _react(fallback: bool):
     def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
-        react_cls, cot_cls = _class("agentkit.strategies.react.ReAct"), _class("agentkit.strategies.cot.CoT")
         own = {k: options[k] for k in REACT_OPTIONS if k in options}
         if fallback:
-            cot = cot_cls(llm, shots=shots, config=_layer(cot_cls, config), templates=templates,
-                          answer=answer or "text", prompt_format=prompt_format, constrain=constrain)
+            cot = CoT(llm, shots=shots, config=_layer(CoT, config), templates=templates, answer=answer or "text",
+                      prompt_format=prompt_format, constrain=constrain)
             own["fallback"] = _sc(cot, options)
-        return react_cls(llm, shots=shots, config=_layer(react_cls, config), templates=templates,
-                         prompt_format=prompt_format, constrain=constrain, **own)
+        return ReAct(llm, shots=shots, config=_layer(ReAct, config), templates=templates,
+                     prompt_format=prompt_format, constrain=constrain, **own)
 
     return build
 
 
 def _chat(llm, *, shots, config, templates, answer, prompt_format, constrain, history=None, **_options):
-    from agentkit.strategies.chat import ChatStrategy
-
     return ChatStrategy(llm, config=_layer(ChatStrategy, config), templates=templates, history=history,
                         prompt_format=prompt_format, constrain=constrain)
 
 
-def _class(path: str) -> type[Strategy]:
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-REGISTRY: dict[str, Method] = {
-    m.name: m
-    for m in [
-        Method("chat", "plain chat with the model; keeps the conversation (/reset clears it)", _chat,
-               options=("history",), answers=("text",), exemplar_sets=lambda answer: (), scored=False),
-        Method("direct", "answer at once, no reasoning (zero/one/few-shot)",
-               _single("agentkit.strategies.direct.Direct"), defaults={"shots": 4}),
-        Method("cot", "chain-of-thought: reason step by step, then 'The answer is N' (Wei et al., 2022)",
-               _single("agentkit.strategies.cot.CoT"), defaults={"shots": 4}),
-        Method("cot-sc", "chain-of-thought with self-consistency: k samples, majority vote (Wang et al., 2022)",
-               _single("agentkit.strategies.cot.CoT", sc=True), options=SC_OPTIONS,
-               defaults={"shots": 4, **SC_DEFAULTS}),
-        Method("pal", "program-aided: the model writes solution(), the sandbox runs it (Gao et al., 2022)",
-               _single("agentkit.strategies.pal.PAL", extra=("sandbox",)), options=("sandbox",), answers=("number",),
-               defaults={"shots": 4}),
-        Method("pal-sc", "PAL with self-consistency over k sampled programs",
-               _single("agentkit.strategies.pal.PAL", sc=True, extra=("sandbox",)), options=("sandbox", *SC_OPTIONS),
-               answers=("number",), defaults={"shots": 4, **SC_DEFAULTS}),
-        Method("react", "ReAct: Thought / Action / Observation with Search, Lookup, Finish (Yao et al., 2022)",
-               _react(fallback=False), options=REACT_OPTIONS, answers=("text",),
-               exemplar_sets=lambda answer: ("react",), defaults={"shots": 4, "corpus": "offline"}),
-        Method("react-cot-sc", "ReAct, falling back to chain-of-thought self-consistency when it does not finish",
-               _react(fallback=True), options=(*REACT_OPTIONS, *SC_OPTIONS), answers=("text", "number"),
-               exemplar_sets=lambda answer: ("react", DEFAULT_EXEMPLARS[answer]),
-               defaults={"shots": 4, "corpus": "offline", **SC_DEFAULTS}),
-    ]
-}
+REGISTRY: dict[str, Method] = {}
 # The methods a benchmark can score, name -> description (``chat`` is interactive only).
-METHODS: dict[str, str] = {m.name: m.description for m in REGISTRY.values() if m.scored}
-ALL_OPTIONS = frozenset(o for m in REGISTRY.values() for o in m.options)
+METHODS: dict[str, str] = {}
+
+
+def register_method(
+    name: str,
+    strategy: type[Strategy] | Callable[..., Strategy] | None = None,
+    *,
+    description: str,
+    options: tuple[str, ...] = (),
+    answers: tuple[str, ...] = ANSWER_KINDS,
+    exemplar_sets: Callable[[str], tuple[str, ...]] | None = None,
+    scored: bool = True,
+    self_consistency: bool = False,
+    classes: tuple[type, ...] = (),
+) -> Any:
+    """Make ``name`` a method that ``load_strategy``, ``run_benchmark`` and every command (run, chat, bench, ls)
+    offer, in one call, or as a decorator on the class (``@register_method("mine", description=...)``).
+
+    ``strategy`` is a ``Strategy`` subclass, built as agentkit builds its own: with the model, ``shots``, the
+    generation settings laid over its ``default_config``, ``templates``, ``prompt_format``, ``constrain``,
+    ``answer`` when it gives more than one kind (``answers``; the first is its default) and the ``options`` it
+    names. Or it is a function with ``Method.build``'s signature, for one that builds several. ``exemplar_sets``
+    (answer kind -> the sets its prompts draw on; the shots are checked against them) defaults to the answer
+    kind's shipped set; ``self_consistency=True`` votes over ``k`` samples of it (the options of ``cot-sc``);
+    ``classes`` names the classes a build function makes (their constructors give ``Method.defaults``).
+    A name already registered is an error. Returns the ``Method`` (the class, as a decorator).
+    """
+    if strategy is None:
+        def decorate(cls: type[Strategy]) -> type[Strategy]:
+            register_method(name, cls, description=description, options=options, answers=answers,
+                            exemplar_sets=exemplar_sets, scored=scored, self_consistency=self_consistency,
+                            classes=classes)
+            return cls
+
+        return decorate
+    if name in REGISTRY:
+        raise UsageError(f"method '{name}' is registered already; choose another name")
+    if isinstance(strategy, type):
+        classes = (strategy, SelfConsistency) if self_consistency else (strategy,)
+        build = _single(strategy, sc=self_consistency, extra=options, answers=answers)
+        options = (*options, *SC_OPTIONS) if self_consistency else options
+    else:
+        build = strategy
+    fields = {} if exemplar_sets is None else {"exemplar_sets": exemplar_sets}
+    method = Method(name, description, build, options=tuple(options), answers=answers, scored=scored,
+                    classes=classes, **fields)
+    REGISTRY[name] = method
+    if scored:
+        METHODS[name] = description
+    return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method ``register_method`` added (a test's own, say)."""
+    get_method(name)
+    del REGISTRY[name]
+    METHODS.pop(name, None)
+
+
+def all_options() -> frozenset[str]:
+    """Every option some registered method takes."""
+    return frozenset(o for m in REGISTRY.values() for o in m.options)
+
+
+register_method("chat", _chat, description="plain chat with the model; keeps the conversation (/reset clears it)",
+                options=("history",), answers=("text",), exemplar_sets=lambda answer: (), scored=False)
+register_method("direct", Direct, description="answer at once, no reasoning (zero/one/few-shot)")
+register_method("cot", CoT, description="chain-of-thought: reason step by step, then 'The answer is N' "
+                                        "(Wei et al., 2022)")
+register_method("cot-sc", CoT, self_consistency=True,
+                description="chain-of-thought with self-consistency: k samples, majority vote (Wang et al., 2022)")
+register_method("pal", PAL, options=("sandbox",), answers=("number",),
+                description="program-aided: the model writes solution(), the sandbox runs it (Gao et al., 2022)")
+register_method("pal-sc", PAL, options=("sandbox",), answers=("number",), self_consistency=True,
+                description="PAL with self-consistency over k sampled programs")
+register_method("react", _react(fallback=False), options=REACT_OPTIONS, answers=("text",), classes=(ReAct,),
+                exemplar_sets=lambda answer: ("react",),
+                description="ReAct: Thought / Action / Observation with Search, Lookup, Finish (Yao et al., 2022)")
+register_method("react-cot-sc", _react(fallback=True), options=(*REACT_OPTIONS, *SC_OPTIONS),
+                classes=(ReAct, SelfConsistency),
+                answers=("text", "number"), exemplar_sets=lambda answer: ("react", DEFAULT_EXEMPLARS[answer]),
+                description="ReAct, falling back to chain-of-thought self-consistency when it does not finish")
 
 
 def get_method(name: str) -> Method:
@@ -180,9 +252,9 @@ def load_strategy(
     them), and ``chat`` has none to add.
     """
     method = get_method(name)
-    unknown = sorted(set(options) - ALL_OPTIONS)
+    unknown = sorted(set(options) - all_options())
     if unknown:
-        known = ", ".join(sorted(ALL_OPTIONS))
+        known = ", ".join(sorted(all_options()))
         raise UsageError(f"method '{name}': unknown option {unknown[0]!r}; the options are: {known}")
     if answer is not None and answer not in ANSWER_KINDS:
         raise UsageError(f"answer must be one of: {', '.join(ANSWER_KINDS)}; got {answer!r}")
@@ -202,7 +274,8 @@ class Settings(BaseModel):
     seed: int | None = Field(None, ge=0)
     k: int | None = Field(None, ge=1)  # samples (votes) for the self-consistency methods
     answer: Literal["number", "text"] | None = None  # what direct and cot answer
-    wiki: Literal["offline", "live"] | None = None  # ReAct's Wikipedia: the shipped corpus or the live site
+    # ReAct's Wikipedia: the shipped corpus or the live site (``wiki=``, its older name, still works)
+    corpus: Literal["offline", "live"] | None = Field(None, validation_alias=AliasChoices("corpus", "wiki"))
     prompt_format: Literal["auto", "text", "chat"] | None = None  # None: auto (chat when the model has a template)
     constrain: bool = False  # generate each reply under the constraint the method derives (docs/structured.md)
 
@@ -227,8 +300,8 @@ class Settings(BaseModel):
             options["temperature"] = self.temperature
         if self.answer is not None:
             options["answer"] = self.answer
-        if self.wiki is not None:
-            options["corpus"] = self.wiki
+        if self.corpus is not None:
+            options["corpus"] = self.corpus
         return options
 
 

@@ -253,7 +253,7 @@ class ReAct(Strategy):
 
     @property
     def backend(self) -> Any:
-        """The Wikipedia backend, made on first use (the offline corpus loads in well under a second)."""
+        """The Wikipedia backend, made on first use."""
         if self._backend is None and self.corpus is not None:
             from agentkit.tools.wikipedia import make_backend
 
