@@ -12,6 +12,8 @@ traceback.
 - ``BenchmarkError``: a benchmark run cannot go on (a clash with an earlier run in the same directory, ...).
 - ``SandboxStartError``: the PAL sandbox's processes could not be started (an environment problem, never a
   program's doing); re-exported by ``agentkit.tools.sandbox``.
+- ``MCPServerError``: an MCP tool server could not be started or reached, or went away during a run (names the
+  server); re-exported by ``agentkit.tools.mcp``. A tool's own error is an observation, not this.
 
 Deliberately not here: model mistakes. A malformed action, a failing program or a missing page are data
 (``Result.failure``, an observation), never exceptions that reach the user.
@@ -38,3 +40,7 @@ class BenchmarkError(AgentkitError, RuntimeError):
 
 class SandboxStartError(AgentkitError, RuntimeError):
     """A sandbox template process could not be started (an environment problem, never the program's doing)."""
+
+
+class MCPServerError(AgentkitError, RuntimeError):
+    """An MCP tool server could not be started or reached, or went away; the message names the server."""

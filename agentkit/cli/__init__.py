@@ -1,8 +1,8 @@
 """The ``agentkit`` command: a thin layer over the library, one module per command.
 
 ``chat`` (interactive loop, ``chat.py``), ``run`` (one question, ``run.py``), ``bench`` (a benchmark,
-``bench.py``), ``ls`` (what ships, ``ls.py``), ``cache`` (the model-call cache, ``cache.py``) and the hidden
-``cli-reference`` (docs/cli.md, ``reference.py``).
+``bench.py``), ``ls`` (what ships, ``ls.py``), ``cache`` (the model-call cache, ``cache.py``), ``mcp`` (agentkit's
+tools over MCP, ``mcp.py``) and the hidden ``cli-reference`` (docs/cli.md, ``reference.py``).
 The options they share are defined once in ``options.py``; how work is shown is ``display.py``.
 
 This package is the error edge. ``main`` turns every error of agentkit's family (``agentkit.errors``:
@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from agentkit import __version__
-from agentkit.cli import bench, cache, chat, ls, reference, report, run, serve  # the modules; each holds its command(s)
+from agentkit.cli import bench, cache, chat, ls, mcp, reference, report, run, serve  # each module holds its command(s)
 from agentkit.cli.display import debug_enabled, one_line
 from agentkit.cli.reference import cli_reference
 from agentkit.errors import AgentkitError
@@ -97,7 +97,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 for command in (bench.bench, chat.chat, ls.ls, run.run, report.report, report.compare, serve.serve, cache.cache,
-                reference.cli_reference_command):
+                mcp.mcp, reference.cli_reference_command):
     command.context_settings = {**CONTEXT, **command.context_settings}
     main.add_command(command)
 

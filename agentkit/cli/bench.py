@@ -20,8 +20,10 @@ import click
 from agentkit.cli.display import one_line
 from agentkit.cli.options import (
     dtype_option,
+    mcp_option,
     method_option,
     model_option,
+    open_mcp_tools,
     pop_run_options,
     pop_settings,
     run_options,
@@ -85,9 +87,10 @@ def saved_examples(out: Path) -> int:
               help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @ray_options
+@mcp_option
 @run_options
 def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size, output_dir, overwrite, fields,
-          rel_tol, abs_tol, quiet, ray_address, workers, **kwargs) -> None:
+          rel_tol, abs_tol, quiet, ray_address, workers, mcp_specs, **kwargs) -> None:
     """Benchmark methods on a dataset and compare them.
 
     Every finished example is saved at once to OUTPUT_DIR/<method>/samples.jsonl; rerun the same command
@@ -123,6 +126,11 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     templates = Templates(templates_dir) if templates_dir else None
     for method in config.methods:
         check_shots(method, shots, answer=answer, templates=templates)
+    if mcp_specs and ray_address is not None:
+        raise click.UsageError("--mcp tools run in this process: drop --ray (or --mcp)")
+    tools = open_mcp_tools(mcp_specs)
+    if tools:  # in the run's config.json too (their names and schemas), so a resumed run uses the same tools
+        config.method_options["tools"] = tools
 
     executor = llm = None
     if ray_address is not None:

@@ -240,3 +240,26 @@ def run_options(command: Callable) -> Callable:
 def pop_run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``budget``, ``cache`` and ``trace`` for ``run_episode`` / ``run_benchmark`` from a command's arguments."""
     return {"budget": pop_budget(kwargs), "cache": open_cache(kwargs.pop("cache_dir")), "trace": pop_tracing(kwargs)}
+
+
+# --- tools from MCP servers -----------------------------------------------------------------------------------
+mcp_option = click.option(
+    "--mcp", "mcp_specs", multiple=True, metavar="SPEC",
+    help="Give the react methods the tools of an MCP server: a command line to start it over stdio (\"python "
+         "server.py\", \"agentkit mcp --tool run_python\") or the URL of a streamable-HTTP server "
+         "(http://127.0.0.1:8765/mcp); repeat for several. Needs agentkit[mcp]; see docs/tools.md.",
+)
+
+
+def open_mcp_tools(specs: tuple[str, ...], method: str | None = None) -> list[Any]:
+    """The tools of every ``--mcp`` server; each connection closes when the command ends. ``method``: the one
+    method they are for (an error where it takes no tools)."""
+    if not specs:
+        return []
+    from agentkit.strategies import get_method
+    from agentkit.tools.mcp import MCPTools
+
+    if method is not None and "tools" not in get_method(method).options:
+        raise UsageError(f"--mcp gives tools to the react methods; method '{method}' uses none")
+    ctx = click.get_current_context()
+    return [tool for spec in specs for tool in ctx.with_resource(MCPTools(spec))]
