@@ -326,3 +326,10 @@ def test_chat_lists_and_uses_mcp_tools(tmp_path, server_file):
     assert result.exit_code == 0, result.output
     assert "add_numbers[a, b]: Adds two whole numbers." in result.stdout
     assert "Observation 1: 3\n" in result.stdout
+
+
+def test_mcp_tools_may_not_clash_with_reacts_own(tmp_path):
+    result = CliRunner().invoke(main, ["run", "q", "-m", "react", "--model", script(tmp_path, ["x"]),
+                                       "--mcp", " ".join(AGENTKIT_MCP + ["--tool", "Search"])])
+    assert result.exit_code == 1
+    assert "its tool Search clashes with the react methods' own; serve it without that tool" in result.stderr

@@ -263,3 +263,21 @@ def test_a_line_break_among_several_values_is_an_observation():
     observation = add.invoke("1\r2, 3")
     assert observation.startswith("Add could not read its comma-separated values (new-line character seen")
     assert observation.endswith("write Add[a, b] on one line")
+
+
+def test_tools_page_shows_what_the_code_does():
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "tools.md").read_text(encoding="utf-8")
+    definition, *sessions = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    namespace: dict = {}
+    exec(definition, namespace)
+    examples = [block for block in sessions if block.startswith(">>>")]
+    assert len(examples) == 2
+    for block in examples:
+        test = doctest.DocTestParser().get_doctest(block, namespace, "docs/tools.md", None, 0)
+        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+        runner.run(test)
+        assert runner.failures == 0 and runner.tries > 0

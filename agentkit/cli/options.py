@@ -262,4 +262,12 @@ def open_mcp_tools(specs: tuple[str, ...], method: str | None = None) -> list[An
     if method is not None and "tools" not in get_method(method).options:
         raise UsageError(f"--mcp gives tools to the react methods; method '{method}' uses none")
     ctx = click.get_current_context()
-    return [tool for spec in specs for tool in ctx.with_resource(MCPTools(spec))]
+    tools, seen = [], dict.fromkeys(("search", "lookup", "finish"), "the react methods' own")
+    for spec in specs:
+        for tool in ctx.with_resource(MCPTools(spec)):
+            if tool.name.lower() in seen:
+                raise UsageError(f"--mcp {spec!r}: its tool {tool.name} clashes with {seen[tool.name.lower()]}; "
+                                 "serve it without that tool (for agentkit mcp: --tool run_python)")
+            seen[tool.name.lower()] = f"one of --mcp {spec!r}"
+            tools.append(tool)
+    return tools
