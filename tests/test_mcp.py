@@ -185,6 +185,20 @@ def test_streamable_http(http_url):
         assert tools["slow"].invoke("5") == "slow gave no answer within 2 s"
 
 
+def test_an_http_server_that_goes_away(server_file):
+    port = free_port()
+    proc = start_http([sys.executable, str(server_file), "http", str(port)], port)
+    try:
+        with MCPTools(f"http://127.0.0.1:{port}/mcp", timeout=5) as tools:
+            add = by_name(tools)["add_numbers"]
+            assert add.invoke("1") == "2"
+            stop(proc)
+            with pytest.raises(MCPServerError, match=rf"^MCP server 'http://127.0.0.1:{port}/mcp' is gone: "):
+                add.invoke("1")
+    finally:
+        stop(proc)
+
+
 def test_react_uses_mcp_tools_like_any_other(stdio_tools):
     llm = ScriptedLLM([" I add.\nAction 1: add_numbers[40, 2]", " I check.\nAction 2: fail[it]",
                        " Done.\nAction 3: Finish[42]"])

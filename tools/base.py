@@ -225,7 +225,10 @@ class Tool:
         return {"name": self.name, "description": self.description, "parameters": self.json_schema}
 
     def _arguments_model(self) -> type[BaseModel]:
-        return _arguments_model(self.name, self.parameters)
+        try:
+            return _cached_arguments_model(self.name, self.parameters)
+        except TypeError:  # a default that cannot be hashed: made afresh
+            return _arguments_model(self.name, self.parameters)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the tool calls the function, so decorated functions stay usable from Python."""
@@ -256,7 +259,6 @@ def tool(
 
 
 # -------------------------------------------------------------------- helpers
-@functools.lru_cache(maxsize=1024)
 def _arguments_model(name: str, parameters: tuple[ToolParameter, ...]) -> type[BaseModel]:
     """The pydantic model of a tool's keyword arguments (unknown names refused)."""
     fields: dict[str, Any] = {}
@@ -264,6 +266,9 @@ def _arguments_model(name: str, parameters: tuple[ToolParameter, ...]) -> type[B
         default = ... if p.required else p.default
         fields[p.name] = (p.annotation, Field(default, description=p.description or None))
     return create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+_cached_arguments_model = functools.lru_cache(maxsize=1024)(_arguments_model)  # a tool per episode shares one
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -128,7 +128,7 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
         check_shots(method, shots, answer=answer, templates=templates)
     if mcp_specs and ray_address is not None:
         raise click.UsageError("--mcp tools run in this process: drop --ray (or --mcp)")
-    tools = open_mcp_tools(mcp_specs)
+    tools = open_mcp_tools(mcp_specs, tuple(config.methods))
     if tools:  # in the run's config.json too (their names and schemas), so a resumed run uses the same tools
         config.method_options["tools"] = tools
 

@@ -251,16 +251,16 @@ mcp_option = click.option(
 )
 
 
-def open_mcp_tools(specs: tuple[str, ...], method: str | None = None) -> list[Any]:
-    """The tools of every ``--mcp`` server; each connection closes when the command ends. ``method``: the one
-    method they are for (an error where it takes no tools)."""
+def open_mcp_tools(specs: tuple[str, ...], methods: tuple[str, ...] = ()) -> list[Any]:
+    """The tools of every ``--mcp`` server; each connection closes when the command ends. ``methods``: the
+    methods they are for (an error where none of them takes tools)."""
     if not specs:
         return []
     from agentkit.strategies import get_method
     from agentkit.tools.mcp import MCPTools
 
-    if method is not None and "tools" not in get_method(method).options:
-        raise UsageError(f"--mcp gives tools to the react methods; method '{method}' uses none")
+    if methods and not any("tools" in get_method(m).options for m in methods):
+        raise UsageError(f"--mcp gives tools to the react methods; method '{methods[0]}' uses none")
     ctx = click.get_current_context()
     tools, seen = [], dict.fromkeys(("search", "lookup", "finish"), "the react methods' own")
     for spec in specs:

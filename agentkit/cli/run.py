@@ -59,7 +59,7 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, mcp_specs, 
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:  # before loading a model
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
-    tools = open_mcp_tools(mcp_specs, method)
+    tools = open_mcp_tools(mcp_specs, (method,))
     if as_json:
         with contextlib.redirect_stdout(sys.stderr):  # loader messages must not break the JSON
             llm = load_model(model_spec, dtype=dtype)
