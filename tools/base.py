@@ -282,7 +282,8 @@ def _validate_schema(name: str, schema: Mapping[str, Any], arguments: Mapping[st
     """Check ``arguments`` against a JSON schema of the tool's own (jsonschema); raises ToolError."""
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(dict(arguments)))
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)  # its $schema
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(dict(arguments)))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path)
         raise ToolError(f"{name}: {where + ': ' if where else ''}{error.message}")
