@@ -77,7 +77,7 @@ class ToolParameter:
 
 @dataclass(frozen=True)
 class Tool:
-    """A callable the model can use as ``Name[argument]``.
+    """A callable the model can use as ``Name[argument]``, or with keyword arguments that fit :attr:`json_schema`.
 
     Build one with :func:`tool` or :meth:`Tool.from_function`. ``terminal`` marks actions that end the episode
     (``Finish``); the strategy, not the tool, decides what ending means.
