@@ -31,8 +31,10 @@ also importable from the module that raises it (``agentkit.llm.ScriptError``, ``
 - ``BenchmarkError``: a benchmark run cannot go on (a clash with an earlier run in the same directory, a damaged
   samples file, workers that keep dying).
 - ``SandboxStartError``: the PAL sandbox's processes could not be started (an environment problem, never a
-  program's doing).
+  program's doing); re-exported by ``agentkit.tools.sandbox``.
 - ``SandboxClosedError``: a sandbox was used after ``close()``.
+- ``MCPServerError``: an MCP tool server could not be started or reached, or went away during a run (names the
+  server); re-exported by ``agentkit.tools.mcp``. A tool's own error is an observation, not this.
 
 Deliberately not here: model mistakes. A malformed action, a failing or refused program (the sandbox's own
 ``SecurityError`` inside its worker) or a missing page are data (``Result.failure``, an observation), never
@@ -117,3 +119,7 @@ class SandboxStartError(AgentkitError):
 
 class SandboxClosedError(AgentkitError):
     """``run`` was called on a sandbox after ``close()``."""
+
+
+class MCPServerError(AgentkitError):
+    """An MCP tool server could not be started or reached, or went away; the message names the server."""

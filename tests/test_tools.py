@@ -189,3 +189,95 @@ def test_args_only_docstring_has_no_description():
 )
 def test_strip_quotes(text, expected):
     assert strip_quotes(text) == expected
+
+
+# ---------------------------------------------------------------- JSON schemas and keyword arguments
+def test_json_schema_comes_from_hints_docstring_and_defaults():
+    assert population.json_schema == {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "the city's name, e.g. Paris"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    props = add.json_schema["properties"]
+    assert props == {"a": {"type": "integer"}, "b": {"type": "number", "default": 0.5}}
+    assert add.json_schema["required"] == ["a"]
+    assert add.function() == {"name": "Add", "description": "Adds two numbers.", "parameters": add.json_schema}
+
+
+def test_json_schema_of_literals_and_optionals():
+    @tool
+    def pick(mode: Literal["fast", "slow"], limit: int | None = None) -> str:
+        """Picks."""
+        return mode
+
+    props = pick.json_schema["properties"]
+    assert props["mode"] == {"enum": ["fast", "slow"], "type": "string"}
+    assert props["limit"] == {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None}
+
+
+def test_wikipedia_and_finish_tools_have_schemas():
+    from agentkit.tools.wikipedia import OfflineCorpus, WikiSession, finish_tool
+
+    search, lookup = WikiSession(OfflineCorpus.from_records({"Paris": "Paris is a city."})).tools()
+    for t, param in ((search, "entity"), (lookup, "keyword"), (finish_tool(), "answer")):
+        schema = t.json_schema
+        assert schema["required"] == [param] and schema["properties"][param]["type"] == "string"
+        assert schema["properties"][param]["description"]  # from the docstring's Args: section
+    assert search.invoke({"entity": "Paris"}) == "Paris is a city."
+    assert search.invoke("Paris") == "Paris is a city."  # the bracket form is unchanged
+
+
+def test_keyword_arguments_are_validated_and_defaults_filled():
+    assert add.invoke({"a": 2}) == "2.5"
+    assert add.invoke({"a": 2, "b": 3}) == "5.0"  # b is a float
+    assert population.invoke({"city": "Rome"}) == "2.8 million"
+    assert population.invoke({"city": "Atlantis"}) == "No population for Atlantis."  # a ToolError, as before
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({}, "Add: a: Field required"),
+        ({"a": "two"}, "Add: a: Input should be a valid integer, unable to parse string as an integer"),
+        ({"a": 1, "c": 2}, "Add: c: Extra inputs are not permitted"),
+        (["a", 1], "Add: the arguments must be a JSON object, got ['a', 1]"),
+    ],
+)
+def test_bad_keyword_arguments_are_observations(arguments, message):
+    assert add.invoke(arguments) == message
+
+
+def test_a_tool_with_a_schema_of_its_own_is_checked_against_it():
+    schema = {"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "integer"}}},
+              "required": ["xs"]}
+    t = Tool(name="Total", description="Adds a list.", fn=lambda xs: sum(xs), input_schema=schema)
+    assert t.json_schema is schema
+    assert t.invoke({"xs": [1, 2, 3]}) == "6"
+    assert t.invoke({"xs": [1, "a"]}) == "Total: xs.1: 'a' is not of type 'integer'"
+    assert t.invoke({}) == "Total: 'xs' is a required property"
+
+
+def test_a_line_break_among_several_values_is_an_observation():
+    # csv refuses a carriage return in an unquoted field; that is the model's mistake, not a crash
+    observation = add.invoke("1\r2, 3")
+    assert observation.startswith("Add could not read its comma-separated values (new-line character seen")
+    assert observation.endswith("write Add[a, b] on one line")
+
+
+def test_tools_page_shows_what_the_code_does():
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "tools.md").read_text(encoding="utf-8")
+    definition, *sessions = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    namespace: dict = {}
+    exec(definition, namespace)
+    examples = [block for block in sessions if block.startswith(">>>")]
+    assert len(examples) == 2
+    for block in examples:
+        test = doctest.DocTestParser().get_doctest(block, namespace, "docs/tools.md", None, 0)
+        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+        runner.run(test)
+        assert runner.failures == 0 and runner.tries > 0

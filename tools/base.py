@@ -21,7 +21,13 @@ the observation text. A conversion failure, or an exception the tool declares as
 the types listed in ``errors=``), becomes a short observation so the episode goes on; any other exception is a
 bug in the tool and propagates.
 
-Not here: JSON-schema function calling, keyword arguments from the model, async tools, or state kept per
+Every tool is also a JSON-schema function: :attr:`Tool.json_schema` is the JSON schema of its parameters (types
+from the hints, descriptions from the ``Args:`` section, defaults; built with pydantic), :meth:`Tool.function`
+the OpenAI-style ``{"name", "description", "parameters"}`` record, and ``tool.invoke({"city": "Paris"})`` calls
+it with keyword arguments, validated against the schema (a bad argument is a ``ToolError`` observation, like a
+bad bracket). A tool from elsewhere (an MCP server, ``agentkit.tools.mcp``) brings its own schema.
+
+Not here: a strategy that reads native tool calls from the model, async tools, or state kept per
 episode (a tool is shared by every episode that uses it, and may run in a worker thread: keep it stateless or
 thread-safe; the Wikipedia tools get their per-episode state from ``agentkit.tools.wikipedia.WikiSession``).
 """
@@ -29,13 +35,16 @@ thread-safe; the Wikipedia tools get their per-episode state from ``agentkit.too
 from __future__ import annotations
 
 import csv
+import functools
 import inspect
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agentkit.errors import ToolDefinitionError
 
@@ -66,7 +75,7 @@ class ToolParameter:
 
 @dataclass(frozen=True)
 class Tool:
-    """A callable the model can use as ``Name[argument]``.
+    """A callable the model can use as ``Name[argument]``, or with keyword arguments that fit :attr:`json_schema`.
 
     Build one with :func:`tool` or :meth:`Tool.from_function`. ``terminal`` marks actions that end the episode
     (``Finish``); the strategy, not the tool, decides what ending means.
@@ -79,6 +88,9 @@ class Tool:
     errors: tuple[type[BaseException], ...] = (ToolError,)
     terminal: bool = False
     argument_hint: str = field(default="")
+    # A schema of its own (an MCP tool's); None: made from the parameters. What a structured result holds.
+    input_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    output_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     # ---------------------------------------------------------------- definition
     @classmethod
@@ -155,7 +167,12 @@ class Tool:
         if len(self.parameters) == 1:
             pieces = [argument]
         else:
-            pieces = [strip_quotes(p.strip()) for p in next(csv.reader([argument], skipinitialspace=True), [])]
+            try:
+                pieces = [strip_quotes(p.strip()) for p in next(csv.reader([argument], skipinitialspace=True), [])]
+            except csv.Error as exc:  # a line break in an unquoted value, say: the model's mistake
+                reason = str(exc).split(" - ")[0]  # csv's hint about files does not apply
+                raise ToolError(f"{self.name} could not read its comma-separated values ({reason}); "
+                                f"write {self.signature} on one line") from None
         required = sum(p.required for p in self.parameters)
         if not (required <= len(pieces) <= len(self.parameters)):
             raise ToolError(
@@ -166,14 +183,50 @@ class Tool:
             _convert(piece, p.annotation, self.name, p.name) for piece, p in zip(pieces, self.parameters, strict=False)
         ]
 
-    def invoke(self, argument: str) -> str:
-        """Convert ``argument``, call the tool, and return the observation (expected failures included)."""
+    def invoke(self, argument: str | Mapping[str, Any]) -> str:
+        """Call the tool with the bracketed text (``Name[argument]``) or with keyword arguments (a mapping, checked
+        against :attr:`json_schema`), and return the observation (expected failures included)."""
         try:
-            args = self.convert(argument)
-            result = self.fn(*args)
+            if isinstance(argument, str):
+                result = self.fn(*self.convert(argument))
+            else:
+                result = self.fn(**self.validate(argument))
         except (ToolError, *self.errors) as exc:
             return str(exc) if isinstance(exc, ToolError) else f"{self.name} failed: {type(exc).__name__}: {exc}"
         return "" if result is None else str(result)
+
+    def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments checked against the schema (defaults filled in). Raises ToolError with the reason."""
+        if not isinstance(arguments, Mapping):
+            raise ToolError(f"{self.name}: the arguments must be a JSON object, got {arguments!r}")
+        if self.input_schema is not None:
+            return _validate_schema(self.name, self.input_schema, arguments)
+        try:
+            checked = self._arguments_model().model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise ToolError(f"{self.name}: {_first_problem(exc)}") from None
+        return {p.name: getattr(checked, p.name) for p in self.parameters}
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of the tool's parameters: an object with one property per parameter."""
+        if self.input_schema is not None:
+            return self.input_schema
+        schema = self._arguments_model().model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        return schema
+
+    def function(self) -> dict[str, Any]:
+        """The tool as a function for native tool calls: ``{"name", "description", "parameters"}``."""
+        return {"name": self.name, "description": self.description, "parameters": self.json_schema}
+
+    def _arguments_model(self) -> type[BaseModel]:
+        try:
+            return _cached_arguments_model(self.name, self.parameters)
+        except TypeError:  # a default that cannot be hashed: made afresh
+            return _arguments_model(self.name, self.parameters)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the tool calls the function, so decorated functions stay usable from Python."""
@@ -204,6 +257,37 @@ def tool(
 
 
 # -------------------------------------------------------------------- helpers
+def _arguments_model(name: str, parameters: tuple[ToolParameter, ...]) -> type[BaseModel]:
+    """The pydantic model of a tool's keyword arguments (unknown names refused)."""
+    fields: dict[str, Any] = {}
+    for p in parameters:
+        default = ... if p.required else p.default
+        fields[p.name] = (p.annotation, Field(default, description=p.description or None))
+    return create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+_cached_arguments_model = functools.lru_cache(maxsize=1024)(_arguments_model)  # a tool per episode shares one
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """One line for the first thing pydantic refused: ``city: Field required``."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "arguments"
+    return f"{where}: {error['msg']}"
+
+
+def _validate_schema(name: str, schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``arguments`` against a JSON schema of the tool's own (jsonschema); raises ToolError."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)  # its $schema
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(dict(arguments)))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path)
+        raise ToolError(f"{name}: {where + ': ' if where else ''}{error.message}")
+    return dict(arguments)
+
+
 def strip_quotes(text: str) -> str:
     """Remove one pair of matching quotes around ``text`` (straight, curly or backticks)."""
     for left, right in _QUOTES:

@@ -528,7 +528,11 @@ class WikiSession:
 
     def search(self, entity: str) -> str:
         """Search Wikipedia for the exact entity and show the first sentences of its page; if there is no
-        such page, list similar titles."""
+        such page, list similar titles.
+
+        Args:
+            entity: the exact title of a Wikipedia page, e.g. Marie Curie
+        """
         entity = strip_quotes(entity.strip()).strip()
         if not entity:
             return "Search needs an entity, for example Search[Marie Curie]."
@@ -549,7 +553,11 @@ class WikiSession:
         return " ".join(sents[: self.sentences])
 
     def lookup(self, keyword: str) -> str:
-        """Return the next sentence containing the keyword in the current page."""
+        """Return the next sentence containing the keyword in the current page.
+
+        Args:
+            keyword: a word or phrase to find in the page Search last showed
+        """
         keyword = strip_quotes(keyword.strip()).strip()
         if self.page is None:
             return "There is no current page to look in. Use Search[entity] first, then Lookup[keyword]."
@@ -585,7 +593,11 @@ class WikiSession:
 
 
 def _finish(answer: str) -> str:
-    """Return the answer and finish the task."""
+    """Return the answer and finish the task.
+
+    Args:
+        answer: the answer to the question, as short as it can be
+    """
     return answer
 
 

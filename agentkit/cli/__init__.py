@@ -3,8 +3,8 @@
 ``chat`` (interactive loop, ``chat.py``), ``run`` (one question, ``run.py``), ``bench`` (a benchmark,
 ``bench.py``), ``report`` (rebuild a run's reports, ``report.py``), ``compare`` (is a difference between runs
 real, ``report.py``), ``serve`` (an OpenAI-style server over a model, ``serve.py``), ``ls`` (what ships,
-``ls.py``), ``cache`` (the model-call cache, ``cache.py``) and the hidden ``cli-reference`` (docs/cli.md,
-``reference.py``).
+``ls.py``), ``cache`` (the model-call cache, ``cache.py``), ``mcp`` (agentkit's tools over MCP, ``mcp.py``) and
+the hidden ``cli-reference`` (docs/cli.md, ``reference.py``).
 The options they share are defined once in ``options.py``; how work is shown is ``display.py``.
 
 This package is the error edge. ``main`` turns every error of agentkit's family (``agentkit.errors``:
@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from agentkit import __version__
-from agentkit.cli import bench, cache, chat, ls, reference, report, run, serve  # the modules; each holds its command(s)
+from agentkit.cli import bench, cache, chat, ls, mcp, reference, report, run, serve  # each module holds its command(s)
 from agentkit.cli.display import debug_enabled, one_line, show_log
 from agentkit.cli.reference import cli_reference
 from agentkit.errors import AgentkitError
@@ -100,7 +100,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 for command in (bench.bench, chat.chat, ls.ls, run.run, report.report, report.compare, serve.serve, cache.cache,
-                reference.cli_reference_command):
+                mcp.mcp, reference.cli_reference_command):
     command.context_settings = {**CONTEXT, **command.context_settings}
     main.add_command(command)
 

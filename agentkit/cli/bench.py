@@ -21,8 +21,10 @@ import click
 from agentkit.cli.display import one_line
 from agentkit.cli.options import (
     dtype_option,
+    mcp_option,
     method_option,
     model_option,
+    open_mcp_tools,
     pop_run_options,
     pop_settings,
     run_options,
@@ -86,9 +88,10 @@ def saved_examples(out: Path) -> int:
               help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @ray_options
+@mcp_option
 @run_options
 def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size, output_dir, overwrite, fields,
-          rel_tol, abs_tol, quiet, ray_address, workers, **kwargs) -> None:
+          rel_tol, abs_tol, quiet, ray_address, workers, mcp_specs, **kwargs) -> None:
     """Benchmark methods on a dataset and compare them.
 
     Every finished example is saved at once to OUTPUT_DIR/<method>/samples.jsonl; rerun the same command
@@ -108,11 +111,17 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     options = pop_run_options(kwargs)
     shots = 4 if settings.shots is None else settings.shots
     out = output_dir or default_output_dir(dataset, model_spec, shots)
-    prepared = runner.prepare(BenchmarkConfig.from_settings(
+    if mcp_specs and ray_address is not None:
+        raise click.UsageError("--mcp tools run in this process: drop --ray (or --mcp)")
+    config = BenchmarkConfig.from_settings(
         settings, dataset=dataset, methods=list(methods or DEFAULT_METHODS), shots=shots, limit=limit,
         batch_size=batch_size, output_dir=out, overwrite=overwrite, fields=list(fields), templates=templates_dir,
         rel_tol=rel_tol, abs_tol=abs_tol, budget=options.pop("budget"),
-    ))  # every check that needs no model, before loading one
+    )
+    tools = open_mcp_tools(mcp_specs, tuple(config.methods))
+    if tools:  # in the run's config.json too (their names and schemas), so a resumed run uses the same tools
+        config.method_options["tools"] = tools
+    prepared = runner.prepare(config)  # every check that needs no model, before loading one
     config, found = prepared.config, prepared.repeats
     if found.questions or found.ids:
         click.echo(f"dataset: {prepared.size} examples; {found}", err=True)

@@ -41,8 +41,10 @@ from agentkit.cli.options import (
     SHOTS,
     TEMPERATURE,
     dtype_option,
+    mcp_option,
     method_option,
     model_option,
+    open_mcp_tools,
     pop_run_options,
     pop_settings,
     run_options,
@@ -114,6 +116,7 @@ class ChatSession:
     interrupted: list[str] = field(default_factory=list)  # questions whose turn Ctrl-C stopped
     last_interrupted: str | None = None  # the question of the latest turn, when Ctrl-C stopped it
     run_options: dict[str, Any] = field(default_factory=dict)  # budget, cache, trace for every turn
+    tools: list[Any] = field(default_factory=list)  # the --mcp servers' tools, for the react modes
 
     def __post_init__(self) -> None:
         self.commands: dict[str, Command] = {}
@@ -176,7 +179,8 @@ class ChatSession:
     def ask(self, question: str) -> Result | None:
         mode = self.mode
         try:
-            strategy = build_strategy(mode, self.llm, self.settings, templates=self.templates, history=self.history)
+            strategy = build_strategy(mode, self.llm, self.settings, templates=self.templates, history=self.history,
+                                      tools=self.tools)
             result = run_streamed(self.llm, strategy, question, self.display, **self.run_options)
         except KeyboardInterrupt:
             self.display.interrupted()
@@ -266,7 +270,7 @@ class ChatSession:
         self.display.message(f"model: {arg}")
 
     def _tools(self, _arg: str) -> None:
-        react = build_strategy("react", self.llm, self.settings, templates=self.templates)
+        react = build_strategy("react", self.llm, self.settings, templates=self.templates, tools=self.tools)
         assert isinstance(react, ReAct)
         self.display.line("ReAct tools:", bold=True)
         for tool in react.episode_tools():
@@ -406,9 +410,10 @@ def _isatty(stream: Any) -> bool:
 @templates_option
 @click.option("--history-file", type=click.Path(dir_okay=False), default=None,
               help="Where the terminal keeps input history (default: in the user data directory).")
+@mcp_option
 @run_options
 @click.pass_context
-def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_file, **kwargs) -> None:
+def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_file, mcp_specs, **kwargs) -> None:
     """Chat with the model, or ask questions of an agent, in an interactive loop.
 
     Each line is a question answered by the current mode (chat, direct, cot, pal, react, ...), streamed as it
@@ -422,6 +427,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
+    tools = open_mcp_tools(mcp_specs)
     color = stdout_is_tty()
     display = Display(color=color, terminal=sys.stdout.isatty())
 
@@ -441,6 +447,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
         show_stats=color,
         load=load,
         run_options=options,
+        tools=tools,
     )
     if sys.stdin.isatty() and sys.stdout.isatty():
         display.message(f"agentkit chat: model {session.model_spec}, {describe(method, settings)}")

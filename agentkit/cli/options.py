@@ -257,3 +257,34 @@ def run_options(command: Callable) -> Callable:
 def pop_run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``budget``, ``cache`` and ``trace`` for ``run_episode`` / ``run_benchmark`` from a command's arguments."""
     return {"budget": pop_budget(kwargs), "cache": open_cache(kwargs.pop("cache_dir")), "trace": pop_tracing(kwargs)}
+
+
+# --- tools from MCP servers -----------------------------------------------------------------------------------
+mcp_option = click.option(
+    "--mcp", "mcp_specs", multiple=True, metavar="SPEC",
+    help="Give the react methods the tools of an MCP server: a command line to start it over stdio (\"python "
+         "server.py\", \"agentkit mcp --tool run_python\") or the URL of a streamable-HTTP server "
+         "(http://127.0.0.1:8765/mcp); repeat for several. Needs agentkit[mcp]; see docs/tools.md.",
+)
+
+
+def open_mcp_tools(specs: tuple[str, ...], methods: tuple[str, ...] = ()) -> list[Any]:
+    """The tools of every ``--mcp`` server; each connection closes when the command ends. ``methods``: the
+    methods they are for (an error where none of them takes tools)."""
+    if not specs:
+        return []
+    from agentkit.strategies import get_method
+    from agentkit.tools.mcp import MCPTools
+
+    if methods and not any("tools" in get_method(m).options for m in methods):
+        raise UsageError(f"--mcp gives tools to the react methods; method '{methods[0]}' uses none")
+    ctx = click.get_current_context()
+    tools, seen = [], dict.fromkeys(("search", "lookup", "finish"), "the react methods' own")
+    for spec in specs:
+        for tool in ctx.with_resource(MCPTools(spec)):
+            if tool.name.lower() in seen:
+                raise UsageError(f"--mcp {spec!r}: its tool {tool.name} clashes with {seen[tool.name.lower()]}; "
+                                 "serve it without that tool (for agentkit mcp: --tool run_python)")
+            seen[tool.name.lower()] = f"one of --mcp {spec!r}"
+            tools.append(tool)
+    return tools

@@ -18,8 +18,10 @@ import click
 from agentkit.cli.display import Display, run_streamed, stdout_is_tty
 from agentkit.cli.options import (
     dtype_option,
+    mcp_option,
     method_option,
     model_option,
+    open_mcp_tools,
     pop_run_options,
     pop_settings,
     run_options,
@@ -39,8 +41,9 @@ from agentkit.strategies.chat import ChatStrategy
 @dtype_option
 @templates_option
 @click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
+@mcp_option
 @run_options
-def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -> None:
+def run(question, method, model_spec, dtype, templates_dir, as_json, mcp_specs, **kwargs) -> None:
     """Answer one QUESTION with one method, streaming the work, then the answer.
 
     The exit status is 0 whenever the method ran, even if the model gave no answer (that is shown);
@@ -56,10 +59,11 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:  # before loading a model
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
+    tools = open_mcp_tools(mcp_specs, (method,))
     if as_json:
         with contextlib.redirect_stdout(sys.stderr):  # loader messages must not break the JSON
             llm = load_model(model_spec, dtype=dtype)
-            strategy = build_strategy(method, llm, settings, templates=templates)
+            strategy = build_strategy(method, llm, settings, templates=templates, tools=tools)
             result = run_streamed(llm, strategy, question, None, **options)
         data = jsonable(result)
         data["answer"] = typed_answer(result.answer, get_method(method).answer_kind(settings.answer))
@@ -68,7 +72,7 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, **kwargs) -
     color = stdout_is_tty()
     display = Display(color=color, terminal=sys.stdout.isatty())
     llm = load_model(model_spec, dtype=dtype)
-    strategy = build_strategy(method, llm, settings, templates=templates)
+    strategy = build_strategy(method, llm, settings, templates=templates, tools=tools)
     try:
         result = run_streamed(llm, strategy, question, display, **options)
     except KeyboardInterrupt:

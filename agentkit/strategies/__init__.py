@@ -17,7 +17,7 @@ Deliberately not here: the strategies themselves (``direct.py``, ``cot.py``, ``p
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -312,11 +312,15 @@ def build_strategy(
     *,
     templates: Templates | None = None,
     history: list[dict[str, str]] | None = None,
+    tools: Sequence[Any] = (),
 ) -> Strategy:
-    """The strategy for method ``name`` with ``settings`` laid over its own defaults (``history``: chat only)."""
+    """The strategy for method ``name`` with ``settings`` laid over its own defaults (``history``: chat only;
+    ``tools``: extra tools, e.g. an MCP server's, for the methods that take them)."""
     settings = settings or Settings()
     shots = {} if settings.shots is None else {"shots": settings.shots}
     extra = {"history": history} if history is not None and "history" in get_method(name).options else {}
+    if tools:
+        extra["tools"] = list(tools)
     return load_strategy(name, llm, config=settings.generation() or None, templates=templates, **shots,
                          prompt_format=settings.prompt_format or "auto", constrain=settings.constrain,
                          **settings.method_options(), **extra)
