@@ -149,8 +149,9 @@ def _timed(episode: Episode) -> Episode:
 class _Options:
     """The loop's optional duties (see the module docstring); the defaults cost nothing."""
 
-    budget: Budget | None = None
-    cache: CallCache | None = None
+    budget: Budget | None = None  # limits that end an episode as a recorded failure
+    cache: CallCache | None = None  # completions answered without the model
+    # what the loop reports
     tracing: Tracing | None = None
     usage: Usage | None = None
     info: Callable[[int], EpisodeInfo] | None = None

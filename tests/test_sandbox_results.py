@@ -170,11 +170,11 @@ def test_subnormal_results_keep_their_exact_value(sandbox):
 
 
 @pytest.mark.parametrize("source", [
-    "answer = '\\ud83d\\ude00'",  # two lone surrogates that would arrive as one emoji
-    "answer = 'a\\ud800b'",
-    "answer = {'\\ud800': 1, '\\ud801': 2}",
-    "answer = ['ok', {'k': '\\udfff'}]",
-], ids=["surrogate-pair", "lone-surrogate", "dict-keys", "nested"])
+    pytest.param("answer = '\\ud83d\\ude00'", id="surrogate-pair"),  # two lone surrogates, one emoji on arrival
+    pytest.param("answer = 'a\\ud800b'", id="lone-surrogate"),
+    pytest.param("answer = {'\\ud800': 1, '\\ud801': 2}", id="dict-keys"),
+    pytest.param("answer = ['ok', {'k': '\\udfff'}]", id="nested"),
+])
 def test_strings_that_are_not_text_are_a_result_error(sandbox, source):
     r = sandbox.run(source)
     assert r.kind == "result" and "surrogate" in r.error, (r.value, r.error)
