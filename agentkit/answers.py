@@ -212,7 +212,7 @@ def extract_text_answer(text: str, *, marked: bool = True) -> str | None:
         marks = list(_ANSWER_IS.finditer(text))
         if not marks:
             return None
-        text = text[marks[-1].end():]
+        text = text[marks[-1].end() :]
     text = text.lstrip()
     end = _TEXT_END.search(text)
     answer = (text[: end.start()] if end else text).strip().strip("\"'*").rstrip(".").strip()

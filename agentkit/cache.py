@@ -124,8 +124,7 @@ class CallCache:
     def put(self, key: str, completion: Completion) -> None:
         value = completion.model_dump_json()
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)",
-                             (key, value, len(value), time.time()))
+            self._db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)", (key, value, len(value), time.time()))
             self._written += len(value)
             if self._written > self.max_bytes // 16:
                 self._written = 0
@@ -151,8 +150,13 @@ class CallCache:
         with self._lock:
             entries, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM calls").fetchone()
         files = sum(p.stat().st_size for p in self.directory.glob(DATABASE + "*") if p.is_file())
-        return {"path": str(self.path), "entries": entries, "bytes": size, "file_bytes": files,
-                "max_bytes": self.max_bytes}
+        return {
+            "path": str(self.path),
+            "entries": entries,
+            "bytes": size,
+            "file_bytes": files,
+            "max_bytes": self.max_bytes,
+        }
 
     def clear(self) -> int:
         """Delete every entry; returns how many there were."""

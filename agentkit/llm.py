@@ -342,8 +342,10 @@ def render_chat(template: str, chat: Chat, **special_tokens: str) -> str:
     messages = [m.model_dump() for m in chat.messages]
     if chat.continues:
         messages[-1]["content"] += _CONTINUE_MARK
-    text = _chat_environment().from_string(template).render(
-        messages=messages, add_generation_prompt=not chat.continues, **special_tokens
+    text = (
+        _chat_environment()
+        .from_string(template)
+        .render(messages=messages, add_generation_prompt=not chat.continues, **special_tokens)
     )
     if not chat.continues:
         return text
@@ -376,6 +378,7 @@ def _chat_environment():
 
 
 _TOKEN_ESTIMATE = re.compile(r"\w+|[^\w\s]")
+
 
 class ScriptedLLM(LLM):
     """A fake model that returns scripted replies and records every prompt.

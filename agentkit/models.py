@@ -42,8 +42,14 @@ from agentkit.llm import LLM, Completion, GenerationConfig, ScriptedLLM, ScriptE
 
 SCRIPTED_PREFIX = "scripted:"
 SERVER_SCHEMES = ("http://", "https://")
-SERVER_OPTIONS = {"model": str, "timeout": float, "concurrency": int, "retries": int, "api_key_env": str,
-                  "dialect": str}
+SERVER_OPTIONS = {
+    "model": str,
+    "timeout": float,
+    "concurrency": int,
+    "retries": int,
+    "api_key_env": str,
+    "dialect": str,
+}
 DEFAULT_NAMES = ("default", "")
 DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)
 
@@ -174,7 +180,7 @@ class _ByQuestion:
         else:
             raise ScriptError(
                 f"scripted model file {self.path} has no reply for this prompt: none of its keys "
-                f"({', '.join(repr(k) for k in self.table)}) occurs in it; add a key or a \"*\" fallback"
+                f'({", ".join(repr(k) for k in self.table)}) occurs in it; add a key or a "*" fallback'
             )
         replies = self.table[key]
         index = self.served.get(key, 0)

@@ -158,12 +158,20 @@ class _Options:
     on_cached: Callable[[str], None] | None = None  # streaming: a cached completion's text, in one piece
 
     @classmethod
-    def of(cls, budget: Budget | None, cache: CallCache | None, trace: Any, usage: Usage | None,
-           info: Callable[[int], EpisodeInfo] | None, on_cached: Callable[[str], None] | None = None) -> _Options:
+    def of(
+        cls,
+        budget: Budget | None,
+        cache: CallCache | None,
+        trace: Any,
+        usage: Usage | None,
+        info: Callable[[int], EpisodeInfo] | None,
+        on_cached: Callable[[str], None] | None = None,
+    ) -> _Options:
         from agentkit.tracing import tracing_for  # imports OpenTelemetry only when tracing is on
 
-        return cls(budget if budget is not None and budget.limited else None, cache, tracing_for(trace), usage,
-                   info, on_cached)
+        return cls(
+            budget if budget is not None and budget.limited else None, cache, tracing_for(trace), usage, info, on_cached
+        )
 
 
 def run_episode(
@@ -185,8 +193,9 @@ def run_episode(
     session = llm.session() if on_token is None else StreamingSession(llm, on_token)
     events = None if on_event is None else lambda _index, event: on_event(event)
     options = _Options.of(budget, cache, trace, usage, None if info is None else lambda _index: info, on_token)
-    return _drive(llm, session, [episode], max_active=1, tool_workers=4, on_result=None, on_event=events,
-                  options=options)[0]
+    return _drive(
+        llm, session, [episode], max_active=1, tool_workers=4, on_result=None, on_event=events, options=options
+    )[0]
 
 
 def run_episodes(
@@ -231,8 +240,21 @@ def run_episodes(
 class _Slot:
     """One running episode: what it asked for last and the answers that have come back so far."""
 
-    __slots__ = ("index", "episode", "turn", "requests", "answers", "waiting", "is_list", "usage", "started",
-                 "info", "span", "first_prompt", "texts")
+    __slots__ = (
+        "index",
+        "episode",
+        "turn",
+        "requests",
+        "answers",
+        "waiting",
+        "is_list",
+        "usage",
+        "started",
+        "info",
+        "span",
+        "first_prompt",
+        "texts",
+    )
 
     def __init__(self, index: int, episode: Episode):
         self.index = index
@@ -287,10 +309,12 @@ class _Slot:
         usage = self.usage
         calls = sum(isinstance(r, Generate) for r in self.requests) if asking else 0
         tools = sum(isinstance(r, Call) for r in self.requests) if asking else 0
-        for name, used, what in (("model_calls", usage.model_calls + calls, "model calls"),
-                                 ("tool_calls", usage.tool_calls + tools, "tool calls"),
-                                 ("input_tokens", usage.input_tokens, "input tokens"),
-                                 ("output_tokens", usage.output_tokens, "output tokens")):
+        for name, used, what in (
+            ("model_calls", usage.model_calls + calls, "model calls"),
+            ("tool_calls", usage.tool_calls + tools, "tool calls"),
+            ("input_tokens", usage.input_tokens, "input tokens"),
+            ("output_tokens", usage.output_tokens, "output tokens"),
+        ):
             limit = getattr(budget, name)
             if limit is not None and used > limit:
                 return f"budget_{name}", f"the episode needed {used} {what}; its budget is {limit}"

@@ -178,13 +178,17 @@ class Tracing:
             context = self.trace.set_span_in_context(parent)
         else:
             context = parent
-        return self.tracer.start_span(name, context=context, kind=kind or self.trace.SpanKind.INTERNAL,
-                                      attributes=attributes)
+        return self.tracer.start_span(
+            name, context=context, kind=kind or self.trace.SpanKind.INTERNAL, attributes=attributes
+        )
 
     def episode_started(self, info: Any) -> Any:
         agent = getattr(info, "agent", "") or ""
-        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "agentkit",
-                      "openinference.span.kind": "AGENT"}
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.provider.name": "agentkit",
+            "openinference.span.kind": "AGENT",
+        }
         if agent:
             attributes["gen_ai.agent.name"] = agent
         return self.start(f"invoke_agent {agent}".strip(), getattr(info, "parent", None), attributes)
@@ -196,13 +200,15 @@ class Tracing:
         if result.method and "gen_ai.agent.name" not in (getattr(span, "attributes", None) or {}):
             span.update_name(f"invoke_agent {result.method}")
             span.set_attribute("gen_ai.agent.name", result.method)
-        span.set_attributes({
-            "gen_ai.usage.input_tokens": usage.input_tokens,
-            "gen_ai.usage.output_tokens": usage.output_tokens,
-            "agentkit.model_calls": usage.model_calls,
-            "agentkit.tool_calls": usage.tool_calls,
-            "agentkit.cache_hits": usage.cache_hits,
-        })
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "agentkit.model_calls": usage.model_calls,
+                "agentkit.tool_calls": usage.tool_calls,
+                "agentkit.cache_hits": usage.cache_hits,
+            }
+        )
         if result.failure:
             span.set_attribute("agentkit.failure", result.failure)
             if result.failure.startswith("budget_"):
@@ -244,8 +250,9 @@ class Tracing:
         kind = self.trace.SpanKind.CLIENT if server else self.trace.SpanKind.INTERNAL
         return _ModelCall(self.start(f"{operation} {model}", episode_span, attributes, kind), time.perf_counter())
 
-    def model_ended(self, call: _ModelCall, completion: Any, first_token: float | None, *, cached: bool = False
-                    ) -> None:
+    def model_ended(
+        self, call: _ModelCall, completion: Any, first_token: float | None, *, cached: bool = False
+    ) -> None:
         span = call.span
         if span.is_recording():
             attributes: dict[str, Any] = {
@@ -262,8 +269,15 @@ class Tracing:
             if self.content:
                 attributes["output.value"] = completion.text
                 attributes["gen_ai.output.messages"] = json.dumps(
-                    [{"role": "assistant", "parts": [{"type": "text", "content": completion.text}],
-                      "finish_reason": completion.finish_reason}], ensure_ascii=False)
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": completion.text}],
+                            "finish_reason": completion.finish_reason,
+                        }
+                    ],
+                    ensure_ascii=False,
+                )
             span.set_attributes(attributes)
         span.end()
 
@@ -277,12 +291,17 @@ class Tracing:
 
     def tool_started(self, episode_span: Any, call: Any) -> Any:
         name = tool_name(call.fn)
-        attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-                                      "gen_ai.tool.type": "function", "openinference.span.kind": "TOOL",
-                                      "tool.name": name}
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.type": "function",
+            "openinference.span.kind": "TOOL",
+            "tool.name": name,
+        }
         if self.content:
             attributes["gen_ai.tool.call.arguments"] = json.dumps(
-                {"args": [repr(a) for a in call.args], "kwargs": {k: repr(v) for k, v in call.kwargs.items()}})
+                {"args": [repr(a) for a in call.args], "kwargs": {k: repr(v) for k, v in call.kwargs.items()}}
+            )
         return self.start(f"execute_tool {name}", episode_span, attributes)
 
     def tool_ended(self, span: Any, value: Any, error: BaseException | None) -> None:
@@ -307,8 +326,13 @@ class Tracing:
 
     def example_started(self, example_id: str, method: str, run_dir: str | None, index: int) -> Any:
         """The root span of one example of a benchmark run."""
-        attributes = {"agentkit.example.id": example_id, "agentkit.example.index": index,
-                      "agentkit.method": method, "gen_ai.agent.name": method, "openinference.span.kind": "CHAIN"}
+        attributes = {
+            "agentkit.example.id": example_id,
+            "agentkit.example.index": index,
+            "agentkit.method": method,
+            "gen_ai.agent.name": method,
+            "openinference.span.kind": "CHAIN",
+        }
         if run_dir is not None:
             attributes["agentkit.run_dir"] = run_dir
         return self.start(f"example {example_id} {method}", None, attributes)

@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> None:
         together = [c.text for c in llm.generate(prompts, config)]
         alone = [llm.generate([p], config)[0].text for p in prompts]
         agree = sum(a == b for a, b in zip(alone, together, strict=True))
-        print(f"{dtype:>8}: {agree}/{len(prompts)} texts agree alone vs batched "
-              f"({time.perf_counter() - start:.0f} s for both passes)", flush=True)
+        print(
+            f"{dtype:>8}: {agree}/{len(prompts)} texts agree alone vs batched "
+            f"({time.perf_counter() - start:.0f} s for both passes)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

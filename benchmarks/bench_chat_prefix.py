@@ -76,15 +76,18 @@ def main() -> None:
     source = _dequantized_gguf(default_gguf(cache), cache, print)
     with tempfile.TemporaryDirectory() as tmp:
         llm = TransformersLLM(str(with_chat_template(source, Path(tmp))))
-        print(f"model: {source.name} with a Gemma-style chat template; {args.n} questions per method, batches of "
-              f"{args.batch_size}, at most {args.max_new_tokens} new tokens")
+        print(
+            f"model: {source.name} with a Gemma-style chat template; {args.n} questions per method, batches of "
+            f"{args.batch_size}, at most {args.max_new_tokens} new tokens"
+        )
         print(f"{'method':<8} {'format':<6} {'prompt tokens from the prefix cache':>36} {'shared prefix':>14}")
         for method in args.methods.split(","):
             dataset = "wiki-sample" if method.startswith("react") else "gsm8k-sample"
             questions = [ex.question for ex in load_dataset(dataset)][: args.n]
             for prompt_format in ("text", "chat"):
-                strategy = load_strategy(method, llm, prompt_format=prompt_format,
-                                         config={"max_new_tokens": args.max_new_tokens})
+                strategy = load_strategy(
+                    method, llm, prompt_format=prompt_format, config={"max_new_tokens": args.max_new_tokens}
+                )
                 prompt = llm.render(strategy.prompt(questions[0]))
                 shared = len(llm.encode(prompt[: prompt.rindex(questions[0])]))
                 llm.prefix_cache.clear()

@@ -89,8 +89,9 @@ def run_arm(llm: Any, method: str, *, constrain: bool, limit: int | None, batch_
     from agentkit.eval import run_benchmark
 
     before = timed(llm)
-    result = run_benchmark(DATASETS.get(method, "gsm8k-sample"), method, llm, limit=limit, batch_size=batch_size,
-                           constrain=constrain)
+    result = run_benchmark(
+        DATASETS.get(method, "gsm8k-sample"), method, llm, limit=limit, batch_size=batch_size, constrain=constrain
+    )
     after = timed(llm)
     records = result.methods[method].records
     counts = sum((reply_failures(method, r) for r in records), Counter())
@@ -101,7 +102,8 @@ def run_arm(llm: Any, method: str, *, constrain: bool, limit: int | None, batch_
         "accuracy": result.methods[method].accuracy,
         "counts": counts,
         "per_token_ms": 1e3 * seconds / tokens if tokens else float("nan"),
-        "per_step_ms": 1e3 * seconds / (after["steps"] - before["steps"]) if after["steps"] > before["steps"]
+        "per_step_ms": 1e3 * seconds / (after["steps"] - before["steps"])
+        if after["steps"] > before["steps"]
         else float("nan"),
     }
 
@@ -115,30 +117,43 @@ def measure(llm: Any, methods: list[str], *, limit: int | None = None, batch_siz
         off = run_arm(llm, method, constrain=False, limit=limit, batch_size=batch_size)
         on = run_arm(llm, method, constrain=True, limit=limit, batch_size=batch_size)
         paired = compare(on["records"], off["records"], a=f"{method} constrained", b=f"{method} unconstrained")
-        rows.append({"method": method, "dataset": DATASETS.get(method, "gsm8k-sample"), "off": off, "on": on,
-                     "comparison": paired})
+        rows.append(
+            {
+                "method": method,
+                "dataset": DATASETS.get(method, "gsm8k-sample"),
+                "off": off,
+                "on": on,
+                "comparison": paired,
+            }
+        )
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The figures, one line per method and arm, then each pair's comparison and the mask's cost."""
-    lines = [f"{'method':<14} {'arm':<5} {'n':>4} {'accuracy':>8} {'replies':>7} {'format':>6} {'cut':>4} "
-             f"{'syntax':>6} {'ms/token':>9} {'ms/step':>8}"]
+    lines = [
+        f"{'method':<14} {'arm':<5} {'n':>4} {'accuracy':>8} {'replies':>7} {'format':>6} {'cut':>4} "
+        f"{'syntax':>6} {'ms/token':>9} {'ms/step':>8}"
+    ]
     for row in rows:
         for arm in ("off", "on"):
             r = row[arm]
             c = r["counts"]
-            lines.append(f"{row['method']:<14} {arm:<5} {len(r['records']):>4} {r['accuracy']:>8.1%} "
-                         + " ".join(f"{c[k]:>{max(len(k), 4)}}" for k in COLUMNS)
-                         + f" {_ms(r['per_token_ms']):>9} {_ms(r['per_step_ms']):>8}")
+            lines.append(
+                f"{row['method']:<14} {arm:<5} {len(r['records']):>4} {r['accuracy']:>8.1%} "
+                + " ".join(f"{c[k]:>{max(len(k), 4)}}" for k in COLUMNS)
+                + f" {_ms(r['per_token_ms']):>9} {_ms(r['per_step_ms']):>8}"
+            )
     lines.append("")
     for row in rows:
         c, on, off = row["comparison"], row["on"], row["off"]
         lo, hi = c.ci95
         ratio = on["per_token_ms"] / off["per_token_ms"] if off["per_token_ms"] else float("nan")
-        lines.append(f"{row['method']} on {row['dataset']}: constrained - unconstrained = {c.difference:+.1%} "
-                     f"[{lo:+.1%}, {hi:+.1%}], McNemar p = {c.p_value:.3g} (n = {c.n}, {c.only_a} only constrained "
-                     f"right, {c.only_b} only unconstrained right); time per generated token x{ratio:.3f}")
+        lines.append(
+            f"{row['method']} on {row['dataset']}: constrained - unconstrained = {c.difference:+.1%} "
+            f"[{lo:+.1%}, {hi:+.1%}], McNemar p = {c.p_value:.3g} (n = {c.n}, {c.only_a} only constrained "
+            f"right, {c.only_b} only unconstrained right); time per generated token x{ratio:.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -167,8 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     llm = load_model(args.model, dtype=args.dtype)
     if hasattr(llm, "wait_until_ready"):
         llm.wait_until_ready()
-    print(f"model {llm.name}  dtype={getattr(llm, 'dtype', args.dtype)}  batch {args.batch_size}  "
-          f"limit {args.limit or 'all'}  greedy")
+    print(
+        f"model {llm.name}  dtype={getattr(llm, 'dtype', args.dtype)}  batch {args.batch_size}  "
+        f"limit {args.limit or 'all'}  greedy"
+    )
     print(table(measure(llm, args.methods, limit=args.limit, batch_size=args.batch_size)))
 
 

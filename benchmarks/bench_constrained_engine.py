@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
                 return fn(*a, **kw)
             finally:
                 spent["s"] += time.perf_counter() - t
+
         return wrapper
 
     for name in ("allows", "take", "forced", "mask"):
@@ -72,15 +73,20 @@ def main(argv: list[str] | None = None) -> None:
     constraint = Constraint(regex=ACTION, after="Action 1:")
     free_cfg = react.config.model_copy(update={"max_new_tokens": args.max_new_tokens})
     cfg = free_cfg.model_copy(update={"constraint": constraint})
-    print(f"model {llm.name}  dtype={llm.dtype}  threads={torch.get_num_threads()}  rows={args.rows}  "
-          f"max_new_tokens={args.max_new_tokens}  prompt tokens/row ~{len(llm.encode(llm.render(prompts[0])))}")
+    print(
+        f"model {llm.name}  dtype={llm.dtype}  threads={torch.get_num_threads()}  rows={args.rows}  "
+        f"max_new_tokens={args.max_new_tokens}  prompt tokens/row ~{len(llm.encode(llm.render(prompts[0])))}"
+    )
 
     t = time.perf_counter()
     llm.generate(prompts[:2], cfg)  # warm-up: the llguidance vocabulary, the grammar, the prefix cache
     print(f"warm-up (llguidance vocabulary + grammar + prompts' prefill): {time.perf_counter() - t:.1f}s")
 
-    kinds = {"free": free_cfg, "action": cfg,
-             "finish-only": cfg.model_copy(update={"constraint": Constraint(regex=FINISH, after="Action 1:")})}
+    kinds = {
+        "free": free_cfg,
+        "action": cfg,
+        "finish-only": cfg.model_copy(update={"constraint": Constraint(regex=FINISH, after="Action 1:")}),
+    }
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     outputs = {}
     for _ in range(args.repeat):
@@ -89,24 +95,37 @@ def main(argv: list[str] | None = None) -> None:
             before = llm.stats.copy()
             outputs[kind] = llm.generate(prompts, c)
             used = llm.stats - before
-            runs[kind].append({"ms": 1e3 * used.decode_s / used.decode_steps, "steps": used.decode_steps,
-                               "matcher": 1e3 * spent["s"] / used.decode_steps, "share": spent["s"] / used.decode_s,
-                               "masks": spent["masks"], "forced": used.forced_tokens})
+            runs[kind].append(
+                {
+                    "ms": 1e3 * used.decode_s / used.decode_steps,
+                    "steps": used.decode_steps,
+                    "matcher": 1e3 * spent["s"] / used.decode_steps,
+                    "share": spent["s"] / used.decode_s,
+                    "masks": spent["masks"],
+                    "forced": used.forced_tokens,
+                }
+            )
 
     free_ms = min(r["ms"] for r in runs["free"])
-    print(f"\nms per decode step: the fastest of {args.repeat} runs (the machine is shared); matcher: time inside the "
-          "row matchers' calls, per step and as a share of the same run's decode time (the largest share)")
+    print(
+        f"\nms per decode step: the fastest of {args.repeat} runs (the machine is shared); matcher: time inside the "
+        "row matchers' calls, per step and as a share of the same run's decode time (the largest share)"
+    )
     for kind, rs in runs.items():
         ms = min(r["ms"] for r in rs)
         line = f"{kind:12s} {rs[0]['steps']:4.0f} steps  {ms:6.1f} ms/step  ratio {ms / free_ms:.3f}"
         if kind != "free":
-            line += (f"  matcher {min(r['matcher'] for r in rs):.2f} ms/step, {max(r['share'] for r in rs):.1%} of "
-                     f"the step (goal <= 5%)  masks {rs[0]['masks']:.0f}  forced tokens {rs[0]['forced']:.0f}")
+            line += (
+                f"  matcher {min(r['matcher'] for r in rs):.2f} ms/step, {max(r['share'] for r in rs):.1%} of "
+                f"the step (goal <= 5%)  masks {rs[0]['masks']:.0f}  forced tokens {rs[0]['forced']:.0f}"
+            )
         print(line)
     same = sum(a.text == b.text for a, b in zip(outputs["free"], outputs["action"], strict=True))
     ok = sum(grammar.matches(constraint, c.text) and "Action 1:" in c.text for c in outputs["free"])
-    print(f"texts: {ok}/{args.rows} unconstrained steps already had a conforming action; "
-          f"{same}/{args.rows} action-constrained texts equal the unconstrained ones")
+    print(
+        f"texts: {ok}/{args.rows} unconstrained steps already had a conforming action; "
+        f"{same}/{args.rows} action-constrained texts equal the unconstrained ones"
+    )
     print("every run:", {k: [(round(r["ms"], 1), round(r["matcher"], 2)) for r in rs] for k, rs in runs.items()})
 
 

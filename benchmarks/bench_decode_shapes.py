@@ -71,8 +71,10 @@ def decode_steps(row_counts: list[int], token_counts: list[int], context: int) -
     ids = llm.tokenizer.encode((ROOT / "README.md").read_text()[:8000], add_special_tokens=True)[:600]
     with torch.inference_mode():
         states = llm._base(input_ids=torch.tensor([ids])).last_hidden_state[0]
-    print(f"\n2. one decode step of {llm.name} in float32 ({llm.packed_linears} linears packed), "
-          f"{context} cached tokens a row (ms)")
+    print(
+        f"\n2. one decode step of {llm.name} in float32 ({llm.packed_linears} linears packed), "
+        f"{context} cached tokens a row (ms)"
+    )
     print(f"{'rows':>5} {'tokens':>7} {'forward':>9} {'LM head':>9} {'total':>8} {'ms per fed token':>17}")
     with torch.inference_mode():
         for r in row_counts:

@@ -48,12 +48,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default=None)
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--cpus-per-worker", type=float, default=None,
-                        help="CPUs (and torch threads) per worker; default: an equal share of a node")
+    parser.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=None,
+        help="CPUs (and torch threads) per worker; default: an equal share of a node",
+    )
     parser.add_argument("--no-local", action="store_true", help="skip the in-process baseline")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="run the worker counts this many times, alternating (a shared machine is noisy); "
-                             "the median is reported")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the worker counts this many times, alternating (a shared machine is noisy); the median is reported",
+    )
     args = parser.parse_args()
 
     import ray
@@ -83,8 +90,9 @@ def main() -> None:
         for _ in range(args.repeat):
             for workers in args.workers:
                 started = time.perf_counter()
-                with RayExecutor(args.model, workers=workers, dtype=args.dtype,
-                                 cpus_per_worker=args.cpus_per_worker).ready() as executor:
+                with RayExecutor(
+                    args.model, workers=workers, dtype=args.dtype, cpus_per_worker=args.cpus_per_worker
+                ).ready() as executor:
                     loaded = time.perf_counter() - started
                     result = run_benchmark(args.dataset, args.method, executor=executor, **common)
                     threads[workers] = executor.torch_threads()
@@ -99,16 +107,22 @@ def main() -> None:
         if args.repeat > 1:
             label += f" (median of {', '.join(f'{r[1]:.0f}' for r in done)})"
         rows.append((label, statistics.median(r[0] for r in done), seconds, done[-1][2]))
-    print(f"\n{args.method} on {args.n} questions of {args.dataset}, {args.max_new_tokens} new tokens, "
-          f"batch size {args.batch_size}, dtype {args.dtype or 'default'}; Ray cluster: {cores} CPUs")
+    print(
+        f"\n{args.method} on {args.n} questions of {args.dataset}, {args.max_new_tokens} new tokens, "
+        f"batch size {args.batch_size}, dtype {args.dtype or 'default'}; Ray cluster: {cores} CPUs"
+    )
     base = rows[0]
-    print(f"{'run':<66} {'load s':>7} {'run s':>7} {'s/question':>10} {'speed-up':>8} {'new tokens':>10}  "
-          f"records as {base[0]}")
+    print(
+        f"{'run':<66} {'load s':>7} {'run s':>7} {'s/question':>10} {'speed-up':>8} {'new tokens':>10}  "
+        f"records as {base[0]}"
+    )
     for label, loaded, seconds, records in rows:
         tokens = sum(r["completion_tokens"] or 0 for r in records)
         differ = sum(a != b for a, b in zip(records, base[3], strict=True))
-        print(f"{label:<66} {loaded:7.1f} {seconds:7.1f} {seconds / args.n:10.2f} {base[2] / seconds:7.2f}x "
-              f"{tokens:10d}  {'same' if not differ else f'{differ} of {len(records)} differ'}")
+        print(
+            f"{label:<66} {loaded:7.1f} {seconds:7.1f} {seconds / args.n:10.2f} {base[2] / seconds:7.2f}x "
+            f"{tokens:10d}  {'same' if not differ else f'{differ} of {len(records)} differ'}"
+        )
     one = next((r for r in rows if r[0].startswith("ray, 1 ")), None)
     for label, _, seconds, _ in rows:
         if one and label.startswith("ray, ") and label != one[0]:

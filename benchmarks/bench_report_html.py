@@ -20,10 +20,14 @@ from agentkit.eval.compare import pairwise
 from agentkit.eval.report import summarize, summary_rows
 from agentkit.eval.report_html import page_data, render_html
 
-RATIONALE = ("She buys {a} packs of {b} pens, so she has {a} * {b} = {c} pens. She gives away {d}, "
-             "which leaves {c} - {d} = {e} pens. Then she splits them between 2 friends. ") * 2
-PROGRAM = ("def solution():\n    packs = {a}\n    pens_per_pack = {b}\n    given = {d}\n"
-           "    total = packs * pens_per_pack\n    left = total - given\n    result = left\n    return result\n")
+RATIONALE = (
+    "She buys {a} packs of {b} pens, so she has {a} * {b} = {c} pens. She gives away {d}, "
+    "which leaves {c} - {d} = {e} pens. Then she splits them between 2 friends. "
+) * 2
+PROGRAM = (
+    "def solution():\n    packs = {a}\n    pens_per_pack = {b}\n    given = {d}\n"
+    "    total = packs * pens_per_pack\n    left = total - given\n    result = left\n    return result\n"
+)
 
 
 def records(n: int, k: int) -> dict[str, list[dict]]:
@@ -31,20 +35,44 @@ def records(n: int, k: int) -> dict[str, list[dict]]:
     for i in range(n):
         a, b, d = 3 + i % 7, 4 + i % 5, i % 9
         c, e = a * b, a * b - d
-        base = {"id": f"line-{i + 1}", "index": i, "question": f"Question {i}: Ann buys {a} packs of {b} pens "
-                "and gives away some. How many pens does she have left? " * 2, "gold": str(e),
-                "prompt_tokens": 700, "completion_tokens": 120, "timing": {"duration": 2.0}}
+        base = {
+            "id": f"line-{i + 1}",
+            "index": i,
+            "question": f"Question {i}: Ann buys {a} packs of {b} pens "
+            "and gives away some. How many pens does she have left? " * 2,
+            "gold": str(e),
+            "prompt_tokens": 700,
+            "completion_tokens": 120,
+            "timing": {"duration": 2.0},
+        }
         program = PROGRAM.format(a=a, b=b, d=d)
         execution = {"ok": True, "value": e, "stdout": ""}
         sample = {"answer": str(e), "completions": [program], "program": program, "execution": execution}
         right = i % 3 != 0
         out["direct"].append({**base, "answer": str(e + (not right)), "correct": right, "completions": [f" {e}"]})
-        out["cot"].append({**base, "answer": str(e), "correct": True,
-                           "completions": [RATIONALE.format(a=a, b=b, c=c, d=d, e=e)]})
-        out["pal"].append({**base, "answer": str(e), "correct": True, "completions": [program], "program": program,
-                           "execution": execution})
-        out["pal-sc"].append({**base, "answer": str(e), "correct": True, "votes": {str(e): k},
-                              "completions": [program] * k, "samples": [sample] * k})
+        out["cot"].append(
+            {**base, "answer": str(e), "correct": True, "completions": [RATIONALE.format(a=a, b=b, c=c, d=d, e=e)]}
+        )
+        out["pal"].append(
+            {
+                **base,
+                "answer": str(e),
+                "correct": True,
+                "completions": [program],
+                "program": program,
+                "execution": execution,
+            }
+        )
+        out["pal-sc"].append(
+            {
+                **base,
+                "answer": str(e),
+                "correct": True,
+                "votes": {str(e): k},
+                "completions": [program] * k,
+                "samples": [sample] * k,
+            }
+        )
     return out
 
 
@@ -58,10 +86,12 @@ def main() -> None:
 
     started = time.perf_counter()
     comparisons = pairwise(methods)
-    page = render_html(config={"dataset": "gsm8k", "model": "synthetic", "shots": 4},
-                       data=page_data(methods, comparisons),
-                       table=summary_rows([summarize(m, r) for m, r in methods.items()], by_kind=True),
-                       comparisons=comparisons)
+    page = render_html(
+        config={"dataset": "gsm8k", "model": "synthetic", "shots": 4},
+        data=page_data(methods, comparisons),
+        table=summary_rows([summarize(m, r) for m, r in methods.items()], by_kind=True),
+        comparisons=comparisons,
+    )
     render_s = time.perf_counter() - started
     print(f"{args.questions} questions x {len(methods)} methods (pal-sc k={args.k})")
     print(f"page size: {len(page.encode()) / 1e6:.1f} MB; Python render: {render_s:.2f} s")
@@ -87,15 +117,20 @@ def main() -> None:
             return tab.evaluate(f"() => {{ const t0 = performance.now(); {script}; return performance.now() - t0; }}")
 
         n = args.questions
-        filter_ms = timed("const s = document.getElementById('outcome'); s.selectedIndex = 2; "
-                          "s.dispatchEvent(new Event('change'))")
+        filter_ms = timed(
+            "const s = document.getElementById('outcome'); s.selectedIndex = 2; s.dispatchEvent(new Event('change'))"
+        )
         filtered = tab.text_content("#count")
-        search_ms = timed("const s = document.getElementById('search'); s.value = 'Question 1317:'; "
-                          "s.dispatchEvent(new Event('input'))")
+        search_ms = timed(
+            "const s = document.getElementById('search'); s.value = 'Question 1317:'; "
+            "s.dispatchEvent(new Event('input'))"
+        )
         searched = tab.text_content("#count")
         browser.close()
-    print(f"Chromium: load to first rows {load_s:.2f} s ({rows} rows in the DOM for {n} questions); "
-          f"filter 'wrong answer' {filter_ms:.0f} ms ({filtered}); search {search_ms:.0f} ms ({searched})")
+    print(
+        f"Chromium: load to first rows {load_s:.2f} s ({rows} rows in the DOM for {n} questions); "
+        f"filter 'wrong answer' {filter_ms:.0f} ms ({filtered}); search {search_ms:.0f} ms ({searched})"
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ TEXT = (
     "Question: A shop sells pencils at 3 for 45 cents. How much do 12 pencils cost?\n"
     "Thought: 12 pencils are 4 groups of 3, so 4 * 45 = 180 cents.\nAction: Finish[$1.80]\n"
     "The glacier has retreated nearly two kilometres since the first survey in 1898, leaving a lake where the "
-    "ice once met the valley floor.")
+    "ice once met the valley floor."
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,9 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         ids = torch.tensor([llm.encode(TEXT)])
         states = llm._base(input_ids=ids).last_hidden_state[0, 8:]  # past the first tokens' attention sinks
-    print(f"model {llm.name}  dtype={llm.dtype}  threads={torch.get_num_threads()}  "
-          f"{len(states)} real final hidden states  int8 head proven: "
-          f"{bool(llm.chooser.bounded and llm.chooser.bounded.proven)}")
+    print(
+        f"model {llm.name}  dtype={llm.dtype}  threads={torch.get_num_threads()}  "
+        f"{len(states)} real final hidden states  int8 head proven: "
+        f"{bool(llm.chooser.bounded and llm.chooser.bounded.proven)}"
+    )
     race_cfg = GenerationConfig(do_sample=True, temperature=args.temperature)
     top_k_cfg = GenerationConfig(do_sample=True, temperature=args.temperature, top_k=40)
 
@@ -63,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     full = TokenChooser(fast.head)  # the same head without the int8 copy
 
     def rows(n: int, cfg: GenerationConfig, seed: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(config=cfg, gen=torch.Generator().manual_seed(seed + i), constraint=None)
-                for i in range(n)]
+        return [
+            SimpleNamespace(config=cfg, gen=torch.Generator().manual_seed(seed + i), constraint=None) for i in range(n)
+        ]
 
     def old_way(hidden: torch.Tensor, rs: list[SimpleNamespace]) -> list[int]:
         logits = fast.head.logits(hidden)
@@ -80,8 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         return (time.perf_counter() - t) / args.repeat * 1e3, drawn
 
     print(f"\nms per decode step for n sampled rows, T={args.temperature} (each figure the mean of {args.repeat})")
-    print(f"{'rows':>5}  {'full head + multinomial':>24}  {'race, full head':>16}  {'race, int8 head':>16}  "
-          f"{'top-k 40, int8 head':>20}  {'race speed-up':>13}")
+    print(
+        f"{'rows':>5}  {'full head + multinomial':>24}  {'race, full head':>16}  {'race, int8 head':>16}  "
+        f"{'top-k 40, int8 head':>20}  {'race speed-up':>13}"
+    )
     with torch.inference_mode():
         for n in args.rows:
             hidden = states[torch.arange(n) % len(states)].contiguous()
@@ -90,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
             fast_ms, fast_drawn = timed(lambda h, rs: fast.choose(h, rs).tolist(), hidden, race_cfg)
             topk_ms, _ = timed(lambda h, rs: fast.choose(h, rs).tolist(), hidden, top_k_cfg)
             same = "same draws" if fast_drawn == full_drawn else "DRAWS DIFFER"
-            print(f"{n:>5}  {old_ms:>24.1f}  {full_ms:>16.1f}  {fast_ms:>16.1f}  {topk_ms:>20.1f}  "
-                  f"{old_ms / fast_ms:>12.1f}x  ({same})")
+            print(
+                f"{n:>5}  {old_ms:>24.1f}  {full_ms:>16.1f}  {fast_ms:>16.1f}  {topk_ms:>20.1f}  "
+                f"{old_ms / fast_ms:>12.1f}x  ({same})"
+            )
 
 
 if __name__ == "__main__":

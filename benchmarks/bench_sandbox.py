@@ -61,8 +61,9 @@ def load_before(rev: str, tmp: Path):
     """The Sandbox class of ``tools/sandbox.py`` at git revision ``rev``, or None when git can't provide it."""
     try:
         for name in ("sandbox.py", "_sandbox_worker.py"):
-            text = subprocess.run(["git", "show", f"{rev}:tools/{name}"], cwd=ROOT, check=True, capture_output=True,
-                                  text=True).stdout
+            text = subprocess.run(
+                ["git", "show", f"{rev}:tools/{name}"], cwd=ROOT, check=True, capture_output=True, text=True
+            ).stdout
             (tmp / name).write_text(text)
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"(no 'before' measurement: git show {rev} failed: {e})")
@@ -172,11 +173,16 @@ def main() -> None:
     cores = args.workers or min(8, os.cpu_count() or 1)
     capacity = cores * 1000 / min(after["CPU ms/program"])
     print()
-    print(f"after: best run_many {max(after['run_many/s']):.0f} programs/s on this (shared) machine; "
-          f"CPU-bound capacity on {cores} idle cores: {capacity:.0f} programs/s")
-    print("requirement >= 300 programs/s through run_many:",
-          "PASS" if max(after["run_many/s"]) >= 300 else "not reached on this machine now" +
-          (" (capacity suffices)" if capacity >= 300 else ""))
+    print(
+        f"after: best run_many {max(after['run_many/s']):.0f} programs/s on this (shared) machine; "
+        f"CPU-bound capacity on {cores} idle cores: {capacity:.0f} programs/s"
+    )
+    print(
+        "requirement >= 300 programs/s through run_many:",
+        "PASS"
+        if max(after["run_many/s"]) >= 300
+        else "not reached on this machine now" + (" (capacity suffices)" if capacity >= 300 else ""),
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,18 @@ def start_serve(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", "agentkit.cli", "serve", "--dtype", args.dtype, "--port", str(port),
-               "--batch-size", str(args.batch_size)]
+    command = [
+        sys.executable,
+        "-m",
+        "agentkit.cli",
+        "serve",
+        "--dtype",
+        args.dtype,
+        "--port",
+        str(port),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     if args.model:
         command += ["--model", args.model]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,15 +93,24 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workload", choices=[*sorted(WORKLOADS), "all"], default="cot")
     ap.add_argument("--n", type=int, default=16, help="questions per workload")
-    ap.add_argument("--dtype", default="float32", choices=["auto", "bfloat16", "float32"],
-                    help="in-process and agentkit serve (float32: their texts should be identical)")
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["auto", "bfloat16", "float32"],
+        help="in-process and agentkit serve (float32: their texts should be identical)",
+    )
     ap.add_argument("--batch-size", type=int, default=32, help="episodes in flight (and agentkit serve's batch)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="override the strategy's default")
     ap.add_argument("--dataset", default=None, help="dataset path or shipped name (default: the workload's)")
     ap.add_argument("--model", default=None, help="model for in-process and agentkit serve (default: embedded)")
-    ap.add_argument("--server", action="append", default=[], metavar="NAME=URL",
-                    help="another server to measure, e.g. vllm=http://127.0.0.1:8001/v1 (repeatable; a server "
-                         "spec as --model takes it)")
+    ap.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another server to measure, e.g. vllm=http://127.0.0.1:8001/v1 (repeatable; a server "
+        "spec as --model takes it)",
+    )
     ap.add_argument("--no-serve", action="store_true", help="do not start agentkit serve")
     ap.add_argument("--rounds", type=int, default=1, help="run every backend this many times; the best counts")
     args = ap.parse_args(argv)
@@ -128,16 +147,22 @@ def main(argv: list[str] | None = None) -> None:
                     seconds, out = timed(llm, wl, args.batch_size)
                     if seconds < best.get(name, float("inf")):
                         best[name], results[name] = seconds, out
-            print(f"\n{wl.name}: {n} questions from {wl.source}, batch {args.batch_size}, dtype {args.dtype}, "
-                  f"best of {args.rounds}")
-            print(f"{'backend':>16}  {'s/question':>10}  {'vs in-process':>13}  {'answers agree':>13}  "
-                  f"{'texts agree':>11}")
+            print(
+                f"\n{wl.name}: {n} questions from {wl.source}, batch {args.batch_size}, dtype {args.dtype}, "
+                f"best of {args.rounds}"
+            )
+            print(
+                f"{'backend':>16}  {'s/question':>10}  {'vs in-process':>13}  {'answers agree':>13}  "
+                f"{'texts agree':>11}"
+            )
             base = results["in-process"]
             for name, seconds in best.items():
                 agree = sum(a.answer == b.answer for a, b in zip(results[name], base, strict=True))
                 same = sum(a.completions == b.completions for a, b in zip(results[name], base, strict=True))
-                print(f"{name:>16}  {seconds / n:>10.2f}  {seconds / best['in-process']:>12.2f}x  "
-                      f"{f'{agree}/{n}':>13}  {f'{same}/{n}':>11}")
+                print(
+                    f"{name:>16}  {seconds / n:>10.2f}  {seconds / best['in-process']:>12.2f}x  "
+                    f"{f'{agree}/{n}':>13}  {f'{same}/{n}':>11}"
+                )
     finally:
         if serve_process is not None:
             serve_process.terminate()

@@ -81,8 +81,13 @@ def react_workload(args: argparse.Namespace) -> Workload:
     config = ReAct.default_config.model_copy(update=update)
     corpus = make_backend("offline")  # loaded once, here, outside the timed runs
     questions, gold, source = _questions(args, "wiki-sample")
-    return Workload("react (4-shot, offline corpus, greedy)",
-                    lambda llm: ReAct(llm, shots=4, config=config, corpus=corpus), questions, gold, source)
+    return Workload(
+        "react (4-shot, offline corpus, greedy)",
+        lambda llm: ReAct(llm, shots=4, config=config, corpus=corpus),
+        questions,
+        gold,
+        source,
+    )
 
 
 def pal_sc_workload(args: argparse.Namespace) -> Workload:
@@ -98,7 +103,10 @@ def pal_sc_workload(args: argparse.Namespace) -> Workload:
     return Workload(
         f"pal-sc (4-shot, k=5, T=0.7, {'top-k 40, top-p 0.95' if not sampling else 'pure temperature'})",
         lambda llm: SelfConsistency(PAL(llm, shots=4, config=config), k=5, seed=0, **sampling),
-        questions, gold, source, sampled=True,
+        questions,
+        gold,
+        source,
+        sampled=True,
     )
 
 
@@ -149,17 +157,28 @@ class PlainLoopLLM(LLM):
             sampling = {}
             if config.do_sample:
                 torch.manual_seed(config.seed or 0)
-                sampling = dict(temperature=config.temperature, top_p=config.top_p,
-                                top_k=config.top_k or 0)
+                sampling = dict(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k or 0)
             stopping = StoppingCriteriaList([StopOnText(ids.shape[1])]) if config.stop and self.honour_stop else None
             with torch.no_grad():
-                gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=config.max_new_tokens,
-                                     do_sample=bool(sampling), stopping_criteria=stopping, **sampling)
+                gen = model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=config.max_new_tokens,
+                    do_sample=bool(sampling),
+                    stopping_criteria=stopping,
+                    **sampling,
+                )
             new = gen[0, ids.shape[1] :].tolist()
             text, stopped = cut_at_stop(tokenizer.decode(new), config.stop)  # skips special tokens
             eos = bool(new) and new[-1] in self.engine.eos_ids
-            out.append(Completion(text=text, finish_reason="stop" if stopped or eos else "length",
-                                  prompt_tokens=ids.shape[1], completion_tokens=len(new)))
+            out.append(
+                Completion(
+                    text=text,
+                    finish_reason="stop" if stopped or eos else "length",
+                    prompt_tokens=ids.shape[1],
+                    completion_tokens=len(new),
+                )
+            )
         return out
 
 
@@ -196,8 +215,15 @@ def trace_overhead(llm: LLM, wl: Workload, batch_size: int, rounds: int) -> None
 
         return run_timed
 
-    for name in ("episode_started", "episode_ended", "model_started", "model_ended", "tool_started", "tool_ended",
-                 "dropped"):
+    for name in (
+        "episode_started",
+        "episode_ended",
+        "model_started",
+        "model_ended",
+        "tool_started",
+        "tool_ended",
+        "dropped",
+    ):
         setattr(Timed, name, timed(getattr(Tracing, name)))
 
     exporter = InMemorySpanExporter()
@@ -216,14 +242,18 @@ def trace_overhead(llm: LLM, wl: Workload, batch_size: int, rounds: int) -> None
     spans = len(exporter.get_finished_spans())
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
     pairs = sorted(b / a for a, b in zip(times["off"], times["on"], strict=True))
-    print(f"\ntracing overhead, {rounds} rounds alternating ({spans} spans per traced run): median off {off:.2f}s, "
-          f"on {on:.2f}s, on/off = {on / off:.3f}; best off {min(times['off']):.2f}s, on {min(times['on']):.2f}s, "
-          f"on/off = {min(times['on']) / min(times['off']):.3f}; "
-          f"per-round on/off {', '.join(f'{r:.3f}' for r in pairs)}"
-          f" (median {statistics.median(pairs):.3f}); same texts: {texts['off'] == texts['on']}")
+    print(
+        f"\ntracing overhead, {rounds} rounds alternating ({spans} spans per traced run): median off {off:.2f}s, "
+        f"on {on:.2f}s, on/off = {on / off:.3f}; best off {min(times['off']):.2f}s, on {min(times['on']):.2f}s, "
+        f"on/off = {min(times['on']) / min(times['off']):.3f}; "
+        f"per-round on/off {', '.join(f'{r:.3f}' for r in pairs)}"
+        f" (median {statistics.median(pairs):.3f}); same texts: {texts['off'] == texts['on']}"
+    )
     inside = Timed.spent / rounds
-    print(f"time inside tracing (spans made, ended and exported, on the runner's thread): {1000 * inside:.1f} ms "
-          f"per traced run = {100 * inside / on:.3f}% of its median time")
+    print(
+        f"time inside tracing (spans made, ended and exported, on the runner's thread): {1000 * inside:.1f} ms "
+        f"per traced run = {100 * inside / on:.3f}% of its median time"
+    )
 
 
 def peak_rss_gb() -> float:
@@ -241,22 +271,48 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", default=None, help="dataset path or shipped name (default: the workload's)")
     ap.add_argument("--model", default=None, help="model id / dir / .gguf (default: embedded Gemma 3 270M)")
     ap.add_argument("--no-prefix-cache", action="store_true")
-    ap.add_argument("--baseline-weights", choices=["plain", "engine"], default="plain",
-                    help="baseline on a plain transformers copy of the model (default) or on the engine's own "
-                         "(oneDNN-packed linears in float32 on CPU)")
-    ap.add_argument("--prompt-lookup", type=int, default=None,
-                    help="most tokens a row decoding alone drafts per step (0 = off; default: the engine's)")
-    ap.add_argument("--engine", nargs="+", default=[], metavar="FIELD=VALUE",
-                    help="EngineConfig switches, e.g. fast_lm_head=false gumbel_race=false (to bisect by feature)")
-    ap.add_argument("--sampling", choices=["top-k", "temperature"], default="top-k",
-                    help="pal-sc's samples: self-consistency's default (top_k 40, top_p 0.95) or pure temperature "
-                         "(no top_k, top_p 1)")
+    ap.add_argument(
+        "--baseline-weights",
+        choices=["plain", "engine"],
+        default="plain",
+        help="baseline on a plain transformers copy of the model (default) or on the engine's own "
+        "(oneDNN-packed linears in float32 on CPU)",
+    )
+    ap.add_argument(
+        "--prompt-lookup",
+        type=int,
+        default=None,
+        help="most tokens a row decoding alone drafts per step (0 = off; default: the engine's)",
+    )
+    ap.add_argument(
+        "--engine",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="EngineConfig switches, e.g. fast_lm_head=false gumbel_race=false (to bisect by feature)",
+    )
+    ap.add_argument(
+        "--sampling",
+        choices=["top-k", "temperature"],
+        default="top-k",
+        help="pal-sc's samples: self-consistency's default (top_k 40, top_p 0.95) or pure temperature "
+        "(no top_k, top_p 1)",
+    )
     ap.add_argument("--profile", action="store_true", help="torch profiler table for the agentkit run")
-    ap.add_argument("--trace-overhead", type=int, default=0, metavar="R",
-                    help="then R rounds of (b) with tracing off and on (needs agentkit[otel])")
-    ap.add_argument("--baseline-stop", choices=["stop", "nostop", "both"], default=None,
-                    help="baseline with a stop-string criterion, without (the literal plain loop), or both "
-                         "(default: both for cot, stop for the agent workloads)")
+    ap.add_argument(
+        "--trace-overhead",
+        type=int,
+        default=0,
+        metavar="R",
+        help="then R rounds of (b) with tracing off and on (needs agentkit[otel])",
+    )
+    ap.add_argument(
+        "--baseline-stop",
+        choices=["stop", "nostop", "both"],
+        default=None,
+        help="baseline with a stop-string criterion, without (the literal plain loop), or both "
+        "(default: both for cot, stop for the agent workloads)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -273,9 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     llm = TransformersLLM(args.model, dtype=args.dtype, config=EngineConfig.model_validate(knobs))
     t_loaded = time.perf_counter() - t0
     llm.wait_until_ready()  # the int8 LM-head shortlist is built in the background; don't time that
-    print(f"model {llm.name}  dtype={llm.dtype}  device={llm.device}  load {t_loaded:.1f}s "
-          f"(+{time.perf_counter() - t0 - t_loaded:.1f}s background set-up)  "
-          f"threads={torch.get_num_threads()}  loadavg(1m) before={load:.1f}")
+    print(
+        f"model {llm.name}  dtype={llm.dtype}  device={llm.device}  load {t_loaded:.1f}s "
+        f"(+{time.perf_counter() - t0 - t_loaded:.1f}s background set-up)  "
+        f"threads={torch.get_num_threads()}  loadavg(1m) before={load:.1f}"
+    )
     wl = WORKLOADS[args.workload](args)
     n = len(wl.questions)
     print(f"workload {wl.name}: {n} questions ({len(set(wl.questions))} distinct) from {wl.source}")
@@ -293,17 +351,23 @@ def main(argv: list[str] | None = None) -> None:
     rss_engine = peak_rss_gb()
     st = llm.stats - stats0
     calls = sum(len(r.completions) for r in ours)
-    print(f"\n(b) agentkit run_episodes, batch {args.batch_size}: {ours_s:.1f}s total, "
-          f"{ours_s / n:.2f} s/question, {st.decode_tokens / ours_s:.1f} generated tok/s, "
-          f"peak RSS {rss_engine:.2f} GB")
-    print(f"    prefill {st.prefill_tokens} of {st.prompt_tokens} prompt tokens "
-          f"({1 - st.prefill_tokens / max(1, st.prompt_tokens):.0%} served by the prefix cache); "
-          f"{st.decode_steps} decode steps, mean batch {st.decode_rows / max(1, st.decode_steps):.1f} rows"
-          f"; {calls} model calls; {st.accepted_tokens} of {st.drafted_tokens} drafted tokens accepted")
-    print(f"    time: admission+prefill {st.prefill_s:.1f}s, decode {st.decode_s:.1f}s "
-          f"(of which LM head and token choice {st.head_s:.1f}s, "
-          f"{1000 * st.decode_s / max(1, st.decode_steps):.0f} ms/step), "
-          f"other (tools, sandbox, bookkeeping) {ours_s - st.prefill_s - st.decode_s:.1f}s")
+    print(
+        f"\n(b) agentkit run_episodes, batch {args.batch_size}: {ours_s:.1f}s total, "
+        f"{ours_s / n:.2f} s/question, {st.decode_tokens / ours_s:.1f} generated tok/s, "
+        f"peak RSS {rss_engine:.2f} GB"
+    )
+    print(
+        f"    prefill {st.prefill_tokens} of {st.prompt_tokens} prompt tokens "
+        f"({1 - st.prefill_tokens / max(1, st.prompt_tokens):.0%} served by the prefix cache); "
+        f"{st.decode_steps} decode steps, mean batch {st.decode_rows / max(1, st.decode_steps):.1f} rows"
+        f"; {calls} model calls; {st.accepted_tokens} of {st.drafted_tokens} drafted tokens accepted"
+    )
+    print(
+        f"    time: admission+prefill {st.prefill_s:.1f}s, decode {st.decode_s:.1f}s "
+        f"(of which LM head and token choice {st.head_s:.1f}s, "
+        f"{1000 * st.decode_s / max(1, st.decode_steps):.0f} ms/step), "
+        f"other (tools, sandbox, bookkeeping) {ours_s - st.prefill_s - st.decode_s:.1f}s"
+    )
     if args.profile:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
@@ -312,8 +376,10 @@ def main(argv: list[str] | None = None) -> None:
     def correct(results: list) -> int:
         return sum(score_answer(r.answer, g).correct for r, g in zip(results, wl.gold, strict=False))
 
-    print(f"    accuracy vs gold: {correct(ours)}/{n}; failures: "
-          f"{dict(__import__('collections').Counter(r.failure for r in ours if r.failure))}")
+    print(
+        f"    accuracy vs gold: {correct(ours)}/{n}; failures: "
+        f"{dict(__import__('collections').Counter(r.failure for r in ours if r.failure))}"
+    )
     if args.trace_overhead:
         trace_overhead(llm, wl, args.batch_size, args.trace_overhead)
     if args.baseline_n <= 0:
@@ -327,10 +393,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.baseline_weights == "plain" and llm.packed_linears:
         from agentkit.engine.loading import load_model
 
-        weights = load_model(args.model, dtype=llm.dtype, device=llm.device, cache=llm.cache_dir,
-                             log=lambda msg: None)[0].eval()
-    print(f"\nbaseline weights: {'a plain transformers copy' if weights is not None else 'the engine model'}"
-          f" ({llm.packed_linears} of the engine's linears oneDNN-packed)")
+        weights = load_model(args.model, dtype=llm.dtype, device=llm.device, cache=llm.cache_dir, log=lambda msg: None)[
+            0
+        ].eval()
+    print(
+        f"\nbaseline weights: {'a plain transformers copy' if weights is not None else 'the engine model'}"
+        f" ({llm.packed_linears} of the engine's linears oneDNN-packed)"
+    )
     for honour in modes:
         plain = PlainLoopLLM(llm, honour_stop=honour, model=weights)
         t = time.perf_counter()
@@ -339,15 +408,19 @@ def main(argv: list[str] | None = None) -> None:
         per_q = base_s / k
         label = "stopping at stop strings" if honour else "no stop criterion: runs to EOS/max_new_tokens, cut after"
         where = f"measured on the first {k} of {n} questions" if k < n else "all questions"
-        print(f"\n(a) sequential: one episode at a time, each prompt alone through model.generate, {label}: "
-              f"{base_s:.1f}s for {k} questions ({plain.prompts} model calls), {per_q:.2f} s/question ({where})")
+        print(
+            f"\n(a) sequential: one episode at a time, each prompt alone through model.generate, {label}: "
+            f"{base_s:.1f}s for {k} questions ({plain.prompts} model calls), {per_q:.2f} s/question ({where})"
+        )
         if k < n:
             print(f"    extrapolated to all {n}: ~{per_q * n:.0f}s (EXTRAPOLATION)")
         agree = sum(a.answer == b.answer for a, b in zip(base, ours[:k], strict=False))
         same = sum(a.completions == b.completions for a, b in zip(base, ours[:k], strict=False))
         note = " (sampled: different random streams, agreement not expected)" if wl.sampled else ""
-        print(f"    accuracy vs gold on that subset: {correct(base)}/{k}; answers agree with agentkit on "
-              f"{agree}/{k}, identical model texts {same}/{k} (dtype {llm.dtype}){note}")
+        print(
+            f"    accuracy vs gold on that subset: {correct(base)}/{k}; answers agree with agentkit on "
+            f"{agree}/{k}, identical model texts {same}/{k} (dtype {llm.dtype}){note}"
+        )
         print(f"    speed-up of agentkit: {per_q / ours_per_q:.1f}x  (s/question {per_q:.2f} -> {ours_per_q:.2f})")
     print(f"\npeak RSS (whole process) {peak_rss_gb():.2f} GB; loadavg(1m) after={os.getloadavg()[0]:.1f}")
 

@@ -54,14 +54,17 @@ def main() -> None:
             exporter.clear()
             llm = ScriptedLLM(lambda prompt: "x y z")
             t = time.perf_counter()
-            run_episodes(llm, (episode(i) for i in range(args.episodes)), batch_size=32,
-                         trace=tracing if mode == "on" else None)
+            run_episodes(
+                llm, (episode(i) for i in range(args.episodes)), batch_size=32, trace=tracing if mode == "on" else None
+            )
             best[mode] = min(best[mode], time.perf_counter() - t)
     calls = 2 * args.episodes
     spans = len(exporter.get_finished_spans())
     off, on = (1e6 * best[m] / calls for m in ("off", "on"))
-    print(f"{calls} model calls, best of {args.rounds}: tracing off {off:.1f} us/call, on {on:.1f} us/call "
-          f"({spans / calls:.1f} spans per call); tracing adds {on - off:.1f} us per model call")
+    print(
+        f"{calls} model calls, best of {args.rounds}: tracing off {off:.1f} us/call, on {on:.1f} us/call "
+        f"({spans / calls:.1f} spans per call); tracing adds {on - off:.1f} us per model call"
+    )
 
 
 if __name__ == "__main__":

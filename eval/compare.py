@@ -139,8 +139,10 @@ def compare(
     paired = [(r, by_id_b[r["id"]]) for r in records_a if r["id"] in by_id_b]
     for ra, rb in paired:
         if ra.get("question") != rb.get("question"):
-            raise UsageError(f"{a} and {b} are not on the same questions: id {ra['id']!r} is "
-                             f"{_short(ra.get('question'))!r} in {a} but {_short(rb.get('question'))!r} in {b}")
+            raise UsageError(
+                f"{a} and {b} are not on the same questions: id {ra['id']!r} is "
+                f"{_short(ra.get('question'))!r} in {a} but {_short(rb.get('question'))!r} in {b}"
+            )
     if not paired:
         raise UsageError(f"{a} and {b} have no question in common (compare runs on the same dataset)")
     cells = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
@@ -149,11 +151,22 @@ def compare(
     both, only_a, only_b, neither = cells[True, True], cells[True, False], cells[False, True], cells[False, False]
     n = len(paired)
     return Comparison(
-        a=a, b=b, n=n, both=both, only_a=only_a, only_b=only_b, neither=neither,
-        accuracy_a=(both + only_a) / n, accuracy_b=(both + only_b) / n, difference=(only_a - only_b) / n,
-        ci95=paired_interval(both, only_a, only_b, neither), p_value=mcnemar_exact(only_a, only_b),
-        unpaired_a=len(records_a) - n, unpaired_b=len(records_b) - n,
-        failures_a=_failures(ra for ra, _ in paired), failures_b=_failures(rb for _, rb in paired),
+        a=a,
+        b=b,
+        n=n,
+        both=both,
+        only_a=only_a,
+        only_b=only_b,
+        neither=neither,
+        accuracy_a=(both + only_a) / n,
+        accuracy_b=(both + only_b) / n,
+        difference=(only_a - only_b) / n,
+        ci95=paired_interval(both, only_a, only_b, neither),
+        p_value=mcnemar_exact(only_a, only_b),
+        unpaired_a=len(records_a) - n,
+        unpaired_b=len(records_b) - n,
+        failures_a=_failures(ra for ra, _ in paired),
+        failures_b=_failures(rb for _, rb in paired),
     )
 
 
@@ -163,8 +176,11 @@ def _failures(records: Any) -> dict[str, int]:
 
 def pairwise(methods: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Comparison]:
     """Every pair of a run's methods, in the run's order (A before B)."""
-    return [compare(methods[x], methods[y], a=x, b=y) for x, y in combinations(methods, 2)
-            if {r["id"] for r in methods[x]} & {r["id"] for r in methods[y]}]
+    return [
+        compare(methods[x], methods[y], a=x, b=y)
+        for x, y in combinations(methods, 2)
+        if {r["id"] for r in methods[x]} & {r["id"] for r in methods[y]}
+    ]
 
 
 def _short(text: Any, width: int = 60) -> str:
@@ -196,8 +212,9 @@ def load_side(spec: str) -> tuple[str, list[dict[str, Any]]]:
     run = read_run(run_dir)
     if method is None:
         if len(run.methods) != 1:
-            raise UsageError(f"{spec!r} holds {len(run.methods)} methods ({', '.join(run.methods)}); "
-                             f"name one as {spec}:METHOD")
+            raise UsageError(
+                f"{spec!r} holds {len(run.methods)} methods ({', '.join(run.methods)}); name one as {spec}:METHOD"
+            )
         method = next(iter(run.methods))
     if method not in run.methods:
         raise UsageError(f"{spec!r}: no method {method!r} in {run_dir} (it has: {', '.join(run.methods) or 'none'})")
@@ -229,15 +246,19 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
     if significant and excludes_zero:
         return f"{better} is better: a difference this large is unlikely to be chance (p < {alpha:g})."
     if not significant and not excludes_zero:
-        return (f"Not significant at the {100 * alpha:g}% level: on these {c.n} questions the difference may well "
-                f"be chance.")
+        return (
+            f"Not significant at the {100 * alpha:g}% level: on these {c.n} questions the difference may well "
+            f"be chance."
+        )
     # The two disagree, which happens near the threshold: the interval is a score approximation over all n
     # questions, the test is exact on the discordant ones alone (and with few of them it cannot reach small p).
     interval = "excludes" if excludes_zero else "includes"
     test = "reaches" if significant else "does not reach"
-    return (f"Borderline: the {100 * (1 - alpha):g}% interval {interval} zero but the exact test {test} "
-            f"p < {alpha:g}; they disagree because the test is exact on the {discordant} questions that differ "
-            f"and the interval approximates. {better} may be better; more questions would settle it.")
+    return (
+        f"Borderline: the {100 * (1 - alpha):g}% interval {interval} zero but the exact test {test} "
+        f"p < {alpha:g}; they disagree because the test is exact on the {discordant} questions that differ "
+        f"and the interval approximates. {better} may be better; more questions would settle it."
+    )
 
 
 def format_comparison(c: Comparison) -> str:
@@ -250,11 +271,15 @@ def format_comparison(c: Comparison) -> str:
     for side, failures in (("A", c.failures_a), ("B", c.failures_b)):
         if failures:  # truncations (the token limit) apart from the model's other failures
             kinds = sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))
-            lines.append(f"{side} failed on {sum(failures.values())}: "
-                         + ", ".join(f"{failure_label(kind)} {count}" for kind, count in kinds))
+            lines.append(
+                f"{side} failed on {sum(failures.values())}: "
+                + ", ".join(f"{failure_label(kind)} {count}" for kind, count in kinds)
+            )
     if c.unpaired_a or c.unpaired_b:
-        lines.append(f"paired on the {c.n} questions both answered ({c.unpaired_a} only in A, "
-                     f"{c.unpaired_b} only in B are left out)")
+        lines.append(
+            f"paired on the {c.n} questions both answered ({c.unpaired_a} only in A, "
+            f"{c.unpaired_b} only in B are left out)"
+        )
     cell = max(7, len(str(c.n)))
     lines += [
         "",
@@ -262,8 +287,7 @@ def format_comparison(c: Comparison) -> str:
         f"{'A right':<9}{c.both:>{cell + 2}}{c.only_a:>{cell + 2}}",
         f"{'A wrong':<9}{c.only_b:>{cell + 2}}{c.neither:>{cell + 2}}",
         "",
-        f"accuracy A - B: {_pts(c.difference)} points, 95% CI {_pts(c.ci95[0])} to {_pts(c.ci95[1])} "
-        f"(by {CI_METHOD})",
+        f"accuracy A - B: {_pts(c.difference)} points, 95% CI {_pts(c.ci95[0])} to {_pts(c.ci95[1])} (by {CI_METHOD})",
         f"exact McNemar test: {c.only_a} question{'' if c.only_a == 1 else 's'} only A got right, {c.only_b} "
         f"only B; two-sided p = {c.p_value:.4g}",
         verdict(c),

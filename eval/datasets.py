@@ -290,8 +290,9 @@ def _load_hf(spec: str, mapping: Mapping[str, str]) -> list[Example]:
     fmt = "mapped" if mapping else _detect(rows[0])
     if fmt == "unknown":
         raise DatasetError(f"dataset {spec!r}: cannot tell the format from fields ({', '.join(sorted(rows[0]))})")
-    return _own_examples([(_convert(r, fmt, mapping, f"{name}[{i}]", f"row-{i}"), f"row-{i}")
-                          for i, r in enumerate(rows)])
+    return _own_examples(
+        [(_convert(r, fmt, mapping, f"{name}[{i}]", f"row-{i}"), f"row-{i}") for i, r in enumerate(rows)]
+    )
 
 
 def load_dataset(

@@ -438,8 +438,13 @@ class RayExecutor:
         except Exception:  # noqa: BLE001 - already gone
             pass
         restart = place.restarts < self.max_restarts
-        log.warning("Ray worker %d died (%s); %d example(s) go back to the queue; %s", place.index,
-                    _first_line(exc), len(retry), "starting a new worker" if restart else "going on without it")
+        log.warning(
+            "Ray worker %d died (%s); %d example(s) go back to the queue; %s",
+            place.index,
+            _first_line(exc),
+            len(retry),
+            "starting a new worker" if restart else "going on without it",
+        )
         if restart:
             place.restarts += 1
             self._launch(place)

@@ -33,8 +33,19 @@ from agentkit.eval.report_html import page_data, render_html
 from agentkit.eval.scoring import bleu, rouge, wilson_interval
 from agentkit.result import TRUNCATED, failure_label
 
-__all__ = ["Run", "read_run", "write_reports", "summarize", "summary_rows", "markdown_table", "comparisons_table",
-           "write_chart", "atomic_write", "run_totals", "TIMING"]
+__all__ = [
+    "Run",
+    "read_run",
+    "write_reports",
+    "summarize",
+    "summary_rows",
+    "markdown_table",
+    "comparisons_table",
+    "write_chart",
+    "atomic_write",
+    "run_totals",
+    "TIMING",
+]
 
 SAMPLES = "samples.jsonl"
 TIMING = "timing"
@@ -91,9 +102,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def summary_rows(
-    summaries: Sequence[Mapping[str, Any]], *, by_kind: bool = False
-) -> tuple[list[str], list[list[str]]]:
+def summary_rows(summaries: Sequence[Mapping[str, Any]], *, by_kind: bool = False) -> tuple[list[str], list[list[str]]]:
     """The comparison table as text cells: (header, rows). Truncations (answers the token limit cut off) are
     counted apart from the other failures. ``by_kind`` lists every failure kind with its count (the HTML report)
     instead of the other failures' rate and their most common kind (the terminal and results.md)."""
@@ -128,8 +137,10 @@ def summary_rows(
 
 def run_totals(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The run's totals over its methods: examples, tokens in and out, model and tool calls, summed latency."""
-    totals: dict[str, Any] = {key: sum(s.get(key, 0) for s in summaries)
-                              for key in ("n", "prompt_tokens", "completion_tokens", "model_calls", "tool_calls")}
+    totals: dict[str, Any] = {
+        key: sum(s.get(key, 0) for s in summaries)
+        for key in ("n", "prompt_tokens", "completion_tokens", "model_calls", "tool_calls")
+    }
     totals["seconds"] = round(sum(s.get("seconds", 0.0) for s in summaries), 3)
     return totals
 
@@ -137,9 +148,11 @@ def run_totals(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def totals_line(summaries: Sequence[Mapping[str, Any]]) -> str:
     """The run's totals as one line of text."""
     t = run_totals(summaries)
-    return (f"Totals: {t['n']} episodes · {t['prompt_tokens']:,} tokens in, {t['completion_tokens']:,} out · "
-            f"{t['model_calls']:,} model calls · {t['tool_calls']:,} tool calls · {t['seconds']:.1f} s of "
-            f"episode latency (summed; batched episodes overlap)")
+    return (
+        f"Totals: {t['n']} episodes · {t['prompt_tokens']:,} tokens in, {t['completion_tokens']:,} out · "
+        f"{t['model_calls']:,} model calls · {t['tool_calls']:,} tool calls · {t['seconds']:.1f} s of "
+        f"episode latency (summed; batched episodes overlap)"
+    )
 
 
 def markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
@@ -164,8 +177,15 @@ def write_chart(path: Path, summaries: Sequence[Mapping[str, Any]], title: str) 
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(names) + 2), 4))
     bars = ax.bar(names, acc, yerr=[lower, upper], capsize=6, color="#4C72B0", edgecolor="black")
     for bar, value, top in zip(bars, acc, upper, strict=True):
-        ax.annotate(f"{value:.1f}%", (bar.get_x() + bar.get_width() / 2, min(value + top + 1.5, 97)),
-                    ha="left", va="bottom", xytext=(4, 0), textcoords="offset points", fontsize=9)
+        ax.annotate(
+            f"{value:.1f}%",
+            (bar.get_x() + bar.get_width() / 2, min(value + top + 1.5, 97)),
+            ha="left",
+            va="bottom",
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=9,
+        )
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%) with 95% Wilson interval")
     ax.set_title(title, fontsize=10)
@@ -233,8 +253,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         if record is None:
             if lineno == len(lines):
                 continue  # the trace of a kill mid-write; the next resumed run redoes that example
-            raise UsageError(f"{path}:{lineno}: unreadable record; delete that line (the benchmark's next resume "
-                             f"runs its example again), or rerun into a new --output-dir")
+            raise UsageError(
+                f"{path}:{lineno}: unreadable record; delete that line (the benchmark's next resume "
+                f"runs its example again), or rerun into a new --output-dir"
+            )
         records.setdefault(record["id"], record)
     return sorted(records.values(), key=lambda r: r.get("index", 0))
 
@@ -272,8 +294,18 @@ def comparisons_table(comparisons: Sequence[Comparison]) -> str:
     head = ["A", "B", "n", "both right", "only A", "only B", "both wrong", "A − B", "95% CI", "McNemar p"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for c in comparisons:
-        row = [c.a, c.b, str(c.n), str(c.both), str(c.only_a), str(c.only_b), str(c.neither),
-               f"{100 * c.difference:+.1f}", f"{100 * c.ci95[0]:+.1f} to {100 * c.ci95[1]:+.1f}", f"{c.p_value:.3g}"]
+        row = [
+            c.a,
+            c.b,
+            str(c.n),
+            str(c.both),
+            str(c.only_a),
+            str(c.only_b),
+            str(c.neither),
+            f"{100 * c.difference:+.1f}",
+            f"{100 * c.ci95[0]:+.1f} to {100 * c.ci95[1]:+.1f}",
+            f"{c.p_value:.3g}",
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -290,21 +322,43 @@ def write_reports(
     dataset, model, shots = config.get("dataset", "?"), config.get("model", "?"), config.get("shots", "?")
     data = page_data(methods, comparisons)
     repeats = sum("repeat_of" in q for q in data["questions"])
-    files = {"results_md": run_dir / "results.md", "chart": run_dir / "results.png",
-             "results_html": run_dir / "results.html"}
+    files = {
+        "results_md": run_dir / "results.md",
+        "chart": run_dir / "results.png",
+        "results_html": run_dir / "results.html",
+    }
     write_chart(files["chart"], summaries, f"{dataset} · {model} · {shots}-shot · n={n}")
-    md = [f"# Benchmark: {dataset}", "",
-          f"Model: `{model}` · shots: {shots} · prompt format: {config.get('prompt_format', 'text')} · examples: {n}"
-          + (f" ({repeats} repeat an earlier question; each is scored on its own)" if repeats else ""),
-          "", markdown_table(summaries), "", totals_line(summaries), "", "![accuracy by method](results.png)", ""]
+    md = [
+        f"# Benchmark: {dataset}",
+        "",
+        f"Model: `{model}` · shots: {shots} · prompt format: {config.get('prompt_format', 'text')} · examples: {n}"
+        + (f" ({repeats} repeat an earlier question; each is scored on its own)" if repeats else ""),
+        "",
+        markdown_table(summaries),
+        "",
+        totals_line(summaries),
+        "",
+        "![accuracy by method](results.png)",
+        "",
+    ]
     if comparisons:
-        md += ["## Paired comparisons", "",
-               "Each pair on the questions both answered: accuracy difference A − B in points with a 95% "
-               "Newcombe interval for paired data, and the exact McNemar test's two-sided p-value.", "",
-               comparisons_table(comparisons), ""]
+        md += [
+            "## Paired comparisons",
+            "",
+            "Each pair on the questions both answered: accuracy difference A − B in points with a 95% "
+            "Newcombe interval for paired data, and the exact McNemar test's two-sided p-value.",
+            "",
+            comparisons_table(comparisons),
+            "",
+        ]
     md += ["Browse every example and its trajectory in [results.html](results.html).", ""]
     atomic_write(files["results_md"], "\n".join(md))
-    page = render_html(config=config, data=data, table=summary_rows(summaries, by_kind=True),
-                       comparisons=comparisons, chart_png=files["chart"].read_bytes())
+    page = render_html(
+        config=config,
+        data=data,
+        table=summary_rows(summaries, by_kind=True),
+        comparisons=comparisons,
+        chart_png=files["chart"].read_bytes(),
+    )
     atomic_write(files["results_html"], page)
     return files

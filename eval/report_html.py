@@ -41,8 +41,13 @@ _STEP_KEYS = ("n", "thought", "action", "argument", "observation", "status", "er
 def json_for_script(data: Any) -> str:
     """JSON that is safe inside ``<script type="application/json">``: nothing in it can end the element."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
     return text
 
@@ -70,12 +75,14 @@ def _slim(result: Mapping[str, Any]) -> dict[str, Any]:
         out["execution"]["ok"] = bool(result["execution"].get("ok"))
     trajectory = result.get("trajectory")
     if isinstance(trajectory, Mapping):
-        out["trajectory"] = _compact({
-            "steps": [_compact({k: s.get(k) for k in _STEP_KEYS}) for s in trajectory.get("steps") or []],
-            "finished": trajectory.get("finished"),
-            "forced_finish": trajectory.get("forced_finish"),
-            "fallback": _slim(trajectory["fallback"]) if isinstance(trajectory.get("fallback"), Mapping) else None,
-        })
+        out["trajectory"] = _compact(
+            {
+                "steps": [_compact({k: s.get(k) for k in _STEP_KEYS}) for s in trajectory.get("steps") or []],
+                "finished": trajectory.get("finished"),
+                "forced_finish": trajectory.get("forced_finish"),
+                "fallback": _slim(trajectory["fallback"]) if isinstance(trajectory.get("fallback"), Mapping) else None,
+            }
+        )
     if result.get("samples"):
         out["samples"] = [_slim(s) for s in result["samples"] if isinstance(s, Mapping)]
         if not trajectory:
@@ -92,8 +99,16 @@ def page_data(
     questions: dict[str, dict[str, Any]] = {}
     for name, records in methods.items():
         for r in records:
-            q = questions.setdefault(r["id"], {"id": r["id"], "index": r.get("index", 0), "question": r["question"],
-                                               "gold": r.get("gold"), "results": {}})
+            q = questions.setdefault(
+                r["id"],
+                {
+                    "id": r["id"],
+                    "index": r.get("index", 0),
+                    "question": r["question"],
+                    "gold": r.get("gold"),
+                    "results": {},
+                },
+            )
             q["results"][name] = _slim(r)
     ordered = sorted(questions.values(), key=lambda q: q["index"])
     first: dict[str, str] = {}
@@ -129,21 +144,38 @@ def _js_json(value: Any) -> str:
 
 def _summary_table(table: tuple[Sequence[str], Sequence[Sequence[str]]]) -> str:
     head, rows = table
-    return ("<table class=summary><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-            + "</tbody></table>")
+    return (
+        "<table class=summary><thead><tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+        + "</tbody></table>"
+    )
 
 
 def _comparisons_table(comparisons: Sequence[Comparison]) -> str:
     if not comparisons:
         return ""
-    head = ["A", "B", "n", "both right", "only A right", "only B right", "both wrong", "A − B (points)", "95% CI",
-            "McNemar p"]
+    head = [
+        "A",
+        "B",
+        "n",
+        "both right",
+        "only A right",
+        "only B right",
+        "both wrong",
+        "A − B (points)",
+        "95% CI",
+        "McNemar p",
+    ]
     rows = []
     for c in comparisons:
+
         def cell(count: int, which: str, c: Comparison = c) -> str:
-            return (f'<td><button class=pairfilter data-filter="{_e(_js_json(["pair", c.a, c.b, which]))}" '
-                    f'title="show these questions">{count}</button></td>')
+            return (
+                f'<td><button class=pairfilter data-filter="{_e(_js_json(["pair", c.a, c.b, which]))}" '
+                f'title="show these questions">{count}</button></td>'
+            )
 
         rows.append(
             f"<tr><td>{_e(c.a)}</td><td>{_e(c.b)}</td><td>{c.n}</td>{cell(c.both, 'both')}"
@@ -154,8 +186,11 @@ def _comparisons_table(comparisons: Sequence[Comparison]) -> str:
     return (
         "<h2>Paired comparisons</h2><p class=note>Each pair on the questions both answered. The interval is "
         f"{_e(CI_METHOD)}; the p-value is the {_e(TEST_METHOD)}. Click a count to list those questions.</p>"
-        "<table class=pairs><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
-        + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<table class=pairs><thead><tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
 
 
@@ -178,11 +213,15 @@ def render_html(
     generation = config.get("generation")
     if generation:
         facts.append("generation: " + json.dumps(generation, ensure_ascii=False, sort_keys=True))
-    chart = (f'<img class=chart alt="accuracy by method with 95% intervals" '
-             f'src="data:image/png;base64,{base64.b64encode(chart_png).decode("ascii")}">' if chart_png else "")
+    chart = (
+        f'<img class=chart alt="accuracy by method with 95% intervals" '
+        f'src="data:image/png;base64,{base64.b64encode(chart_png).decode("ascii")}">'
+        if chart_png
+        else ""
+    )
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
         f"style-src '{_sha256(_CSS)}'; script-src '{_sha256(_JS)}'\">"
         f"<title>{_e(dataset)} · {_e(model)} — agentkit benchmark</title><style>{_CSS}</style></head><body>"
@@ -192,7 +231,7 @@ def render_html(
         "<div class=controls>"
         "<label>Method <select id=method></select></label>"
         "<label>Show <select id=outcome></select></label>"
-        "<label>Search <input id=search type=search placeholder=\"question text or id\"></label>"
+        '<label>Search <input id=search type=search placeholder="question text or id"></label>'
         "<span id=count></span><span class=hint>↑/↓ or j/k to move</span></div>"
         "<div class=browser><div id=list tabindex=0><div id=spacer></div></div><div id=detail></div></div>"
         f"<script type=application/json id=data>{json_for_script(data)}</script>"

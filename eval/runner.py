@@ -62,8 +62,18 @@ from agentkit.eval.scoring import Score, is_numeric_answer, score_answer
 from agentkit.prompting import resolve_prompt_format
 from agentkit.records import jsonable
 
-__all__ = ["BenchmarkConfig", "BenchmarkError", "BenchmarkResult", "Executor", "LocalExecutor", "MethodResult",
-           "Prepared", "prepare", "run_benchmark", "SampleStore"]
+__all__ = [
+    "BenchmarkConfig",
+    "BenchmarkError",
+    "BenchmarkResult",
+    "Executor",
+    "LocalExecutor",
+    "MethodResult",
+    "Prepared",
+    "prepare",
+    "run_benchmark",
+    "SampleStore",
+]
 
 CONFIG = "config.json"
 # The config key that says how a run is executed (e.g. on how many Ray workers): a resumed run may change it.
@@ -202,7 +212,13 @@ class BenchmarkResult:
 
 
 def make_record(
-    example: Example, index: int, method: str, result: Any, *, rel_tol: float, abs_tol: float,
+    example: Example,
+    index: int,
+    method: str,
+    result: Any,
+    *,
+    rel_tol: float,
+    abs_tol: float,
     scorer: Callable[[str | None, Example], Any] | None = None,
 ) -> dict[str, Any]:
     """The samples.jsonl record for one finished example (scored by ``scorer`` when given, see ``prepare``)."""
@@ -249,8 +265,9 @@ def own_score(score: Any, answer: str | None, example: Example) -> Score:
         return score
     if not isinstance(score, bool):
         raise TypeError(f"a scorer must return a Score or a bool, got {type(score).__name__}")
-    return Score(correct=score, kind="custom", prediction=answer, gold=example.answer, exact_match=float(score),
-                 f1=float(score))
+    return Score(
+        correct=score, kind="custom", prediction=answer, gold=example.answer, exact_match=float(score), f1=float(score)
+    )
 
 
 def scorer_name(scorer: Callable[..., Any]) -> str:
@@ -336,8 +353,7 @@ def run_jobs(
     strategies = {} if strategies is None else strategies
     for job in jobs:
         if job.method not in strategies:
-            strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config,
-                                                  **work.options)
+            strategies[job.method] = work.factory(job.method, llm, shots=work.shots, config=work.config, **work.options)
 
     roots: dict[int, Any] = {}  # job -> its example's open span
 
@@ -349,16 +365,25 @@ def run_jobs(
 
     def on_result(k: int, result: Any) -> None:
         job = jobs[k]
-        record = make_record(job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol,
-                             scorer=work.scorer)
+        record = make_record(
+            job.example, job.index, job.method, result, rel_tol=work.rel_tol, abs_tol=work.abs_tol, scorer=work.scorer
+        )
         if tracing is not None:
             tracing.example_ended(roots.pop(k), record)
         emit(record)
 
     try:
-        run_episodes(llm, (strategies[job.method].episode(job.example.question) for job in jobs),
-                     batch_size=work.batch_size, on_result=on_result, info=info, budget=work.budget, cache=cache,
-                     trace=tracing, usage=usage)
+        run_episodes(
+            llm,
+            (strategies[job.method].episode(job.example.question) for job in jobs),
+            batch_size=work.batch_size,
+            on_result=on_result,
+            info=info,
+            budget=work.budget,
+            cache=cache,
+            trace=tracing,
+            usage=usage,
+        )
     finally:
         for span in roots.values():  # examples in flight when an error stopped the run
             tracing.dropped(span)
@@ -433,8 +458,7 @@ def _read_old_config(output_dir: Path, overwrite: bool) -> dict[str, Any] | None
         raise BenchmarkError(f"{output_dir} is a file; pass a directory as --output-dir")
     if overwrite:
         if not config_path.exists() and output_dir.exists() and any(output_dir.iterdir()):
-            raise BenchmarkError(f"--overwrite: {output_dir} is not empty and holds no {CONFIG}; refusing to "
-                                 f"delete it")
+            raise BenchmarkError(f"--overwrite: {output_dir} is not empty and holds no {CONFIG}; refusing to delete it")
         return None
     if not config_path.exists():
         return None
@@ -582,8 +606,10 @@ def prepare(
     else:
         config = BenchmarkConfig.of(dataset=dataset, methods=method or "cot", **settings)
     if strategy_factory is not None and config.constrain:
-        raise UsageError("run_benchmark: constrain=True builds agentkit's own methods constrained; with a "
-                         "strategy_factory, build your strategies with constrain=True there and leave it off here")
+        raise UsageError(
+            "run_benchmark: constrain=True builds agentkit's own methods constrained; with a "
+            "strategy_factory, build your strategies with constrain=True there and leave it off here"
+        )
     if isinstance(config.dataset, (str, Path)):
         all_examples = load_dataset(config.dataset, fields=config.fields)
     else:
@@ -614,8 +640,19 @@ def prepare(
         if previous is not None:
             _check_config(config.output_dir, previous, identity, sorted((set(previous) | set(identity)) - MODEL_KEYS))
     examples = all_examples[: config.limit] if config.limit is not None else all_examples
-    return Prepared(config, examples, len(all_examples), fingerprint, options, templates, strategy_factory,
-                    repeats(all_examples), previous, scorer, identity)
+    return Prepared(
+        config,
+        examples,
+        len(all_examples),
+        fingerprint,
+        options,
+        templates,
+        strategy_factory,
+        repeats(all_examples),
+        previous,
+        scorer,
+        identity,
+    )
 
 
 def run_benchmark(
@@ -666,8 +703,10 @@ def run_benchmark(
     """
     if isinstance(dataset, Prepared):
         if method is not None or settings or strategy_factory is not None or scorer is not None:
-            raise UsageError("run_benchmark: a prepared benchmark holds its settings, strategy_factory and scorer; "
-                             "pass them to prepare()")
+            raise UsageError(
+                "run_benchmark: a prepared benchmark holds its settings, strategy_factory and scorer; "
+                "pass them to prepare()"
+            )
         prepared = dataset
     else:
         prepared = prepare(dataset, method, strategy_factory=strategy_factory, scorer=scorer, **settings)
@@ -680,8 +719,7 @@ def run_benchmark(
 
     tracing = tracing_for(trace)
     if executor is not None and (cache is not None or tracing is not None):
-        raise UsageError("the model-call cache and tracing run with the local executor; drop --cache/--trace "
-                         "or --ray")
+        raise UsageError("the model-call cache and tracing run with the local executor; drop --cache/--trace or --ray")
     usage = Usage()
     executor = executor if executor is not None else LocalExecutor(llm, cache=cache, tracing=tracing, usage=usage)
     config, out = prepared.config, prepared.config.output_dir
@@ -690,13 +728,26 @@ def run_benchmark(
         _prepare_output_dir(out, run_config, config.overwrite)
 
     started = time.perf_counter()
-    results = _run_methods(list(config.methods), executor, _work(prepared, run_config), prepared.examples, out,
-                           progress=progress, on_record=on_record, notify=notify)
+    results = _run_methods(
+        list(config.methods),
+        executor,
+        _work(prepared, run_config),
+        prepared.examples,
+        out,
+        progress=progress,
+        on_record=on_record,
+        notify=notify,
+    )
     wall_seconds = round(time.perf_counter() - started, 3)
     summaries = [m.summary for m in results.values()]
-    bench = BenchmarkResult(methods=results, config={**run_config, "methods": list(config.methods),
-                                                     "limit": config.limit},
-                            output_dir=out, table=markdown_table(summaries), wall_seconds=wall_seconds, usage=usage)
+    bench = BenchmarkResult(
+        methods=results,
+        config={**run_config, "methods": list(config.methods), "limit": config.limit},
+        output_dir=out,
+        table=markdown_table(summaries),
+        wall_seconds=wall_seconds,
+        usage=usage,
+    )
     if out is not None:
         bench.files = _write_results(bench, prepared, summaries)
     return bench
@@ -723,11 +774,22 @@ def _work(prepared: Prepared, run_config: Mapping[str, Any]) -> Work:
     if factory is None:
         from agentkit.strategies import load_strategy
 
-        factory = functools.partial(load_strategy, prompt_format=run_config["prompt_format"],
-                                    constrain=config.constrain)
+        factory = functools.partial(
+            load_strategy, prompt_format=run_config["prompt_format"], constrain=config.constrain
+        )
     out = config.output_dir
-    return Work(factory, config.shots, config.generation or None, options, config.batch_size, config.rel_tol,
-                config.abs_tol, config.budget, None if out is None else str(out), prepared.scorer)
+    return Work(
+        factory,
+        config.shots,
+        config.generation or None,
+        options,
+        config.batch_size,
+        config.rel_tol,
+        config.abs_tol,
+        config.budget,
+        None if out is None else str(out),
+        prepared.scorer,
+    )
 
 
 def _write_results(bench: BenchmarkResult, prepared: Prepared, summaries: list[dict[str, Any]]) -> dict[str, Path]:
@@ -803,8 +865,12 @@ def _run_methods(
     if already and notify is not None:
         each = ", ".join(f"{r.name} {r.count}" for r in runs.values())
         notify(f"resuming the run in {out}: {already} of {len(examples) * len(runs)} examples already done ({each})")
-    jobs = [Job(run.name, index, example) for index, example in enumerate(examples) for run in runs.values()
-            if example.id not in run.done]
+    jobs = [
+        Job(run.name, index, example)
+        for index, example in enumerate(examples)
+        for run in runs.values()
+        if example.id not in run.done
+    ]
 
     bar = _progress(len(examples) * len(runs), sum(r.count for r in runs.values()), ", ".join(runs), progress)
 
@@ -821,8 +887,9 @@ def _run_methods(
             on_record(record)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(" · ".join(f"{r.name} {100 * r.correct / r.count:.0f}%"
-                                           for r in runs.values() if r.count))
+            bar.set_postfix_str(
+                " · ".join(f"{r.name} {100 * r.correct / r.count:.0f}%" for r in runs.values() if r.count)
+            )
 
     try:
         executor.run(jobs, work, accept)

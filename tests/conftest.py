@@ -13,8 +13,10 @@ REPORT_QUESTIONS = [
     ("A baker makes 12 loaves an hour for 5 hours. How many loaves does she make?", "60"),
     ("A baker makes 12 loaves an hour for 5 hours. How many loaves does she make?", "60"),
     ("<script>window.__xss = 'question'</script> Tom has 3 pens and buys 2 more. How many pens?", "5"),
-    ("A tank holds 1,450,000 litres and leaks none. How many litres are in it?\u2028(</script><b>bold?</b>)",
-     "1450000"),
+    (
+        "A tank holds 1,450,000 litres and leaks none. How many litres are in it?\u2028(</script><b>bold?</b>)",
+        "1450000",
+    ),
     ("Mia owes $45 and pays nothing back. What is her balance in dollars?", "-45"),
     ("A rope of 7.5 m is cut in half. How long is each piece in metres?", "3.75"),
     ("Sam reads 20 pages a day for 7 days. How many pages does he read?", "140"),
@@ -35,8 +37,7 @@ def report_reply(prompt: str) -> str:
         if i == 4:
             return "def solution():\n    owed = 45\n    return owed / 0\n```"
         if i == 2:
-            return ("def solution():\n    print('<script>window.__xss = \"stdout\"</script>')\n"
-                    f"    return {gold}\n```")
+            return f"def solution():\n    print('<script>window.__xss = \"stdout\"</script>')\n    return {gold}\n```"
         wrong = i in (5, 6)
         return f"def solution():\n    result = {gold}{' + 1' if wrong else ''}\n    return result\n```"
     if "Thought 1" in prompt or "Action 1" in prompt:  # ReAct
@@ -61,10 +62,18 @@ def build_report_run(out: Path, methods=("direct", "cot", "pal", "pal-sc", "reac
     from agentkit.llm import ScriptedLLM
 
     data = out.parent / f"{out.name}-questions.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "answer": f"#### {a}"}) + "\n" for q, a in REPORT_QUESTIONS),
-                    encoding="utf-8")
-    run_benchmark(data, list(methods), ScriptedLLM(report_reply), output_dir=out, method_options={"k": 3},
-                  generation={"max_new_tokens": 96})
+    data.write_text(
+        "".join(json.dumps({"question": q, "answer": f"#### {a}"}) + "\n" for q, a in REPORT_QUESTIONS),
+        encoding="utf-8",
+    )
+    run_benchmark(
+        data,
+        list(methods),
+        ScriptedLLM(report_reply),
+        output_dir=out,
+        method_options={"k": 3},
+        generation={"max_new_tokens": 96},
+    )
     return out
 
 

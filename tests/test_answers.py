@@ -90,9 +90,19 @@ def test_numbers_are_read_exactly_not_through_a_float():
     assert canonical_number(float("nan")) is None and canonical_number(True) is None
 
 
-@pytest.mark.parametrize("value", [
-    "1E+10000", "-2.5E-10000", Decimal("1E+10000"), Decimal("-2.5E-10000"), 10**5000, "1" * 5000, "1e99999999999",
-], ids=lambda v: f"{type(v).__name__}-{len(str(v)) if not isinstance(v, int) else v.bit_length()}")
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1E+10000",
+        "-2.5E-10000",
+        Decimal("1E+10000"),
+        Decimal("-2.5E-10000"),
+        10**5000,
+        "1" * 5000,
+        "1e99999999999",
+    ],
+    ids=lambda v: f"{type(v).__name__}-{len(str(v)) if not isinstance(v, int) else v.bit_length()}",
+)
 def test_a_number_too_long_to_write_exactly_is_unreadable_not_rounded(value):
     assert exact_value(value) is None and canonical_number(value) is None
 

@@ -40,8 +40,9 @@ def test_a_rerun_with_the_cache_makes_no_model_call_and_writes_the_same_records(
     assert first.prompts and second.prompts == []
     assert result.usage.cache_hits == result.usage.model_calls == len(first.prompts)
     for method in methods:
-        assert without_timing(tmp_path / "a" / method / "samples.jsonl") == \
-            without_timing(tmp_path / "b" / method / "samples.jsonl")
+        assert without_timing(tmp_path / "a" / method / "samples.jsonl") == without_timing(
+            tmp_path / "b" / method / "samples.jsonl"
+        )
     saved = json.loads((tmp_path / "b" / "results.json").read_text())
     assert saved["this_invocation"]["cache_hits"] == len(first.prompts)
 
@@ -127,8 +128,9 @@ for i in range(int(sys.argv[3])):
 
 def test_concurrent_writers_and_a_kill_9_leave_only_whole_entries(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name, "150"], env=env)
-               for name in ("a", "b")]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name, "150"], env=env) for name in ("a", "b")
+    ]
     doomed = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "k", "1000000"], env=env)
     for writer in writers:
         assert writer.wait(60) == 0
@@ -170,8 +172,20 @@ def test_bench_with_cache_on_the_command_line(tmp_path):
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps({"*": " 18"}))
     runner = CliRunner()
-    args = ["bench", "--dataset", "gsm8k-sample", "--method", "direct", "--model", f"scripted:{replies}", "-n", "3",
-            "--quiet", "--cache", str(tmp_path / "cache")]
+    args = [
+        "bench",
+        "--dataset",
+        "gsm8k-sample",
+        "--method",
+        "direct",
+        "--model",
+        f"scripted:{replies}",
+        "-n",
+        "3",
+        "--quiet",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
     first = runner.invoke(main, [*args, "--output-dir", str(tmp_path / "a")])
     second = runner.invoke(main, [*args, "--output-dir", str(tmp_path / "b")])
     assert first.exit_code == 0 and "3 model calls (0 from the cache)" in first.output

@@ -30,8 +30,9 @@ def script(tmp_path, replies, name="replies.json"):
 
 def chat(tmp_path, replies, lines, *options):
     """Run one chat session; returns (exit code, transcript)."""
-    result = CliRunner().invoke(main, ["chat", "--model", script(tmp_path, replies), *options], input="".join(
-        line + "\n" for line in lines))
+    result = CliRunner().invoke(
+        main, ["chat", "--model", script(tmp_path, replies), *options], input="".join(line + "\n" for line in lines)
+    )
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
@@ -71,8 +72,11 @@ def test_end_of_input_leaves_with_status_0(tmp_path):
     [
         ("direct", [" 42"], ["42", "Answer: 42"]),
         ("cot", [" 6 times 7 is 42. The answer is 42."], ["6 times 7 is 42. The answer is 42.", "Answer: 42"]),
-        ("cot-sc", [" The answer is 42."] * 4 + [" The answer is 41."],
-         ["[sample 1/5]", "[sample 5/5]", "Answer: 42  (votes: 42: 4, 41: 1)"]),
+        (
+            "cot-sc",
+            [" The answer is 42."] * 4 + [" The answer is 41."],
+            ["[sample 1/5]", "[sample 5/5]", "Answer: 42  (votes: 42: 4, 41: 1)"],
+        ),
         ("pal-sc", [PROGRAM] * 5, ["[sample 1/5]", "Result: 42", "Answer: 42  (votes: 42: 5)"]),
     ],
 )
@@ -163,8 +167,20 @@ def test_a_bad_command_gets_one_line_and_the_loop_goes_on(tmp_path, command, mes
 
 def test_settings_commands_change_how_questions_are_answered(tmp_path):
     replies = [" one two three four five six. The answer is 42.", " The answer is 7."]
-    lines = ["/mode cot", "/shots 2", "/max-tokens 3", "/temperature 0.5", "/settings", "Q1?", "/trace",
-             "/max-tokens default", "/shots", "/temperature", "/mode", "Q2?"]
+    lines = [
+        "/mode cot",
+        "/shots 2",
+        "/max-tokens 3",
+        "/temperature 0.5",
+        "/settings",
+        "Q1?",
+        "/trace",
+        "/max-tokens default",
+        "/shots",
+        "/temperature",
+        "/mode",
+        "Q2?",
+    ]
     code, out = chat(tmp_path, replies, lines)
     settings = after(out, "/settings")
     assert len(settings) == 1 and settings[0].endswith("; mode cot, shots 2, temperature 0.5, max tokens 3")
@@ -193,8 +209,19 @@ def test_model_switch_and_failed_turns(tmp_path):
 def test_help_lists_every_command_and_tools_lists_react_tools(tmp_path):
     code, out = chat(tmp_path, [], ["/help", "/tools", "/exit", "never read"])
     help_text = "\n".join(after(out, "/help"))
-    for command in ("/mode", "/shots", "/temperature", "/max-tokens", "/model", "/tools", "/trace", "/save",
-                    "/reset", "/help", "/quit, /exit"):
+    for command in (
+        "/mode",
+        "/shots",
+        "/temperature",
+        "/max-tokens",
+        "/model",
+        "/tools",
+        "/trace",
+        "/save",
+        "/reset",
+        "/help",
+        "/quit, /exit",
+    ):
         assert f"  {command} " in help_text
     tools = "\n".join(after(out, "/tools"))
     assert "Search[entity]" in tools and "Lookup[keyword]" in tools and "Finish[answer]" in tools
@@ -251,8 +278,9 @@ GEMMA_LIKE = (
 
 
 def test_models_with_a_chat_template_get_it_and_stop_at_end_of_turn():
-    llm = ScriptedLLM(["Hi!<end_of_turn>\n<start_of_turn>user\nmore"], chat_template=GEMMA_LIKE,
-                      special_tokens={"bos_token": "<bos>"})
+    llm = ScriptedLLM(
+        ["Hi!<end_of_turn>\n<start_of_turn>user\nmore"], chat_template=GEMMA_LIKE, special_tokens={"bos_token": "<bos>"}
+    )
     mode = ChatMode(llm, history=[{"user": "hello", "assistant": "hey"}])
     prompt, stop = mode.prompt("how are you?")
     assert llm.render(prompt) == (
@@ -269,8 +297,9 @@ def test_models_with_a_chat_template_get_it_and_stop_at_end_of_turn():
 
 def test_base_models_get_the_transcript_with_user_stop():
     llm = ScriptedLLM(["Fine, thanks.\nUser: and you?"])
-    session = ChatSession(llm=llm, model_spec="test", display=Display(out=lambda _t: None),
-                          settings=Settings(max_tokens=50))
+    session = ChatSession(
+        llm=llm, model_spec="test", display=Display(out=lambda _t: None), settings=Settings(max_tokens=50)
+    )
     result = session.ask("How are you?")
     assert result.answer == "Fine, thanks."
     assert result.prompt.endswith("User: How are you?\nAssistant:")
@@ -308,10 +337,19 @@ def test_a_terminal_shows_dots_until_the_first_token():
 
 
 def test_answer_command_switches_cot_to_text_answers(tmp_path):
-    replies = [" It was painted in Florence. The answer is Leonardo da Vinci.",
-               " It was painted in Florence. The answer is Leonardo da Vinci."]
-    lines = ["/mode cot", "Who painted the Mona Lisa?", "/answer text", "/settings", "Who painted the Mona Lisa?",
-             "/answer words", "/answer"]
+    replies = [
+        " It was painted in Florence. The answer is Leonardo da Vinci.",
+        " It was painted in Florence. The answer is Leonardo da Vinci.",
+    ]
+    lines = [
+        "/mode cot",
+        "Who painted the Mona Lisa?",
+        "/answer text",
+        "/settings",
+        "Who painted the Mona Lisa?",
+        "/answer words",
+        "/answer",
+    ]
     code, out = chat(tmp_path, replies, lines)
     assert code == 0
     assert after(out, "Who painted the Mona Lisa?")[-1].startswith("Answer: (none")  # numbers by default
@@ -322,8 +360,17 @@ def test_answer_command_switches_cot_to_text_answers(tmp_path):
 
 
 def test_settings_are_checked_when_set_and_accept_default(tmp_path):
-    lines = ["/mode cot", "/shots 99", "/shots", "/shots 2", "/mode react", "/shots default", "/max-tokens default",
-             "/answer default", "/shots"]
+    lines = [
+        "/mode cot",
+        "/shots 99",
+        "/shots",
+        "/shots 2",
+        "/mode react",
+        "/shots default",
+        "/max-tokens default",
+        "/answer default",
+        "/shots",
+    ]
     code, out = chat(tmp_path, [], lines)
     assert code == 0
     (refused,) = after(out, "/shots 99")
@@ -355,8 +402,9 @@ def test_trace_and_save_after_ctrl_c_mention_the_interrupted_turn(tmp_path):
 
 def test_the_stats_line_says_generated_and_prompt_tokens_apart():
     out = []
-    session = ChatSession(llm=ScriptedLLM(["four words are here"]), model_spec="test", display=Display(out=out.append),
-                          show_stats=True)
+    session = ChatSession(
+        llm=ScriptedLLM(["four words are here"]), model_spec="test", display=Display(out=out.append), show_stats=True
+    )
     result = session.ask("hello?")
     stats = "".join(out).strip().splitlines()[-1]
     assert stats.endswith(f"s; {result.completion_tokens} tokens generated, {result.prompt_tokens} prompt tokens)")

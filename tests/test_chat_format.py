@@ -73,13 +73,23 @@ CHAT_TEMPLATES = {"llama3": LLAMA3, "chatml": CHATML, "gemma": GEMMA}
 
 # Short exemplars, so the golden text stays readable; the templates are the shipped ones.
 EXEMPLARS = {
-    "math": {"question": "Tom has 2 apples and buys 3 more. How many apples does he have?",
-             "rationale": "He has 2 + 3 = 5 apples. The answer is 5.", "answer": "5",
-             "program": "def solution():\n    return 2 + 3"},
-    "react": {"question": "Where is Zorblatt Tower?", "steps": [
-        {"thought": "I should search it.", "action": "Search[Zorblatt Tower]",
-         "observation": "Zorblatt Tower is a tower in Fooville."},
-        {"thought": "It is in Fooville.", "action": "Finish[Fooville]"}]},
+    "math": {
+        "question": "Tom has 2 apples and buys 3 more. How many apples does he have?",
+        "rationale": "He has 2 + 3 = 5 apples. The answer is 5.",
+        "answer": "5",
+        "program": "def solution():\n    return 2 + 3",
+    },
+    "react": {
+        "question": "Where is Zorblatt Tower?",
+        "steps": [
+            {
+                "thought": "I should search it.",
+                "action": "Search[Zorblatt Tower]",
+                "observation": "Zorblatt Tower is a tower in Fooville.",
+            },
+            {"thought": "It is in Fooville.", "action": "Finish[Fooville]"},
+        ],
+    },
 }
 CORPUS = [{"title": "Zorblatt Tower", "text": "Zorblatt Tower is a tower in Fooville. It was built in 1901."}]
 
@@ -98,8 +108,12 @@ def templates(tmp_path):
 
 
 def instruct(replies=(), template=GEMMA) -> ScriptedLLM:
-    return ScriptedLLM(list(replies) if not callable(replies) else replies, name="instruct", chat_template=template,
-                       special_tokens={"bos_token": "<BOS>"})
+    return ScriptedLLM(
+        list(replies) if not callable(replies) else replies,
+        name="instruct",
+        chat_template=template,
+        special_tokens={"bos_token": "<BOS>"},
+    )
 
 
 # The exact text each strategy sends in chat form (1-shot; CoT also 0-shot) through each template.
@@ -371,8 +385,11 @@ def test_the_text_form_is_unchanged_byte_for_byte():
 def text_prompts() -> dict[str, str]:
     """Every strategy's text-form prompts over the shipped templates and exemplars (the golden file's cases)."""
     records = [
-        {"title": "Zorblatt Tower", "text": "Zorblatt Tower is a tower in Fooville. It was built in 1901 by Ada Quill. "
-                                            "The tower is 120 m tall."},
+        {
+            "title": "Zorblatt Tower",
+            "text": "Zorblatt Tower is a tower in Fooville. It was built in 1901 by Ada Quill. "
+            "The tower is 120 m tall.",
+        },
         {"title": "Ada Quill", "text": "Ada Quill (1850 \u2013 1930) was an engineer. She was born in Barton."},
     ]
     question, wiki_question = "A shop sells 3 pens for $4. How much do 12 pens cost?", "Who built Zorblatt Tower?"
@@ -445,9 +462,9 @@ def test_react_in_chat_form_extends_one_assistant_turn_with_the_same_loop():
     text_head = as_text.prompt.removesuffix("Thought 1:")
     for text_prompt, chat_prompt in zip(text_llm.prompts, chat_llm.prompts, strict=True):
         # one assistant message, extended: the same scratchpad as the text form, after the chat head
-        assert chat_prompt.startswith(head) and "<|im_end|>" not in chat_prompt[len(head):]
-        assert chat_prompt[len(head):] == text_prompt[len(text_head):]
-    assert "\nAction 2:" in chat_llm.prompts[2][len(head):]  # the re-ask writes "Action n:" into the same turn
+        assert chat_prompt.startswith(head) and "<|im_end|>" not in chat_prompt[len(head) :]
+        assert chat_prompt[len(head) :] == text_prompt[len(text_head) :]
+    assert "\nAction 2:" in chat_llm.prompts[2][len(head) :]  # the re-ask writes "Action n:" into the same turn
 
 
 def test_which_form_a_model_gets():
@@ -497,8 +514,11 @@ def test_a_user_template_without_chat_parts_is_refused_in_chat_form(tmp_path):
     (tmp_path / "cot.jinja").write_text("{{ question }}\nAnswer:")
     own = Templates(tmp_path)
     assert CoT(ScriptedLLM([]), templates=own, shots=0).prompt("q") == "q\nAnswer:"  # text form: as before
-    with pytest.raises(PromptError, match=r"template 'cot' .* no chat form: define the macros instructions\(\), "
-                                          r"ask\(\), reply\(\).*--prompt-format text"):
+    with pytest.raises(
+        PromptError,
+        match=r"template 'cot' .* no chat form: define the macros instructions\(\), "
+        r"ask\(\), reply\(\).*--prompt-format text",
+    ):
         CoT(instruct(), templates=own, shots=0).prompt("q")
 
 
@@ -509,8 +529,9 @@ def test_the_benchmark_records_the_prompt_format_sent(tmp_path):
     assert result.config["prompt_format"] == "chat" and llm.prompts[0].startswith("<BOS><start_of_turn>user")
     assert "prompt format: chat" in (tmp_path / "chat" / "results.md").read_text()
     with pytest.raises(Exception, match="different config.*prompt_format: 'chat' -> 'text'"):
-        run_benchmark("gsm8k-sample", "direct", llm, output_dir=tmp_path / "chat", limit=2, shots=1,
-                      prompt_format="text")
+        run_benchmark(
+            "gsm8k-sample", "direct", llm, output_dir=tmp_path / "chat", limit=2, shots=1, prompt_format="text"
+        )
     with pytest.raises(PromptError, match="has no chat template"):
         run_benchmark("gsm8k-sample", "direct", ScriptedLLM([]), output_dir=tmp_path / "refused", prompt_format="chat")
     assert not (tmp_path / "refused").exists()  # refused before anything was written
@@ -525,16 +546,33 @@ def test_the_benchmark_records_the_prompt_format_sent(tmp_path):
 def test_the_commands_take_prompt_format(tmp_path):
     replies = tmp_path / "replies.json"
     replies.write_text('["The answer is 8."]')
-    refused = CliRunner().invoke(main, ["run", "What is 4 + 4?", "--model", f"scripted:{replies}",
-                                        "--prompt-format", "chat"])
+    refused = CliRunner().invoke(
+        main, ["run", "What is 4 + 4?", "--model", f"scripted:{replies}", "--prompt-format", "chat"]
+    )
     assert refused.exit_code == 1
     assert f"model scripted:{replies.name} has no chat template" in refused.output
     shown = CliRunner().invoke(main, ["ls", "--model", f"scripted:{replies}"])
     assert shown.exit_code == 0
     assert "prompt format: text (model scripted:replies.json has no chat template" in shown.output
-    bench = CliRunner().invoke(main, ["bench", "--dataset", "gsm8k-sample", "--method", "direct", "--limit", "1",
-                                      "--model", f"scripted:{replies}", "--prompt-format", "text", "-q",
-                                      "--output-dir", str(tmp_path / "run")])
+    bench = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--dataset",
+            "gsm8k-sample",
+            "--method",
+            "direct",
+            "--limit",
+            "1",
+            "--model",
+            f"scripted:{replies}",
+            "--prompt-format",
+            "text",
+            "-q",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ],
+    )
     assert bench.exit_code == 0, bench.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["prompt_format"] == "text"
     chat = CliRunner().invoke(main, ["chat", "--model", f"scripted:{replies}", "--prompt-format", "chat"], input="hi\n")

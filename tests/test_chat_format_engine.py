@@ -46,10 +46,19 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     tokenizer = hf_tokenizer(GEMMA)
     config = transformers.Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=64,
-        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=8192,
-        pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=8192,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
     )
     path = tmp_path_factory.mktemp("tiny-instruct")
     transformers.Gemma3ForCausalLM(config).float().save_pretrained(path)
@@ -104,8 +113,10 @@ def test_render_chat_renders_what_transformers_apply_chat_template_does(name):
     for turns in chats:
         chat = Chat(messages=tuple(Message(role=r, content=c) for r, c in turns))
         expected = hf.apply_chat_template(
-            [m.model_dump() for m in chat.messages], tokenize=False,
-            add_generation_prompt=not chat.continues, continue_final_message=chat.continues,
+            [m.model_dump() for m in chat.messages],
+            tokenize=False,
+            add_generation_prompt=not chat.continues,
+            continue_final_message=chat.continues,
         )
         assert render_chat(template, chat, bos_token="<bos>", eos_token="<eos>") == expected
 
@@ -122,8 +133,9 @@ def strategy_for(method: str, llm, templates):
     if method.startswith("react"):
         corpus = OfflineCorpus.from_records([{"title": "Fooville", "text": "Fooville is a town. It has a tower."}])
         options = {"corpus": corpus, "max_steps": 2}
-    return load_strategy(method, llm, shots=1, k=2, prompt_format="chat", config={"max_new_tokens": 6},
-                         templates=templates, **options)
+    return load_strategy(
+        method, llm, shots=1, k=2, prompt_format="chat", config={"max_new_tokens": 6}, templates=templates, **options
+    )
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -158,8 +170,10 @@ def test_prefix_reuse_hits_on_the_shared_system_and_exemplar_turns(llm):
         cot.batch(questions, batch_size=4)
         hits, lookups = llm.prefix_cache.hits - hits, llm.prefix_cache.lookups - lookups
         rates[prompt_format] = hits / lookups
-        print(f"{prompt_format} form, 4-shot CoT, {len(questions)} questions in batches of 4: {hits} of {lookups} "
-              f"prompt tokens from the prefix cache ({hits / lookups:.0%}; shared prefix {len(shared)} tokens)")
+        print(
+            f"{prompt_format} form, 4-shot CoT, {len(questions)} questions in batches of 4: {hits} of {lookups} "
+            f"prompt tokens from the prefix cache ({hits / lookups:.0%}; shared prefix {len(shared)} tokens)"
+        )
         block = llm.prefix_cache.block
         assert hits >= (len(questions) - 1) * (len(shared) // block) * block  # every row after the first
     assert rates["chat"] > rates["text"] - 0.02
@@ -175,11 +189,39 @@ def test_ls_shows_the_prompt_format_and_run_sends_chat(model_dir):
     shown = run_cli("ls", "--model", str(model_dir))
     assert shown.exit_code == 0, shown.output
     assert "prompt format: chat" in shown.output and "<start_of_turn>user\\nINSTRUCTIONS" in shown.output
-    ran = run_cli("run", "What is 2 plus 2?", "--method", "direct", "--model", str(model_dir), "--json",
-                  "--max-tokens", "3", "--shots", "1", "--dtype", "float32")
+    ran = run_cli(
+        "run",
+        "What is 2 plus 2?",
+        "--method",
+        "direct",
+        "--model",
+        str(model_dir),
+        "--json",
+        "--max-tokens",
+        "3",
+        "--shots",
+        "1",
+        "--dtype",
+        "float32",
+    )
     assert ran.exit_code == 0, ran.output
-    record = json.loads(ran.stdout[ran.stdout.index("{"):])
+    record = json.loads(ran.stdout[ran.stdout.index("{") :])
     assert record["prompt"].startswith("<bos><start_of_turn>user\nAnswer each question with a number.\n\n")
-    as_text = run_cli("run", "What is 2 plus 2?", "--method", "direct", "--model", str(model_dir), "--json",
-                      "--max-tokens", "3", "--shots", "1", "--prompt-format", "text", "--dtype", "float32")
-    assert json.loads(as_text.stdout[as_text.stdout.index("{"):])["prompt"].startswith("Answer each question")
+    as_text = run_cli(
+        "run",
+        "What is 2 plus 2?",
+        "--method",
+        "direct",
+        "--model",
+        str(model_dir),
+        "--json",
+        "--max-tokens",
+        "3",
+        "--shots",
+        "1",
+        "--prompt-format",
+        "text",
+        "--dtype",
+        "float32",
+    )
+    assert json.loads(as_text.stdout[as_text.stdout.index("{") :])["prompt"].startswith("Answer each question")

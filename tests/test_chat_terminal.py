@@ -39,8 +39,14 @@ def spawn(model, history):
     if not AGENTKIT.exists():
         pytest.skip("the agentkit console script is not installed next to this Python")
     env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    child = pexpect.spawn(str(AGENTKIT), ["chat", "--model", model, "--history-file", str(history)], env=env,
-                          encoding="utf-8", timeout=30, dimensions=(40, 120))
+    child = pexpect.spawn(
+        str(AGENTKIT),
+        ["chat", "--model", model, "--history-file", str(history)],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
     child.expect("chat>")
     return child
 

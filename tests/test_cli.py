@@ -47,8 +47,9 @@ def test_every_method_has_a_script():
 @pytest.mark.parametrize("method", list(SCRIPTS))
 def test_run_json_prints_only_the_full_result(tmp_path, method):
     replies, answer = SCRIPTS[method]
-    result = CliRunner().invoke(main, ["run", QUESTION, "--method", method, "--model", script(tmp_path, replies),
-                                       "--json"])
+    result = CliRunner().invoke(
+        main, ["run", QUESTION, "--method", method, "--model", script(tmp_path, replies), "--json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # stdout is JSON and nothing else
     assert data["answer"] == answer and data["failure"] is None
@@ -66,14 +67,16 @@ def test_run_json_prints_only_the_full_result(tmp_path, method):
 def test_run_streams_the_work_then_the_answer(tmp_path):
     result = invoke("run", QUESTION, "--method", "pal", "--model", script(tmp_path, [PROGRAM]))
     assert result.exit_code == 0
-    assert result.output.splitlines() == ["Program:", "def solution():", "    return 6 * 7", "Result: 42",
-                                          "Answer: 42"]
+    assert result.output.splitlines() == ["Program:", "def solution():", "    return 6 * 7", "Result: 42", "Answer: 42"]
 
 
 def test_run_answer_text_reads_a_phrase_with_the_wiki_exemplars(tmp_path):
     model = script(tmp_path, [" The tower is named after its engineer. The answer is Gustave Eiffel."])
-    data = json.loads(invoke("run", "After whom is the Eiffel Tower named?", "-m", "cot", "--answer", "text",
-                             "--model", model, "--json").stdout)
+    data = json.loads(
+        invoke(
+            "run", "After whom is the Eiffel Tower named?", "-m", "cot", "--answer", "text", "--model", model, "--json"
+        ).stdout
+    )
     assert data["answer"] == "Gustave Eiffel"
     assert "Mount Kilimanjaro" in data["prompt"]  # the encyclopedic exemplars, not the word problems
     bad = invoke("run", QUESTION, "--answer", "words", "--model", model)
@@ -82,8 +85,25 @@ def test_run_answer_text_reads_a_phrase_with_the_wiki_exemplars(tmp_path):
 
 def test_run_options_reach_the_strategy(tmp_path):
     model = script(tmp_path, [" one two three four. The answer is 5."] * 3)
-    result = invoke("run", QUESTION, "-m", "cot-sc", "--model", model, "--json", "--shots", "1", "--samples", "3",
-                    "--max-tokens", "4", "--temperature", "0.9", "--seed", "7")
+    result = invoke(
+        "run",
+        QUESTION,
+        "-m",
+        "cot-sc",
+        "--model",
+        model,
+        "--json",
+        "--shots",
+        "1",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "7",
+    )
     data = json.loads(result.stdout)
     assert data["prompt"].count("Question:") == 2  # one exemplar and the question
     assert len(data["samples"]) == 3
@@ -108,8 +128,10 @@ def test_a_model_that_fails_to_answer_is_data_not_an_error(tmp_path):
         (["run", QUESTION, "--model", "scripted:/no/such.json"], "Error: scripted model file /no/such.json not found"),
         (["run", QUESTION, "--model", "scripted:{bad}"], "Error: scripted model file {bad}: invalid JSON"),
         (["run", QUESTION, "--model", "scripted:{ok}", "--shots", "99"], "Error: exemplar set 'math' has 8 exemplars"),
-        (["run", QUESTION, "--model", "scripted:{ok}", "--templates", "/no/such/dir"],
-         "Error: template directory /no/such/dir does not exist"),
+        (
+            ["run", QUESTION, "--model", "scripted:{ok}", "--templates", "/no/such/dir"],
+            "Error: template directory /no/such/dir does not exist",
+        ),
         (["run", QUESTION, "--model", "scripted:{empty}"], "Error: ScriptedLLM ran out of replies"),
         (["ls", "--templates", "/no/such/dir"], "Error: template directory /no/such/dir does not exist"),
     ],
@@ -164,8 +186,12 @@ def test_debug_shows_the_traceback(tmp_path):
     result = invoke("--debug", "run", QUESTION, "--model", "scripted:/no/such.json")
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)  # raised, not turned into a line
     env = {**os.environ, "AGENTKIT_DEBUG": "1"}
-    proc = subprocess.run([sys.executable, "-m", "agentkit.cli", "run", QUESTION, "--model", "scripted:/no/such.json"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", "run", QUESTION, "--model", "scripted:/no/such.json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
     assert "ModelSpecError" in proc.stderr
 
@@ -205,8 +231,9 @@ def test_the_console_script_runs(tmp_path):
     exe = Path(sys.executable).with_name("agentkit")
     if not exe.exists():
         pytest.skip("the agentkit console script is not installed next to this Python")
-    proc = subprocess.run([str(exe), "run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM])],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(exe), "run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM])], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "Answer: 42"
     assert "\x1b[" not in proc.stdout  # no colours when piped
 
@@ -217,8 +244,19 @@ def test_every_command_offers_the_shared_options_under_the_same_names():
     from agentkit.models import DTYPES
 
     commands = {name: main.commands[name] for name in ("run", "chat", "bench")}
-    shared = ["model_spec", "method", "shots", "max_tokens", "temperature", "seed", "k", "answer", "corpus", "dtype",
-              "templates_dir"]
+    shared = [
+        "model_spec",
+        "method",
+        "shots",
+        "max_tokens",
+        "temperature",
+        "seed",
+        "k",
+        "answer",
+        "corpus",
+        "dtype",
+        "templates_dir",
+    ]
     for name in shared:
         found = {}
         for command_name, command in commands.items():
@@ -255,9 +293,18 @@ def test_the_dtype_choices_are_exactly_what_the_engine_accepts():
         resolve_dtype("float16", "cpu")
 
 
-@pytest.mark.parametrize("args", [["--shots", "default"], ["--max-tokens", "default"], ["--answer", "default"],
-                                  ["--corpus", "default"], ["--wiki", "default"], ["-k", "default"],
-                                  ["--samples", "default"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--shots", "default"],
+        ["--max-tokens", "default"],
+        ["--answer", "default"],
+        ["--corpus", "default"],
+        ["--wiki", "default"],
+        ["-k", "default"],
+        ["--samples", "default"],
+    ],
+)
 def test_default_is_accepted_wherever_a_setting_has_one(tmp_path, args):
     result = invoke("run", QUESTION, "-m", "pal", "--model", script(tmp_path, [PROGRAM]), "--json", *args)
     assert result.exit_code == 0, result.output
@@ -291,8 +338,17 @@ def test_wiki_live_reaches_react(tmp_path, monkeypatch):
             super().__init__(wikipedia.default_corpus_path())
 
     monkeypatch.setattr(wikipedia, "LiveWikipedia", FakeLive)
-    result = invoke("run", "Where is Mount Kilimanjaro?", "-m", "react", "--wiki", "live", "--model",
-                    script(tmp_path, [REACT_FINISH.replace("42", "Tanzania")]), "--json")
+    result = invoke(
+        "run",
+        "Where is Mount Kilimanjaro?",
+        "-m",
+        "react",
+        "--wiki",
+        "live",
+        "--model",
+        script(tmp_path, [REACT_FINISH.replace("42", "Tanzania")]),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert made == ["live"] and json.loads(result.stdout)["answer"] == "Tanzania"
 

@@ -15,8 +15,13 @@ def test_cli_reference_matches_the_help_output():
     assert (DOCS / "cli.md").read_text(encoding="utf-8") == expected, (
         "docs/cli.md is out of date: regenerate it with `agentkit cli-reference > docs/cli.md`"
     )
-    for command in ("## `agentkit`", "## `agentkit chat`", "## `agentkit run`", "## `agentkit ls`",
-                    "## `agentkit bench`"):
+    for command in (
+        "## `agentkit`",
+        "## `agentkit chat`",
+        "## `agentkit run`",
+        "## `agentkit ls`",
+        "## `agentkit bench`",
+    ):
         assert command in expected
     assert "cli-reference" not in expected.split("-->", 1)[1]  # the hidden command stays hidden
 
@@ -49,8 +54,14 @@ def test_the_examples_in_cli_md_run(tmp_path):
     block = re.search(r"```sh\n(.*?)```", text, re.DOTALL).group(1)
     lines = [line for line in block.splitlines() if "embedded" not in line]  # no real model in the fast tests
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(lines)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Answer: 42") == 1 and '"answer": 42' in proc.stdout
     assert "Sample datasets" in proc.stdout

@@ -16,8 +16,10 @@ from agentkit.eval.compare import compare, format_comparison, mcnemar_exact, pai
 
 def records(outcomes, prefix="q"):
     """Records with ids q0, q1, ... and ``correct`` from a string of 1s and 0s."""
-    return [{"id": f"{prefix}{i}", "index": i, "question": f"question {i}", "correct": c == "1"}
-            for i, c in enumerate(outcomes)]
+    return [
+        {"id": f"{prefix}{i}", "index": i, "question": f"question {i}", "correct": c == "1"}
+        for i, c in enumerate(outcomes)
+    ]
 
 
 # A fixed case of 10 questions:  both right 3, only A 4, only B 1, both wrong 2.

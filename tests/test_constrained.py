@@ -175,10 +175,12 @@ def test_direct_answers_are_the_answer_alone():
 
 
 def test_react_steps_and_reasks_are_constrained_to_the_episode_tools():
-    model = Conforming([
-        " I should look it up.\nAction 1: Search[Mona Lisa]",
-        " Leonardo painted it.\nAction 2: Finish[Leonardo da Vinci]",
-    ])
+    model = Conforming(
+        [
+            " I should look it up.\nAction 1: Search[Mona Lisa]",
+            " Leonardo painted it.\nAction 2: Finish[Leonardo da Vinci]",
+        ]
+    )
     result = ReAct(model, constrain=True)("Which Italian artist painted the Mona Lisa?")
     assert result.answer == "Leonardo da Vinci" and [s.status for s in result.trajectory.steps] == ["ok", "finish"]
     assert [c.lark.count("Action 1:") for c in model.constraints] == [1, 0]
@@ -234,15 +236,18 @@ def test_direct_numbers_reject_anything_but_a_number(text):
     assert not matches(sent(Direct(ScriptedLLM([]), constrain=True)), text)
 
 
-@pytest.mark.parametrize("text", [
-    " 2 + 2 = 4.",  # no final answer
-    " The answer is four.",
-    " The answer is 4 apples.",
-    " So 4.\n\nThe answer is 4.",  # a stop string before the answer: the reply would end there
-    " The answer is 4.\nQuestion: next",  # a stop, then what follows it: fine
-    " 2 + 2 = 4, so the final answer is: 4",
-    " The answer is 3, no, 4. So the answer is 4.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        " 2 + 2 = 4.",  # no final answer
+        " The answer is four.",
+        " The answer is 4 apples.",
+        " So 4.\n\nThe answer is 4.",  # a stop string before the answer: the reply would end there
+        " The answer is 4.\nQuestion: next",  # a stop, then what follows it: fine
+        " 2 + 2 = 4, so the final answer is: 4",
+        " The answer is 3, no, 4. So the answer is 4.",
+    ],
+)
 def test_cot_numbers_need_the_final_line(text):
     accepted = matches(sent(CoT(ScriptedLLM([]), constrain=True)), text)
     assert accepted is (text.endswith(("next", "4", "is 4.")) and "\n\n" not in text)
@@ -252,12 +257,13 @@ def test_cot_numbers_need_the_final_line(text):
 
 def test_cot_text_answers_hold_no_second_answer():
     cot = sent(CoT(ScriptedLLM([]), answer="text", constrain=True))
-    for good, read in [(" It is in Paris. The answer is Paris.", "Paris"),
-                       (" The answer is Paris, or the answer is Rome.", "Rome"),
-                       (" The final answer is: Leonardo da Vinci", "Leonardo da Vinci")]:
+    for good, read in [
+        (" It is in Paris. The answer is Paris.", "Paris"),
+        (" The answer is Paris, or the answer is Rome.", "Rome"),
+        (" The final answer is: Leonardo da Vinci", "Leonardo da Vinci"),
+    ]:
         assert matches(cot, good) and extract_text_answer(good) == read
-    for bad in [" The answer is Rome, the answer: Paris.", " The answer is \"Paris\".", " The answer is .",
-                " Paris."]:
+    for bad in [" The answer is Rome, the answer: Paris.", ' The answer is "Paris".', " The answer is .", " Paris."]:
         assert not matches(cot, bad)
 
 
@@ -268,11 +274,14 @@ def test_the_constraint_follows_the_stops_sent_in_each_form(form):
     assert matches(sent(cot), reasoning_in_paragraphs) is (form == "chat")  # "\n\n" stops text form only
 
 
-@pytest.mark.parametrize("program", [
-    "\ndef solution():\n    return 1\n",
-    "def solution():\n    x = 2\n\n    if x:\n        return x\n    return 0",
-    "\ndef solution():\n    return(3)\n```\nmore",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "\ndef solution():\n    return 1\n",
+        "def solution():\n    x = 2\n\n    if x:\n        return x\n    return 0",
+        "\ndef solution():\n    return(3)\n```\nmore",
+    ],
+)
 def test_pal_programs_of_the_skeleton_are_accepted_and_run_as_written(program):
     assert matches(sent(PAL(ScriptedLLM([]), constrain=True)), program)
     code = extract_code(cut_at_stop(program, PAL.default_config.stop)[0])
@@ -280,13 +289,16 @@ def test_pal_programs_of_the_skeleton_are_accepted_and_run_as_written(program):
     assert code.startswith("def solution():\n")
 
 
-@pytest.mark.parametrize("program", [
-    "\nx = 1\ndef solution():\n    return x\n",  # code before the function
-    "\ndef solution():\n    x = 1\n",  # no return
-    "\ndef solution():\nreturn 1\n",  # not indented
-    "\ndef solution():\n    return 1\nprint(solution())\n",  # code after the function
-    "\ndef answer():\n    return 1\n",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "\nx = 1\ndef solution():\n    return x\n",  # code before the function
+        "\ndef solution():\n    x = 1\n",  # no return
+        "\ndef solution():\nreturn 1\n",  # not indented
+        "\ndef solution():\n    return 1\nprint(solution())\n",  # code after the function
+        "\ndef answer():\n    return 1\n",
+    ],
+)
 def test_pal_rejects_other_shapes(program):
     assert not matches(sent(PAL(ScriptedLLM([]), constrain=True)), program)
 
@@ -323,15 +335,42 @@ def agent() -> tuple[ReAct, list, str]:
 
 
 WELL_FORMED = [
-    "Search[Mount Kilimanjaro]", "Lookup[population]", "Finish[26 June 2016]", "Finish[1,550 km]",
-    "distance[Paris, Rome]", "distance[Paris,Rome, mi]", "distance[Paris, Rome, KM]",
-    "scale[2.5, 3]", "scale[-1, 2, true]", "scale[.5, 10, none]", "scale[1e3, 1, No]", "scale[1, 2, , 3]",
-    "scale[1, 2, yes, 3]", "today[]", "shout[]", "shout[now]", "shout[now, 2]", "shout[, 2]",
+    "Search[Mount Kilimanjaro]",
+    "Lookup[population]",
+    "Finish[26 June 2016]",
+    "Finish[1,550 km]",
+    "distance[Paris, Rome]",
+    "distance[Paris,Rome, mi]",
+    "distance[Paris, Rome, KM]",
+    "scale[2.5, 3]",
+    "scale[-1, 2, true]",
+    "scale[.5, 10, none]",
+    "scale[1e3, 1, No]",
+    "scale[1, 2, , 3]",
+    "scale[1, 2, yes, 3]",
+    "today[]",
+    "shout[]",
+    "shout[now]",
+    "shout[now, 2]",
+    "shout[, 2]",
 ]
 MALFORMED = [
-    "Search[]", "Finish[ ]", "Finish[\"\"]", "search[x]", "Google[x]", "Search(x)", "Search[x",
-    "Search[a[b]]", "distance[Paris]", "distance[Paris, Rome, miles]", "scale[two, 3]", "scale[1.5, 2.5]",
-    "today[now]", "Lookup[observation: x]", "scale[1, 2, 3]", "shout[2, x]",
+    "Search[]",
+    "Finish[ ]",
+    'Finish[""]',
+    "search[x]",
+    "Google[x]",
+    "Search(x)",
+    "Search[x",
+    "Search[a[b]]",
+    "distance[Paris]",
+    "distance[Paris, Rome, miles]",
+    "scale[two, 3]",
+    "scale[1.5, 2.5]",
+    "today[now]",
+    "Lookup[observation: x]",
+    "scale[1, 2, 3]",
+    "shout[2, x]",
 ]
 
 
@@ -355,20 +394,42 @@ def test_malformed_actions_are_rejected(action):
     assert not matches(react.action_constraint(react.reask_config, calls), " " + action)
 
 
-@pytest.mark.parametrize("text", [
-    " I think.\nAction 2: Search[x]",  # another step's label
-    " I will act: Search[x].\nAction 3: Search[x]",  # a call inside the thought would be read first
-    " The observation: nothing.\nAction 3: Search[x]",  # the parser would end the step at the label
-    " Hmm.\nQuestion: what?\nAction 3: Search[x]",
-    " Only a thought.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        " I think.\nAction 2: Search[x]",  # another step's label
+        " I will act: Search[x].\nAction 3: Search[x]",  # a call inside the thought would be read first
+        " The observation: nothing.\nAction 3: Search[x]",  # the parser would end the step at the label
+        " Hmm.\nQuestion: what?\nAction 3: Search[x]",
+        " Only a thought.",
+    ],
+)
 def test_thoughts_cannot_hold_what_would_change_the_parse(text):
     react, _tools, calls = agent()
     assert not matches(react.action_constraint(react.config, calls, 3), text)
 
 
-STEP_PIECES = ["I think", " act", ":", "[", "]", " Observation", "observation 2:", "\n", "Question:", "Action 3:",
-               "Action 2: ", " Search[", "Finish[", "x", ",", " scale[1, 2]", "\"", "today[]", "distance[a, b]"]
+STEP_PIECES = [
+    "I think",
+    " act",
+    ":",
+    "[",
+    "]",
+    " Observation",
+    "observation 2:",
+    "\n",
+    "Question:",
+    "Action 3:",
+    "Action 2: ",
+    " Search[",
+    "Finish[",
+    "x",
+    ",",
+    " scale[1, 2]",
+    '"',
+    "today[]",
+    "distance[a, b]",
+]
 
 
 def test_every_sampled_step_parses_to_one_of_the_tools():
@@ -378,8 +439,10 @@ def test_every_sampled_step_parses_to_one_of_the_tools():
     actions = [*WELL_FORMED, *MALFORMED]
     for config, n, label in [(react.config, 3, "\nAction 3: "), (react.reask_config, None, " ")]:
         constraint = react.action_constraint(config, calls, n)
-        texts = [walk(constraint, rng, STEP_PIECES, [label + a + rng.choice(["", "\nObservation 3"]) for a in actions])
-                 for _ in range(120)]
+        texts = [
+            walk(constraint, rng, STEP_PIECES, [label + a + rng.choice(["", "\nObservation 3"]) for a in actions])
+            for _ in range(120)
+        ]
         texts = [t for t in texts if t is not None]
         assert len(set(texts)) > 60 and len({parse_step(t).name for t in texts}) == len(tools)
         for text in texts:
@@ -392,14 +455,31 @@ def test_every_sampled_step_parses_to_one_of_the_tools():
 def test_every_sampled_answer_and_program_is_read():
     rng = random.Random(3)
     cot, pal = sent(CoT(ScriptedLLM([]), constrain=True)), sent(PAL(ScriptedLLM([]), constrain=True))
-    numbers = [t for t in (walk(cot, rng, ["2 + 2 ", "is 4. ", "\n", "The answer is ", "12", ",345", ".", "$", "-"],
-                                ["The answer is 7."]) for _ in range(100)) if t is not None]
-    programs = [t for t in (walk(pal, rng, ["\n", "    ", "x = 1", "return ", "(", "def solution():", "```", "q"],
-                                 ["\n    return 1\n"]) for _ in range(100)) if t is not None]
+    numbers = [
+        t
+        for t in (
+            walk(
+                cot,
+                rng,
+                ["2 + 2 ", "is 4. ", "\n", "The answer is ", "12", ",345", ".", "$", "-"],
+                ["The answer is 7."],
+            )
+            for _ in range(100)
+        )
+        if t is not None
+    ]
+    programs = [
+        t
+        for t in (
+            walk(pal, rng, ["\n", "    ", "x = 1", "return ", "(", "def solution():", "```", "q"], ["\n    return 1\n"])
+            for _ in range(100)
+        )
+        if t is not None
+    ]
     assert len(numbers) > 50 and len(programs) > 50
     for text in numbers:
         last = list(re.finditer(r"(?i)the (final )?answer is", text))[-1]
-        assert extract_numeric_answer(text) == extract_numeric_answer(text[last.end():]), text
+        assert extract_numeric_answer(text) == extract_numeric_answer(text[last.end() :]), text
     for text in programs:
         code = extract_code(cut_at_stop(text, PAL.default_config.stop)[0])
         assert code.startswith("def solution():\n") and code.splitlines()[-1].lstrip().startswith("return"), text
@@ -412,8 +492,9 @@ def test_settings_and_the_command_line_turn_it_on(tmp_path):
     assert strategy.constrain and strategy.base.constrain
     (tmp_path / "replies.json").write_text(json.dumps(["The answer is 3. And more", "The answer is 3. And more"]))
     for flag, said in ((["--constrain"], False), ([], True)):  # the scripted model honours the constraint
-        result = CliRunner().invoke(main, ["run", "q", "-m", "cot", *flag, "--model",
-                                           f"scripted:{tmp_path / 'replies.json'}"])
+        result = CliRunner().invoke(
+            main, ["run", "q", "-m", "cot", *flag, "--model", f"scripted:{tmp_path / 'replies.json'}"]
+        )
         assert result.exit_code == 0 and "Answer: 3" in result.output, result.output
         assert ("And more" in result.output) is said, result.output
 
@@ -430,8 +511,9 @@ def test_the_chat_loop_switches_constraining():
 
 def test_the_benchmark_records_the_flag_and_refuses_to_resume_with_another(tmp_path):
     out = tmp_path / "run"
-    result = run_benchmark("gsm8k-sample", ["cot", "pal"], Conforming(any_reply), output_dir=out, limit=2,
-                           constrain=True)
+    result = run_benchmark(
+        "gsm8k-sample", ["cot", "pal"], Conforming(any_reply), output_dir=out, limit=2, constrain=True
+    )
     assert json.loads((out / "config.json").read_text())["constrain"] is True
     assert result.accuracies == {"cot": 1.0, "pal": 1.0}
     with pytest.raises(BenchmarkError, match=r"different config \(constrain: True -> None\)"):
@@ -446,8 +528,9 @@ def test_the_benchmark_records_the_flag_and_refuses_to_resume_with_another(tmp_p
 
 def test_a_custom_strategy_factory_builds_its_own_constraints():
     with pytest.raises(UsageError, match="strategy_factory"):
-        run_benchmark("gsm8k-sample", "cot", Conforming(any_reply), limit=1, constrain=True,
-                      strategy_factory=load_strategy)
+        run_benchmark(
+            "gsm8k-sample", "cot", Conforming(any_reply), limit=1, constrain=True, strategy_factory=load_strategy
+        )
 
 
 # -------------------------------------------------------------------------------------- benchmarks/bench_constrained

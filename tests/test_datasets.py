@@ -28,11 +28,14 @@ def write_jsonl(path: Path, rows) -> Path:
 
 
 def test_gsm8k_format(tmp_path):
-    path = write_jsonl(tmp_path / "g.jsonl", [
-        {"question": "Q1?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"},
-        {"question": "Q2?", "answer": "So 1,000 + 234\n#### 1,234"},
-        {"question": "Q3?", "answer": "Down by 5.\n#### -5"},
-    ])
+    path = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"question": "Q1?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"},
+            {"question": "Q2?", "answer": "So 1,000 + 234\n#### 1,234"},
+            {"question": "Q3?", "answer": "Down by 5.\n#### -5"},
+        ],
+    )
     examples = load_dataset(path)
     assert [e.answer for e in examples] == ["4", "1234", "-5"]
     assert examples[0].meta["solution"].endswith("#### 4")
@@ -47,20 +50,27 @@ def test_gsm8k_gold():
 
 
 def test_pal_format(tmp_path):
-    path = write_jsonl(tmp_path / "svamp.jsonl", [
-        {"input": "Jack had 8 pens. He lost 3. How many now?", "target": 5.0},
-        {"input": "How much is half of 3?", "target": 1.5},
-    ])
+    path = write_jsonl(
+        tmp_path / "svamp.jsonl",
+        [
+            {"input": "Jack had 8 pens. He lost 3. How many now?", "target": 5.0},
+            {"input": "How much is half of 3?", "target": 1.5},
+        ],
+    )
     examples = load_dataset(path)
     assert [(e.question[:4], e.answer) for e in examples] == [("Jack", "5"), ("How ", "1.5")]
 
 
 def test_hotpot_json_list_uses_its_ids(tmp_path):
     path = tmp_path / "hotpot.json"
-    path.write_text(json.dumps([
-        {"_id": "5a8b", "question": "Who?", "answer": "Ada Lovelace", "type": "bridge"},
-        {"_id": "5a8c", "question": "Which?", "answer": "yes", "type": "comparison"},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {"_id": "5a8b", "question": "Who?", "answer": "Ada Lovelace", "type": "bridge"},
+                {"_id": "5a8c", "question": "Which?", "answer": "yes", "type": "comparison"},
+            ]
+        )
+    )
     examples = load_dataset(path)
     assert [e.id for e in examples] == ["5a8b", "5a8c"]
     assert examples[0].answer == "Ada Lovelace" and examples[0].meta["type"] == "bridge"
@@ -94,9 +104,14 @@ def test_invalid_json_is_named_with_file_and_line(tmp_path):
 
 
 def test_missing_field_is_named_with_file_and_line(tmp_path):
-    path = write_jsonl(tmp_path / "data.jsonl", [
-        {"question": "Q1?", "answer": "#### 1"}, {"question": "Q2?", "answer": "#### 2"}, {"question": "Q3?"},
-    ])
+    path = write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            {"question": "Q1?", "answer": "#### 1"},
+            {"question": "Q2?", "answer": "#### 2"},
+            {"question": "Q3?"},
+        ],
+    )
     with pytest.raises(DatasetError, match=r"^data\.jsonl:3: missing field 'answer'$"):
         load_dataset(path)
 
@@ -116,9 +131,14 @@ def test_other_malformed_records(tmp_path):
 
 
 def test_repeated_ids_of_the_data_get_their_line(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "question": "a?", "answer": "1"},
-                                              {"id": 1, "question": "b?", "answer": "2"},
-                                              {"id": "1~line-2", "question": "c?", "answer": "3"}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"id": 1, "question": "a?", "answer": "1"},
+            {"id": 1, "question": "b?", "answer": "2"},
+            {"id": "1~line-2", "question": "c?", "answer": "3"},
+        ],
+    )
     examples = load_dataset(path)
     assert [e.id for e in examples] == ["1", "1~line-2~2", "1~line-2"]
     assert examples[1].meta["repeated_id"] == "1" and examples[1].source == "d.jsonl:2"
@@ -148,8 +168,9 @@ def test_repeated_questions_are_each_their_own_example(tmp_path):
     assert [e.meta.get("repeat_of") for e in examples] == [None, "line-1", None, "line-1"]
     found = repeats(examples)
     assert found == Repeats(questions=2, other_gold=1, ids=0)
-    assert str(found) == ("2 repeat an earlier question, 1 with a different gold "
-                          "(each line is scored as its own example)")
+    assert str(found) == (
+        "2 repeat an earlier question, 1 with a different gold (each line is scored as its own example)"
+    )
     assert str(repeats(examples[2:3])) == "no repeated questions"
 
 

@@ -61,10 +61,10 @@ def strip(records: list[dict]) -> list[dict]:
 def reference(script, tmp_path_factory):
     """The single-process run every Ray run must match."""
     out = tmp_path_factory.mktemp("reference")
-    result = run_benchmark("gsm8k-sample", ["cot", "direct"], load_model(f"scripted:{script}"), output_dir=out,
-                           batch_size=4)
-    return {"cot": strip(samples(out, "cot")), "direct": strip(samples(out, "direct")),
-            "accuracy": result.accuracies}
+    result = run_benchmark(
+        "gsm8k-sample", ["cot", "direct"], load_model(f"scripted:{script}"), output_dir=out, batch_size=4
+    )
+    return {"cot": strip(samples(out, "cot")), "direct": strip(samples(out, "direct")), "accuracy": result.accuracies}
 
 
 def test_importing_the_harness_or_running_locally_never_imports_ray(script, tmp_path):
@@ -104,8 +104,9 @@ def test_a_killed_worker_loses_nothing_and_is_replaced(cluster, script, referenc
             ray.kill(busy[0].actor)
 
     with executor, caplog.at_level(logging.WARNING, logger="agentkit.eval.distributed"):
-        result = run_benchmark("gsm8k-sample", "cot", executor=executor, output_dir=out, batch_size=4,
-                               on_record=kill_one)
+        result = run_benchmark(
+            "gsm8k-sample", "cot", executor=executor, output_dir=out, batch_size=4, on_record=kill_one
+        )
     assert killed and killed[0].restarts == 1
     assert "died" in caplog.text and "go back to the queue" in caplog.text
     records = samples(out)
@@ -114,8 +115,7 @@ def test_a_killed_worker_loses_nothing_and_is_replaced(cluster, script, referenc
     assert result.accuracy == reference["accuracy"]["cot"]
 
 
-def test_an_example_whose_worker_keeps_dying_is_set_aside_then_retried_by_a_rerun(cluster, script, reference,
-                                                                                   tmp_path):
+def test_an_example_whose_worker_keeps_dying_is_set_aside_then_retried_by_a_rerun(cluster, script, reference, tmp_path):
     out = tmp_path / "attempts"
     executor = RayExecutor(f"scripted:{script}?delay=0.004", workers=2, shard_size=8, max_attempts=1)
     killed = []
@@ -139,11 +139,30 @@ def test_an_example_whose_worker_keeps_dying_is_set_aside_then_retried_by_a_reru
 def test_a_killed_driver_resumes_with_another_worker_count(cluster, script, reference, tmp_path):
     """SIGKILL a `bench --ray` process midway; rerunning with one worker finishes without duplicates."""
     out = tmp_path / "killed-driver"
-    command = [sys.executable, "-m", "agentkit.cli", "bench", "-d", "gsm8k-sample", "-m", "cot",
-               "--model", f"scripted:{script}?delay=0.03", "--batch-size", "2", "-o", str(out), "-q",
-               "--ray", cluster, "--workers", "2"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "agentkit.cli",
+        "bench",
+        "-d",
+        "gsm8k-sample",
+        "-m",
+        "cot",
+        "--model",
+        f"scripted:{script}?delay=0.03",
+        "--batch-size",
+        "2",
+        "-o",
+        str(out),
+        "-q",
+        "--ray",
+        cluster,
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     path = out / "cot" / "samples.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

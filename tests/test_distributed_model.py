@@ -29,8 +29,9 @@ def test_two_ray_workers_record_what_one_process_records(tmp_path):
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
         with RayExecutor(None, workers=2, dtype="float32") as executor:
-            spread = run_benchmark("gsm8k-sample", "cot", executor=executor, limit=8, batch_size=8,
-                                   output_dir=tmp_path / "ray")
+            spread = run_benchmark(
+                "gsm8k-sample", "cot", executor=executor, limit=8, batch_size=8, output_dir=tmp_path / "ray"
+            )
             threads = executor.torch_threads()
     finally:
         ray.shutdown()

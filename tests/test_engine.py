@@ -89,8 +89,16 @@ def test_tiny_llama_without_layer_types_matches_transformers():
 
     torch.manual_seed(1)
     cfg = LlamaConfig(
-        vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        vocab_size=259,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
     )
     llm = TransformersLLM.from_model(LlamaForCausalLM(cfg).float().eval(), ByteTokenizer(), max_batch_size=3)
     got = llm.generate(PROMPTS, GenerationConfig(max_new_tokens=12))
@@ -100,10 +108,19 @@ def test_tiny_llama_without_layer_types_matches_transformers():
 # -- EngineConfig: one switch per performance feature ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("knob", [
-    {"prefix_cache_mb": 0}, {"prompt_lookup": 0}, {"first_draft": 1}, {"prefill_chunk": 5}, {"packed_linears": False},
-    {"fast_lm_head": False}, {"gumbel_race": False},
-], ids=lambda knob: next(iter(knob)))
+@pytest.mark.parametrize(
+    "knob",
+    [
+        {"prefix_cache_mb": 0},
+        {"prompt_lookup": 0},
+        {"first_draft": 1},
+        {"prefill_chunk": 5},
+        {"packed_linears": False},
+        {"fast_lm_head": False},
+        {"gumbel_race": False},
+    ],
+    ids=lambda knob: next(iter(knob)),
+)
 def test_each_performance_switch_leaves_the_greedy_texts_as_they_are(tiny, knob):
     """So a regression can be bisected by switching features off one at a time."""
     llm = tiny_engine(**knob)

@@ -69,8 +69,10 @@ def test_forced_tokens_are_the_grammars_fast_forward(tok, vocab):
     assert m.forced() == []  # the argument is free
 
 
-@pytest.mark.parametrize("constraint", [ACTION, Constraint(json_schema={"type": "integer"}),
-                                        Constraint(lark='start: "yes" | "no"', after="a")])
+@pytest.mark.parametrize(
+    "constraint",
+    [ACTION, Constraint(json_schema={"type": "integer"}), Constraint(lark='start: "yes" | "no"', after="a")],
+)
 def test_the_mask_is_exactly_the_allowed_tokens(tok, vocab, constraint):
     m = vocab.matcher(constraint)
     for t in ids(tok, "the dog action:")[:3]:
@@ -167,8 +169,12 @@ def test_the_default_models_vocabulary(tmp_path, monkeypatch):
 # On an ASCII-only BPE every output of the random model is valid UTF-8, so any greedy text can be (part of) a
 # grammar, and its words ("the", "azy", "thought") are several characters long, as real tokens are.
 
-PROMPTS = ["the quick brown fox", "question: what is the capital of france?\nthought:", "six times seven is",
-           "a lazy dog"]
+PROMPTS = [
+    "the quick brown fox",
+    "question: what is the capital of france?\nthought:",
+    "six times seven is",
+    "a lazy dog",
+]
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +211,11 @@ def conforms(constraint: Constraint, c) -> bool:
 
 def test_every_kind_of_constraint_with_and_without_after(llm, free):
     after = " and"  # the first row's first token: the constraint applies from its second
-    kinds = [Constraint(regex=r" (search|finish): [a-z]{1,6}\."), Constraint(json_schema={"type": "boolean"}),
-             Constraint(lark='start: "yes" | "no" WORD\nWORD: /[a-z]{2}/')]  # (this vocabulary has no digits)
+    kinds = [
+        Constraint(regex=r" (search|finish): [a-z]{1,6}\."),
+        Constraint(json_schema={"type": "boolean"}),
+        Constraint(lark='start: "yes" | "no" WORD\nWORD: /[a-z]{2}/'),
+    ]  # (this vocabulary has no digits)
     for constraint in kinds:
         for c in llm.generate(PROMPTS, GenerationConfig(max_new_tokens=24, constraint=constraint)):
             assert grammar.matches(constraint, c.text) and c.finish_reason == "stop"  # these grammars end early
@@ -258,10 +267,12 @@ def test_forced_tokens_need_no_choice_and_a_row_alone_feeds_them_in_one_forward(
 
 def test_batch_equals_alone_with_constraints_in_float32(llm):
     constraint = Constraint(regex=r"[a-z ]+ (search|finish): [a-z]+", after="th")
-    configs = [GenerationConfig(max_new_tokens=30, constraint=constraint),
-               GenerationConfig(max_new_tokens=30, constraint=constraint, do_sample=True, seed=3),
-               GenerationConfig(max_new_tokens=30, constraint=constraint, do_sample=True, seed=4, top_k=5),
-               GenerationConfig(max_new_tokens=30)]
+    configs = [
+        GenerationConfig(max_new_tokens=30, constraint=constraint),
+        GenerationConfig(max_new_tokens=30, constraint=constraint, do_sample=True, seed=3),
+        GenerationConfig(max_new_tokens=30, constraint=constraint, do_sample=True, seed=4, top_k=5),
+        GenerationConfig(max_new_tokens=30),
+    ]
     session = llm.session(max_batch_size=4)
     for i, (prompt, cfg) in enumerate(zip(PROMPTS, configs, strict=True)):
         session.add(i, prompt, cfg)
@@ -279,11 +290,11 @@ def test_stop_strings_and_max_tokens_keep_their_meaning(llm):
     constraint = Constraint(lark=f"start: {lark_literal(forced)} /[a-z ]*/")
     (cut,) = llm.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=3, constraint=constraint))
     assert cut.finish_reason == "length" and cut.completion_tokens == 3 and forced.startswith(cut.text)
-    (stopped,) = llm.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=20, constraint=constraint,
-                                                             stop=["own f"]))
+    (stopped,) = llm.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=20, constraint=constraint, stop=["own f"]))
     assert (stopped.text, stopped.finish_reason) == ("the quick br", "stop")
-    pieces, streamed = drain(llm.stream(PROMPTS[0], GenerationConfig(max_new_tokens=20, constraint=constraint,
-                                                                     stop=["own f"])))
+    pieces, streamed = drain(
+        llm.stream(PROMPTS[0], GenerationConfig(max_new_tokens=20, constraint=constraint, stop=["own f"]))
+    )
     assert streamed == stopped and "".join(pieces) == stopped.text
 
 
@@ -337,9 +348,11 @@ def test_the_default_models_react_steps_keep_their_text_where_it_conforms(gemma)
 
 @pytest.mark.model
 def test_the_default_models_answers_and_json(gemma):
-    questions = ["Tom has 3 apples and buys 2 more. How many apples does he have?",
-                 "A box holds 12 eggs. How many eggs are in 3 boxes?",
-                 "What is 7 times 6?"]
+    questions = [
+        "Tom has 3 apples and buys 2 more. How many apples does he have?",
+        "A box holds 12 eggs. How many eggs are in 3 boxes?",
+        "What is 7 times 6?",
+    ]
     prompts = [f"Question: {q}\nAnswer:" for q in questions]
     number = Constraint(regex=r" -?[0-9]+")
     free = gemma.generate(prompts, GenerationConfig(max_new_tokens=16, stop=["\n"]))
@@ -350,10 +363,16 @@ def test_the_default_models_answers_and_json(gemma):
             assert (c.text, c.finish_reason) == (f.text, f.finish_reason)
         else:  # " 5 apples": the number is complete where the model goes on with words
             assert f.text.startswith(c.text)
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
-              "required": ["city", "country"], "additionalProperties": False}
-    prompt = ('Input: Paris is in France.\nJSON: {"city": "Paris", "country": "France"}\n'
-              "Input: Rome is the capital of Italy.\nJSON:")
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    prompt = (
+        'Input: Paris is in France.\nJSON: {"city": "Paris", "country": "France"}\n'
+        "Input: Rome is the capital of Italy.\nJSON:"
+    )
     before = gemma.stats.copy()
     (c,) = gemma.generate([prompt], GenerationConfig(max_new_tokens=40, constraint=Constraint(json_schema=schema)))
     assert grammar.matches(Constraint(json_schema=schema), c.text) and json.loads(c.text)["city"] == "Rome"

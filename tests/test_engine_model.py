@@ -113,10 +113,14 @@ def test_process_exits_cleanly_right_after_load():
     assert proc.returncode == 0, proc.stderr[-500:]
 
 
-@pytest.mark.parametrize("sampling", [
-    {"temperature": 0.7, "top_k": 40, "top_p": 0.95, "seed": 5},  # the scan shortlists the exact top-k
-    {"temperature": 0.8, "seed": 11},  # pure temperature: the scan proves which tokens can win the Gumbel race
-], ids=["top-k", "pure-temperature"])
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        {"temperature": 0.7, "top_k": 40, "top_p": 0.95, "seed": 5},  # the scan shortlists the exact top-k
+        {"temperature": 0.8, "seed": 11},  # pure temperature: the scan proves which tokens can win the Gumbel race
+    ],
+    ids=["top-k", "pure-temperature"],
+)
 def test_sampling_through_the_bounded_int8_head_equals_the_full_head(llm, sampling):
     """The int8 scan only shortlists; exact logits decide, so the draws are the full head's, token for token."""
     from agentkit.engine import TransformersLLM

@@ -69,9 +69,17 @@ def test_sampling_with_top_k_draws_exactly_as_the_full_head(tiny):
 
     torch.manual_seed(4)
     hidden = torch.randn(6, tiny.model.config.hidden_size) * 3
-    configs = [GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p)
-               for t, k, p in [(0.7, 40, 0.95), (1.0, 5, 1.0), (1.5, 100, 0.9), (0.5, 1, 1.0), (1.0, 258, 1.0),
-                               (0.7, 40, 0.95)]]
+    configs = [
+        GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p)
+        for t, k, p in [
+            (0.7, 40, 0.95),
+            (1.0, 5, 1.0),
+            (1.5, 100, 0.9),
+            (0.5, 1, 1.0),
+            (1.0, 258, 1.0),
+            (0.7, 40, 0.95),
+        ]
+    ]
 
     assert _draws(tiny.chooser, hidden, configs) == _draws(TokenChooser(tiny.chooser.head), hidden, configs)
 
@@ -162,8 +170,9 @@ def test_a_constrained_argmax_is_tested_first_and_masked_only_when_rejected(tiny
     kept = Allowed({best[0], 5}, vocab)  # allows row 0's argmax
     others = {t for t in range(0, vocab, 7) if t != best[1]}  # rules row 1's argmax out
     rejected = Allowed(others, vocab)
-    tokens = tiny.chooser.choose(hidden, [Row(GenerationConfig(), constraint=kept),
-                                          Row(GenerationConfig(), constraint=rejected)]).tolist()
+    tokens = tiny.chooser.choose(
+        hidden, [Row(GenerationConfig(), constraint=kept), Row(GenerationConfig(), constraint=rejected)]
+    ).tolist()
     assert tokens[0] == best[0] and (kept.asked, kept.masks) == (1, 0)
     assert tokens[1] == max(others, key=lambda t: logits[1, t]) and rejected.masks == 1
 

@@ -38,7 +38,10 @@ def test_a_row_alone_verifies_drafts_and_gives_exactly_the_plain_greedy_output(t
         for prompt in prompts:
             got, want = tiny.generate([prompt], cfg)[0], plain.generate([prompt], cfg)[0]
             assert (got.text, got.finish_reason, got.completion_tokens) == (
-                want.text, want.finish_reason, want.completion_tokens)
+                want.text,
+                want.finish_reason,
+                want.completion_tokens,
+            )
             if not stop:
                 assert got.text == tiny.tokenizer.decode(reference(tiny, prompt, n))
     spent = tiny.stats - before

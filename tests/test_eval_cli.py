@@ -40,8 +40,21 @@ def strip(lines):
 def test_help_explains_every_option():
     result = invoke("--help")
     assert result.exit_code == 0
-    for option in ("--dataset", "--method", "--shots", "--model", "--limit", "--batch-size", "--output-dir",
-                   "--max-tokens", "--temperature", "--seed", "--dtype", "--field", "--overwrite"):
+    for option in (
+        "--dataset",
+        "--method",
+        "--shots",
+        "--model",
+        "--limit",
+        "--batch-size",
+        "--output-dir",
+        "--max-tokens",
+        "--temperature",
+        "--seed",
+        "--dtype",
+        "--field",
+        "--overwrite",
+    ):
         assert option in result.output
     assert "gsm8k-sample" in result.output and "resume" in result.output.lower()
 
@@ -55,8 +68,19 @@ def test_method_names_match_the_strategies():
 
 def test_bench_runs_and_prints_table_and_chart(tmp_path):
     out = tmp_path / "out"
-    result = invoke("--dataset", "gsm8k-sample", "--method", "cot", "--model", f"scripted:{gold_script(tmp_path)}",
-                    "--limit", "10", "--output-dir", str(out), "--quiet")
+    result = invoke(
+        "--dataset",
+        "gsm8k-sample",
+        "--method",
+        "cot",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "--limit",
+        "10",
+        "--output-dir",
+        str(out),
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert "| cot | 10 | 100.0% |" in result.output
     assert f"chart:   {out / 'results.png'}" in result.output
@@ -65,8 +89,27 @@ def test_bench_runs_and_prints_table_and_chart(tmp_path):
 
 def test_generation_options_reach_the_run_config(tmp_path):
     out = tmp_path / "out"
-    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "-n", "2",
-                    "-o", str(out), "-q", "--max-tokens", "64", "--seed", "3", "--temperature", "0", "--shots", "2")
+    result = invoke(
+        "-d",
+        "gsm8k-sample",
+        "-m",
+        "cot",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "-n",
+        "2",
+        "-o",
+        str(out),
+        "-q",
+        "--max-tokens",
+        "64",
+        "--seed",
+        "3",
+        "--temperature",
+        "0",
+        "--shots",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["generation"] == {"max_new_tokens": 64, "do_sample": False, "seed": 3}
@@ -80,8 +123,12 @@ def test_errors_are_one_readable_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == "Error: data.jsonl:2: missing field 'answer'"
 
-    result = invoke("--dataset", "gsm8k-sample", "--model", str(tmp_path / "nope.json")
-                    .replace(str(tmp_path), "scripted:" + str(tmp_path)))
+    result = invoke(
+        "--dataset",
+        "gsm8k-sample",
+        "--model",
+        str(tmp_path / "nope.json").replace(str(tmp_path), "scripted:" + str(tmp_path)),
+    )
     assert result.exit_code == 1 and "Error: scripted model file" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -98,8 +145,9 @@ def test_config_clash_is_one_line(tmp_path):
     (line,) = result.output.strip().splitlines()  # found before the model loads: no banner, one error line
     assert line.startswith("Error: ") and "different config (shots: 4 -> 1)" in line and "--overwrite" in line
     assert "rerun the same command" not in line  # it would clash again
-    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1",
-                    "--overwrite")
+    result = invoke(
+        "-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", out, "-q", "--shots", "1", "--overwrite"
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -136,8 +184,21 @@ def test_bench_parses_its_dataset_once(monkeypatch, tmp_path):
     parsed = []
     read = datasets._read_file
     monkeypatch.setattr(datasets, "_read_file", lambda *args: parsed.append(args[0]) or read(*args))
-    result = invoke("-d", "gsm8k-sample", "-m", "cot", "-m", "direct", "--model", f"scripted:{gold_script(tmp_path)}",
-                    "-n", "2", "-o", str(tmp_path / "out"), "-q")
+    result = invoke(
+        "-d",
+        "gsm8k-sample",
+        "-m",
+        "cot",
+        "-m",
+        "direct",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "-n",
+        "2",
+        "-o",
+        str(tmp_path / "out"),
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     assert parsed == [datasets.shipped_path("gsm8k-sample")]
 
@@ -168,8 +229,15 @@ def test_ctrl_c_says_how_to_resume(monkeypatch, tmp_path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("agentkit.eval.runner.run_benchmark", interrupted)
-    result = invoke("-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}", "-o", str(tmp_path / "o"),
-                    catch_exceptions=True)
+    result = invoke(
+        "-d",
+        "gsm8k-sample",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "-o",
+        str(tmp_path / "o"),
+        catch_exceptions=True,
+    )
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
 
 
@@ -179,8 +247,23 @@ def test_killed_process_resumes_to_the_same_results(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def command(out: Path, delay: float) -> list[str]:
-        return [sys.executable, "-m", "agentkit.cli", "bench", "--dataset", "gsm8k-sample", "--method", "cot",
-                "--model", f"scripted:{script}?delay={delay}", "--batch-size", "2", "--output-dir", str(out), "-q"]
+        return [
+            sys.executable,
+            "-m",
+            "agentkit.cli",
+            "bench",
+            "--dataset",
+            "gsm8k-sample",
+            "--method",
+            "cot",
+            "--model",
+            f"scripted:{script}?delay={delay}",
+            "--batch-size",
+            "2",
+            "--output-dir",
+            str(out),
+            "-q",
+        ]
 
     reference = tmp_path / "reference"
     subprocess.run(command(reference, 0), check=True, env=env, capture_output=True, timeout=120)
@@ -218,8 +301,19 @@ def test_killed_process_resumes_to_the_same_results(tmp_path):
 
 
 def test_too_many_shots_is_one_line(tmp_path):
-    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "--shots", "50",
-                    "-q", "-o", str(tmp_path / "o"))
+    result = invoke(
+        "-d",
+        "gsm8k-sample",
+        "-m",
+        "cot",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "--shots",
+        "50",
+        "-q",
+        "-o",
+        str(tmp_path / "o"),
+    )
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "50 shots" in last and "Traceback" not in result.output
@@ -230,25 +324,46 @@ def test_bench_says_how_many_questions_repeat_and_where_the_page_is(tmp_path):
     data = tmp_path / "asdiv.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[0], rows[1], rows[2], rows[2]]))
     out = tmp_path / "out"
-    result = invoke("--dataset", str(data), "--method", "cot", "--model", f"scripted:{gold_script(tmp_path)}",
-                    "--output-dir", str(out), "--quiet")
+    result = invoke(
+        "--dataset",
+        str(data),
+        "--method",
+        "cot",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "--output-dir",
+        str(out),
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert "dataset: 5 examples; 2 repeat an earlier question (each line is scored as its own example)" in result.output
     assert "| cot | 5 | 100.0% |" in result.output
     assert f"browse:  {out / 'results.html'}" in result.output and (out / "results.html").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--limit", "0"], "Invalid value for '--limit' / '-n': 0 is not in the range x>=1"),
-    (["-m", "cot", "-m", "cot"], "method 'cot' is given more than once"),
-    (["--dtype", "float16"], "'float16' is not one of 'auto', 'bfloat16', 'float32'"),
-    (["--shots", "50"], "exemplar set 'math' has 8 exemplars but 50 shots were asked for"),
-    (["-m", "chat"], "'chat' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--limit", "0"], "Invalid value for '--limit' / '-n': 0 is not in the range x>=1"),
+        (["-m", "cot", "-m", "cot"], "method 'cot' is given more than once"),
+        (["--dtype", "float16"], "'float16' is not one of 'auto', 'bfloat16', 'float32'"),
+        (["--shots", "50"], "exemplar set 'math' has 8 exemplars but 50 shots were asked for"),
+        (["-m", "chat"], "'chat' is not one of"),
+    ],
+)
 def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "o"
-    result = invoke("-d", "gsm8k-sample", "--model", f"scripted:{gold_script(tmp_path)}", "-o", str(out), "-q", *args,
-                    catch_exceptions=True)
+    result = invoke(
+        "-d",
+        "gsm8k-sample",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "-o",
+        str(out),
+        "-q",
+        *args,
+        catch_exceptions=True,
+    )
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: ") and message in line and "saved" not in line
@@ -261,7 +376,8 @@ def test_an_output_dir_that_is_a_file_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"Error: Invalid value for '--output-dir' / '-o': Directory '{tmp_path / 'file'}' is a file "
-        "(see 'agentkit bench --help')"]
+        "(see 'agentkit bench --help')"
+    ]
 
 
 def test_a_resumed_run_says_how_many_examples_were_done(tmp_path):
@@ -277,8 +393,21 @@ def test_bench_takes_your_templates_and_records_them(tmp_path):
     templates.mkdir()
     (templates / "cot.jinja").write_text("MY COT\nQuestion: {{ question }}\nAnswer:")
     out = tmp_path / "out"
-    result = invoke("-d", "gsm8k-sample", "-m", "cot", "--model", f"scripted:{gold_script(tmp_path)}", "-n", "2",
-                    "-o", str(out), "-q", "--templates", str(templates))
+    result = invoke(
+        "-d",
+        "gsm8k-sample",
+        "-m",
+        "cot",
+        "--model",
+        f"scripted:{gold_script(tmp_path)}",
+        "-n",
+        "2",
+        "-o",
+        str(out),
+        "-q",
+        "--templates",
+        str(templates),
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "cot" / "samples.jsonl").read_text().splitlines()[0])
     assert record["prompt"].startswith("MY COT\nQuestion: ")
@@ -289,7 +418,20 @@ def test_the_wiki_setting_reaches_the_config(tmp_path):
     out = tmp_path / "out"
     replies = tmp_path / "r.json"
     replies.write_text(json.dumps({"*": " I know it.\nAction 1: Finish[Tanzania]"}))
-    result = invoke("-d", "wiki-sample", "-m", "react", "--model", f"scripted:{replies}", "-n", "1", "-o", str(out),
-                    "-q", "--wiki", "offline")
+    result = invoke(
+        "-d",
+        "wiki-sample",
+        "-m",
+        "react",
+        "--model",
+        f"scripted:{replies}",
+        "-n",
+        "1",
+        "-o",
+        str(out),
+        "-q",
+        "--wiki",
+        "offline",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["method_options"]["corpus"] == "offline"

@@ -22,8 +22,9 @@ def llm():
 
 
 def records(result) -> dict[str, list[dict]]:
-    return {name: [{k: v for k, v in r.items() if k != TIMING} for r in m.records]
-            for name, m in result.methods.items()}
+    return {
+        name: [{k: v for k, v in r.items() if k != TIMING} for r in m.records] for name, m in result.methods.items()
+    }
 
 
 @pytest.mark.parametrize(

@@ -135,8 +135,13 @@ def raw_answer_strategy(answer_of):
 
 @pytest.mark.parametrize(
     "form",
-    [dollars, lambda g: f"{g}.", lambda g: f"The answer is {g} dollars", lambda g: f"{float(g):.4f}",
-     lambda g: f"{float(g):,}"],
+    [
+        dollars,
+        lambda g: f"{g}.",
+        lambda g: f"The answer is {g} dollars",
+        lambda g: f"{float(g):.4f}",
+        lambda g: f"{float(g):,}",
+    ],
     ids=["currency", "trailing-period", "sentence-with-unit", "zeros", "thousands"],
 )
 def test_raw_answer_variants_are_scored_as_numbers(form):
@@ -196,8 +201,13 @@ def test_kill_twice_still_matches(tmp_path, reference):
     out = tmp_path / "run"
     for after in (6, 9):
         with pytest.raises(KeyboardInterrupt):
-            run_benchmark("gsm8k-sample", "cot", ScriptedLLM(Killer(cot_reply(), after, KeyboardInterrupt())),
-                          output_dir=out, batch_size=3)
+            run_benchmark(
+                "gsm8k-sample",
+                "cot",
+                ScriptedLLM(Killer(cot_reply(), after, KeyboardInterrupt())),
+                output_dir=out,
+                batch_size=3,
+            )
     assert len(samples(out / "cot" / "samples.jsonl")) == 6 + 9
     run_benchmark("gsm8k-sample", "cot", ScriptedLLM(cot_reply()), output_dir=out, batch_size=3)
     assert strip_timing(samples(out / "cot" / "samples.jsonl")) == reference
@@ -207,8 +217,13 @@ def test_kill_twice_still_matches(tmp_path, reference):
 def test_truncated_last_line_is_dropped_and_redone(tmp_path, reference, damage):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark("gsm8k-sample", "cot", ScriptedLLM(Killer(cot_reply(), 20, KeyboardInterrupt())),
-                      output_dir=out, batch_size=4)
+        run_benchmark(
+            "gsm8k-sample",
+            "cot",
+            ScriptedLLM(Killer(cot_reply(), 20, KeyboardInterrupt())),
+            output_dir=out,
+            batch_size=4,
+        )
     path = out / "cot" / "samples.jsonl"
     data = path.read_bytes()
     last_start = data.rstrip(b"\n").rfind(b"\n") + 1
@@ -335,9 +350,14 @@ def test_a_resume_on_another_served_model_is_refused_but_a_moved_server_resumes(
 
 def test_records_keep_the_finish_reasons_and_truncation_is_its_own_kind(tmp_path):
     words = " ".join(["def solution():\n    x = 1"] + ["+ 1"] * 80)  # a program the token limit cuts
-    result = run_benchmark("gsm8k-sample", ["cot", "pal"], ScriptedLLM(lambda p: words if "solution" in p else
-                                                                       cot_reply()(p)), limit=2,
-                           output_dir=tmp_path / "run", generation={"max_new_tokens": 40})
+    result = run_benchmark(
+        "gsm8k-sample",
+        ["cot", "pal"],
+        ScriptedLLM(lambda p: words if "solution" in p else cot_reply()(p)),
+        limit=2,
+        output_dir=tmp_path / "run",
+        generation={"max_new_tokens": 40},
+    )
     by_method = {m: r.records for m, r in result.methods.items()}
     assert [r["finish_reasons"] for r in by_method["cot"]] == [["stop"], ["stop"]]
     assert [(r["failure"], r["finish_reasons"]) for r in by_method["pal"]] == [("length", ["length"])] * 2
@@ -401,6 +421,7 @@ def test_greedy_runs_are_deterministic(tmp_path):
         a, b = (samples(out / method / "samples.jsonl") for out in runs)
         assert strip_timing(a) == strip_timing(b)
         assert all(set(r[TIMING]) == {"duration"} for r in a)  # wall-clock kept apart
+
     def table_without_latency(out):
         rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("|")]
         return [line.rsplit("|", 2)[0] for line in rows]
@@ -454,12 +475,28 @@ def test_config_with_objects_and_field_spellings_still_resumes(tmp_path):
         assert kw["tools"] == [my_tool]
         return raw_answer_strategy(lambda q: GOLD[q])(name, llm)
 
-    run_benchmark(path, "cot", ScriptedLLM([]), output_dir=out, limit=3, fields=["question=q", "answer=a"],
-                  method_options=options, strategy_factory=factory)
+    run_benchmark(
+        path,
+        "cot",
+        ScriptedLLM([]),
+        output_dir=out,
+        limit=3,
+        fields=["question=q", "answer=a"],
+        method_options=options,
+        strategy_factory=factory,
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["fields"] == {"question": "q", "answer": "a"} and "0x" not in json.dumps(config)
-    result = run_benchmark(path, "cot", ScriptedLLM([]), output_dir=out, limit=3,
-                           fields={"answer": "a", "question": "q"}, method_options=options, strategy_factory=factory)
+    result = run_benchmark(
+        path,
+        "cot",
+        ScriptedLLM([]),
+        output_dir=out,
+        limit=3,
+        fields={"answer": "a", "question": "q"},
+        method_options=options,
+        strategy_factory=factory,
+    )
     assert result.accuracy == 1.0
 
 
@@ -502,8 +539,9 @@ def test_text_datasets_get_text_answers_from_direct_cot_and_the_react_fallback(t
         return f" {golds[question]}"
 
     methods = ["direct", "cot", "react-cot-sc"]
-    result = run_benchmark("wiki-sample", methods, ScriptedLLM(reply), output_dir=tmp_path, limit=4,
-                           method_options={"k": 3})
+    result = run_benchmark(
+        "wiki-sample", methods, ScriptedLLM(reply), output_dir=tmp_path, limit=4, method_options={"k": 3}
+    )
     assert result.config["method_options"]["answer"] == "text"
     for name in methods:
         assert result.methods[name].summary["accuracy"] == 1.0, name
@@ -530,8 +568,9 @@ def test_repeated_questions_run_and_resume_with_every_line_recorded_once(tmp_pat
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(path, "cot", ScriptedLLM(Killer(cot_reply(), 7, KeyboardInterrupt())), output_dir=out,
-                      batch_size=3)
+        run_benchmark(
+            path, "cot", ScriptedLLM(Killer(cot_reply(), 7, KeyboardInterrupt())), output_dir=out, batch_size=3
+        )
     done = len(samples(out / "cot" / "samples.jsonl"))
     assert 0 < done < n
     second = ScriptedLLM(cot_reply())
@@ -559,7 +598,8 @@ def test_prepare_finds_every_bad_setting_before_a_model_exists(tmp_path):
     with pytest.raises(BenchmarkError, match=r"different config \(shots: 4 -> 2\)"):
         prepare("gsm8k-sample", "cot", shots=2, output_dir=out)
     assert (tmp_path / "busy" / "notes.txt").exists() and sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.json", "cot", "results.json", "results.md", "results.png", "results.html"])
+        ["config.json", "cot", "results.json", "results.md", "results.png", "results.html"]
+    )
 
 
 def test_a_prepared_benchmark_runs_as_prepared():

@@ -11,8 +11,12 @@ from agentkit.llm import Constraint, GenerationConfig
 ACTION = Constraint(regex=r" (Search|Lookup|Finish)\[[^\]\n]*\]", after="Action 1:")
 NUMBER = Constraint(regex=r"-?[0-9]+")
 OBJECT = Constraint(
-    json_schema={"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
-                 "additionalProperties": False}
+    json_schema={
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
 )
 
 
@@ -47,27 +51,61 @@ def test_longest_conforming_cuts_where_the_grammar_would_have_stopped():
     assert grammar.longest_conforming(ACTION, "x\nAction 1: Search[Paris] and more") == "x\nAction 1: Search[Paris]"
 
 
-@pytest.mark.parametrize(("constraint", "kind"), [(Constraint(regex="(("), "regex"),
-                                                  (Constraint(lark="start: foo"), "lark")])
+@pytest.mark.parametrize(
+    ("constraint", "kind"), [(Constraint(regex="(("), "regex"), (Constraint(lark="start: foo"), "lark")]
+)
 def test_a_grammar_that_does_not_compile_is_one_line_naming_its_kind(constraint, kind):
     with pytest.raises(UsageError, match=f"^{kind} constraint does not compile: .*; fix the {kind}$") as e:
         grammar.grammar(constraint)
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("constraint", [
-    ACTION, NUMBER, OBJECT, Constraint(json_schema={"type": "integer"}, after="Answer: "),
-    Constraint(regex=r"b+|a/c", after="aa"),  # a literal that overlaps itself, a slash in the regex
-    Constraint(lark='start: "{" NUM "}"\nNUM: /[0-9]{1,3}/\n'),
-    Constraint(lark='start: "{" NUM "}"\nNUM: /[0-9]{1,3}/\n', after="=> "),
-])
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        ACTION,
+        NUMBER,
+        OBJECT,
+        Constraint(json_schema={"type": "integer"}, after="Answer: "),
+        Constraint(regex=r"b+|a/c", after="aa"),  # a literal that overlaps itself, a slash in the regex
+        Constraint(lark='start: "{" NUM "}"\nNUM: /[0-9]{1,3}/\n'),
+        Constraint(lark='start: "{" NUM "}"\nNUM: /[0-9]{1,3}/\n', after="=> "),
+    ],
+)
 def test_as_lark_accepts_exactly_what_the_constraint_does(constraint):
     lark = Constraint(lark=grammar.as_lark(constraint))
-    pieces = ["a", "b", "/", "c", "x\n", "Action 1:", " Search[p]", "]", "1", "-", "{", "}", '{"a": 3}', "aa",
-              "Answer: ", "=> ", " "]
+    pieces = [
+        "a",
+        "b",
+        "/",
+        "c",
+        "x\n",
+        "Action 1:",
+        " Search[p]",
+        "]",
+        "1",
+        "-",
+        "{",
+        "}",
+        '{"a": 3}',
+        "aa",
+        "Answer: ",
+        "=> ",
+        " ",
+    ]
     rng = random.Random(0)
     texts = ["".join(rng.choices(pieces, k=rng.randint(0, 5))) for _ in range(100)] + [
-        "1", "-1", '{"a": 3}', "x\nAction 1: Search[p]", "aab", "aaab", "Answer: 1", "=> {1}", "{1}", "aaa/c"]
+        "1",
+        "-1",
+        '{"a": 3}',
+        "x\nAction 1: Search[p]",
+        "aab",
+        "aaab",
+        "Answer: 1",
+        "=> {1}",
+        "{1}",
+        "aaa/c",
+    ]
     assert [grammar.matches(lark, t) for t in texts] == [grammar.matches(constraint, t) for t in texts]
     assert [grammar.is_prefix(lark, t) for t in texts] == [grammar.is_prefix(constraint, t) for t in texts]
     assert any(grammar.matches(constraint, t) for t in texts) and not all(grammar.matches(constraint, t) for t in texts)

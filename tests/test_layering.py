@@ -10,8 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where each installed package's source lives in the repository (see pyproject's package-dir).
-PACKAGES = {"agentkit": ROOT / "agentkit", "agentkit.tools": ROOT / "tools", "agentkit.eval": ROOT / "eval",
-            "agentkit.prompts": ROOT / "prompts"}
+PACKAGES = {
+    "agentkit": ROOT / "agentkit",
+    "agentkit.tools": ROOT / "tools",
+    "agentkit.eval": ROOT / "eval",
+    "agentkit.prompts": ROOT / "prompts",
+}
 # Higher layers may import lower ones, never the reverse.
 LAYERS = [("agentkit.cli", 3), ("agentkit.eval", 2), ("agentkit.strategies", 1)]  # everything else: 0
 
@@ -44,8 +48,9 @@ def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if f"{node.module}.{alias.name}" in known)
+            found.update(
+                f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in known
+            )
     return {name for name in found if name == "agentkit" or name.startswith("agentkit.")}
 
 
@@ -53,8 +58,15 @@ ALL = modules()
 
 
 def test_the_walk_sees_every_layer():
-    assert {"agentkit.cli", "agentkit.cli.run", "agentkit.eval.runner", "agentkit.strategies.react",
-            "agentkit.tools.sandbox", "agentkit.runtime", "agentkit.llm"} <= set(ALL)
+    assert {
+        "agentkit.cli",
+        "agentkit.cli.run",
+        "agentkit.eval.runner",
+        "agentkit.strategies.react",
+        "agentkit.tools.sandbox",
+        "agentkit.runtime",
+        "agentkit.llm",
+    } <= set(ALL)
 
 
 @pytest.mark.parametrize("module", sorted(ALL))
@@ -71,7 +83,7 @@ def test_no_import_cycles_at_module_level():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = path[path.index(nxt) :] + [nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, [*path, nxt])
@@ -87,10 +99,12 @@ def test_the_library_imports_without_click():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['click'] = None\n"
-            "import agentkit.eval.runner, agentkit.strategies.react, agentkit.strategies.chat, agentkit.records\n"
-            "from agentkit.strategies import load_strategy; from agentkit.llm import ScriptedLLM\n"
-            "print(load_strategy('cot', ScriptedLLM([' The answer is 4.']))('2+2?').answer)")
+    code = (
+        "import sys; sys.modules['click'] = None\n"
+        "import agentkit.eval.runner, agentkit.strategies.react, agentkit.strategies.chat, agentkit.records\n"
+        "from agentkit.strategies import load_strategy; from agentkit.llm import ScriptedLLM\n"
+        "print(load_strategy('cot', ScriptedLLM([' The answer is 4.']))('2+2?').answer)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "4"

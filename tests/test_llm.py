@@ -10,8 +10,17 @@ from agentkit.llm import Constraint, GenerationConfig, ScriptedLLM, ScriptError,
 
 @pytest.mark.parametrize(
     "field, value",
-    [("temperature", -0.5), ("temperature", 0), ("top_p", 0), ("top_p", 1.5), ("max_new_tokens", 0),
-     ("top_k", 0), ("seed", -1), ("stop", [""]), ("bogus", 1)],
+    [
+        ("temperature", -0.5),
+        ("temperature", 0),
+        ("top_p", 0),
+        ("top_p", 1.5),
+        ("max_new_tokens", 0),
+        ("top_k", 0),
+        ("seed", -1),
+        ("stop", [""]),
+        ("bogus", 1),
+    ],
 )
 def test_impossible_settings_name_the_field(field, value):
     with pytest.raises(ValidationError) as info:
@@ -26,8 +35,12 @@ def test_config_key_groups_equal_settings():
 
 @pytest.mark.parametrize(
     "text, stop, expected",
-    [("abc\ndef", ["\n"], ("abc", True)), ("abc", ["\n"], ("abc", False)),
-     ("x Obs y Observation", ["Observation", "Obs"], ("x ", True)), ("", ["a"], ("", False))],
+    [
+        ("abc\ndef", ["\n"], ("abc", True)),
+        ("abc", ["\n"], ("abc", False)),
+        ("x Obs y Observation", ["Observation", "Obs"], ("x ", True)),
+        ("", ["a"], ("", False)),
+    ],
 )
 def test_cut_at_stop_cuts_before_the_earliest_stop(text, stop, expected):
     assert cut_at_stop(text, stop) == expected

@@ -200,8 +200,9 @@ def test_an_http_server_that_goes_away(server_file):
 
 
 def test_react_uses_mcp_tools_like_any_other(stdio_tools):
-    llm = ScriptedLLM([" I add.\nAction 1: add_numbers[40, 2]", " I check.\nAction 2: fail[it]",
-                       " Done.\nAction 3: Finish[42]"])
+    llm = ScriptedLLM(
+        [" I add.\nAction 1: add_numbers[40, 2]", " I check.\nAction 2: fail[it]", " Done.\nAction 3: Finish[42]"]
+    )
     result = ReAct(llm, tools=stdio_tools, corpus=None, shots=0)("What is 40 + 2?")
     steps = result.trajectory.steps
     assert [s.observation for s in steps[:2]] == ["42", "Error executing tool fail: cannot: it"]
@@ -258,18 +259,21 @@ def test_red_team_programs_are_refused_through_mcp_as_through_pal(agentkit_tools
         direct = sandbox.run(program).model_dump()
         pal = PAL(ScriptedLLM([program]), sandbox=sandbox)("q")
     assert through_mcp["ok"] is False and through_mcp["kind"] in ("refused", "exception")
-    assert {k: v for k, v in through_mcp.items() if k != "duration"} == {k: v for k, v in direct.items()
-                                                                          if k != "duration"}
+    assert {k: v for k, v in through_mcp.items() if k != "duration"} == {
+        k: v for k, v in direct.items() if k != "duration"
+    }
     assert pal.error == through_mcp["error"]
 
 
 def test_react_with_the_sandbox_as_an_mcp_tool():
     with MCPTools(AGENTKIT_MCP + ["--tool", "run_python"], timeout=30, connect_timeout=60) as tools:
-        llm = ScriptedLLM([
-            ' I compute.\nAction 1: run_python["def solution(): return 6 * 7"]',
-            " I try the os.\nAction 2: run_python[answer = __import__('os')]",
-            " Done.\nAction 3: Finish[42]",
-        ])
+        llm = ScriptedLLM(
+            [
+                ' I compute.\nAction 1: run_python["def solution(): return 6 * 7"]',
+                " I try the os.\nAction 2: run_python[answer = __import__('os')]",
+                " Done.\nAction 3: Finish[42]",
+            ]
+        )
         result = ReAct(llm, tools=tools, shots=0)("What is 6 times 7?")  # Wikipedia's own Search/Lookup too
     first, second = (json.loads(s.observation) for s in result.trajectory.steps[:2])
     assert (first["ok"], first["value"]) == (True, 42)
@@ -297,8 +301,22 @@ def script(tmp_path, replies):
 
 def test_run_with_mcp_tools(tmp_path, server_file):
     model = script(tmp_path, [" I add.\nAction 1: add_numbers[40, 2]", " Done.\nAction 2: Finish[42]"])
-    result = CliRunner().invoke(main, ["run", "What is 40 + 2?", "-m", "react", "--model", model, "--shots", "0",
-                                       "--mcp", f"{sys.executable} {server_file}", "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "What is 40 + 2?",
+            "-m",
+            "react",
+            "--model",
+            model,
+            "--shots",
+            "0",
+            "--mcp",
+            f"{sys.executable} {server_file}",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answer"] == "42" and data["trajectory"]["steps"][0]["observation"] == "42"
@@ -306,11 +324,13 @@ def test_run_with_mcp_tools(tmp_path, server_file):
 
 def test_a_dead_server_in_a_run_is_one_error_line(tmp_path, server_file):
     model = script(tmp_path, [" Bye.\nAction 1: die[]"])
-    result = CliRunner().invoke(main, ["run", "q", "-m", "react", "--model", model, "--shots", "0",
-                                       "--mcp", f"{sys.executable} {server_file}"])
+    result = CliRunner().invoke(
+        main, ["run", "q", "-m", "react", "--model", model, "--shots", "0", "--mcp", f"{sys.executable} {server_file}"]
+    )
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: MCP server '{sys.executable} {server_file}' "
-                                                             "is gone")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"Error: MCP server '{sys.executable} {server_file}' is gone")
+    )
 
 
 def test_a_dead_server_in_a_benchmark_keeps_what_was_written(tmp_path, server_file):
@@ -318,32 +338,65 @@ def test_a_dead_server_in_a_benchmark_keeps_what_was_written(tmp_path, server_fi
     data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "42"}) + "\n" for i in range(2)))
     model = script(tmp_path, [" t\nAction 1: Finish[42]", " t\nAction 1: die[]"])
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["bench", "-d", str(data), "-m", "react", "--model", model, "--shots", "0",
-                                       "--batch-size", "1", "-o", str(out), "-q",
-                                       "--mcp", f"{sys.executable} {server_file}"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "-d",
+            str(data),
+            "-m",
+            "react",
+            "--model",
+            model,
+            "--shots",
+            "0",
+            "--batch-size",
+            "1",
+            "-o",
+            str(out),
+            "-q",
+            "--mcp",
+            f"{sys.executable} {server_file}",
+        ],
+    )
     assert result.exit_code == 1
     assert "is gone" in result.stderr and "1 finished examples are saved" in result.stderr
     assert len((out / "react" / "samples.jsonl").read_text().splitlines()) == 1
 
 
 def test_mcp_needs_a_method_that_takes_tools(tmp_path, server_file):
-    result = CliRunner().invoke(main, ["run", "q", "-m", "cot", "--model", script(tmp_path, ["x"]),
-                                       "--mcp", f"{sys.executable} {server_file}"])
+    result = CliRunner().invoke(
+        main, ["run", "q", "-m", "cot", "--model", script(tmp_path, ["x"]), "--mcp", f"{sys.executable} {server_file}"]
+    )
     assert result.exit_code == 1
     assert "Error: --mcp gives tools to the react methods; method 'cot' uses none" in result.stderr
 
 
 def test_chat_lists_and_uses_mcp_tools(tmp_path, server_file):
     model = script(tmp_path, [" I add.\nAction 1: add_numbers[1, 2]", " Done.\nAction 2: Finish[3]"])
-    result = CliRunner().invoke(main, ["chat", "-m", "react", "--model", model, "--shots", "0",
-                                       "--mcp", f"{sys.executable} {server_file}"], input="/tools\n1 + 2?\n")
+    result = CliRunner().invoke(
+        main,
+        ["chat", "-m", "react", "--model", model, "--shots", "0", "--mcp", f"{sys.executable} {server_file}"],
+        input="/tools\n1 + 2?\n",
+    )
     assert result.exit_code == 0, result.output
     assert "add_numbers[a, b]: Adds two whole numbers." in result.stdout
     assert "Observation 1: 3\n" in result.stdout
 
 
 def test_mcp_tools_may_not_clash_with_reacts_own(tmp_path):
-    result = CliRunner().invoke(main, ["run", "q", "-m", "react", "--model", script(tmp_path, ["x"]),
-                                       "--mcp", " ".join(AGENTKIT_MCP + ["--tool", "Search"])])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "q",
+            "-m",
+            "react",
+            "--model",
+            script(tmp_path, ["x"]),
+            "--mcp",
+            " ".join(AGENTKIT_MCP + ["--tool", "Search"]),
+        ],
+    )
     assert result.exit_code == 1
     assert "its tool Search clashes with the react methods' own; serve it without that tool" in result.stderr

@@ -352,8 +352,12 @@ def test_a_streamed_run_cut_off_by_the_token_limit_reports_length(llm):
 
 
 # ------------------------------------------------------------------------------------------------ constraints
-_OBJECT = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
-           "required": ["a", "b"], "additionalProperties": False}
+_OBJECT = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+    "required": ["a", "b"],
+    "additionalProperties": False,
+}
 _WORDS_LARK = 'start: (WORD | COMMA)*\nWORD: / [a-z]+/\nCOMMA: ","\n'
 CONSTRAINTS = {
     "regex": Constraint(regex=r"( [a-z]+|,)*"),
@@ -363,8 +367,11 @@ CONSTRAINTS = {
     "lark": Constraint(lark=_WORDS_LARK),
     "lark after": Constraint(lark=_WORDS_LARK, after=" Thought"),
 }
-JSON_PROMPTS = ["Reply in JSON:", "Question: what is six times seven? Reply in JSON:",
-                "Think first, then give the Answer in JSON:"]  # babble replies to these in JSON
+JSON_PROMPTS = [
+    "Reply in JSON:",
+    "Question: what is six times seven? Reply in JSON:",
+    "Think first, then give the Answer in JSON:",
+]  # babble replies to these in JSON
 
 
 def constrained(name: str, backend: Backend) -> tuple[GenerationConfig, list[str]]:
@@ -423,8 +430,11 @@ def test_a_constraint_kind_the_backend_cannot_honour_is_refused_at_once_in_one_l
         pytest.skip(f"{backend.name} honours every constraint kind")
     for constraint in refused:
         config = GenerationConfig(max_new_tokens=4, constraint=constraint)
-        for attempt in (lambda: llm.generate([PROMPTS[0]], config), lambda: next(llm.stream(PROMPTS[0], config)),
-                        lambda: run_session(llm, [("k", PROMPTS[0], config)])):
+        for attempt in (
+            lambda: llm.generate([PROMPTS[0]], config),
+            lambda: next(llm.stream(PROMPTS[0], config)),
+            lambda: run_session(llm, [("k", PROMPTS[0], config)]),
+        ):
             with pytest.raises(UsageError) as refusal:
                 attempt()
             message = str(refusal.value)

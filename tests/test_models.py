@@ -80,8 +80,9 @@ def test_delay_option_makes_a_slow_streaming_model(tmp_path, monkeypatch):
     assert sleeps == [0.5, 0.5]
 
 
-@pytest.mark.parametrize("option, message", [("delay=abc", "number of seconds"), ("delay=-1", ">= 0"),
-                                             ("speed=2", "unknown option 'speed'")])
+@pytest.mark.parametrize(
+    "option, message", [("delay=abc", "number of seconds"), ("delay=-1", ">= 0"), ("speed=2", "unknown option 'speed'")]
+)
 def test_bad_delay_options(tmp_path, option, message):
     path = write(tmp_path, ["x"])
     with pytest.raises(ModelSpecError, match=message):
@@ -95,8 +96,14 @@ class FakeTransformersLLM:
 
 @pytest.mark.parametrize(
     "spec, expected",
-    [(None, None), ("default", None), ("DEFAULT", None), ("google/gemma-3-270m", "google/gemma-3-270m"),
-     ("./models/tiny", "./models/tiny"), ("/data/model.Q4_K_M.gguf", "/data/model.Q4_K_M.gguf")],
+    [
+        (None, None),
+        ("default", None),
+        ("DEFAULT", None),
+        ("google/gemma-3-270m", "google/gemma-3-270m"),
+        ("./models/tiny", "./models/tiny"),
+        ("/data/model.Q4_K_M.gguf", "/data/model.Q4_K_M.gguf"),
+    ],
 )
 def test_other_specs_go_to_the_transformers_engine(monkeypatch, spec, expected):
     monkeypatch.setattr(agentkit.engine, "TransformersLLM", FakeTransformersLLM, raising=False)

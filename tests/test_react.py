@@ -326,10 +326,16 @@ def test_exemplars_match_the_tools(corpus, tmp_path):
     ReAct(llm, corpus=corpus, tools=[double])("q")  # with it, the shipped ones fit
     assert llm.prompts[1].count("Search[") >= 4
     # exemplars of one's own, in a templates directory's react.jsonl: only those calling these tools are shown
-    own = [{"question": "What is twice 21?", "steps": [{"thought": "Double it.", "action": "double[21]",
-                                                        "observation": "42"},
-                                                       {"thought": "Done.", "action": "Finish[42]"}]},
-           {"question": "Where?", "steps": [{"thought": "Look.", "action": "Search[Rome]", "observation": "..."}]}]
+    own = [
+        {
+            "question": "What is twice 21?",
+            "steps": [
+                {"thought": "Double it.", "action": "double[21]", "observation": "42"},
+                {"thought": "Done.", "action": "Finish[42]"},
+            ],
+        },
+        {"question": "Where?", "steps": [{"thought": "Look.", "action": "Search[Rome]", "observation": "..."}]},
+    ]
     (tmp_path / "react.jsonl").write_text("\n".join(json.dumps(ex) for ex in own))
     ReAct(llm, corpus=None, tools=[double], templates=Templates(tmp_path))("q")
     assert "Question: What is twice 21?\nThought 1: Double it.\nAction 1: double[21]" in llm.prompts[2]

@@ -88,11 +88,15 @@ def test_an_undefined_template_variable_names_what_the_template_receives(tmp_pat
 
 def test_a_duplicated_question_is_named_by_its_line(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text('{"question": "a?", "answer": "1"}\n{"question": "b?", "answer": "2"}\n'
-                    '{"question": "a?", "answer": "1"}\n')
+    path.write_text(
+        '{"question": "a?", "answer": "1"}\n{"question": "b?", "answer": "2"}\n{"question": "a?", "answer": "1"}\n'
+    )
     examples = load_dataset(path)  # every line its own example (issue 14), named by the line the user wrote
-    assert [(e.id, e.source) for e in examples] == [("line-1", "d.jsonl:1"), ("line-2", "d.jsonl:2"),
-                                                    ("line-3", "d.jsonl:3")]
+    assert [(e.id, e.source) for e in examples] == [
+        ("line-1", "d.jsonl:1"),
+        ("line-2", "d.jsonl:2"),
+        ("line-3", "d.jsonl:3"),
+    ]
     assert examples[2].meta["repeat_of"] == "line-1"
 
 
@@ -103,25 +107,30 @@ def gold_llm():
 
 
 def test_run_benchmark_takes_a_config_and_writes_its_identity(tmp_path):
-    config = BenchmarkConfig(dataset="gsm8k-sample", methods=["cot"], limit=3, output_dir=tmp_path / "out",
-                             generation={"max_new_tokens": 64})
+    config = BenchmarkConfig(
+        dataset="gsm8k-sample", methods=["cot"], limit=3, output_dir=tmp_path / "out", generation={"max_new_tokens": 64}
+    )
     result = run_benchmark(config, llm=gold_llm())
     assert result.accuracy == 1.0 and len(result.records) == 3
     written = json.loads((tmp_path / "out" / "config.json").read_text())
     assert written["generation"] == {"max_new_tokens": 64} and written["shots"] == 4
     assert written == {k: v for k, v in result.config.items() if k not in ("methods", "limit")}
     # the keyword form is the same run: it resumes without asking the model anything
-    again = run_benchmark("gsm8k-sample", "cot", ScriptedLLM([]), limit=3, output_dir=tmp_path / "out",
-                          generation={"max_new_tokens": 64})
+    again = run_benchmark(
+        "gsm8k-sample", "cot", ScriptedLLM([]), limit=3, output_dir=tmp_path / "out", generation={"max_new_tokens": 64}
+    )
     assert again.accuracy == 1.0
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"limit": 0}, "benchmark limit: Input should be greater than or equal to 1"),
-    ({"methods": ["cot", "pal", "cot"]}, "benchmark methods: method 'cot' is given more than once"),
-    ({"shot": 2}, "benchmark shot: unknown setting; the settings are: dataset, methods, shots"),
-    ({"methods": []}, "benchmark methods: List should have at least 1 item"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"limit": 0}, "benchmark limit: Input should be greater than or equal to 1"),
+        ({"methods": ["cot", "pal", "cot"]}, "benchmark methods: method 'cot' is given more than once"),
+        ({"shot": 2}, "benchmark shot: unknown setting; the settings are: dataset, methods, shots"),
+        ({"methods": []}, "benchmark methods: List should have at least 1 item"),
+    ],
+)
 def test_a_bad_setting_is_one_error_naming_it(values, message):
     with pytest.raises(UsageError) as info:
         BenchmarkConfig.of(dataset="gsm8k-sample", **values)
@@ -151,11 +160,20 @@ def test_one_converter_for_results_with_and_without_timing():
     assert set(timing) >= {"duration", "execution.duration"}
 
 
-@pytest.mark.parametrize("answer, kind, expected", [
-    ("42", "number", 42), ("-0.5", "number", -0.5), ("42", "text", "42"), (None, "number", None),
-    ("Paris", "number", "Paris"), ("1e400", "number", "1e400"),
-    ("12345678901234567", "number", 12345678901234567), ("0.0000001", "number", 1e-7), ("1/3", "number", "1/3"),
-])
+@pytest.mark.parametrize(
+    "answer, kind, expected",
+    [
+        ("42", "number", 42),
+        ("-0.5", "number", -0.5),
+        ("42", "text", "42"),
+        (None, "number", None),
+        ("Paris", "number", "Paris"),
+        ("1e400", "number", "1e400"),
+        ("12345678901234567", "number", 12345678901234567),
+        ("0.0000001", "number", 1e-7),
+        ("1/3", "number", "1/3"),
+    ],
+)
 def test_typed_answer(answer, kind, expected):
     value = typed_answer(answer, kind)
     assert value == expected and type(value) is type(expected)
@@ -215,8 +233,25 @@ def test_a_registered_strategy_runs_through_agentkit_bench_and_is_listed(shout, 
     replies = tmp_path / "r.json"
     replies.write_text(json.dumps({e.question: f" it is {e.answer}" for e in load_dataset("gsm8k-sample")}))
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["bench", "-d", "gsm8k-sample", "-m", "shout", "-m", "direct", "-n", "3",
-                                       "--model", f"scripted:{replies}", "-o", str(out), "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "-d",
+            "gsm8k-sample",
+            "-m",
+            "shout",
+            "-m",
+            "direct",
+            "-n",
+            "3",
+            "--model",
+            f"scripted:{replies}",
+            "-o",
+            str(out),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "| shout" in result.output and len((out / "shout" / "samples.jsonl").read_text().splitlines()) == 3
     assert json.loads((out / "results.json").read_text())["methods"]["shout"]["accuracy"] == 1.0
@@ -258,15 +293,18 @@ def test_register_method_as_a_decorator_and_twice(tmp_path):
 def test_a_scorer_scores_answers_that_are_neither_numbers_nor_short_texts(tmp_path):
     from agentkit.eval import Example, run_benchmark
 
-    data = [Example(id="a", question="Spell cat backwards", answer="tac"),
-            Example(id="b", question="Spell dog backwards", answer="god")]
+    data = [
+        Example(id="a", question="Spell cat backwards", answer="tac"),
+        Example(id="b", question="Spell dog backwards", answer="god"),
+    ]
     llm = ScriptedLLM(lambda prompt: " T-A-C" if "cat" in prompt.rsplit("Question:", 1)[1] else " d o g")
 
     def letters(answer, example):  # the same letters in order, whatever separates them
         return "".join(ch for ch in (answer or "").lower() if ch.isalpha()) == example.answer
 
-    result = run_benchmark(data, "direct", llm, scorer=letters, output_dir=tmp_path / "o",
-                           method_options={"answer": "text"})
+    result = run_benchmark(
+        data, "direct", llm, scorer=letters, output_dir=tmp_path / "o", method_options={"answer": "text"}
+    )
     assert [r["correct"] for r in result.records] == [True, False] and result.records[0]["kind"] == "custom"
     assert json.loads((tmp_path / "o" / "config.json").read_text())["scorer"].endswith("letters")
     with pytest.raises(BenchmarkError, match="scorer"):  # resumed with agentkit's own scoring: another run

@@ -19,7 +19,7 @@ REPORT_FILES = ("results.md", "results.png", "results.html")
 
 
 def data_block(page: str) -> str:
-    match = re.search(r'<script type=application/json id=data>(.*?)</script>', page, re.DOTALL)
+    match = re.search(r"<script type=application/json id=data>(.*?)</script>", page, re.DOTALL)
     assert match, "no data block"
     return match.group(1)
 
@@ -57,8 +57,10 @@ def test_untrusted_text_cannot_escape_the_data_block(report_run):
 
 
 def test_truncations_are_counted_apart_from_the_other_failures():
-    records = [{"id": f"q{i}", "question": "q", "correct": False, "failure": f}
-               for i, f in enumerate(["length", "length", "sandbox_error", None])]
+    records = [
+        {"id": f"q{i}", "question": "q", "correct": False, "failure": f}
+        for i, f in enumerate(["length", "length", "sandbox_error", None])
+    ]
     summary = summarize("pal", records)
     assert summary["truncated"] == 2 and summary["failures"] == {"length": 2, "sandbox_error": 1}
     head, rows = summary_rows([summary])

@@ -87,7 +87,7 @@ def test_untrusted_text_shows_as_text(report_run, open_page):
     detail = page.text_content("#detail")
     assert "<script>window.__xss = 'question'</script> Tom has 3 pens" in detail
     assert "<script>window.__xss = 'thought'</script> Let me look." in detail  # a ReAct thought
-    assert "<script>window.__xss = \"stdout\"</script>" in detail  # PAL's stdout
+    assert '<script>window.__xss = "stdout"</script>' in detail  # PAL's stdout
     assert page.evaluate("() => window.__xss") is None
     assert page.locator("#detail script, #list script, .qtext *, .row .q *").count() == 0
     page.fill("#search", "A tank holds")
@@ -100,7 +100,12 @@ def test_the_detail_shows_every_method_side_by_side(report_run, open_page):
     page.fill("#search", "Mia owes")
     cards = page.locator("#detail .card")
     assert [cards.nth(i).locator("h3").text_content().split()[0] for i in range(5)] == [
-        "direct", "cot", "pal", "pal-sc", "react"]
+        "direct",
+        "cot",
+        "pal",
+        "pal-sc",
+        "react",
+    ]
     pal = cards.nth(2).text_content()
     assert "return owed / 0" in pal and "ZeroDivisionError" in pal
     page.click("#detail summary >> text=sample 1")
@@ -120,19 +125,34 @@ def big_run(n_questions: int, methods: list[str]) -> dict[str, list[dict]]:
     """Synthetic records the size of a full GSM8K test run."""
     out = {}
     for k, m in enumerate(methods):
-        out[m] = [{
-            "id": f"line-{i + 1}", "index": i, "method": m, "question": f"Question {i}: " + "words " * 40,
-            "gold": str(i), "answer": str(i + (i + k) % 3 // 2), "correct": (i + k) % 3 != 2,
-            "failure": "no_answer" if failed(i, k) else None, "completions": ["reasoning " * 80],
-            "prompt_tokens": 500, "completion_tokens": 100, "timing": {"duration": 1.0},
-        } for i in range(n_questions)]
+        out[m] = [
+            {
+                "id": f"line-{i + 1}",
+                "index": i,
+                "method": m,
+                "question": f"Question {i}: " + "words " * 40,
+                "gold": str(i),
+                "answer": str(i + (i + k) % 3 // 2),
+                "correct": (i + k) % 3 != 2,
+                "failure": "no_answer" if failed(i, k) else None,
+                "completions": ["reasoning " * 80],
+                "prompt_tokens": 500,
+                "completion_tokens": 100,
+                "timing": {"duration": 1.0},
+            }
+            for i in range(n_questions)
+        ]
     return out
 
 
 def test_a_full_size_run_renders_only_the_rows_in_view(tmp_path, open_page):
     methods = big_run(1319, ["direct", "cot", "pal", "pal-sc"])
-    page_text = render_html(config={"dataset": "gsm8k", "model": "m", "shots": 4}, data=page_data(methods),
-                            table=summary_rows([summarize(m, r) for m, r in methods.items()]), comparisons=[])
+    page_text = render_html(
+        config={"dataset": "gsm8k", "model": "m", "shots": 4},
+        data=page_data(methods),
+        table=summary_rows([summarize(m, r) for m, r in methods.items()]),
+        comparisons=[],
+    )
     path = tmp_path / "results.html"
     path.write_text(page_text, encoding="utf-8")
     page = open_page(path)
@@ -150,8 +170,9 @@ def test_the_policy_runs_only_the_pages_own_script(report_run, open_page, tmp_pa
     """Defence in depth: even a script that got into the page some other way would not run."""
     page_text = (report_run / "results.html").read_text(encoding="utf-8")
     tampered = tmp_path / "tampered.html"
-    tampered.write_text(page_text.replace("<h2>Examples</h2>", "<h2>Examples</h2><script>window.__csp = 1</script>"),
-                        encoding="utf-8")
+    tampered.write_text(
+        page_text.replace("<h2>Examples</h2>", "<h2>Examples</h2><script>window.__csp = 1</script>"), encoding="utf-8"
+    )
     page = open_page(tampered)
     assert page.evaluate("() => window.__csp") is None
     shows(page, "8 of 8 questions")  # the page's own script still ran

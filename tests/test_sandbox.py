@@ -25,7 +25,9 @@ def _src(text: str) -> str:
 
 
 BENIGN: list[tuple[str, str, object]] = [
-    ("pal-money-left", """
+    (
+        "pal-money-left",
+        """
         def solution():
             \"\"\"Olivia has $23. She bought five bagels for $3 each. How much money does she have left?\"\"\"
             money_initial = 23
@@ -35,59 +37,95 @@ BENIGN: list[tuple[str, str, object]] = [
             money_left = money_initial - money_spent
             result = money_left
             return result
-        """, 8),
-    ("pal-float-arithmetic", """
+        """,
+        8,
+    ),
+    (
+        "pal-float-arithmetic",
+        """
         def solution():
             price = 2.5
             quantity = 7
             discount = 0.15
             total = price * quantity * (1 - discount)
             return total
-        """, 2.5 * 7 * (1 - 0.15)),
-    ("pal-floor-div-mod", """
+        """,
+        2.5 * 7 * (1 - 0.15),
+    ),
+    (
+        "pal-floor-div-mod",
+        """
         def solution():
             eggs = 1234567
             per_box = 12
             boxes = eggs // per_box
             left = eggs % per_box
             return boxes * 10 + left
-        """, (1234567 // 12) * 10 + 1234567 % 12),
-    ("pal-round", """
+        """,
+        (1234567 // 12) * 10 + 1234567 % 12,
+    ),
+    (
+        "pal-round",
+        """
         def solution():
             speed = 47.3
             hours = 3.7
             return round(speed * hours, 2)
-        """, round(47.3 * 3.7, 2)),
-    ("pal-math-floor-ceil", """
+        """,
+        round(47.3 * 3.7, 2),
+    ),
+    (
+        "pal-math-floor-ceil",
+        """
         import math
         def solution():
             students = 1037
             per_bus = 45
             return math.ceil(students / per_bus) + math.floor(7.9) + math.sqrt(16)
-        """, math.ceil(1037 / 45) + 7 + 4.0),
-    ("pal-from-math", """
+        """,
+        math.ceil(1037 / 45) + 7 + 4.0,
+    ),
+    (
+        "pal-from-math",
+        """
         from math import sqrt, pi
         def solution():
             return round(pi * sqrt(2) ** 2, 6)
-        """, round(math.pi * math.sqrt(2) ** 2, 6)),
-    ("pal-import-as", """
+        """,
+        round(math.pi * math.sqrt(2) ** 2, 6),
+    ),
+    (
+        "pal-import-as",
+        """
         import math as m
         def solution():
             return m.gcd(84, 126) + m.factorial(5)
-        """, 42 + 120),
-    ("top-level-answer", """
+        """,
+        42 + 120,
+    ),
+    (
+        "top-level-answer",
+        """
         apples = 17
         eaten = 4
         answer = apples - eaten
-        """, 13),
-    ("loop-accumulate", """
+        """,
+        13,
+    ),
+    (
+        "loop-accumulate",
+        """
         def solution():
             total = 0
             for day in range(1, 31):
                 total += day * 2
             return total
-        """, sum(d * 2 for d in range(1, 31))),
-    ("while-loop", """
+        """,
+        sum(d * 2 for d in range(1, 31)),
+    ),
+    (
+        "while-loop",
+        """
         def solution():
             balance = 1000.0
             years = 0
@@ -95,20 +133,32 @@ BENIGN: list[tuple[str, str, object]] = [
                 balance *= 1.07
                 years += 1
             return years
-        """, 11),
-    ("list-comprehension", """
+        """,
+        11,
+    ),
+    (
+        "list-comprehension",
+        """
         def solution():
             squares = [i * i for i in range(10) if i % 2 == 0]
             return sum(squares)
-        """, sum(i * i for i in range(10) if i % 2 == 0)),
-    ("dict-and-set-comprehension", """
+        """,
+        sum(i * i for i in range(10) if i % 2 == 0),
+    ),
+    (
+        "dict-and-set-comprehension",
+        """
         def solution():
             words = ['apple', 'banana', 'cherry', 'avocado']
             lengths = {w: len(w) for w in words}
             initials = {w[0] for w in words}
             return lengths['banana'] + len(initials)
-        """, 6 + 3),
-    ("dict-counter-plus-equals", """
+        """,
+        6 + 3,
+    ),
+    (
+        "dict-counter-plus-equals",
+        """
         def solution():
             counts = {}
             for ch in 'mississippi':
@@ -116,8 +166,12 @@ BENIGN: list[tuple[str, str, object]] = [
                     counts[ch] = 0
                 counts[ch] += 1
             return counts
-        """, {"m": 1, "i": 4, "s": 4, "p": 2}),
-    ("nested-subscript-augassign", """
+        """,
+        {"m": 1, "i": 4, "s": 4, "p": 2},
+    ),
+    (
+        "nested-subscript-augassign",
+        """
         def solution():
             grid = [[0, 0], [0, 0]]
             for i in range(2):
@@ -126,8 +180,12 @@ BENIGN: list[tuple[str, str, object]] = [
             stock = {'a': [1, 2]}
             stock['a'][1] *= 10
             return grid, stock
-        """, [[[0, 1], [1, 2]], {"a": [1, 20]}]),
-    ("tuple-unpacking", """
+        """,
+        [[[0, 1], [1, 2]], {"a": [1, 20]}],
+    ),
+    (
+        "tuple-unpacking",
+        """
         def solution():
             a, b = 3, 4
             (c, d), e = (5, 6), 7
@@ -135,14 +193,22 @@ BENIGN: list[tuple[str, str, object]] = [
             for x, y in [(1, 2), (3, 4)]:
                 a += x * y
             return a + b + c + d + e + first + sum(rest)
-        """, 3 + 2 + 12 + 4 + 5 + 6 + 7 + 1 + 9),
-    ("sorted-key-lambda", """
+        """,
+        3 + 2 + 12 + 4 + 5 + 6 + 7 + 1 + 9,
+    ),
+    (
+        "sorted-key-lambda",
+        """
         def solution():
             people = [('ann', 31), ('bob', 25), ('cy', 40)]
             by_age = sorted(people, key=lambda p: p[1], reverse=True)
             return [name for name, age in by_age]
-        """, ["cy", "ann", "bob"]),
-    ("generator-function", """
+        """,
+        ["cy", "ann", "bob"],
+    ),
+    (
+        "generator-function",
+        """
         def evens(n):
             for i in range(n):
                 if i % 2 == 0:
@@ -150,8 +216,12 @@ BENIGN: list[tuple[str, str, object]] = [
         def solution():
             gen = (x * 3 for x in evens(10))
             return sum(gen) + next(iter([5]))
-        """, sum(x * 3 for x in range(0, 10, 2)) + 5),
-    ("try-except-zero-division", """
+        """,
+        sum(x * 3 for x in range(0, 10, 2)) + 5,
+    ),
+    (
+        "try-except-zero-division",
+        """
         def solution():
             try:
                 rate = 10 / 0
@@ -162,50 +232,86 @@ BENIGN: list[tuple[str, str, object]] = [
             except (ValueError, TypeError) as e:
                 rate -= 1
             return rate
-        """, -2),
-    ("fstring-numbers", """
+        """,
+        -2,
+    ),
+    (
+        "fstring-numbers",
+        """
         def solution():
             total = 1234.5678
             count = 42
             return f"{count} items cost ${total:.2f} ({count / 7:.1f} per day, {count:05d}, {total:,.1f})"
-        """, "42 items cost $1234.57 (6.0 per day, 00042, 1,234.6)"),
-    ("str-format-plain-fields", """
+        """,
+        "42 items cost $1234.57 (6.0 per day, 00042, 1,234.6)",
+    ),
+    (
+        "str-format-plain-fields",
+        """
         answer = '{} + {} = {total}'.format(1, 2, total=3) + ' / {0:.1f}'.format(2.25)
-        """, "1 + 2 = 3 / 2.2"),
-    ("percent-format", """
+        """,
+        "1 + 2 = 3 / 2.2",
+    ),
+    (
+        "percent-format",
+        """
         answer = '%d%% of %s' % (50, 'cake')
-        """, "50% of cake"),
-    ("datetime-arithmetic", """
+        """,
+        "50% of cake",
+    ),
+    (
+        "datetime-arithmetic",
+        """
         import datetime
         def solution():
             start = datetime.date(2024, 2, 20)
             end = start + datetime.timedelta(days=14)
             return end.strftime('%Y-%m-%d') + ' ' + str((end - start).days)
-        """, "2024-03-05 14"),
-    ("from-datetime-import", """
+        """,
+        "2024-03-05 14",
+    ),
+    (
+        "from-datetime-import",
+        """
         from datetime import datetime, timedelta
         def solution():
             t = datetime(2023, 1, 1, 9, 30) + timedelta(hours=5, minutes=45)
             parsed = datetime.strptime('2023-03-15', '%Y-%m-%d')
             return t.hour * 100 + t.minute + parsed.day + parsed.weekday()
-        """, 15 * 100 + 15 + 15 + 2),
-    ("fractions", """
+        """,
+        15 * 100 + 15 + 15 + 2,
+    ),
+    (
+        "fractions",
+        """
         from fractions import Fraction
         def solution():
             share = Fraction(1, 3) + Fraction(1, 6)
             return share * 4
-        """, 2),
-    ("fraction-non-integral", """
+        """,
+        2,
+    ),
+    (
+        "fraction-non-integral",
+        """
         from fractions import Fraction
         answer = Fraction(7, 4)
-        """, 1.75),
-    ("decimal", """
+        """,
+        1.75,
+    ),
+    (
+        "decimal",
+        """
         from decimal import Decimal, ROUND_HALF_UP
         def solution():
             price = Decimal('19.99') * 3
             return price.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)
-        """, 60.0),
-    ("nested-functions-closure", """
+        """,
+        60.0,
+    ),
+    (
+        "nested-functions-closure",
+        """
         def solution():
             def make_adder(n):
                 def add(x):
@@ -213,8 +319,12 @@ BENIGN: list[tuple[str, str, object]] = [
                 return add
             add5 = make_adder(5)
             return add5(10) + make_adder(1)(1)
-        """, 17),
-    ("nonlocal-counter", """
+        """,
+        17,
+    ),
+    (
+        "nonlocal-counter",
+        """
         def solution():
             count = 0
             def tick():
@@ -223,14 +333,22 @@ BENIGN: list[tuple[str, str, object]] = [
             for _ in range(5):
                 tick()
             return count
-        """, 5),
-    ("recursion", """
+        """,
+        5,
+    ),
+    (
+        "recursion",
+        """
         def fib(n):
             return n if n < 2 else fib(n - 1) + fib(n - 2)
         def solution():
             return fib(20)
-        """, 6765),
-    ("collections-counter", """
+        """,
+        6765,
+    ),
+    (
+        "collections-counter",
+        """
         from collections import Counter, defaultdict, deque
         def solution():
             c = Counter('banana')
@@ -240,8 +358,12 @@ BENIGN: list[tuple[str, str, object]] = [
             q = deque([1, 2, 3])
             q.rotate(1)
             return c.most_common(1)[0][1] + d['a'] + q[0]
-        """, 3 + 2 + 3),
-    ("itertools-functools", """
+        """,
+        3 + 2 + 3,
+    ),
+    (
+        "itertools-functools",
+        """
         import itertools
         from functools import reduce, lru_cache
         @lru_cache(maxsize=None)
@@ -251,14 +373,22 @@ BENIGN: list[tuple[str, str, object]] = [
             combos = len(list(itertools.combinations(range(6), 3)))
             product = reduce(lambda a, b: a * b, [1, 2, 3, 4])
             return combos + product + ways(10)
-        """, 20 + 24 + 89),
-    ("statistics", """
+        """,
+        20 + 24 + 89,
+    ),
+    (
+        "statistics",
+        """
         import statistics
         def solution():
             scores = [88, 92, 79, 93, 85]
             return statistics.mean(scores) + statistics.median(scores)
-        """, 87.4 + 88),
-    ("class-with-methods", """
+        """,
+        87.4 + 88,
+    ),
+    (
+        "class-with-methods",
+        """
         class Account:
             rate = 0.05
             def __init__(self, balance):
@@ -270,85 +400,143 @@ BENIGN: list[tuple[str, str, object]] = [
         def solution():
             acct = Account(1000)
             return round(acct.grow(2), 2)
-        """, 1102.5),
-    ("min-max-abs-divmod", """
+        """,
+        1102.5,
+    ),
+    (
+        "min-max-abs-divmod",
+        """
         def solution():
             values = [3, -7, 12, 5]
             q, r = divmod(max(values), 5)
             return min(values) + abs(min(values)) + q * 10 + r + pow(2, 10)
-        """, 0 + 22 + 1024),
-    ("string-methods", """
+        """,
+        0 + 22 + 1024,
+    ),
+    (
+        "string-methods",
+        """
         def solution():
             sentence = 'The quick brown fox'
             words = sentence.lower().split()
             return '-'.join(w.capitalize() for w in words) + str(sentence.count('o'))
-        """, "The-Quick-Brown-Fox2"),
-    ("isinstance-type-checks", """
+        """,
+        "The-Quick-Brown-Fox2",
+    ),
+    (
+        "isinstance-type-checks",
+        """
         def solution():
             items = [1, 2.5, 'x', [1]]
             return [type(i) == int or isinstance(i, float) for i in items]
-        """, [True, True, False, False]),
-    ("walrus-and-ternary", """
+        """,
+        [True, True, False, False],
+    ),
+    (
+        "walrus-and-ternary",
+        """
         def solution():
             data = [4, 8, 15]
             if (n := len(data)) > 0:
                 return n * 2 if n > 2 else 0
             return -1
-        """, 6),
-    ("annotations", """
+        """,
+        6,
+    ),
+    (
+        "annotations",
+        """
         def solution() -> float:
             total: float = 0.0
             count: int
             for x in [1.5, 2.5]:
                 total += x
             return total
-        """, 4.0),
-    ("underscore-local-names", """
+        """,
+        4.0,
+    ),
+    (
+        "underscore-local-names",
+        """
         def solution():
             _total = 10
             for _ in range(3):
                 _total -= 1
             return _total
-        """, 7),
-    ("reserved-looking-names", """
+        """,
+        7,
+    ),
+    (
+        "reserved-looking-names",
+        """
         def solution():
             pages = 120
             printed = pages * 3
             builtins = 4
             return printed + builtins
-        """, 364),
-    ("main-guard-and-print", """
+        """,
+        364,
+    ),
+    (
+        "main-guard-and-print",
+        """
         def solution():
             return 12
         if __name__ == '__main__':
             print(solution())
-        """, 12),
-    ("future-import", """
+        """,
+        12,
+    ),
+    (
+        "future-import",
+        """
         from __future__ import annotations
         def solution() -> int:
             return 2 ** 10
-        """, 1024),
-    ("star-import-math", """
+        """,
+        1024,
+    ),
+    (
+        "star-import-math",
+        """
         from math import *
         answer = floor(sqrt(50)) + gcd(12, 18)
-        """, 7 + 6),
-    ("random-is-seeded", """
+        """,
+        7 + 6,
+    ),
+    (
+        "random-is-seeded",
+        """
         import random
         answer = random.randint(1, 10**9) == random.Random(0).randint(1, 10**9) or True
-        """, True),
-    ("bool-and-none-and-nan", """
+        """,
+        True,
+    ),
+    (
+        "bool-and-none-and-nan",
+        """
         answer = [True, None, float('inf') > 10**308, 0.1 + 0.2]
-        """, [True, None, True, 0.1 + 0.2]),
-    ("string-module-and-re", """
+        """,
+        [True, None, True, 0.1 + 0.2],
+    ),
+    (
+        "string-module-and-re",
+        """
         import re, string
         answer = len(re.findall(r'[aeiou]', 'education')) + len(string.digits)
-        """, 5 + 10),
-    ("calendar-heapq-bisect", """
+        """,
+        5 + 10,
+    ),
+    (
+        "calendar-heapq-bisect",
+        """
         import calendar, heapq, bisect
         h = [5, 1, 4]
         heapq.heapify(h)
         answer = calendar.monthrange(2024, 2)[1] + heapq.heappop(h) + bisect.bisect([1, 3, 5], 4)
-        """, 29 + 1 + 2),
+        """,
+        29 + 1 + 2,
+    ),
 ]
 
 
@@ -388,8 +576,11 @@ def test_benign_program(sandbox, name, source, expected):
     json.loads(result.model_dump_json())
 
 
-@pytest.mark.parametrize(("name", "source", "expected"), [b for b in BENIGN if "random" not in b[0]],
-                         ids=[b[0] for b in BENIGN if "random" not in b[0]])
+@pytest.mark.parametrize(
+    ("name", "source", "expected"),
+    [b for b in BENIGN if "random" not in b[0]],
+    ids=[b[0] for b in BENIGN if "random" not in b[0]],
+)
 def test_benign_program_matches_plain_python(sandbox, name, source, expected):
     source = _src(source)
     plain = _plain_python(source)
@@ -440,8 +631,10 @@ def test_stdout_kept_on_failure(sandbox):
 
 
 def test_result_conversion(sandbox):
-    r = sandbox.run("import datetime\nanswer = {'t': (1, 2), 's': {3, 1, 2}, 'd': datetime.date(2024, 1, 2),"
-                    " 'td': datetime.timedelta(hours=1)}\n")
+    r = sandbox.run(
+        "import datetime\nanswer = {'t': (1, 2), 's': {3, 1, 2}, 'd': datetime.date(2024, 1, 2),"
+        " 'td': datetime.timedelta(hours=1)}\n"
+    )
     assert r.ok and r.value == {"t": [1, 2], "s": [1, 2, 3], "d": "2024-01-02", "td": "1:00:00"}
     r = sandbox.run("class I(int):\n    pass\nanswer = [I(1)]\n")
     assert r.error_type == "ResultError"
@@ -594,8 +787,14 @@ def test_close_reaps_templates_and_theirchildren():
 
 
 def test_program_cannot_raise_in_host(sandbox):
-    for src in ["raise SystemExit(1)", "raise KeyboardInterrupt", "def solution():\n    raise GeneratorExit",
-                "\x00", "answer = '\\ud800'", "def solution(x):\n    return x"]:
+    for src in [
+        "raise SystemExit(1)",
+        "raise KeyboardInterrupt",
+        "def solution():\n    raise GeneratorExit",
+        "\x00",
+        "answer = '\\ud800'",
+        "def solution(x):\n    return x",
+    ]:
         r = sandbox.run(src)
         assert isinstance(r, ExecResult)
         json.loads(r.model_dump_json())

@@ -22,7 +22,7 @@ from agentkit.tools.sandbox import Sandbox
 # A flags value that compares equal to 0 and hashes like 0, but is IGNORECASE: re's compile cache stores the
 # pattern compiled with it under a key that later equals ("q", 0).
 RE_COMPILE_CACHE = (
-    '''
+    """
 import re
 class Flags(int):
     def __eq__(self, other):
@@ -31,7 +31,7 @@ class Flags(int):
         return hash(0)
 re.findall("q", "qQq", Flags(2))
 answer = len(re.findall("q", "qQq"))
-''',
+""",
     3,
     'import re\nanswer = len(re.findall("q", "qQq"))\n',
     2,
@@ -39,7 +39,7 @@ answer = len(re.findall("q", "qQq"))
 
 # re.sub's replacement-template cache, keyed by (template, pattern): a str subclass that equals every template.
 RE_SUB_TEMPLATE_CACHE = (
-    r'''
+    r"""
 import re
 class Repl(str):
     def __eq__(self, other):
@@ -48,7 +48,7 @@ class Repl(str):
         return hash("<\\1>")
 re.sub("(z)", Repl("[\\1\\1]"), "zz")
 answer = re.sub("(z)", "<\\1>", "zz")
-''',
+""",
     "[zz][zz]",
     'import re\nanswer = re.sub("(z)", "<\\\\1>", "zz")\n',
     "<z><z>",
@@ -56,7 +56,7 @@ answer = re.sub("(z)", "<\\1>", "zz")
 
 # _strptime's cache of compiled formats, keyed by the format string.
 STRPTIME_CACHE = (
-    '''
+    """
 import datetime
 class Fmt(str):
     def __eq__(self, other):
@@ -65,7 +65,7 @@ class Fmt(str):
         return hash("%d/%m/%Y")
 datetime.datetime.strptime("03/02/2024", Fmt("%m/%d/%Y"))
 answer = datetime.datetime.strptime("03/02/2024", "%d/%m/%Y").month
-''',
+""",
     3,
     'import datetime\nanswer = datetime.datetime.strptime("03/02/2024", "%d/%m/%Y").month\n',
     2,
@@ -73,7 +73,7 @@ answer = datetime.datetime.strptime("03/02/2024", "%d/%m/%Y").month
 
 # enum's cache of combined flag values: IGNORECASE filed under the value of IGNORECASE|MULTILINE.
 ENUM_FLAG_CACHE = (
-    '''
+    """
 import re
 class Value(int):
     def __eq__(self, other):
@@ -82,7 +82,7 @@ class Value(int):
         return hash(10)
 type(re.I)(Value(2))
 answer = len(re.findall("^q", "Q\\nq", re.I | re.M))
-''',
+""",
     1,
     'import re\nanswer = len(re.findall("^q", "Q\\nq", re.I | re.M))\n',
     2,
@@ -90,13 +90,13 @@ answer = len(re.findall("^q", "Q\\nq", re.I | re.M))
 
 # ABC registration on the program's own subclass lands in numbers.Number's global positive cache.
 ABC_REGISTER = (
-    '''
+    """
 import numbers
 class Mine(numbers.Number):
     pass
 Mine.register(str)
 answer = isinstance("x", numbers.Number)
-''',
+""",
     True,
     'import numbers\nanswer = isinstance("x", numbers.Number)\n',
     False,
@@ -105,7 +105,7 @@ answer = isinstance("x", numbers.Number)
 # `mappingproxy | x` hands the proxied dict itself to x's type when x is an OrderedDict subclass: the groupindex
 # of a cached compiled pattern becomes writable.
 MAPPING_VIEW_UNWRAP = (
-    '''
+    """
 import collections, re
 grabbed = []
 class Grab(collections.OrderedDict):
@@ -115,7 +115,7 @@ pattern = re.compile("(?P<first>a)(?P<second>b)")
 pattern.groupindex | Grab()
 grabbed[-1][0]["first"] = 2
 answer = re.compile("(?P<first>a)(?P<second>b)").match("ab").group("first")
-''',
+""",
     "b",
     'import re\nanswer = re.compile("(?P<first>a)(?P<second>b)").match("ab").group("first")\n',
     "a",
@@ -124,7 +124,7 @@ answer = re.compile("(?P<first>a)(?P<second>b)").match("ab").group("first")
 # A key left in re's cache whose __eq__ runs when a later program compiles a pattern with the same hash: it sets
 # the *running* program's decimal context (closures, so it needs nothing of its own dead globals).
 KEPT_ALIVE_DECIMAL = (
-    '''
+    """
 import re
 
 def plant():
@@ -146,7 +146,7 @@ re.compile("w", plant())
 re.compile("w")
 import decimal
 answer = str(decimal.Decimal(1) / decimal.Decimal(7))
-''',
+""",
     "0.143",
     'import re, decimal\nre.compile("w")\nanswer = str(decimal.Decimal(1) / decimal.Decimal(7))\n',
     "0.1428571428571428571428571429",
@@ -154,7 +154,7 @@ answer = str(decimal.Decimal(1) / decimal.Decimal(7))
 
 # ... that makes the sandbox refuse something on the later program's behalf (refusals are sticky) ...
 KEPT_ALIVE_REFUSAL = (
-    '''
+    """
 import math, re
 
 def plant():
@@ -175,7 +175,7 @@ def plant():
 
 re.compile("v", plant())
 answer = 1
-''',
+""",
     1,
     'import re\nanswer = len(re.compile("v").findall("vvv"))\n',
     3,
@@ -183,7 +183,7 @@ answer = 1
 
 # ... or that never returns.
 KEPT_ALIVE_HANG = (
-    '''
+    """
 import re
 
 class Key(int):
@@ -196,7 +196,7 @@ class Key(int):
 
 re.compile("u", Key(0))
 answer = 1
-''',
+""",
     1,
     'import re\nanswer = len(re.compile("u").findall("uu"))\n',
     2,
@@ -204,7 +204,7 @@ answer = 1
 
 # 300 MB kept alive in a cache: the next program's 250 MB no longer fits under the 512 MB limit.
 MEMORY_HOARD = (
-    '''
+    """
 import re
 
 class Key(int):
@@ -218,7 +218,7 @@ key = Key(0)
 key.hoard = "h" * (300 * 10**6)
 re.compile("t", key)
 answer = 1
-''',
+""",
     1,
     'answer = len("v" * (250 * 10**6))\n',
     250 * 10**6,
@@ -297,11 +297,13 @@ def _proc(pid: int, name: str) -> str:
 
 def _limit(limits: str, name: str) -> str:
     line = next(line for line in limits.splitlines() if line.startswith(name))
-    return line[len(name):].split()[0]
+    return line[len(name) :].split()[0]
 
 
-@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"),
-                    reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)")
+@pytest.mark.skipif(
+    not os.path.exists(f"/proc/self/task/{os.getpid()}/children"),
+    reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)",
+)
 def test_the_program_runs_in_its_own_limited_process():
     with Sandbox(workers=1, timeout=4.0, memory_mb=300, cpu_seconds=3) as sb:
         template = template_pid(sb._slots[0])
@@ -314,9 +316,12 @@ def test_the_program_runs_in_its_own_limited_process():
                 for pid in _proc(template, f"task/{template}/children").split():
                     try:
                         if int(_proc(int(pid), "stat").split(")")[-1].split()[11]) >= ticks:  # utime
-                            seen.update(pid=int(pid), limits=_proc(int(pid), "limits"),
-                                        status=_proc(int(pid), "status"),
-                                        ns={n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("net", "mnt", "pid")})
+                            seen.update(
+                                pid=int(pid),
+                                limits=_proc(int(pid), "limits"),
+                                status=_proc(int(pid), "status"),
+                                ns={n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("net", "mnt", "pid")},
+                            )
                     except (OSError, StopIteration):
                         pass
                 time.sleep(0.02)
@@ -358,8 +363,10 @@ def test_a_template_killed_from_outside_is_replaced():
         assert sb._slots[0].proc.pid != template
 
 
-@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/children"),
-                    reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)")
+@pytest.mark.skipif(
+    not os.path.exists(f"/proc/self/task/{os.getpid()}/children"),
+    reason="reads /proc/PID/task/PID/children (Linux with CONFIG_PROC_CHILDREN)",
+)
 def test_a_waiting_child_killed_from_outside_does_not_cost_a_program():
     with Sandbox(workers=1, timeout=5.0) as sb:
         template = template_pid(sb._slots[0])

@@ -172,7 +172,7 @@ def escaping(tmp_path, monkeypatch):
 
 # Leave the template's process group, stop dying with the template, answer, then keep killing every other
 # process of this sandbox it can find (by name, through /proc) or reach (by pid, up to 300).
-LINGER = '''# escaped
+LINGER = """# escaped
 import ctypes, os, signal, time
 libc = ctypes.CDLL(None, use_errno=True)
 me = os.getpid()
@@ -200,7 +200,7 @@ while True:
         except OSError:
             pass
     time.sleep(0.001)
-'''
+"""
 
 
 def _lingering(name: str) -> str:
@@ -242,7 +242,7 @@ def test_the_pid_namespace_alone_ends_a_lingering_program(escaping, monkeypatch,
 
 
 # A grandchild that leaves the session and clears its death signal, as if the process limit had not held.
-GRANDCHILD = '''# escaped
+GRANDCHILD = """# escaped
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
 ready_r, ready_w = os.pipe()
@@ -258,7 +258,7 @@ if pid == 0:
         time.sleep(0.01)
 os.read(ready_r, 1)  # the grandchild is on its own now
 answer = "forked"
-'''
+"""
 
 
 def test_a_programs_descendants_die_with_its_run_and_with_close(escaping):
@@ -274,13 +274,13 @@ def test_a_programs_descendants_die_with_its_run_and_with_close(escaping):
 
 # -- no host files, no host sockets, nothing left in /tmp or /dev/shm -------------------------------------------
 
-READ = '''# escaped
+READ = """# escaped
 try:
     with open(PATH) as f:
         answer = f.read()
 except OSError as e:
     answer = type(e).__name__
-'''
+"""
 
 
 @pytest.mark.parametrize("which", ["canary-in-tmp", "etc-passwd"])
@@ -303,7 +303,7 @@ def test_host_files_are_not_readable(escaping, which):
     assert r.value != content and r.value in ("FileNotFoundError", "PermissionError")
 
 
-CONNECT = '''# escaped
+CONNECT = """# escaped
 import socket
 try:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -312,7 +312,7 @@ try:
     answer = "connected"
 except OSError as e:
     answer = type(e).__name__
-'''
+"""
 
 
 def test_host_unix_sockets_are_unreachable(escaping):
@@ -333,7 +333,7 @@ def test_host_unix_sockets_are_unreachable(escaping):
 
 
 # Files, a directory, a FIFO and a symlink in /tmp and /dev/shm; the answer lists what was made.
-LEAVE_FILES = '''# escaped
+LEAVE_FILES = """# escaped
 import os
 made = []
 for d in ("/tmp", "/dev/shm"):
@@ -347,12 +347,12 @@ for d in ("/tmp", "/dev/shm"):
         except OSError:
             pass
 answer = made
-'''
-FIND_FILES = '''# escaped
+"""
+FIND_FILES = """# escaped
 import os
 answer = [f"{d}/TOKEN-{k}" for d in ("/tmp", "/dev/shm") for k in ("file", "dir", "fifo", "link")
           if os.path.lexists(f"{d}/TOKEN-{k}")]
-'''
+"""
 
 
 def test_nothing_written_to_tmp_or_dev_shm_reaches_a_later_program_or_the_host(escaping):
@@ -375,18 +375,18 @@ def test_nothing_written_to_tmp_or_dev_shm_reaches_a_later_program_or_the_host(e
 
 
 # SysV shared memory and a message queue under fixed keys, left behind for whoever comes next.
-SYSV_LEAVE = '''# escaped
+SYSV_LEAVE = """# escaped
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 shm = libc.shmget(SHM_KEY, 4096, 0o1666)  # IPC_CREAT | 0666
 msg = libc.msgget(MSG_KEY, 0o1666)
 answer = [shm >= 0, msg >= 0]
-'''
-SYSV_FIND = '''# escaped
+"""
+SYSV_FIND = """# escaped
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 answer = [libc.shmget(SHM_KEY, 0, 0) >= 0, libc.msgget(MSG_KEY, 0) >= 0]
-'''
+"""
 
 
 def _sysv(source: str, shm_key: int, msg_key: int) -> str:
@@ -425,7 +425,7 @@ def test_sysv_ipc_objects_die_with_the_program_without_seccomp(escaping):
 
 # -- what the process may still do --------------------------------------------------------------------------------
 
-SYSCALLS = '''# escaped
+SYSCALLS = """# escaped
 import ctypes, os, socket
 libc = ctypes.CDLL(None, use_errno=True)
 seen = {}
@@ -444,7 +444,7 @@ except OSError as e:
     seen["fork"] = type(e).__name__
 seen["unshare"] = "allowed" if libc.unshare(0x10000000) == 0 else os.strerror(ctypes.get_errno())  # a user namespace
 answer = seen
-'''
+"""
 
 
 def test_the_program_cannot_make_sockets_processes_or_namespaces(escaping):

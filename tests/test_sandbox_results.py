@@ -21,19 +21,37 @@ def sandbox():
 
 # (what the sandbox itself reports, a program that makes it report that, a program that raises a look-alike)
 VERDICTS = [
-    ("timeout", "while True:\n    pass\n",
-     'class TimeoutError(Exception):\n    pass\nraise TimeoutError("program ran longer than 2.0 s")\n'),
-    ("memory", "answer = len('a' * (400 * 10**6))\n",
-     'raise MemoryError("the program ran out of memory (limit 256 MB)")\n'),
-    ("refused", "answer = getattr(1, 'real')\n",
-     'class SecurityError(Exception):\n    pass\nraise SecurityError("getattr() is not allowed in the sandbox")\n'),
-    ("syntax", "def solution(:\n",
-     'class SyntaxError(Exception):\n    pass\nraise SyntaxError("line 1: invalid syntax")\n'),
-    ("result", "x = 1\n",
-     'class ResultError(Exception):\n    pass\nraise ResultError("the program defines neither a function solution() '
-     "nor a variable 'answer'\")\n"),
-    ("crash", "x = iter([1])\nfor i in range(1_000_000):\n    x = map(abs, x)\nanswer = next(x)\n",
-     'class WorkerCrash(Exception):\n    pass\nraise WorkerCrash("the program\'s process died (SIGSEGV)")\n'),
+    (
+        "timeout",
+        "while True:\n    pass\n",
+        'class TimeoutError(Exception):\n    pass\nraise TimeoutError("program ran longer than 2.0 s")\n',
+    ),
+    (
+        "memory",
+        "answer = len('a' * (400 * 10**6))\n",
+        'raise MemoryError("the program ran out of memory (limit 256 MB)")\n',
+    ),
+    (
+        "refused",
+        "answer = getattr(1, 'real')\n",
+        'class SecurityError(Exception):\n    pass\nraise SecurityError("getattr() is not allowed in the sandbox")\n',
+    ),
+    (
+        "syntax",
+        "def solution(:\n",
+        'class SyntaxError(Exception):\n    pass\nraise SyntaxError("line 1: invalid syntax")\n',
+    ),
+    (
+        "result",
+        "x = 1\n",
+        'class ResultError(Exception):\n    pass\nraise ResultError("the program defines neither a function solution() '
+        "nor a variable 'answer'\")\n",
+    ),
+    (
+        "crash",
+        "x = iter([1])\nfor i in range(1_000_000):\n    x = map(abs, x)\nanswer = next(x)\n",
+        'class WorkerCrash(Exception):\n    pass\nraise WorkerCrash("the program\'s process died (SIGSEGV)")\n',
+    ),
 ]
 
 
@@ -72,12 +90,16 @@ def test_a_memory_error_from_the_interpreter_is_the_sandboxs(sandbox):
     assert r.kind == "exception" and r.error == "MemoryError: mine"
 
 
-@pytest.mark.parametrize("source", [
-    "def g():\n    yield 1\nit = g()\nnext(it)\nit.throw(MemoryError)\n",
-    "def g():\n    yield 1\nit = g()\nit.throw(MemoryError('the program ran out of memory (limit 256 MB)'))\n",
-    "def g():\n    yield 1\nit = g()\nlist(it)\nit.throw(MemoryError)\n",
-    "def g():\n    yield 1\nit = g()\ntype(it).throw(it, MemoryError)\n",
-], ids=["suspended", "unstarted", "exhausted", "unbound"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def g():\n    yield 1\nit = g()\nnext(it)\nit.throw(MemoryError)\n",
+        "def g():\n    yield 1\nit = g()\nit.throw(MemoryError('the program ran out of memory (limit 256 MB)'))\n",
+        "def g():\n    yield 1\nit = g()\nlist(it)\nit.throw(MemoryError)\n",
+        "def g():\n    yield 1\nit = g()\ntype(it).throw(it, MemoryError)\n",
+    ],
+    ids=["suspended", "unstarted", "exhausted", "unbound"],
+)
 def test_a_memory_error_thrown_into_a_generator_is_not_the_sandboxs(sandbox, source):
     r = sandbox.run(source)
     assert r.kind != "memory" and not r.ok, r.error
@@ -86,37 +108,60 @@ def test_a_memory_error_thrown_into_a_generator_is_not_the_sandboxs(sandbox, sou
 # -- private keyword arguments ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", [
-    "from fractions import Fraction\nanswer = str(Fraction(4, 6, _normalize=False))\n",
-    "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{'_normalize': False}))\n",
-    "from fractions import Fraction\nkw = {'_normalize': False}\nanswer = str(Fraction(4, 6, **kw))\n",
-    "from fractions import Fraction\nimport functools\nf = functools.partial(Fraction, _normalize=False)\nanswer = 1\n",
-    "class K(str):\n    def startswith(self, p):\n        return False\n"
-    "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('_normalize'): False}))\n",
-    ("from fractions import Fraction\nimport functools\nf = functools.partial(Fraction)\n"
-     "f.keywords['_normalize'] = False\nanswer = str(f(4, 6))\n"),
-    ("from fractions import Fraction\nimport functools\nf = functools.partial(functools.partial(Fraction), 4)\n"
-     "f.keywords['_normalize'] = False\nanswer = str(f(6))\n"),
-    ("class K(str):\n    def __eq__(self, other):\n        return other == '_normalize'\n"
-     "    def __hash__(self):\n        return hash('_normalize')\n"
-     "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('normalize'): False}))\n"),
-], ids=["static", "dynamic", "dynamic-variable", "partial", "str-subclass-key", "partial-keywords-mutated",
-        "nested-partial-keywords-mutated", "str-subclass-eq"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from fractions import Fraction\nanswer = str(Fraction(4, 6, _normalize=False))\n",
+        "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{'_normalize': False}))\n",
+        "from fractions import Fraction\nkw = {'_normalize': False}\nanswer = str(Fraction(4, 6, **kw))\n",
+        "from fractions import Fraction\nimport functools\n"
+        "f = functools.partial(Fraction, _normalize=False)\nanswer = 1\n",
+        "class K(str):\n    def startswith(self, p):\n        return False\n"
+        "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('_normalize'): False}))\n",
+        (
+            "from fractions import Fraction\nimport functools\nf = functools.partial(Fraction)\n"
+            "f.keywords['_normalize'] = False\nanswer = str(f(4, 6))\n"
+        ),
+        (
+            "from fractions import Fraction\nimport functools\nf = functools.partial(functools.partial(Fraction), 4)\n"
+            "f.keywords['_normalize'] = False\nanswer = str(f(6))\n"
+        ),
+        (
+            "class K(str):\n    def __eq__(self, other):\n        return other == '_normalize'\n"
+            "    def __hash__(self):\n        return hash('_normalize')\n"
+            "from fractions import Fraction\nanswer = str(Fraction(4, 6, **{K('normalize'): False}))\n"
+        ),
+    ],
+    ids=[
+        "static",
+        "dynamic",
+        "dynamic-variable",
+        "partial",
+        "str-subclass-key",
+        "partial-keywords-mutated",
+        "nested-partial-keywords-mutated",
+        "str-subclass-eq",
+    ],
+)
 def test_private_keyword_arguments_are_refused(sandbox, source):
     r = sandbox.run(source)
     assert r.kind == "refused" and ("_normalize" in r.error or "plain strings" in r.error), r.error
 
 
 def test_partial_still_works(sandbox):
-    src = ("import functools\nf = functools.partial(int, base=2)\ng = functools.partial(max, 3)\n"
-           "answer = [f('101'), g(1, 7), f.keywords, functools.reduce(functools.partial(pow, mod=10**9), [2, 10])]\n")
+    src = (
+        "import functools\nf = functools.partial(int, base=2)\ng = functools.partial(max, 3)\n"
+        "answer = [f('101'), g(1, 7), f.keywords, functools.reduce(functools.partial(pow, mod=10**9), [2, 10])]\n"
+    )
     r = sandbox.run(src)
     assert r.ok and r.value == [5, 7, {"base": 2}, 1024], r.error
 
 
 def test_public_keywords_and_private_parameters_still_work(sandbox):
-    src = ("def f(_scale=1, *, step=1):\n    return _scale * step\n"
-           "kw = {'step': 3}\nanswer = [f(2), f(2, step=5), f(**kw), dict(a=1)['a'], sorted([3, 1], reverse=True)]\n")
+    src = (
+        "def f(_scale=1, *, step=1):\n    return _scale * step\n"
+        "kw = {'step': 3}\nanswer = [f(2), f(2, step=5), f(**kw), dict(a=1)['a'], sorted([3, 1], reverse=True)]\n"
+    )
     r = sandbox.run(src)
     assert r.ok and r.value == [2, 10, 3, 1, [3, 1]], r.error
 
@@ -125,8 +170,11 @@ def test_public_keywords_and_private_parameters_still_work(sandbox):
 
 EXACT = [
     ("decimal-beyond-float", "from decimal import Decimal\nanswer = Decimal('1e400')", 10**400),
-    ("decimal-huge-non-integral-text", "from decimal import Decimal, getcontext\ngetcontext().Emax = 10**6\n"
-     "answer = Decimal('1.5e5000')", "1.5E+5000"),
+    (
+        "decimal-huge-non-integral-text",
+        "from decimal import Decimal, getcontext\ngetcontext().Emax = 10**6\nanswer = Decimal('1.5e5000')",
+        "1.5E+5000",
+    ),
     ("decimal-below-float", "from decimal import Decimal\nanswer = Decimal('-1e-400')", "-1E-400"),
     ("decimal-fraction", "from decimal import Decimal\nanswer = Decimal('2.5')", 2.5),
     ("decimal-integral", "from decimal import Decimal\nanswer = Decimal('1e50')", 10**50),
@@ -157,9 +205,11 @@ def test_an_integer_too_long_for_json_is_a_result_error(sandbox):
 
 
 def test_subnormal_results_keep_their_exact_value(sandbox):
-    for source, text in [("from decimal import Decimal\nanswer = Decimal('3e-324')", "3E-324"),
-                         ("from decimal import Decimal\nanswer = Decimal('-1.23456789e-315')", "-1.23456789E-315"),
-                         ("from fractions import Fraction\nanswer = Fraction(3, 10**320)", "3/1" + "0" * 320)]:
+    for source, text in [
+        ("from decimal import Decimal\nanswer = Decimal('3e-324')", "3E-324"),
+        ("from decimal import Decimal\nanswer = Decimal('-1.23456789e-315')", "-1.23456789E-315"),
+        ("from fractions import Fraction\nanswer = Fraction(3, 10**320)", "3/1" + "0" * 320),
+    ]:
         r = sandbox.run(source)
         assert r.ok and r.value == text, (source, r.value)
     r = sandbox.run("answer = 5e-324")  # a float the program computed is its own answer, exactly
@@ -169,19 +219,22 @@ def test_subnormal_results_keep_their_exact_value(sandbox):
 # -- strings arrive exactly as sent, or not at all ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", [
-    pytest.param("answer = '\\ud83d\\ude00'", id="surrogate-pair"),  # two lone surrogates, one emoji on arrival
-    pytest.param("answer = 'a\\ud800b'", id="lone-surrogate"),
-    pytest.param("answer = {'\\ud800': 1, '\\ud801': 2}", id="dict-keys"),
-    pytest.param("answer = ['ok', {'k': '\\udfff'}]", id="nested"),
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("answer = '\\ud83d\\ude00'", id="surrogate-pair"),  # two lone surrogates, one emoji on arrival
+        pytest.param("answer = 'a\\ud800b'", id="lone-surrogate"),
+        pytest.param("answer = {'\\ud800': 1, '\\ud801': 2}", id="dict-keys"),
+        pytest.param("answer = ['ok', {'k': '\\udfff'}]", id="nested"),
+    ],
+)
 def test_strings_that_are_not_text_are_a_result_error(sandbox, source):
     r = sandbox.run(source)
     assert r.kind == "result" and "surrogate" in r.error, (r.value, r.error)
 
 
 def test_unicode_text_arrives_exactly(sandbox):
-    text = "caf\u00e9 \U0001F600 \u4e2d\u6587 \U00010348"
+    text = "caf\u00e9 \U0001f600 \u4e2d\u6587 \U00010348"
     r = sandbox.run(f"answer = {{{text!r}: [{text!r}]}}")
     assert r.ok and r.value == {text: [text]}
     r = sandbox.run("print('\\ud800x')\nanswer = 1")  # printed output is informational: made text, not refused

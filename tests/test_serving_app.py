@@ -51,8 +51,9 @@ class SeedEcho(LLM):
         for prompt in prompts:
             text = f"seed={config.seed} sample={config.do_sample} prompt={prompt!r}\nSTOP here"
             cut = min([i for i in (text.find(s) for s in config.stop) if i >= 0], default=len(text))
-            out.append(Completion(text=text[:cut], finish_reason="stop", prompt_tokens=len(prompt),
-                                  completion_tokens=3))
+            out.append(
+                Completion(text=text[:cut], finish_reason="stop", prompt_tokens=len(prompt), completion_tokens=3)
+            )
         return out
 
 
@@ -62,16 +63,35 @@ def post(url: str, path: str, payload: dict) -> httpx.Response:
 
 # -- the API ----------------------------------------------------------------------------------------------------
 
+
 def test_models_completions_with_a_prompt_list_n_and_seeds():
     with running(SeedEcho()) as url:
         assert httpx.get(url + "/models").json()["data"][0] == {
-            "id": "echo", "object": "model", "created": pytest.approx(time.time(), abs=60), "owned_by": "agentkit"
+            "id": "echo",
+            "object": "model",
+            "created": pytest.approx(time.time(), abs=60),
+            "owned_by": "agentkit",
         }
-        data = post(url, "/completions", {"model": "echo", "prompt": ["one", "two"], "n": 2, "seed": 5,
-                                          "temperature": 0.7, "stop": ["\nSTOP"], "max_tokens": 8}).json()
+        data = post(
+            url,
+            "/completions",
+            {
+                "model": "echo",
+                "prompt": ["one", "two"],
+                "n": 2,
+                "seed": 5,
+                "temperature": 0.7,
+                "stop": ["\nSTOP"],
+                "max_tokens": 8,
+            },
+        ).json()
     texts = [c["text"] for c in data["choices"]]
-    assert texts == ["seed=5 sample=True prompt='one'", "seed=6 sample=True prompt='one'",
-                     "seed=5 sample=True prompt='two'", "seed=6 sample=True prompt='two'"]
+    assert texts == [
+        "seed=5 sample=True prompt='one'",
+        "seed=6 sample=True prompt='one'",
+        "seed=5 sample=True prompt='two'",
+        "seed=6 sample=True prompt='two'",
+    ]
     assert [c["index"] for c in data["choices"]] == [0, 1, 2, 3]
     assert data["usage"] == {"prompt_tokens": 6, "completion_tokens": 12, "total_tokens": 18}
     assert data["choices"][0]["usage"]["completion_tokens"] == 3
@@ -92,8 +112,12 @@ def test_temperature_zero_is_greedy():
         ("/completions", {"prompt": [], "max_tokens": 5}, 400, "prompt list is empty"),
         ("/completions", {"prompt": ["a", "b"], "stream": True}, 400, "streams one prompt"),
         ("/completions", {"prompt": "p", "model": "gpt-4"}, 404, "`gpt-4` does not exist; this server serves `echo`"),
-        ("/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "continue_final_message": True},
-         400, "continue_final_message needs the last message to be the assistant's"),
+        (
+            "/chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}], "continue_final_message": True},
+            400,
+            "continue_final_message needs the last message to be the assistant's",
+        ),
         ("/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, "role"),
     ],
 )
@@ -107,12 +131,20 @@ def test_a_bad_request_is_an_openai_style_json_error(path, payload, status, frag
 
 def test_chat_completions_render_with_the_template_and_continue_the_last_message():
     with running(SeedEcho()) as url:
-        new_turn = post(url, "/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
-                                                   "stop": ["\nSTOP"]}).json()
-        continued = post(url, "/chat/completions", {
-            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well,"}],
-            "continue_final_message": True, "add_generation_prompt": False, "temperature": 0, "stop": ["\nSTOP"],
-        }).json()
+        new_turn = post(
+            url, "/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": ["\nSTOP"]}
+        ).json()
+        continued = post(
+            url,
+            "/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well,"}],
+                "continue_final_message": True,
+                "add_generation_prompt": False,
+                "temperature": 0,
+                "stop": ["\nSTOP"],
+            },
+        ).json()
     assert new_turn["object"] == "chat.completion"
     assert new_turn["choices"][0]["message"]["content"].endswith("prompt='<user>hi</user>\\n<assistant>'")
     assert continued["choices"][0]["message"]["content"].endswith("prompt='<user>hi</user>\\n<assistant>Well,'")
@@ -132,13 +164,17 @@ def test_completions_and_chat_stream_server_sent_events():
     llm = ScriptedLLM(lambda p: "The answer is 42.\nQuestion: more", name="s")
     llm.chat_template = CHAT_TEMPLATE
     with running(llm) as url:
-        with httpx.stream("POST", url + "/completions", json={
-            "prompt": "q", "stream": True, "stop": ["\nQuestion:"], "stream_options": {"include_usage": True}
-        }) as response:
+        with httpx.stream(
+            "POST",
+            url + "/completions",
+            json={"prompt": "q", "stream": True, "stop": ["\nQuestion:"], "stream_options": {"include_usage": True}},
+        ) as response:
             events = sse_events(response)
-        with httpx.stream("POST", url + "/chat/completions", json={
-            "messages": [{"role": "user", "content": "q"}], "stream": True, "stop": ["\nQuestion:"]
-        }) as response:
+        with httpx.stream(
+            "POST",
+            url + "/chat/completions",
+            json={"messages": [{"role": "user", "content": "q"}], "stream": True, "stop": ["\nQuestion:"]},
+        ) as response:
             chat_events = sse_events(response)
     assert events[-1] == "[DONE]" and chat_events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
@@ -152,13 +188,13 @@ def test_completions_and_chat_stream_server_sent_events():
 def test_concurrent_clients_share_the_engines_batches():
     llm = SeedEcho(delay=0.2)
     with running(llm) as url, ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda i: post(url, "/completions", {"prompt": f"q{i}", "temperature": 0}),
-                                  range(8)))
+        responses = list(pool.map(lambda i: post(url, "/completions", {"prompt": f"q{i}", "temperature": 0}), range(8)))
     assert all(r.status_code == 200 for r in responses)
     assert max(llm.batches) > 1 and sum(llm.batches) == 8
 
 
 # -- ServerLLM against agentkit serve ---------------------------------------------------------------------------
+
 
 def test_server_llm_against_agentkit_serve_equals_the_model_in_process():
     reply = "Thought: look it up\nAction: Search[x]\nObservation 1: made up\nMore"
@@ -228,8 +264,9 @@ def test_a_server_that_dies_stops_the_benchmark_and_a_rerun_resumes_without_dupl
 
 def test_agentkit_chat_streams_from_a_server(tmp_path):
     with running(ScriptedLLM(lambda p: "Forty-two, of course.", name="m")) as url:
-        result = CliRunner().invoke(main, ["chat", "--model", url, "--method", "chat"],
-                                    input="What is six times seven?\n/quit\n")
+        result = CliRunner().invoke(
+            main, ["chat", "--model", url, "--method", "chat"], input="What is six times seven?\n/quit\n"
+        )
     assert result.exit_code == 0, result.output
     assert "Forty-two, of course." in result.output
 
@@ -247,8 +284,11 @@ def test_a_client_that_gives_up_does_not_stop_the_engine():
     with running(llm) as url:
         with pytest.raises(httpx.TimeoutException):  # these clients leave while their requests wait
             with ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda i: httpx.post(url + "/completions", json={"prompt": f"q{i}"}, timeout=0.1),
-                              range(4)))
+                list(
+                    pool.map(
+                        lambda i: httpx.post(url + "/completions", json={"prompt": f"q{i}"}, timeout=0.1), range(4)
+                    )
+                )
         time.sleep(1.0)
         assert post(url, "/completions", {"prompt": "after", "temperature": 0}).status_code == 200
 
@@ -263,8 +303,12 @@ class BySeed(LLM):
 
     def generate(self, prompts, config=None):
         self.seeds += [config.seed] * len(prompts)
-        return [Completion(text=f"So the answer is {config.seed % 3}.", finish_reason="stop", prompt_tokens=9,
-                           completion_tokens=6) for _ in prompts]
+        return [
+            Completion(
+                text=f"So the answer is {config.seed % 3}.", finish_reason="stop", prompt_tokens=9, completion_tokens=6
+            )
+            for _ in prompts
+        ]
 
 
 def test_self_consistency_through_a_server_asks_once_with_n_and_votes_as_in_process():
@@ -314,8 +358,15 @@ class Constrained(LLM):
 @pytest.mark.parametrize(
     "fields, expected",
     [
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": OBJECT, "strict": True}}},
-         Constraint(json_schema=OBJECT)),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "n", "schema": OBJECT, "strict": True},
+                }
+            },
+            Constraint(json_schema=OBJECT),
+        ),
         ({"response_format": {"type": "json_object"}}, Constraint(json_schema={"type": "object"})),
         ({"response_format": {"type": "text"}}, None),
         ({"structured_outputs": {"regex": "[0-9]+"}}, Constraint(regex="[0-9]+")),
@@ -365,7 +416,7 @@ def test_gbnf_and_lark_grammars_become_lark_constraints(field):
         ({"response_format": {"type": "json_schema"}}, "response_format", "needs a json_schema object"),
         ({"guided_json": "[1, 2"}, "guided_json", "guided_json"),
         ({"grammar": "root ::= ("}, "grammar", "grammar"),
-        ({"constraint": {"regex": "a", "lark": "start: \"a\""}}, "constraint", "exactly one of regex"),
+        ({"constraint": {"regex": "a", "lark": 'start: "a"'}}, "constraint", "exactly one of regex"),
         ({"grammar": 'start: "a"'}, "constraint", "model c cannot honour a lark constraint"),
     ],
 )
@@ -380,15 +431,20 @@ def test_a_constraint_the_server_cannot_take_is_a_400_naming_its_field(fields, p
 def test_a_refused_constraint_in_a_stream_is_a_client_error_event():
     with running(ScriptedLLM(["x"], name="s")) as url:
         stream_events = None
-        with httpx.stream("POST", url + "/completions", json={
-            "prompt": "q", "stream": True, "structured_outputs": {"regex": "[0-9]+"}
-        }) as response:
+        with httpx.stream(
+            "POST",
+            url + "/completions",
+            json={"prompt": "q", "stream": True, "structured_outputs": {"regex": "[0-9]+"}},
+        ) as response:
             stream_events = sse_events(response)
     error = json.loads(stream_events[-1])["error"]
     assert "no prefix of its reply 'x' conforms" in error["message"] and error["type"] == "server_error"
-    with running(Constrained()) as url, httpx.stream("POST", url + "/completions", json={
-        "prompt": "q", "stream": True, "grammar": 'start: "a"'
-    }) as response:
+    with (
+        running(Constrained()) as url,
+        httpx.stream(
+            "POST", url + "/completions", json={"prompt": "q", "stream": True, "grammar": 'start: "a"'}
+        ) as response,
+    ):
         error = json.loads(sse_events(response)[-1])["error"]
     assert (error["code"], error["param"], error["type"]) == (400, "constraint", "invalid_request_error")
 
@@ -396,8 +452,11 @@ def test_a_refused_constraint_in_a_stream_is_a_client_error_event():
 def test_server_llm_passes_constraints_through_agentkit_serve_as_its_own_dialect():
     reply = "I should look.\nAction 1: Search[Paris] and then\nObservation 1: made up"
     action = Constraint(regex=r" (Search|Finish)\[[^\]\n]*\]", after="Action 1:")
-    configs = [GenerationConfig(constraint=action), GenerationConfig(constraint=action, max_new_tokens=8),
-               GenerationConfig(constraint=ONE_LINE, stop=["look"])]
+    configs = [
+        GenerationConfig(constraint=action),
+        GenerationConfig(constraint=action, max_new_tokens=8),
+        GenerationConfig(constraint=ONE_LINE, stop=["look"]),
+    ]
     local = ScriptedLLM(lambda p: reply, name="m")
     served_model = ScriptedLLM(lambda p: reply, name="m")
     with running(served_model) as url:

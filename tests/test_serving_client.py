@@ -52,6 +52,7 @@ def llm(**options) -> ServerLLM:
 
 # -- stops and finish reasons -----------------------------------------------------------------------------------
 
+
 def test_more_than_four_stops_sends_four_and_cuts_at_every_one_client_side(server):
     route = server.post(f"{URL}/completions").mock(return_value=completion("Thought: go\nObservation 5: made up"))
     stops = ["\nQuestion:", "Observation:", "\nThought 9", "zzz", "Observation 5:", "never"]
@@ -91,6 +92,7 @@ def test_agentkit_serve_gets_every_stop_string(server):
 
 # -- sampling, n, prompt lists ----------------------------------------------------------------------------------
 
+
 def test_sampling_settings_and_token_counts_reach_the_request_and_the_completion(server):
     route = server.post(f"{URL}/completions").mock(
         return_value=completion("x", usage={"prompt_tokens": 11, "completion_tokens": 2})
@@ -99,7 +101,13 @@ def test_sampling_settings_and_token_counts_reach_the_request_and_the_completion
     [c] = llm().generate(["q"], config)
     sent = body(route.calls[0])
     assert {k: sent[k] for k in ("model", "temperature", "top_p", "top_k", "seed", "max_tokens", "prompt")} == {
-        "model": "gemma", "temperature": 0.7, "top_p": 0.9, "top_k": 40, "seed": 3, "max_tokens": 9, "prompt": "q"
+        "model": "gemma",
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 40,
+        "seed": 3,
+        "max_tokens": 9,
+        "prompt": "q",
     }
     assert (c.prompt_tokens, c.completion_tokens) == (11, 2)
     llm().generate(["q"], GenerationConfig())
@@ -185,14 +193,29 @@ def test_prompt_lists_are_one_request_where_accepted(server):
 
 # -- chat prompts -----------------------------------------------------------------------------------------------
 
+
 def test_chat_prompts_go_to_chat_completions_and_a_continued_turn_says_so(server):
-    route = server.post(f"{URL}/chat/completions").mock(return_value=httpx.Response(200, json={
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": " Paris.\nUser: more"},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 4},
-    }))
-    chat = Chat(messages=(Message(role="user", content="Capital of France?"),
-                          Message(role="assistant", content="The capital is")))
+    route = server.post(f"{URL}/chat/completions").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": " Paris.\nUser: more"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 4},
+            },
+        )
+    )
+    chat = Chat(
+        messages=(
+            Message(role="user", content="Capital of France?"),
+            Message(role="assistant", content="The capital is"),
+        )
+    )
     [c] = llm().generate([chat], GenerationConfig(stop=["\nUser:"]))
     sent = body(route.calls[0])
     assert sent["messages"][-1] == {"role": "assistant", "content": "The capital is"}
@@ -217,11 +240,14 @@ def test_a_chat_only_server_refuses_text_prompts_with_a_clear_error(server):
 
 # -- faults -----------------------------------------------------------------------------------------------------
 
+
 def test_429_is_retried_after_its_retry_after(server):
-    route = server.post(f"{URL}/completions").mock(side_effect=[
-        httpx.Response(429, headers={"Retry-After": "0.3"}, json={"error": {"message": "slow down"}}),
-        completion("ok"),
-    ])
+    route = server.post(f"{URL}/completions").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "0.3"}, json={"error": {"message": "slow down"}}),
+            completion("ok"),
+        ]
+    )
     start = time.monotonic()
     [c] = llm().generate(["q"])
     assert c.text == "ok" and len(route.calls) == 2 and time.monotonic() - start >= 0.25
@@ -259,8 +285,10 @@ def test_a_retry_on_another_replica_says_which_replica_and_that_it_goes_now(serv
         texts = [model.generate([f"q{i}"])[0].text for i in range(3)]
     assert texts == ["ok"] * 3
     lines = [r.getMessage() for r in caplog.records if r.name == "agentkit.serving.client"]
-    assert lines and lines[0] == (f"{URL}/completions (replica 1 of 2) (model gemma): cannot connect (connection "
-                                  f"refused); try 1 of 7 failed, next try now, on another replica")
+    assert lines and lines[0] == (
+        f"{URL}/completions (replica 1 of 2) (model gemma): cannot connect (connection "
+        f"refused); try 1 of 7 failed, next try now, on another replica"
+    )
 
 
 def test_the_command_line_shows_retries_on_stderr_as_they_happen(tmp_path):
@@ -280,11 +308,16 @@ def test_the_command_line_shows_retries_on_stderr_as_they_happen(tmp_path):
 
 
 def test_a_4xx_is_not_retried_and_carries_the_servers_message(server):
-    route = server.post(f"{URL}/completions").mock(return_value=httpx.Response(
-        400, json={"error": {"message": "max_tokens must be at most 2048\n(got 9999)", "type": "BadRequestError"}}
-    ))
-    with pytest.raises(ServerError, match=r"^http://gpu-1:8000/v1/completions refused model gemma: HTTP 400: "
-                                          r"max_tokens must be at most 2048 \(got 9999\)$"):
+    route = server.post(f"{URL}/completions").mock(
+        return_value=httpx.Response(
+            400, json={"error": {"message": "max_tokens must be at most 2048\n(got 9999)", "type": "BadRequestError"}}
+        )
+    )
+    with pytest.raises(
+        ServerError,
+        match=r"^http://gpu-1:8000/v1/completions refused model gemma: HTTP 400: "
+        r"max_tokens must be at most 2048 \(got 9999\)$",
+    ):
         llm().generate(["q"], GenerationConfig(max_new_tokens=9999))
     assert len(route.calls) == 1
 
@@ -311,6 +344,7 @@ def test_a_real_read_timeout_fires_on_a_server_that_does_not_answer():
 
 # -- streaming --------------------------------------------------------------------------------------------------
 
+
 def sse(*events, done: bool = True) -> bytes:
     lines = [f"data: {json.dumps(e)}\n\n" for e in events]
     return ("".join(lines) + ("data: [DONE]\n\n" if done else "")).encode()
@@ -322,9 +356,9 @@ def chunk(text: str, finish: str | None = None) -> dict:
 
 def test_stream_holds_back_a_partial_stop_and_returns_the_completion(server):
     events = [chunk("The answer"), chunk(" is 4.\nQu"), chunk("estion: next"), chunk(" more", "length")]
-    route = server.post(f"{URL}/completions").mock(return_value=httpx.Response(
-        200, content=sse(*events), headers={"content-type": "text/event-stream"}
-    ))
+    route = server.post(f"{URL}/completions").mock(
+        return_value=httpx.Response(200, content=sse(*events), headers={"content-type": "text/event-stream"})
+    )
     pieces, final = drain(llm().stream("q", GenerationConfig(stop=["\nQuestion:"])))
     assert "".join(pieces) == final.text == "The answer is 4."
     assert all("\n" not in p for p in pieces) and final.finish_reason == "stop"
@@ -340,9 +374,9 @@ def test_stream_usage_and_length(server):
 
 
 def test_an_sse_stream_cut_mid_way_is_an_error_not_a_truncated_answer(server):
-    server.post(f"{URL}/completions").mock(return_value=httpx.Response(
-        200, content=sse(chunk("The answer"), chunk(" is"), done=False)
-    ))
+    server.post(f"{URL}/completions").mock(
+        return_value=httpx.Response(200, content=sse(chunk("The answer"), chunk(" is"), done=False))
+    )
     gen = llm().stream("q")
     assert next(gen) == "The answer"
     with pytest.raises(ServerError, match="stream cut mid-way"):
@@ -350,14 +384,17 @@ def test_an_sse_stream_cut_mid_way_is_an_error_not_a_truncated_answer(server):
 
 
 def test_a_stream_that_fails_before_its_first_event_is_retried(server):
-    server.post(f"{URL}/completions").mock(side_effect=[
-        httpx.ConnectError("connection refused"),
-        httpx.Response(200, content=sse(chunk("ok", "stop"))),
-    ])
+    server.post(f"{URL}/completions").mock(
+        side_effect=[
+            httpx.ConnectError("connection refused"),
+            httpx.Response(200, content=sse(chunk("ok", "stop"))),
+        ]
+    )
     assert drain(llm().stream("q"))[1].text == "ok"
 
 
 # -- models and specs -------------------------------------------------------------------------------------------
+
 
 def test_a_wrong_model_name_lists_the_served_models(server):
     server.get(f"{URL}/models").mock(return_value=models("gemma", "qwen"))
@@ -402,6 +439,7 @@ def test_an_unreachable_server_is_a_server_error_naming_it():
 
 
 # -- replicas and concurrency -----------------------------------------------------------------------------------
+
 
 def test_requests_spread_over_replicas_and_a_dead_one_is_taken_out(server):
     server.get(f"{URL2}/models").mock(return_value=models("gemma"))
@@ -520,9 +558,14 @@ AFTER = Constraint(regex="[0-9]+", after="A:")
 def probes(mock, **answers) -> dict:
     """Routes for the dialect probes; ``answers`` maps a probe (props, api_version, version) to its JSON."""
     paths = {"props": "/props", "api_version": "/api/version", "version": "/version"}
-    return {name: mock.get(ROOT + path).mock(return_value=httpx.Response(200, json=answers[name]) if name in answers
-                                             else httpx.Response(404, json={"detail": "Not Found"}))
-            for name, path in paths.items()}
+    return {
+        name: mock.get(ROOT + path).mock(
+            return_value=httpx.Response(200, json=answers[name])
+            if name in answers
+            else httpx.Response(404, json={"detail": "Not Found"})
+        )
+        for name, path in paths.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -595,7 +638,9 @@ def test_ollama_and_openai_take_a_json_schema_in_response_format_on_chat(server,
     route = server.post(f"{URL}/chat/completions").mock(return_value=chat_reply('{"a": 7}'))
     [done] = llm(dialect=dialect).generate([chat()], GenerationConfig(constraint=Constraint(json_schema=OBJECT)))
     assert body(route.calls[0])["response_format"] == {
-        "type": "json_schema", "json_schema": {"name": "agentkit", "schema": OBJECT, "strict": True}}
+        "type": "json_schema",
+        "json_schema": {"name": "agentkit", "schema": OBJECT, "strict": True},
+    }
     assert done.text == '{"a": 7}'
 
 
@@ -610,10 +655,14 @@ def test_ollama_and_openai_take_a_json_schema_in_response_format_on_chat(server,
     ],
 )
 def test_a_kind_the_dialect_cannot_carry_is_one_line_naming_url_model_and_kind_and_nothing_is_sent(
-        server, dialect, constraint, prompt, why):
+    server, dialect, constraint, prompt, why
+):
     route = server.post(url__regex=rf"{URL}/.*").mock(return_value=completion("x"))
-    with pytest.raises(UsageError, match=rf"server {URL} model gemma \({dialect}\) cannot take a {constraint.kind} "
-                                         rf"constraint.*{why}.*; drop the constraint") as refusal:
+    with pytest.raises(
+        UsageError,
+        match=rf"server {URL} model gemma \({dialect}\) cannot take a {constraint.kind} "
+        rf"constraint.*{why}.*; drop the constraint",
+    ) as refusal:
         llm(dialect=dialect).generate([prompt], GenerationConfig(constraint=constraint))
     assert "\n" not in str(refusal.value) and not route.called
 

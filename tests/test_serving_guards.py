@@ -39,6 +39,7 @@ def error_of(response: httpx.Response) -> dict:
 
 # -- the model's context ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "path, payload",
     [
@@ -80,8 +81,11 @@ def test_the_engine_refuses_a_request_beyond_its_context_in_one_line():
 
     tiny = tiny_engine()
     assert tiny.context_length == 512  # max_position_embeddings of the tiny Gemma 3
-    with pytest.raises(UsageError, match=r"the prompt's 6 tokens plus max_new_tokens 100000000 exceed the model's "
-                                         r"context of 512 tokens \(max_position_embeddings\); ask for at most 506"):
+    with pytest.raises(
+        UsageError,
+        match=r"the prompt's 6 tokens plus max_new_tokens 100000000 exceed the model's "
+        r"context of 512 tokens \(max_position_embeddings\); ask for at most 506",
+    ):
         tiny.generate(["hello"], GenerationConfig(max_new_tokens=100_000_000))
     with pytest.raises(UsageError, match="shorten the prompt"):
         tiny.generate(["x" * 600], GenerationConfig(max_new_tokens=1))
@@ -130,6 +134,7 @@ def test_an_idle_server_lets_go_of_its_session_and_its_buffers():
 
 # -- fields it does not implement, and errors in OpenAI's shape ---------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "field, value, says",
     [
@@ -150,8 +155,19 @@ def test_a_field_it_does_not_implement_is_a_400_naming_it(field, value, says):
 
 def test_neutral_values_of_those_fields_are_taken():
     with running(ScriptedLLM(lambda p: "x", name="m")) as url:
-        response = post(url, "/completions", {"prompt": "p", "logprobs": None, "echo": False, "best_of": 1,
-                                              "presence_penalty": 0, "logit_bias": {}, "user": "u-1"})
+        response = post(
+            url,
+            "/completions",
+            {
+                "prompt": "p",
+                "logprobs": None,
+                "echo": False,
+                "best_of": 1,
+                "presence_penalty": 0,
+                "logit_bias": {},
+                "user": "u-1",
+            },
+        )
         chat = post(url, "/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "logprobs": False})
     assert response.status_code == 200 and response.json()["choices"][0]["text"] == "x"
     assert chat.status_code == 400 and "no chat template" in error_of(chat)["message"]  # past the fields
@@ -202,6 +218,7 @@ def test_every_request_is_logged(caplog):
 
 # -- the API key ---------------------------------------------------------------------------------------------------
 
+
 def test_an_api_key_is_required_when_the_server_has_one(monkeypatch):
     monkeypatch.delenv("AGENTKIT_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -220,6 +237,7 @@ def test_an_api_key_is_required_when_the_server_has_one(monkeypatch):
 
 # -- the command ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def no_model(monkeypatch):
     """``agentkit serve`` with a scripted model that records being loaded, and a server that returns at once."""
@@ -230,8 +248,9 @@ def no_model(monkeypatch):
         return ScriptedLLM(["x"], name="m")
 
     monkeypatch.setattr(agentkit.models, "load_model", load)
-    monkeypatch.setattr(agentkit.serving.app, "serve",
-                        lambda llm, sock, **options: served.append((sock.getsockname()[1], options)))
+    monkeypatch.setattr(
+        agentkit.serving.app, "serve", lambda llm, sock, **options: served.append((sock.getsockname()[1], options))
+    )
     return loaded, served
 
 
@@ -243,8 +262,10 @@ def test_a_busy_port_fails_before_the_model_loads(no_model):
         port = busy.getsockname()[1]
         result = CliRunner().invoke(main, ["serve", "--port", str(port)])
     assert result.exit_code == 1 and loaded == []
-    assert result.output.strip() == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (choose "
-                                     f"another port, or port 0 for a free one)")
+    assert result.output.strip() == (
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (choose "
+        f"another port, or port 0 for a free one)"
+    )
 
 
 def test_port_zero_prints_the_port_it_got_and_serving_defaults_to_float32_on_a_cpu(no_model, monkeypatch):
@@ -270,8 +291,7 @@ def test_a_public_bind_without_a_key_is_warned_about(no_model, monkeypatch):
     open_result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", "0"])
     keyed = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", "0"], env={"AGENTKIT_API_KEY": "k"})
     assert open_result.exit_code == keyed.exit_code == 0 and bound == ["0.0.0.0", "0.0.0.0"]
-    assert "warning: --host 0.0.0.0 takes connections from other machines and there is no API key" in \
-        open_result.output
+    assert "warning: --host 0.0.0.0 takes connections from other machines and there is no API key" in open_result.output
     assert "warning" not in keyed.output
     _, served = no_model
     assert [options["api_key"] for _, options in served] == [None, "k"]

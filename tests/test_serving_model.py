@@ -28,9 +28,22 @@ def server_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentkit.cli", "serve", "--dtype", "float32", "--port", str(port), "--log-level",
-         "warning"],  # no access log: nothing reads the pipe until the end
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "agentkit.cli",
+            "serve",
+            "--dtype",
+            "float32",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],  # no access log: nothing reads the pipe until the end
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -80,8 +93,11 @@ def test_a_benchmark_through_agentkit_serve_records_what_the_engine_records_in_p
 
 
 def test_agentkit_chat_streams_from_agentkit_serve(server_url):
-    result = CliRunner().invoke(main, ["chat", "--model", server_url, "--method", "cot", "--max-tokens", "48"],
-                                input="What is 2 plus 3?\n/quit\n")
+    result = CliRunner().invoke(
+        main,
+        ["chat", "--model", server_url, "--method", "cot", "--max-tokens", "48"],
+        input="What is 2 plus 3?\n/quit\n",
+    )
     assert result.exit_code == 0, result.output
     assert "Error" not in result.output and len(result.output.strip()) > 40
 

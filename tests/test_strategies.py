@@ -29,9 +29,7 @@ def test_cot_zero_shot_uses_the_step_by_step_cue():
     assert result.answer == "-1"
 
 
-@pytest.mark.parametrize(
-    "text, reason", [(" I do not know.", "no_answer"), (" and then", "no_answer")]
-)
+@pytest.mark.parametrize("text, reason", [(" I do not know.", "no_answer"), (" and then", "no_answer")])
 def test_no_number_is_recorded_not_raised(text, reason):
     result = CoT(ScriptedLLM([text]))("q")
     assert result.answer is None and result.failure == reason
@@ -59,12 +57,29 @@ def test_extract_code_handles_fenced_bare_and_separators(completion, expected):
 
 @pytest.mark.parametrize(
     "value, expected",
-    [(42, "42"), (42.0, "42"), (2.5, "2.5"), ("$18", "18"), (True, None), ([1], None), (None, None),
-     # exact at any size: no float rounding, no OverflowError, and the sandbox's exact texts read exactly
-     (10**400, "1" + "0" * 400), (2**53 + 1, "9007199254740993"), ("1E+400", "1" + "0" * 400),
-     ("-12/4", "-3"), ("1/4", "0.25"), ("1/" + "1" + "0" * 400, "0." + "0" * 399 + "1"), (float("inf"), None),
-     # beyond MAX_DIGITS digits: unreadable, not read as its mantissa; a float's own digits, not six decimals
-     ("1E+10000", None), ("-2.5E-10000", None), ("1" * 5000, None), (1e-7, "0.0000001"), (0.1 + 0.2, "0.3")],
+    [
+        (42, "42"),
+        (42.0, "42"),
+        (2.5, "2.5"),
+        ("$18", "18"),
+        (True, None),
+        ([1], None),
+        (None, None),
+        # exact at any size: no float rounding, no OverflowError, and the sandbox's exact texts read exactly
+        (10**400, "1" + "0" * 400),
+        (2**53 + 1, "9007199254740993"),
+        ("1E+400", "1" + "0" * 400),
+        ("-12/4", "-3"),
+        ("1/4", "0.25"),
+        ("1/" + "1" + "0" * 400, "0." + "0" * 399 + "1"),
+        (float("inf"), None),
+        # beyond MAX_DIGITS digits: unreadable, not read as its mantissa; a float's own digits, not six decimals
+        ("1E+10000", None),
+        ("-2.5E-10000", None),
+        ("1" * 5000, None),
+        (1e-7, "0.0000001"),
+        (0.1 + 0.2, "0.3"),
+    ],
 )
 def test_numeric_value(value, expected):
     assert numeric_value(value) == expected
@@ -93,8 +108,10 @@ def test_pal_runs_the_extracted_program():
 
 @pytest.mark.parametrize(
     "sandbox, error, failure",
-    [(FakeSandbox(error="ZeroDivisionError: division by zero"), "ZeroDivisionError", "sandbox_error"),
-     (FakeSandbox(value="many"), "not a number", "unreadable_result")],
+    [
+        (FakeSandbox(error="ZeroDivisionError: division by zero"), "ZeroDivisionError", "sandbox_error"),
+        (FakeSandbox(value="many"), "not a number", "unreadable_result"),
+    ],
 )
 def test_pal_failures_are_recorded_with_code_and_error(sandbox, error, failure):
     result = PAL(ScriptedLLM([PROGRAM]), sandbox=sandbox)("q")
@@ -102,11 +119,19 @@ def test_pal_failures_are_recorded_with_code_and_error(sandbox, error, failure):
     assert error in result.error and result.program
 
 
-@pytest.mark.parametrize("value", [
-    "1" * 5000,  # what the sandbox returns for an integral Decimal of thousands of digits
-    "1" + "0" * 5000 + "/3",  # ... and for Fraction(10**5000, 3)
-    "1E+10000", "-2.5E-10000", 10**5000, "many", [1, 2],
-], ids=lambda v: f"{type(v).__name__}-{len(str(v)) if not isinstance(v, int) else v.bit_length()}")
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1" * 5000,  # what the sandbox returns for an integral Decimal of thousands of digits
+        "1" + "0" * 5000 + "/3",  # ... and for Fraction(10**5000, 3)
+        "1E+10000",
+        "-2.5E-10000",
+        10**5000,
+        "many",
+        [1, 2],
+    ],
+    ids=lambda v: f"{type(v).__name__}-{len(str(v)) if not isinstance(v, int) else v.bit_length()}",
+)
 def test_a_result_that_is_not_a_readable_number_is_a_recorded_failure_of_its_own(value):
     result = PAL(ScriptedLLM(["\n" + PROGRAM + "```"]), sandbox=FakeSandbox(value=value))("q")
     assert result.answer is None and result.failure == "unreadable_result", result.error

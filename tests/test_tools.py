@@ -249,8 +249,11 @@ def test_bad_keyword_arguments_are_observations(arguments, message):
 
 
 def test_a_tool_with_a_schema_of_its_own_is_checked_against_it():
-    schema = {"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "integer"}}},
-              "required": ["xs"]}
+    schema = {
+        "type": "object",
+        "properties": {"xs": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["xs"],
+    }
     t = Tool(name="Total", description="Adds a list.", fn=lambda xs: sum(xs), input_schema=schema)
     assert t.json_schema is schema
     assert t.invoke({"xs": [1, 2, 3]}) == "6"

@@ -23,8 +23,10 @@ from agentkit.runtime import Call, Generate, run_episode  # noqa: E402
 from agentkit.tracing import Tracing, otlp_provider  # noqa: E402
 
 GOLDS = {e.question: e.answer for e in load_dataset("wiki-sample")}
-TITLES = {row["question"]: row["supporting_titles"][0]
-          for row in map(json.loads, shipped_path("wiki-sample").read_text().splitlines())}
+TITLES = {
+    row["question"]: row["supporting_titles"][0]
+    for row in map(json.loads, shipped_path("wiki-sample").read_text().splitlines())
+}
 
 
 def reply(prompt: str) -> str:
@@ -47,8 +49,15 @@ def provider() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 def traced_benchmark(tmp_path, **options):
     tracer_provider, exporter = provider()
-    result = run_benchmark("wiki-sample", ["react", "pal"], ScriptedLLM(reply), output_dir=tmp_path / "run", limit=4,
-                           batch_size=8, trace=Tracing(tracer_provider, **options))
+    result = run_benchmark(
+        "wiki-sample",
+        ["react", "pal"],
+        ScriptedLLM(reply),
+        output_dir=tmp_path / "run",
+        limit=4,
+        batch_size=8,
+        trace=Tracing(tracer_provider, **options),
+    )
     return result, exporter.get_finished_spans()
 
 
@@ -81,17 +90,18 @@ def test_a_batched_react_and_pal_run_gives_one_tree_per_example(tmp_path):
         for earlier, later in zip(calls, calls[1:], strict=False):
             assert earlier.end_time <= later.start_time  # one episode's calls follow each other
         assert agent.attributes["agentkit.model_calls"] == len(calls)
-        assert agent.attributes["gen_ai.usage.input_tokens"] == sum(c.attributes["gen_ai.usage.input_tokens"]
-                                                                    for c in calls)
+        assert agent.attributes["gen_ai.usage.input_tokens"] == sum(
+            c.attributes["gen_ai.usage.input_tokens"] for c in calls
+        )
     starts = sorted((s.start_time, s.end_time) for s in agents)
-    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(starts, starts[1:], strict=False)), \
+    assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(starts, starts[1:], strict=False)), (
         "the episodes should have run side by side"
+    )
 
 
 def test_model_call_spans_carry_the_request_and_the_usage_but_no_content_unless_asked(tmp_path):
     _, spans = traced_benchmark(tmp_path)
-    call = next(s for s in spans if s.name == "text_completion scripted"
-                and "def solution" not in str(s.attributes))
+    call = next(s for s in spans if s.name == "text_completion scripted" and "def solution" not in str(s.attributes))
     attributes = call.attributes
     assert attributes["gen_ai.operation.name"] == "text_completion"
     assert attributes["gen_ai.request.model"] == "scripted"
@@ -100,8 +110,11 @@ def test_model_call_spans_carry_the_request_and_the_usage_but_no_content_unless_
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert attributes["gen_ai.usage.input_tokens"] > 100 and attributes["gen_ai.usage.output_tokens"] > 0
     assert "gen_ai.request.stop_sequences" in attributes
-    assert not any(k in s.attributes for s in spans for k in ("gen_ai.input.messages", "gen_ai.output.messages",
-                                                               "gen_ai.tool.call.arguments"))
+    assert not any(
+        k in s.attributes
+        for s in spans
+        for k in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.call.arguments")
+    )
     _, spans = traced_benchmark(tmp_path / "again", content=True)
     search = next(s for s in spans if s.name == "execute_tool Search")
     assert "Search" not in search.attributes["gen_ai.tool.call.arguments"]  # the argument, e.g. a page title

@@ -92,8 +92,9 @@ def tiny_gemma(vocab_size: int = 259, seed: int = 0) -> Any:
     return Gemma3ForCausalLM(cfg).float().eval()
 
 
-def tiny_engine(*, bpe: bool = False, ascii_only: bool = False, max_batch_size: int = 4, name: str = "tiny",
-                **knobs: Any) -> Any:
+def tiny_engine(
+    *, bpe: bool = False, ascii_only: bool = False, max_batch_size: int = 4, name: str = "tiny", **knobs: Any
+) -> Any:
     """A ``TransformersLLM`` on ``tiny_gemma`` with the byte tokenizer, or with ``bpe_tokenizer(ascii_only=...)``;
     ``knobs`` are ``EngineConfig`` fields (``prompt_lookup=0``, ``fast_lm_head=False``, ...)."""
     from agentkit.engine.transformers_llm import TransformersLLM
@@ -102,8 +103,9 @@ def tiny_engine(*, bpe: bool = False, ascii_only: bool = False, max_batch_size: 
     vocab_size = tokenizer.raw.get_vocab_size() if bpe else 259
     # packed like a loaded model's (TransformersLLM() packs the model it owns; from_model only when asked)
     knobs = {"packed_linears": True, **knobs}
-    return TransformersLLM.from_model(tiny_gemma(vocab_size), tokenizer, name=name, max_batch_size=max_batch_size,
-                                      **knobs)
+    return TransformersLLM.from_model(
+        tiny_gemma(vocab_size), tokenizer, name=name, max_batch_size=max_batch_size, **knobs
+    )
 
 
 def ready_tiny_engine(**knobs: Any) -> Any:

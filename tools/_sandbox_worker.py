@@ -126,13 +126,46 @@ _PRIVATE_NAME = re.compile(r"_[A-Za-z0-9](?:[A-Za-z0-9_]*[A-Za-z0-9])?")
 _GENERATED_NAME = re.compile(r"_print|_tmp[0-9]*")
 # reserved by RestrictedPython for Zope's sake, ordinary variables here ("pages printed", ...)
 _ORDINARY_NAMES = frozenset({"printed", "builtins"})
-_EXTRA_MAGIC_METHODS = frozenset({
-    "__repr__", "__str__", "__hash__", "__len__", "__iter__", "__next__", "__getitem__", "__setitem__",
-    "__delitem__", "__bool__", "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__mul__",
-    "__rmul__", "__imul__", "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__",
-    "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__", "__abs__", "__int__", "__float__", "__round__",
-    "__call__", "__enter__", "__exit__",
-})
+_EXTRA_MAGIC_METHODS = frozenset(
+    {
+        "__repr__",
+        "__str__",
+        "__hash__",
+        "__len__",
+        "__iter__",
+        "__next__",
+        "__getitem__",
+        "__setitem__",
+        "__delitem__",
+        "__bool__",
+        "__add__",
+        "__radd__",
+        "__iadd__",
+        "__sub__",
+        "__rsub__",
+        "__isub__",
+        "__mul__",
+        "__rmul__",
+        "__imul__",
+        "__truediv__",
+        "__rtruediv__",
+        "__floordiv__",
+        "__rfloordiv__",
+        "__mod__",
+        "__rmod__",
+        "__pow__",
+        "__rpow__",
+        "__neg__",
+        "__pos__",
+        "__abs__",
+        "__int__",
+        "__float__",
+        "__round__",
+        "__call__",
+        "__enter__",
+        "__exit__",
+    }
+)
 
 
 class SandboxPolicy(RestrictingNodeTransformer):
@@ -176,10 +209,11 @@ class SandboxPolicy(RestrictingNodeTransformer):
         return super().visit_Name(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
-        if ([a.name for a in node.names] == ["*"] and node.level == 0 and node.module in _STATIC_EXPORTS):
+        if [a.name for a in node.names] == ["*"] and node.level == 0 and node.module in _STATIC_EXPORTS:
             names = _RANDOM_EXPORTS if node.module == "random" else sorted(_STATIC_EXPORTS[node.module])
-            node = _set_locations(ast.ImportFrom(module=node.module, names=[ast.alias(name=n) for n in names],
-                                                 level=0), node)
+            node = _set_locations(
+                ast.ImportFrom(module=node.module, names=[ast.alias(name=n) for n in names], level=0), node
+            )
         return super().visit_ImportFrom(node)
 
     def visit_keyword(self, node: ast.keyword) -> ast.AST:
@@ -224,10 +258,12 @@ class SandboxPolicy(RestrictingNodeTransformer):
             obj = self.visit(target.value)
             value = self.visit(node.value)
             t_obj = self.gen_tmp_name()
-            read = ast.Call(ast.Name("_getattr_", ast.Load()),
-                            [ast.Name(t_obj, ast.Load()), ast.Constant(target.attr)], [])
-            store = ast.Attribute(ast.Call(ast.Name("_write_", ast.Load()), [ast.Name(t_obj, ast.Load())], []),
-                                  target.attr, ast.Store())
+            read = ast.Call(
+                ast.Name("_getattr_", ast.Load()), [ast.Name(t_obj, ast.Load()), ast.Constant(target.attr)], []
+            )
+            store = ast.Attribute(
+                ast.Call(ast.Name("_write_", ast.Load()), [ast.Name(t_obj, ast.Load())], []), target.attr, ast.Store()
+            )
             stmts = [ast.Assign([ast.Name(t_obj, ast.Store())], obj)]
         elif isinstance(target, ast.Subscript):
             if any(isinstance(n, ast.Slice) for n in ast.walk(target.slice)):
@@ -237,12 +273,15 @@ class SandboxPolicy(RestrictingNodeTransformer):
             index = self.visit(target.slice)
             value = self.visit(node.value)
             t_obj, t_idx = self.gen_tmp_name(), self.gen_tmp_name()
-            read = ast.Call(ast.Name("_getitem_", ast.Load()),
-                            [ast.Name(t_obj, ast.Load()), ast.Name(t_idx, ast.Load())], [])
-            store = ast.Subscript(ast.Call(ast.Name("_write_", ast.Load()), [ast.Name(t_obj, ast.Load())], []),
-                                  ast.Name(t_idx, ast.Load()), ast.Store())
-            stmts = [ast.Assign([ast.Name(t_obj, ast.Store())], obj),
-                     ast.Assign([ast.Name(t_idx, ast.Store())], index)]
+            read = ast.Call(
+                ast.Name("_getitem_", ast.Load()), [ast.Name(t_obj, ast.Load()), ast.Name(t_idx, ast.Load())], []
+            )
+            store = ast.Subscript(
+                ast.Call(ast.Name("_write_", ast.Load()), [ast.Name(t_obj, ast.Load())], []),
+                ast.Name(t_idx, ast.Load()),
+                ast.Store(),
+            )
+            stmts = [ast.Assign([ast.Name(t_obj, ast.Store())], obj), ast.Assign([ast.Name(t_idx, ast.Store())], index)]
         else:  # pragma: no cover - the grammar allows nothing else
             self.not_allowed(node)
             return node
@@ -302,8 +341,10 @@ def _check_keywords(keys) -> None:
     parameter name (``__eq__``) while not starting with ``_`` itself."""
     for key in keys:
         if type(key) is not str:
-            raise _refuse("keyword argument names must be plain strings in the sandbox, not "
-                          f"{getattr(type(key), '__name__', '?')!s:.40} objects")
+            raise _refuse(
+                "keyword argument names must be plain strings in the sandbox, not "
+                f"{getattr(type(key), '__name__', '?')!s:.40} objects"
+            )
         if key.startswith("_"):
             raise _refuse(f"keyword argument {key!r} is not allowed in the sandbox (it starts with '_')")
 
@@ -325,9 +366,27 @@ _Partial.__module__ = "functools"
 
 
 _RANDOM_METHODS = [
-    "random", "uniform", "randint", "randrange", "choice", "choices", "shuffle", "sample", "gauss",
-    "normalvariate", "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate", "triangular",
-    "betavariate", "paretovariate", "weibullvariate", "getrandbits", "seed", "randbytes",
+    "random",
+    "uniform",
+    "randint",
+    "randrange",
+    "choice",
+    "choices",
+    "shuffle",
+    "sample",
+    "gauss",
+    "normalvariate",
+    "lognormvariate",
+    "expovariate",
+    "vonmisesvariate",
+    "gammavariate",
+    "triangular",
+    "betavariate",
+    "paretovariate",
+    "weibullvariate",
+    "getrandbits",
+    "seed",
+    "randbytes",
 ]
 
 # Every exported name was reviewed: no module objects, no mutable module-level containers, no function that turns
@@ -338,37 +397,149 @@ _STATIC_EXPORTS: dict[str, dict] = {
     "math": _public(math),
     "cmath": _public(cmath),
     "fractions": _pick(fractions, ["Fraction"]),
-    "decimal": _pick(decimal, [
-        "Decimal", "Context", "localcontext", "getcontext", "setcontext", "DecimalException", "InvalidOperation",
-        "DivisionByZero", "Overflow", "Underflow", "Inexact", "Rounded", "Subnormal", "Clamped", "FloatOperation",
-        "ROUND_UP", "ROUND_DOWN", "ROUND_CEILING", "ROUND_FLOOR", "ROUND_HALF_UP", "ROUND_HALF_DOWN",
-        "ROUND_HALF_EVEN", "ROUND_05UP", "MAX_PREC", "MAX_EMAX", "MIN_EMIN", "MIN_ETINY"]),
-    "datetime": _pick(datetime, ["date", "datetime", "time", "timedelta", "timezone", "tzinfo", "MINYEAR",
-                                 "MAXYEAR", "UTC"]),
-    "statistics": _pick(statistics, [
-        "mean", "fmean", "geometric_mean", "harmonic_mean", "median", "median_low", "median_high",
-        "median_grouped", "mode", "multimode", "quantiles", "pstdev", "pvariance", "stdev", "variance",
-        "correlation", "covariance", "linear_regression", "NormalDist", "StatisticsError"]),
+    "decimal": _pick(
+        decimal,
+        [
+            "Decimal",
+            "Context",
+            "localcontext",
+            "getcontext",
+            "setcontext",
+            "DecimalException",
+            "InvalidOperation",
+            "DivisionByZero",
+            "Overflow",
+            "Underflow",
+            "Inexact",
+            "Rounded",
+            "Subnormal",
+            "Clamped",
+            "FloatOperation",
+            "ROUND_UP",
+            "ROUND_DOWN",
+            "ROUND_CEILING",
+            "ROUND_FLOOR",
+            "ROUND_HALF_UP",
+            "ROUND_HALF_DOWN",
+            "ROUND_HALF_EVEN",
+            "ROUND_05UP",
+            "MAX_PREC",
+            "MAX_EMAX",
+            "MIN_EMIN",
+            "MIN_ETINY",
+        ],
+    ),
+    "datetime": _pick(
+        datetime, ["date", "datetime", "time", "timedelta", "timezone", "tzinfo", "MINYEAR", "MAXYEAR", "UTC"]
+    ),
+    "statistics": _pick(
+        statistics,
+        [
+            "mean",
+            "fmean",
+            "geometric_mean",
+            "harmonic_mean",
+            "median",
+            "median_low",
+            "median_high",
+            "median_grouped",
+            "mode",
+            "multimode",
+            "quantiles",
+            "pstdev",
+            "pvariance",
+            "stdev",
+            "variance",
+            "correlation",
+            "covariance",
+            "linear_regression",
+            "NormalDist",
+            "StatisticsError",
+        ],
+    ),
     "itertools": _public(itertools),
-    "collections": _pick(collections, ["Counter", "defaultdict", "OrderedDict", "deque", "namedtuple",
-                                       "ChainMap"]),
+    "collections": _pick(collections, ["Counter", "defaultdict", "OrderedDict", "deque", "namedtuple", "ChainMap"]),
     "functools": {**_pick(functools, ["reduce", "lru_cache", "cache", "cmp_to_key"]), "partial": _Partial},
     "operator": _public(operator, exclude={"attrgetter", "methodcaller"}),
-    "string": _pick(string, ["ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
-                             "octdigits", "punctuation", "printable", "whitespace", "capwords"]),
-    "re": _pick(re, ["compile", "search", "match", "fullmatch", "findall", "finditer", "sub", "subn", "split",
-                     "escape", "purge", "error", "Pattern", "Match", "A", "ASCII", "I", "IGNORECASE", "M",
-                     "MULTILINE", "S", "DOTALL", "X", "VERBOSE", "U", "UNICODE", "NOFLAG"]),
+    "string": _pick(
+        string,
+        [
+            "ascii_letters",
+            "ascii_lowercase",
+            "ascii_uppercase",
+            "digits",
+            "hexdigits",
+            "octdigits",
+            "punctuation",
+            "printable",
+            "whitespace",
+            "capwords",
+        ],
+    ),
+    "re": _pick(
+        re,
+        [
+            "compile",
+            "search",
+            "match",
+            "fullmatch",
+            "findall",
+            "finditer",
+            "sub",
+            "subn",
+            "split",
+            "escape",
+            "purge",
+            "error",
+            "Pattern",
+            "Match",
+            "A",
+            "ASCII",
+            "I",
+            "IGNORECASE",
+            "M",
+            "MULTILINE",
+            "S",
+            "DOTALL",
+            "X",
+            "VERBOSE",
+            "U",
+            "UNICODE",
+            "NOFLAG",
+        ],
+    ),
     "calendar": {
-        **_pick(calendar, ["isleap", "leapdays", "monthrange", "weekday", "monthcalendar", "timegm",
-                           "weekheader", "Calendar", "IllegalMonthError", "IllegalWeekdayError", "MONDAY",
-                           "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]),
+        **_pick(
+            calendar,
+            [
+                "isleap",
+                "leapdays",
+                "monthrange",
+                "weekday",
+                "monthcalendar",
+                "timegm",
+                "weekheader",
+                "Calendar",
+                "IllegalMonthError",
+                "IllegalWeekdayError",
+                "MONDAY",
+                "TUESDAY",
+                "WEDNESDAY",
+                "THURSDAY",
+                "FRIDAY",
+                "SATURDAY",
+                "SUNDAY",
+            ],
+        ),
         # the originals are shared, lazily-formatting objects with a writable `format` attribute
-        "month_name": tuple(calendar.month_name), "month_abbr": tuple(calendar.month_abbr),
-        "day_name": tuple(calendar.day_name), "day_abbr": tuple(calendar.day_abbr),
+        "month_name": tuple(calendar.month_name),
+        "month_abbr": tuple(calendar.month_abbr),
+        "day_name": tuple(calendar.day_name),
+        "day_abbr": tuple(calendar.day_abbr),
     },
-    "heapq": _pick(heapq, ["heappush", "heappop", "heapify", "heapreplace", "heappushpop", "nlargest",
-                           "nsmallest", "merge"]),
+    "heapq": _pick(
+        heapq, ["heappush", "heappop", "heapify", "heapreplace", "heappushpop", "nlargest", "nsmallest", "merge"]
+    ),
     "bisect": _pick(bisect, ["bisect", "bisect_left", "bisect_right", "insort", "insort_left", "insort_right"]),
     "numbers": _pick(numbers, ["Number", "Complex", "Real", "Rational", "Integral"]),
     "random": {},  # built per run from a fresh random.Random
@@ -385,21 +556,104 @@ _C_LEVEL_IMPORTS = frozenset({"time", "_strptime"})
 # builtins
 
 _FORBIDDEN_BUILTINS = [
-    "eval", "exec", "compile", "open", "input", "help", "breakpoint", "getattr", "setattr", "delattr", "hasattr",
-    "vars", "dir", "globals", "locals", "super", "memoryview", "exit", "quit", "id",
+    "eval",
+    "exec",
+    "compile",
+    "open",
+    "input",
+    "help",
+    "breakpoint",
+    "getattr",
+    "setattr",
+    "delattr",
+    "hasattr",
+    "vars",
+    "dir",
+    "globals",
+    "locals",
+    "super",
+    "memoryview",
+    "exit",
+    "quit",
+    "id",
 ]
 
 _SAFE_BUILTIN_NAMES = [
-    "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "complex", "dict", "divmod",
-    "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "int", "isinstance", "issubclass", "iter",
-    "len", "list", "map", "max", "min", "next", "object", "oct", "ord", "pow", "range", "repr", "reversed", "round",
-    "set", "slice", "sorted", "str", "sum", "tuple", "zip", "staticmethod", "classmethod", "property",
-    "NotImplemented", "Ellipsis",
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "bytes",
+    "callable",
+    "chr",
+    "complex",
+    "dict",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hash",
+    "hex",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "ord",
+    "pow",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "str",
+    "sum",
+    "tuple",
+    "zip",
+    "staticmethod",
+    "classmethod",
+    "property",
+    "NotImplemented",
+    "Ellipsis",
     # exceptions, for try/except and raise
-    "BaseException", "Exception", "ArithmeticError", "AssertionError", "AttributeError", "FloatingPointError",
-    "GeneratorExit", "ImportError", "IndexError", "KeyError", "KeyboardInterrupt", "LookupError", "MemoryError",
-    "ModuleNotFoundError", "NameError", "NotImplementedError", "OverflowError", "RecursionError", "RuntimeError",
-    "StopIteration", "SystemExit", "TypeError", "UnboundLocalError", "UnicodeError", "ValueError",
+    "BaseException",
+    "Exception",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "FloatingPointError",
+    "GeneratorExit",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotImplementedError",
+    "OverflowError",
+    "RecursionError",
+    "RuntimeError",
+    "StopIteration",
+    "SystemExit",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeError",
+    "ValueError",
     "ZeroDivisionError",
 ]
 _BASE_BUILTINS = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
@@ -421,15 +675,31 @@ class _SafeTypeMeta(type):
 
 _BLOCKED_ATTR_PREFIXES = ("_", "f_", "co_", "tb_", "gi_", "cr_", "ag_", "func_", "im_")
 _BLOCKED_ATTRS = frozenset(INSPECT_ATTRIBUTES) | {
-    "mro", "cell_contents", "f_trace_lines", "gi_suspended", "format", "format_map", "register",
+    "mro",
+    "cell_contents",
+    "f_trace_lines",
+    "gi_suspended",
+    "format",
+    "format_map",
+    "register",
 }
 _WRITABLE_BASES = (list, dict, set, bytearray, collections.deque)
 _DECIMAL_SIGNAL_DICT = type(decimal.Context().traps)
 _IMMUTABLE_EXACT = frozenset({int, float, complex, bool, str, bytes, tuple, frozenset, range, type(None)})
 _INPLACE_OPS = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "|=": operator.ior, "^=": operator.ixor, "&=": operator.iand, "@=": operator.imatmul,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "&=": operator.iand,
+    "@=": operator.imatmul,
 }
 
 
@@ -443,7 +713,8 @@ def _check_format_string(fmt: str, depth: int = 0) -> None:
             for _is_attr, _key in rest:
                 raise _refuse(
                     f"format field {field!r} reaches an attribute or item; str.format accepts only plain fields "
-                    "like {}, {0} or {name} in the sandbox (f-strings work normally)")
+                    "like {}, {0} or {name} in the sandbox (f-strings work normally)"
+                )
         if spec:
             _check_format_string(spec, depth + 1)
 
@@ -489,8 +760,7 @@ class RunState:
                     return self._safe_format(str.__str__(obj), name)
                 if type(obj) in self.classes:
                     return getattr(obj, name, *default)
-            elif name == "register" and (type(obj) in self.classes or
-                                         (isinstance(obj, type) and obj in self.classes)):
+            elif name == "register" and (type(obj) in self.classes or (isinstance(obj, type) and obj in self.classes)):
                 return getattr(obj, name, *default)
             raise self.refuse(f"access to attribute {name!r} is not allowed in the sandbox")
         if name == "obj" and isinstance(obj, BaseException):
@@ -643,9 +913,12 @@ _MAX_INT_BITS = 13_000
 
 def _exact_int(n: int) -> int:
     if n.bit_length() > _MAX_INT_BITS:
-        raise _ProgramError("result", "ResultError",
-                            f"the answer is an integer of about {int(n.bit_length() * 0.30103)} digits; at most "
-                            f"about {int(_MAX_INT_BITS * 0.30103)} digits can be returned")
+        raise _ProgramError(
+            "result",
+            "ResultError",
+            f"the answer is an integer of about {int(n.bit_length() * 0.30103)} digits; at most "
+            f"about {int(_MAX_INT_BITS * 0.30103)} digits can be returned",
+        )
     return n
 
 
@@ -664,8 +937,11 @@ def _text(s: str) -> str:
     if not s.isascii():
         m = _SURROGATE.search(s)
         if m:
-            raise _ProgramError("result", "ResultError", f"the answer contains the surrogate code point "
-                                f"U+{ord(m.group()):04X}, which is not text")
+            raise _ProgramError(
+                "result",
+                "ResultError",
+                f"the answer contains the surrogate code point U+{ord(m.group()):04X}, which is not text",
+            )
     return s
 
 
@@ -745,9 +1021,11 @@ def to_plain(value: object, depth: int = 0, budget: list | None = None):
     name = getattr(cls, "__name__", "?")
     name = name if type(name) is str else "?"
     raise _ProgramError(
-        "result", "ResultError",
+        "result",
+        "ResultError",
         f"the answer must be plain data (int, float, str, bool, None, list, dict; Fraction, Decimal and dates are "
-        f"converted), got {name[:80]}")
+        f"converted), got {name[:80]}",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -806,9 +1084,18 @@ def _raised_by_program(exc: BaseException) -> bool:
 
 
 def _fresh_decimal_context() -> None:
-    decimal.setcontext(decimal.Context(
-        prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999, capitals=1, clamp=0, flags=[],
-        traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow]))
+    decimal.setcontext(
+        decimal.Context(
+            prec=28,
+            rounding=decimal.ROUND_HALF_EVEN,
+            Emin=-999999,
+            Emax=999999,
+            capitals=1,
+            clamp=0,
+            flags=[],
+            traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+        )
+    )
 
 
 def _new_state(cfg: dict) -> RunState:
@@ -841,8 +1128,9 @@ def run_program(source: str, cfg: dict, state: RunState | None = None) -> dict:
         elif "answer" in glb:
             answer = glb["answer"]
         else:
-            raise _ProgramError("result", "ResultError",
-                                "the program defines neither a function solution() nor a variable 'answer'")
+            raise _ProgramError(
+                "result", "ResultError", "the program defines neither a function solution() nor a variable 'answer'"
+            )
         if state.violations:
             raise _ProgramError("refused", "SecurityError", state.violations[0])
         value = to_plain(answer)
@@ -857,9 +1145,14 @@ def run_program(source: str, cfg: dict, state: RunState | None = None) -> dict:
             error = f"{error} (the sandbox allows a call depth of about {cfg['max_recursion']})"
     if state.violations:  # sticky: a refused operation fails the run even if the program caught the error
         kind, value, error_type, error = "refused", None, "SecurityError", state.violations[0]
-    return {"kind": kind, "value": value if kind == "ok" else None, "error_type": error_type and _as_text(error_type),
-            "error": error and _as_text(error), "stdout": _as_text("".join(state.out)),
-            "stdout_truncated": state.truncated}
+    return {
+        "kind": kind,
+        "value": value if kind == "ok" else None,
+        "error_type": error_type and _as_text(error_type),
+        "error": error and _as_text(error),
+        "stdout": _as_text("".join(state.out)),
+        "stdout_truncated": state.truncated,
+    }
 
 
 def _stack_depth() -> list:
@@ -872,9 +1165,16 @@ def _stack_depth() -> list:
 
 def _reply_line(reply: dict, cfg: dict) -> bytes:
     """The reply as one JSON line (ASCII), or a ResultError when it can't be serialised or is too large."""
+
     def failure(message: str) -> dict:
-        return {"kind": "result", "value": None, "error_type": "ResultError", "error": message, "stdout": "",
-                "stdout_truncated": False}
+        return {
+            "kind": "result",
+            "value": None,
+            "error_type": "ResultError",
+            "error": message,
+            "stdout": "",
+            "stdout_truncated": False,
+        }
 
     try:
         if len(json.dumps(reply["value"], ensure_ascii=True)) > cfg["max_result_bytes"]:  # the answer alone
@@ -909,20 +1209,70 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # glibc has no wrapper for it
 # IPC, mounts and namespaces, prctl (its death signal stays armed), setsid, and the kernel's larger attack surfaces
 # (bpf, perf, io_uring, userfaultfd, keys, modules, handles).
 _SECCOMP_DENIED_X86_64 = {
-    "clone": 56, "fork": 57, "vfork": 58, "execve": 59, "clone3": 435, "execveat": 322,
-    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
-    "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+    "clone": 56,
+    "fork": 57,
+    "vfork": 58,
+    "execve": 59,
+    "clone3": 435,
+    "execveat": 322,
+    "ptrace": 101,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "pidfd_getfd": 438,
+    "kill": 62,
+    "tkill": 200,
+    "tgkill": 234,
+    "rt_sigqueueinfo": 129,
+    "rt_tgsigqueueinfo": 297,
     "pidfd_send_signal": 424,
-    "socket": 41, "socketpair": 53,
-    "shmget": 29, "shmat": 30, "semget": 64, "semop": 65, "semtimedop": 220, "msgget": 68, "msgsnd": 69,
-    "msgrcv": 70, "mq_open": 240,
-    "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
-    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-    "mount_setattr": 442, "prctl": 157, "setsid": 112, "personality": 135,
-    "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "io_uring_setup": 425, "keyctl": 250,
-    "add_key": 248, "request_key": 249, "open_by_handle_at": 304, "name_to_handle_at": 303,
-    "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
-    "acct": 163, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173, "quotactl": 179,
+    "socket": 41,
+    "socketpair": 53,
+    "shmget": 29,
+    "shmat": 30,
+    "semget": 64,
+    "semop": 65,
+    "semtimedop": 220,
+    "msgget": 68,
+    "msgsnd": 69,
+    "msgrcv": 70,
+    "mq_open": 240,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "unshare": 272,
+    "setns": 308,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "mount_setattr": 442,
+    "prctl": 157,
+    "setsid": 112,
+    "personality": 135,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "userfaultfd": 323,
+    "io_uring_setup": 425,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "open_by_handle_at": 304,
+    "name_to_handle_at": 303,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "acct": 163,
+    "swapon": 167,
+    "swapoff": 168,
+    "reboot": 169,
+    "iopl": 172,
+    "ioperm": 173,
+    "quotactl": 179,
 }
 _libc = None
 _pidns_fd: int | None = None  # the template's own PID namespace, set once the template is its PID 1
@@ -998,8 +1348,10 @@ def _empty_root(libc) -> bool:
         return False
     if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:  # nothing propagates to the host
         return False
-    if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                  b"size=16k,nr_inodes=16,mode=755") != 0:
+    if (
+        libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, b"size=16k,nr_inodes=16,mode=755")
+        != 0
+    ):
         return False
     try:
         for name in ("tmp", "dev", "dev/shm"):
@@ -1011,8 +1363,10 @@ def _empty_root(libc) -> bool:
     if libc.syscall(ctypes.c_long(nr), b".", b".") != 0 or libc.umount2(b".", _MNT_DETACH) != 0:
         return False
     os.chdir("/")
-    return libc.mount(None, b"/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                      None) == 0
+    return (
+        libc.mount(None, b"/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+        == 0
+    )
 
 
 def _become_pid_one() -> None:
@@ -1042,14 +1396,18 @@ def _seccomp_filter() -> _SockFprog | None:
     denied = sorted(set(_SECCOMP_DENIED_X86_64.values()))
     n = len(denied)
     ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    code = [(ld, 0, 0, 4),  # A = seccomp_data.arch
-            (jeq, 1, 0, 0xC000003E),  # AUDIT_ARCH_X86_64: go on
-            (ret, 0, 0, 0x80000000),  # SECCOMP_RET_KILL_PROCESS
-            (ld, 0, 0, 0),  # A = seccomp_data.nr
-            (jge, n + 1, 0, 0x40000000)]  # the x32 ABI: denied
+    code = [
+        (ld, 0, 0, 4),  # A = seccomp_data.arch
+        (jeq, 1, 0, 0xC000003E),  # AUDIT_ARCH_X86_64: go on
+        (ret, 0, 0, 0x80000000),  # SECCOMP_RET_KILL_PROCESS
+        (ld, 0, 0, 0),  # A = seccomp_data.nr
+        (jge, n + 1, 0, 0x40000000),
+    ]  # the x32 ABI: denied
     code += [(jeq, n - i, 0, nr) for i, nr in enumerate(denied)]
-    code += [(ret, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
-             (ret, 0, 0, 0x00050000 | errno.EPERM)]  # SECCOMP_RET_ERRNO
+    code += [
+        (ret, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
+        (ret, 0, 0, 0x00050000 | errno.EPERM),
+    ]  # SECCOMP_RET_ERRNO
     filters = (_SockFilter * len(code))(*code)
     prog = _SockFprog(len(code), filters)
     prog.keep = filters
@@ -1075,8 +1433,12 @@ def _harden_template(cfg: dict) -> dict:
     libc = _load_libc()
     if libc is not None:
         flags = _unshare(libc)
-        for name, flag in (("netns", _CLONE_NEWNET), ("userns", _CLONE_NEWUSER), ("ipcns", _CLONE_NEWIPC),
-                           ("pidns", _CLONE_NEWPID)):
+        for name, flag in (
+            ("netns", _CLONE_NEWNET),
+            ("userns", _CLONE_NEWUSER),
+            ("ipcns", _CLONE_NEWIPC),
+            ("pidns", _CLONE_NEWPID),
+        ):
             layers[name] = bool(flags & flag)
         if layers["pidns"]:
             _become_pid_one()
@@ -1097,9 +1459,19 @@ def _harden_template(cfg: dict) -> dict:
     _child_ipcns = layers["ipcns"] and not layers["seccomp"]
     _set_rlimits({"RLIMIT_FSIZE": 0, "RLIMIT_CORE": 0, "RLIMIT_MEMLOCK": 0, "RLIMIT_NOFILE": _TEMPLATE_FDS})
     # the per-program limits every child sets on itself (reported here, applied in _enter_child)
-    layers["rlimits"] = [name for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE",
-                                           "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_MEMLOCK")
-                         if hasattr(resource, name)]
+    layers["rlimits"] = [
+        name
+        for name in (
+            "RLIMIT_AS",
+            "RLIMIT_CPU",
+            "RLIMIT_FSIZE",
+            "RLIMIT_NOFILE",
+            "RLIMIT_NPROC",
+            "RLIMIT_CORE",
+            "RLIMIT_MEMLOCK",
+        )
+        if hasattr(resource, name)
+    ]
     return layers
 
 
@@ -1154,14 +1526,16 @@ def _enter_child(cfg: dict, template_pid: int) -> None:
     if _pidns_fd is None and os.getppid() != template_pid:
         os._exit(1)
     cpu = max(1, math.ceil(cfg["cpu_seconds"]))  # a fresh process: its CPU clock starts at 0
-    _set_rlimits({
-        "RLIMIT_AS": cfg["memory_mb"] * 1024 * 1024,
-        # SIGXCPU at the soft limit, SIGKILL a second later; as PID 1 of its namespace the process ignores
-        # SIGXCPU, so there the hard limit (SIGKILL) comes at once
-        "RLIMIT_CPU": (cpu, cpu) if _pidns_fd is not None else (cpu, cpu + 1),
-        "RLIMIT_NPROC": 0,
-        "RLIMIT_NOFILE": 16,
-    })
+    _set_rlimits(
+        {
+            "RLIMIT_AS": cfg["memory_mb"] * 1024 * 1024,
+            # SIGXCPU at the soft limit, SIGKILL a second later; as PID 1 of its namespace the process ignores
+            # SIGXCPU, so there the hard limit (SIGKILL) comes at once
+            "RLIMIT_CPU": (cpu, cpu) if _pidns_fd is not None else (cpu, cpu + 1),
+            "RLIMIT_NPROC": 0,
+            "RLIMIT_NOFILE": 16,
+        }
+    )
     _install_seccomp()
 
 
@@ -1181,13 +1555,16 @@ def _prewarm() -> None:
     random.Random(0).gauss(0, 1)
     collections.namedtuple("P", "x y")(1, 2)
     import unicodedata  # noqa: F401 - the parser normalises non-ASCII identifiers (NFKC) with it
+
     ast.parse("ｘ = 1")
     re.compile(r"[a-zé]+", re.IGNORECASE).findall("Été")
     for codec in ("ascii", "latin-1", "utf-16", "utf-32", "cp1252"):
         "x".encode(codec)
     compile_restricted_exec("def f(a):\n    return [x for x in a]\nprint(f([1]))\n", policy=SandboxPolicy)
-    run_program("def solution():\n    return [1, 2.5, 'x']\n", {
-        "max_output": 100, "allowed_imports": [], "random_seed": 0, "max_recursion": 100, "memory_mb": 64})
+    run_program(
+        "def solution():\n    return [1, 2.5, 'x']\n",
+        {"max_output": 100, "allowed_imports": [], "random_seed": 0, "max_recursion": 100, "memory_mb": 64},
+    )
     global _current_state
     _current_state = None
     sys.setrecursionlimit(1000)
@@ -1213,7 +1590,7 @@ def _read_all(fd: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _close_all_but(keep: set[int]) -> None:

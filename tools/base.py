@@ -171,8 +171,10 @@ class Tool:
                 pieces = [strip_quotes(p.strip()) for p in next(csv.reader([argument], skipinitialspace=True), [])]
             except csv.Error as exc:  # a line break in an unquoted value, say: the model's mistake
                 reason = str(exc).split(" - ")[0]  # csv's hint about files does not apply
-                raise ToolError(f"{self.name} could not read its comma-separated values ({reason}); "
-                                f"write {self.signature} on one line") from None
+                raise ToolError(
+                    f"{self.name} could not read its comma-separated values ({reason}); "
+                    f"write {self.signature} on one line"
+                ) from None
         required = sum(p.required for p in self.parameters)
         if not (required <= len(pieces) <= len(self.parameters)):
             raise ToolError(

@@ -73,8 +73,9 @@ def server_target(spec: str | Sequence[str]) -> Any:
     else:
         argv = [str(a) for a in spec]
     if not argv:
-        raise UsageError("MCP server: the spec is empty; give a command line (python server.py) or a URL "
-                         "(http://127.0.0.1:8000/mcp)")
+        raise UsageError(
+            "MCP server: the spec is empty; give a command line (python server.py) or a URL (http://127.0.0.1:8000/mcp)"
+        )
     return mcp.StdioServerParameters(command=argv[0], args=argv[1:])
 
 
@@ -88,8 +89,14 @@ class MCPTools(Sequence[Tool]):
     server when it cannot be started or reached.
     """
 
-    def __init__(self, server: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = DEFAULT_TIMEOUT, tools: Iterable[str] | None = None):
+    def __init__(
+        self,
+        server: str | Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_TIMEOUT,
+        tools: Iterable[str] | None = None,
+    ):
         self.spec = server.strip() if isinstance(server, str) else shlex.join(server)
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self._target = server_target(server)
@@ -99,8 +106,9 @@ class MCPTools(Sequence[Tool]):
         self._failure: BaseException | None = None
         self._listed: list[Any] = []
         ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._connection(ready),), daemon=True,
-                                        name=f"mcp {self.spec}")
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._connection(ready),), daemon=True, name=f"mcp {self.spec}"
+        )
         self._thread.start()
         if not ready.wait(connect_timeout + 5) or self._client is None:
             self.close()
@@ -111,8 +119,10 @@ class MCPTools(Sequence[Tool]):
         missing = sorted((wanted or set()) - {t.name for t in self._listed})
         if missing:
             self.close()
-            raise UsageError(f"MCP server {self.spec!r} has no tool {missing[0]!r}; it has: "
-                             f"{', '.join(t.name for t in self._listed)}")
+            raise UsageError(
+                f"MCP server {self.spec!r} has no tool {missing[0]!r}; it has: "
+                f"{', '.join(t.name for t in self._listed)}"
+            )
 
     async def _connection(self, ready: threading.Event) -> None:
         """The connection's whole life, in one task: connect, list the tools, serve calls until close()."""
@@ -143,9 +153,15 @@ class MCPTools(Sequence[Tool]):
 
         name = re.sub(r"\W", "_", listed.name, flags=re.ASCII)
         description = " ".join((listed.description or listed.title or f"The MCP tool {listed.name}.").split())
-        return Tool(name=name if re.match(r"[A-Za-z_]", name) else f"_{name}", description=description, fn=call,
-                    parameters=params, argument_hint=", ".join(p.name for p in params), input_schema=schema,
-                    output_schema=listed.output_schema)
+        return Tool(
+            name=name if re.match(r"[A-Za-z_]", name) else f"_{name}",
+            description=description,
+            fn=call,
+            parameters=params,
+            argument_hint=", ".join(p.name for p in params),
+            input_schema=schema,
+            output_schema=listed.output_schema,
+        )
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> str:
         """Call the server's tool ``name``; returns the observation text. ToolError for the tool's own failures
@@ -158,7 +174,8 @@ class MCPTools(Sequence[Tool]):
             raise self._gone(self._failure)
         try:
             future = asyncio.run_coroutine_threadsafe(
-                client.call_tool(name, dict(arguments), read_timeout_seconds=self.timeout), loop)
+                client.call_tool(name, dict(arguments), read_timeout_seconds=self.timeout), loop
+            )
             result = future.result(self.timeout + 5)
         except concurrent.futures.TimeoutError:
             future.cancel()
@@ -240,9 +257,16 @@ def _parameters(schema: Mapping[str, Any], tool: str) -> tuple[ToolParameter, ..
     for n in names:
         prop = props[n] if isinstance(props[n], Mapping) else {}
         annotation, type_name = _annotation(prop, tool, n)
-        params.append(ToolParameter(name=n, annotation=annotation, type=type_name, required=n in required,
-                                    description=" ".join(str(prop.get("description", "")).split()),
-                                    default=prop.get("default")))
+        params.append(
+            ToolParameter(
+                name=n,
+                annotation=annotation,
+                type=type_name,
+                required=n in required,
+                description=" ".join(str(prop.get("description", "")).split()),
+                default=prop.get("default"),
+            )
+        )
     return tuple(params)
 
 
@@ -296,9 +320,11 @@ def _observation(name: str, result: Any) -> str:
 
 # ------------------------------------------------------------------ the server: agentkit's own tools
 SERVED_TOOLS = ("run_python", "Search", "Lookup")
-RUN_PYTHON = ("Runs a Python program in agentkit's hardened sandbox (the one PAL uses: RestrictedPython, a fresh "
-              "process per program, no files, network or imports beyond a pure allow-list) and returns ok, value, "
-              "stdout, error and kind. The program defines solution() and returns the answer (or sets answer).")
+RUN_PYTHON = (
+    "Runs a Python program in agentkit's hardened sandbox (the one PAL uses: RestrictedPython, a fresh "
+    "process per program, no files, network or imports beyond a pure allow-list) and returns ok, value, "
+    "stdout, error and kind. The program defines solution() and returns the answer (or sets answer)."
+)
 
 
 class LazySandbox:
@@ -335,8 +361,9 @@ def agentkit_server(*, corpus: Any = "offline", tools: Iterable[str] | None = No
     unknown = [n for n in names if n not in SERVED_TOOLS]
     if unknown:
         raise UsageError(f"agentkit mcp: no tool {unknown[0]!r}; the tools are: {', '.join(SERVED_TOOLS)}")
-    server = MCPServer("agentkit", instructions="agentkit's tools: a Python sandbox and Wikipedia.",
-                       log_level="WARNING")
+    server = MCPServer(
+        "agentkit", instructions="agentkit's tools: a Python sandbox and Wikipedia.", log_level="WARNING"
+    )
     runner = LazySandbox() if sandbox is None else sandbox
 
     def run_python(code: str) -> ExecResult:
@@ -354,8 +381,15 @@ def agentkit_server(*, corpus: Any = "offline", tools: Iterable[str] | None = No
     return server
 
 
-def serve(transport: Literal["stdio", "http"] = "stdio", *, host: str = "127.0.0.1", port: int = 8765,
-          path: str = "/mcp", timeout: float = 5.0, **options: Any) -> None:
+def serve(
+    transport: Literal["stdio", "http"] = "stdio",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    path: str = "/mcp",
+    timeout: float = 5.0,
+    **options: Any,
+) -> None:
     """Serve :func:`agentkit_server` (``options`` go to it) over stdio or streamable HTTP at
     ``http://HOST:PORT/mcp``, programs given ``timeout`` seconds; returns when a stdio client closes stdin."""
     sandbox = LazySandbox(timeout)

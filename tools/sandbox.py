@@ -80,8 +80,23 @@ _WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
 
 #: Modules the worker has a reviewed proxy for; ``allowed_imports`` must be a subset.
 AVAILABLE_MODULES: tuple[str, ...] = (
-    "bisect", "calendar", "cmath", "collections", "datetime", "decimal", "fractions", "functools", "heapq",
-    "itertools", "math", "numbers", "operator", "random", "re", "statistics", "string",
+    "bisect",
+    "calendar",
+    "cmath",
+    "collections",
+    "datetime",
+    "decimal",
+    "fractions",
+    "functools",
+    "heapq",
+    "itertools",
+    "math",
+    "numbers",
+    "operator",
+    "random",
+    "re",
+    "statistics",
+    "string",
 )
 DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = AVAILABLE_MODULES
 
@@ -122,10 +137,19 @@ class ExecResult(BaseModel):
         return self.kind in SANDBOX_KINDS
 
 
-def _failure(kind: str, error_type: str, message: str, duration: float = 0.0, stdout: str = "",
-             truncated: bool = False) -> ExecResult:
-    return ExecResult(ok=False, value=None, error=f"{error_type}: {message}", error_type=error_type, kind=kind,
-                      stdout=stdout, stdout_truncated=truncated, duration=duration)
+def _failure(
+    kind: str, error_type: str, message: str, duration: float = 0.0, stdout: str = "", truncated: bool = False
+) -> ExecResult:
+    return ExecResult(
+        ok=False,
+        value=None,
+        error=f"{error_type}: {message}",
+        error_type=error_type,
+        kind=kind,
+        stdout=stdout,
+        stdout_truncated=truncated,
+        duration=duration,
+    )
 
 
 def _clean_str(s: str) -> str:
@@ -205,9 +229,15 @@ class _Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [*self.argv, str(theirs.fileno())], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), cwd="/", env=self.env,
-                start_new_session=True)
+                [*self.argv, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                cwd="/",
+                env=self.env,
+                start_new_session=True,
+            )
         except OSError as e:
             ours.close()
             raise SandboxStartError(f"could not start a sandbox template process: {e}") from e
@@ -336,7 +366,7 @@ def _write_all(fd: int, data: bytes, deadline: float) -> bool:
                 return False
             continue
         try:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         except BlockingIOError:
             continue
         except OSError:
@@ -451,9 +481,13 @@ class Sandbox:
         self.random_seed = random_seed
 
         config = {
-            "memory_mb": memory_mb, "cpu_seconds": self.cpu_seconds, "max_output": max_output,
-            "allowed_imports": list(self.allowed_imports), "max_recursion": max_recursion,
-            "random_seed": random_seed, "drop_privileges": bool(drop_privileges),
+            "memory_mb": memory_mb,
+            "cpu_seconds": self.cpu_seconds,
+            "max_output": max_output,
+            "allowed_imports": list(self.allowed_imports),
+            "max_recursion": max_recursion,
+            "random_seed": random_seed,
+            "drop_privileges": bool(drop_privileges),
             "max_result_bytes": _MAX_RESULT_BYTES,
         }
         argv = [sys.executable, "-I", "-B", str(_WORKER_SCRIPT), json.dumps(config)]
@@ -578,8 +612,9 @@ class Sandbox:
                 if attempt == 1:
                     continue
                 self._respawn(slot)
-                return _failure("crash", "WorkerCrash", "the sandbox's template process stopped answering; it was "
-                                "restarted")
+                return _failure(
+                    "crash", "WorkerCrash", "the sandbox's template process stopped answering; it was restarted"
+                )
             try:
                 return self._run_child(slot, child, payload, timeout)
             except _NotDelivered:  # the child was gone before it read the program (killed from outside)
@@ -613,12 +648,15 @@ class Sandbox:
             try:
                 return self._validate(json.loads(reply), duration)
             except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as e:
-                return _failure("crash", "WorkerCrash", f"the program's process sent a malformed reply "
-                                f"({type(e).__name__})", duration)
+                return _failure(
+                    "crash",
+                    "WorkerCrash",
+                    f"the program's process sent a malformed reply ({type(e).__name__})",
+                    duration,
+                )
         if time.monotonic() >= deadline:  # the wall clock: the template kills the child
             slot.kill_child(child.pid)
-            return _failure("timeout", "TimeoutError", f"program ran longer than {timeout} s",
-                            time.perf_counter() - t0)
+            return _failure("timeout", "TimeoutError", f"program ran longer than {timeout} s", time.perf_counter() - t0)
         # no acceptable reply: the child died (CPU limit, a crash), or sent too much or something malformed
         if not closed and sent:
             slot.kill_child(child.pid)
@@ -630,10 +668,12 @@ class Sandbox:
                 raise _TemplateGone("no exit report")
         duration = time.perf_counter() - t0
         sig, cpu = report.get("signal"), report.get("cpu")
-        if sig == "SIGXCPU" or (sig == "SIGKILL" and closed and type(cpu) is float
-                                and cpu >= math.ceil(self.cpu_seconds) - 0.05):
-            return _failure("timeout", "TimeoutError", f"program used more than {self.cpu_seconds} s of CPU time",
-                            duration)
+        if sig == "SIGXCPU" or (
+            sig == "SIGKILL" and closed and type(cpu) is float and cpu >= math.ceil(self.cpu_seconds) - 0.05
+        ):
+            return _failure(
+                "timeout", "TimeoutError", f"program used more than {self.cpu_seconds} s of CPU time", duration
+            )
         if reply:
             why = "it sent a malformed or oversized reply"
         elif sig == "SIGSEGV":
@@ -642,8 +682,12 @@ class Sandbox:
             why = _clean_str(sig[:40])
         else:
             why = f"exit status {report.get('code')}"
-        return _failure("crash", "WorkerCrash", f"the program's process died ({why}); the sandbox and other programs "
-                        "are unaffected", duration)
+        return _failure(
+            "crash",
+            "WorkerCrash",
+            f"the program's process died ({why}); the sandbox and other programs are unaffected",
+            duration,
+        )
 
     def _respawn(self, slot: _Template) -> None:
         if self._closed:
@@ -665,9 +709,16 @@ class Sandbox:
         stdout = _clean_str(stdout)
         if kind == "ok":
             value = _clean_value(value)
-            return ExecResult(ok=True, value=value, kind="ok", stdout=stdout, stdout_truncated=truncated,
-                              duration=duration)
+            return ExecResult(
+                ok=True, value=value, kind="ok", stdout=stdout, stdout_truncated=truncated, duration=duration
+            )
         if type(error_type) is not str or type(error) is not str:
             raise TypeError("bad error fields")
-        return _failure(kind, _clean_str(error_type[:100]) or "Error", _clean_str(error[:_MAX_ERROR_CHARS]),
-                        duration, stdout, truncated)
+        return _failure(
+            kind,
+            _clean_str(error_type[:100]) or "Error",
+            _clean_str(error[:_MAX_ERROR_CHARS]),
+            duration,
+            stdout,
+            truncated,
+        )

@@ -58,8 +58,9 @@ def _shows_help(exc: click.UsageError) -> bool:
 class AgentkitGroup(click.Group):
     """A click group whose commands' errors end as one line (see the module docstring)."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
@@ -99,8 +100,18 @@ def main(ctx: click.Context, debug: bool) -> None:
         click.echo(ctx.get_help())
 
 
-for command in (bench.bench, chat.chat, ls.ls, run.run, report.report, report.compare, serve.serve, cache.cache,
-                mcp.mcp, reference.cli_reference_command):
+for command in (
+    bench.bench,
+    chat.chat,
+    ls.ls,
+    run.run,
+    report.report,
+    report.compare,
+    serve.serve,
+    cache.cache,
+    mcp.mcp,
+    reference.cli_reference_command,
+):
     command.context_settings = {**CONTEXT, **command.context_settings}
     main.add_command(command)
 

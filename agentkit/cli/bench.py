@@ -47,12 +47,23 @@ def default_output_dir(dataset: str, model: str | None, shots: int) -> Path:
 
 def ray_options(command):
     """``--ray [ADDRESS]`` and ``--workers N``: run the episodes on Ray workers (``agentkit.eval.distributed``)."""
-    command = click.option("--workers", type=click.IntRange(min=1), default=None,
-                           help="Ray workers to start (with --ray; default: one per node).")(command)
-    return click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
-                        help="Run on Ray workers, each loading its own model: the cluster at ADDRESS (auto, "
-                             "HOST:6379, ray://HOST:10001), or without ADDRESS this machine's cluster or a new "
-                             "local one. Needs agentkit[ray]; see docs/distributed.md.")(command)
+    command = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Ray workers to start (with --ray; default: one per node).",
+    )(command)
+    return click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[ADDRESS]",
+        help="Run on Ray workers, each loading its own model: the cluster at ADDRESS (auto, "
+        "HOST:6379, ray://HOST:10001), or without ADDRESS this machine's cluster or a new "
+        "local one. Needs agentkit[ray]; see docs/distributed.md.",
+    )(command)
 
 
 def saved_examples(out: Path) -> int:
@@ -63,35 +74,88 @@ def saved_examples(out: Path) -> int:
 
 
 @click.command("bench", short_help="Benchmark methods on a dataset and compare them.")
-@click.option("--dataset", "-d", required=True, metavar="PATH|NAME",
-              help="A GSM8K / PAL (input,target) / HotpotQA-style JSON or JSONL file, a shipped sample "
-                   "(gsm8k-sample, wiki-sample) or a Hugging Face name (needs the 'datasets' library).")
-@method_option(multiple=True, help="Method to run; repeat to compare several (each once). "
-                                   "Default: direct, cot and pal.")
+@click.option(
+    "--dataset",
+    "-d",
+    required=True,
+    metavar="PATH|NAME",
+    help="A GSM8K / PAL (input,target) / HotpotQA-style JSON or JSONL file, a shipped sample "
+    "(gsm8k-sample, wiki-sample) or a Hugging Face name (needs the 'datasets' library).",
+)
+@method_option(
+    multiple=True, help="Method to run; repeat to compare several (each once). Default: direct, cot and pal."
+)
 @model_option
 @settings_options
 @dtype_option
 @templates_option
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=None,
-              help="Use only the first N examples (can grow on a later resumed run).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Episodes decoded together by the engine.")
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where samples and reports go; rerunning with the same directory resumes. "
-                   "Default: runs/bench-<dataset>-<model>-<shots>shot.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N examples (can grow on a later resumed run).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Episodes decoded together by the engine.",
+)
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where samples and reports go; rerunning with the same directory resumes. "
+    "Default: runs/bench-<dataset>-<model>-<shots>shot.",
+)
 @click.option("--overwrite", is_flag=True, help="Delete an earlier run in --output-dir instead of resuming it.")
-@click.option("--field", "fields", multiple=True, metavar="TARGET=SOURCE",
-              help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).")
-@click.option("--rel-tol", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Relative tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
-@click.option("--abs-tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="TARGET=SOURCE",
+    help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).",
+)
+@click.option(
+    "--rel-tol",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Relative tolerance for gold answers that are not whole numbers (whole numbers match exactly).",
+)
+@click.option(
+    "--abs-tol",
+    type=click.FloatRange(min=0),
+    default=1e-4,
+    show_default=True,
+    help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @ray_options
 @mcp_option
 @run_options
-def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size, output_dir, overwrite, fields,
-          rel_tol, abs_tol, quiet, ray_address, workers, mcp_specs, **kwargs) -> None:
+def bench(
+    dataset,
+    methods,
+    model_spec,
+    dtype,
+    templates_dir,
+    limit,
+    batch_size,
+    output_dir,
+    overwrite,
+    fields,
+    rel_tol,
+    abs_tol,
+    quiet,
+    ray_address,
+    workers,
+    mcp_specs,
+    **kwargs,
+) -> None:
     """Benchmark methods on a dataset and compare them.
 
     Every finished example is saved at once to OUTPUT_DIR/<method>/samples.jsonl; rerun the same command
@@ -114,9 +178,19 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     if mcp_specs and ray_address is not None:
         raise click.UsageError("--mcp tools run in this process: drop --ray (or --mcp)")
     config = BenchmarkConfig.from_settings(
-        settings, dataset=dataset, methods=list(methods or DEFAULT_METHODS), shots=shots, limit=limit,
-        batch_size=batch_size, output_dir=out, overwrite=overwrite, fields=list(fields), templates=templates_dir,
-        rel_tol=rel_tol, abs_tol=abs_tol, budget=options.pop("budget"),
+        settings,
+        dataset=dataset,
+        methods=list(methods or DEFAULT_METHODS),
+        shots=shots,
+        limit=limit,
+        batch_size=batch_size,
+        output_dir=out,
+        overwrite=overwrite,
+        fields=list(fields),
+        templates=templates_dir,
+        rel_tol=rel_tol,
+        abs_tol=abs_tol,
+        budget=options.pop("budget"),
     )
     tools = open_mcp_tools(mcp_specs, tuple(config.methods))
     if tools:  # in the run's config.json too (their names and schemas), so a resumed run uses the same tools
@@ -135,31 +209,46 @@ def bench(dataset, methods, model_spec, dtype, templates_dir, limit, batch_size,
     else:
         llm = load_model(model_spec, dtype=dtype)
         where = f"model {llm.name}"
-    click.echo(f"benchmark: {dataset} · {', '.join(config.methods)} · {shots}-shot · {where} · output {out}",
-               err=True)
+    click.echo(f"benchmark: {dataset} · {', '.join(config.methods)} · {shots}-shot · {where} · output {out}", err=True)
     try:
-        result = runner.run_benchmark(prepared, llm=llm, executor=executor, progress=not quiet,
-                                      notify=lambda note: click.echo(note, err=True), **options)
+        result = runner.run_benchmark(
+            prepared,
+            llm=llm,
+            executor=executor,
+            progress=not quiet,
+            notify=lambda note: click.echo(note, err=True),
+            **options,
+        )
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "
-                   f"rerun the same command to resume", err=True)
+        click.echo(
+            f"\ninterrupted: {saved_examples(out)} finished examples are saved in {out}; "
+            f"rerun the same command to resume",
+            err=True,
+        )
         sys.exit(130)
     except (ServerError, OSError) as exc:  # a server or the disk: once it is back, the same command resumes
         saved = saved_examples(out) if out.is_dir() else 0
         if not saved:
             raise
-        raise BenchmarkError(f"{one_line(exc)} ({saved} finished examples are saved in {out}; "
-                             f"rerun the same command to resume)") from exc
+        raise BenchmarkError(
+            f"{one_line(exc)} ({saved} finished examples are saved in {out}; rerun the same command to resume)"
+        ) from exc
     finally:
         if executor is not None:
             executor.close()
     click.echo(result.table)
-    click.echo(f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
-               f"time; examples share the model's batches, so latencies overlap)")
+    click.echo(
+        f"\nwall time of this run: {result.wall_seconds:.0f} s (latency is each example's own start-to-finish "
+        f"time; examples share the model's batches, so latencies overlap)"
+    )
     if result.usage is not None and result.usage.episodes:
         usage = result.usage
         cached = f" ({usage.cache_hits} from the cache)" if options["cache"] is not None else ""
-        click.echo(f"this run: {usage.episodes} episodes, {usage.model_calls} model calls{cached}, "
-                   f"{usage.tool_calls} tool calls, {usage.input_tokens:,} tokens in, {usage.output_tokens:,} out")
-    click.echo(f"\nresults: {result.files['results_json']}\nreport:  {result.files['results_md']}\n"
-               f"chart:   {result.files['chart']}\nbrowse:  {result.files['results_html']}")
+        click.echo(
+            f"this run: {usage.episodes} episodes, {usage.model_calls} model calls{cached}, "
+            f"{usage.tool_calls} tool calls, {usage.input_tokens:,} tokens in, {usage.output_tokens:,} out"
+        )
+    click.echo(
+        f"\nresults: {result.files['results_json']}\nreport:  {result.files['results_md']}\n"
+        f"chart:   {result.files['chart']}\nbrowse:  {result.files['results_html']}"
+    )

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import click
 
-dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-                          help="The cache directory (default: the one --cache uses without DIR).")
+dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The cache directory (default: the one --cache uses without DIR).",
+)
 
 
 @click.group("cache", short_help="Show or clear the model-call cache.")
@@ -23,8 +28,10 @@ def info(directory) -> None:
     from agentkit.cache import CallCache
 
     facts = CallCache(directory).info()
-    click.echo(f"cache: {facts['path']}\nentries: {facts['entries']:,} completions, {facts['bytes'] / 2**20:.1f} MiB "
-               f"(files {facts['file_bytes'] / 2**20:.1f} MiB; bound {facts['max_bytes'] / 2**20:.0f} MiB)")
+    click.echo(
+        f"cache: {facts['path']}\nentries: {facts['entries']:,} completions, {facts['bytes'] / 2**20:.1f} MiB "
+        f"(files {facts['file_bytes'] / 2**20:.1f} MiB; bound {facts['max_bytes'] / 2**20:.0f} MiB)"
+    )
 
 
 @cache.command("clear", short_help="Delete every cached completion.")

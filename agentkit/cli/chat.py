@@ -125,17 +125,37 @@ class ChatSession:
             (["/shots"], "/shots [N]", "show or set the number of few-shot exemplars ('default')", self._shots),
             (["/temperature"], "/temperature [T]", "show or set the sampling temperature (0 = greedy)", self._temp),
             (["/max-tokens"], "/max-tokens [N]", "show or set the token limit per generation ('default')", self._max),
-            (["/answer"], "/answer [KIND]", "show or set what direct and cot answer: number, text or default",
-             self._answer),
-            (["/prompt-format"], "/prompt-format [FORMAT]",
-             "show or set how prompts reach the model: auto, text, chat or default", self._prompt_format),
-            (["/constrain"], "/constrain [on|off]", "show or set whether replies are constrained to the method's form",
-             self._constrain),
-            (["/model"], "/model [SPEC]", "show or switch the model (default, scripted:FILE, HF id, dir, .gguf)",
-             self._model),
+            (
+                ["/answer"],
+                "/answer [KIND]",
+                "show or set what direct and cot answer: number, text or default",
+                self._answer,
+            ),
+            (
+                ["/prompt-format"],
+                "/prompt-format [FORMAT]",
+                "show or set how prompts reach the model: auto, text, chat or default",
+                self._prompt_format,
+            ),
+            (
+                ["/constrain"],
+                "/constrain [on|off]",
+                "show or set whether replies are constrained to the method's form",
+                self._constrain,
+            ),
+            (
+                ["/model"],
+                "/model [SPEC]",
+                "show or switch the model (default, scripted:FILE, HF id, dir, .gguf)",
+                self._model,
+            ),
             (["/tools"], "/tools", "list the tools the react modes can use", self._tools),
-            (["/trace"], "/trace", "show the last episode in full: prompt, completions, program or trajectory",
-             self._trace),
+            (
+                ["/trace"],
+                "/trace",
+                "show the last episode in full: prompt, completions, program or trajectory",
+                self._trace,
+            ),
             (["/save"], "/save FILE", "write the transcript as JSONL, one record per finished turn", self._save),
             (["/reset"], "/reset", "forget the chat history", self._reset),
             (["/settings"], "/settings", "show the model and the current settings", self._settings),
@@ -179,8 +199,9 @@ class ChatSession:
     def ask(self, question: str) -> Result | None:
         mode = self.mode
         try:
-            strategy = build_strategy(mode, self.llm, self.settings, templates=self.templates, history=self.history,
-                                      tools=self.tools)
+            strategy = build_strategy(
+                mode, self.llm, self.settings, templates=self.templates, history=self.history, tools=self.tools
+            )
             result = run_streamed(self.llm, strategy, question, self.display, **self.run_options)
         except KeyboardInterrupt:
             self.display.interrupted()
@@ -244,8 +265,11 @@ class ChatSession:
     def _answer(self, arg: str) -> None:
         if arg:
             self.settings.answer = ANSWER.parse(arg)
-        kind = "the method's default (number; text for react-cot-sc's fallback)" if self.settings.answer is None \
+        kind = (
+            "the method's default (number; text for react-cot-sc's fallback)"
+            if self.settings.answer is None
             else self.settings.answer
+        )
         self.display.message(f"answer: {kind}")
 
     def _prompt_format(self, arg: str) -> None:
@@ -279,8 +303,9 @@ class ChatSession:
     def _trace(self, _arg: str) -> None:
         note = self._interrupted_note()
         if self.last is None:
-            self.display.message(f"{note}; no finished episode to show" if note else
-                                 "no episode yet: ask a question first")
+            self.display.message(
+                f"{note}; no finished episode to show" if note else "no episode yet: ask a question first"
+            )
             return
         if note:
             self.display.message(f"{note}; this is the last finished episode:")
@@ -332,9 +357,7 @@ def trace_sections(result: Result) -> list[tuple[str, str]]:
     summary = f"method {result.method}; answer {result.answer!r}"
     if result.failure:
         summary += f"; failure {result.failure}: {result.error}"
-    summary += (
-        f"; {result.prompt_tokens} prompt + {result.completion_tokens} generated tokens; {result.duration:.2f} s"
-    )
+    summary += f"; {result.prompt_tokens} prompt + {result.completion_tokens} generated tokens; {result.duration:.2f} s"
     sections = [("episode", summary), ("question", result.question), ("prompt", result.prompt)]
     for i, completion in enumerate(result.completions, 1):
         sections.append((f"completion {i}", completion))
@@ -403,13 +426,18 @@ def _isatty(stream: Any) -> bool:
 # ------------------------------------------------------------------------------------------------ command
 @click.command("chat", short_help="Chat, or ask an agent questions, interactively.")
 @model_option
-@method_option(default=CHAT, help="How each question is answered: chat or a method (see `agentkit ls`); "
-                                  "/mode switches.")
+@method_option(
+    default=CHAT, help="How each question is answered: chat or a method (see `agentkit ls`); /mode switches."
+)
 @settings_options
 @dtype_option
 @templates_option
-@click.option("--history-file", type=click.Path(dir_okay=False), default=None,
-              help="Where the terminal keeps input history (default: in the user data directory).")
+@click.option(
+    "--history-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where the terminal keeps input history (default: in the user data directory).",
+)
 @mcp_option
 @run_options
 @click.pass_context

@@ -186,8 +186,10 @@ class Display:
             self.write("Answer: ", fg="yellow", bold=True)
             self.end_line(f"(none; {result.failure or 'no_answer'}{detail})", fg="yellow")
         if show_stats:
-            self.message(f"({result.duration:.1f} s; {result.completion_tokens} tokens generated, "
-                         f"{result.prompt_tokens} prompt tokens)")
+            self.message(
+                f"({result.duration:.1f} s; {result.completion_tokens} tokens generated, "
+                f"{result.prompt_tokens} prompt tokens)"
+            )
 
 
 class _LogLines(logging.Handler):
@@ -258,8 +260,9 @@ def run_streamed(llm: LLM, strategy: Strategy, question: str, display: Display |
     samples = strategy.k if isinstance(strategy, SelfConsistency) else 0
     display.begin_episode(samples=samples, dim_tokens=not isinstance(strategy, ChatStrategy))
     watched = _Watched(llm, display.begin_generation)
-    return run_episode(watched, strategy.episode(question), on_event=display.event, on_token=display.token,
-                       info=info, **options)
+    return run_episode(
+        watched, strategy.episode(question), on_event=display.event, on_token=display.token, info=info, **options
+    )
 
 
 def debug_enabled(ctx: click.Context | None = None) -> bool:

@@ -15,10 +15,20 @@ from agentkit.strategies import REGISTRY
 
 
 @click.command("ls", short_help="List methods, templates, exemplars, datasets.")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
-              help="Also list the templates and exemplar sets in this directory.")
-@click.option("--model", "model_spec", metavar="SPEC", default=None,
-              help="Also load this model and show its prompt format (chat template or plain text).")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also list the templates and exemplar sets in this directory.",
+)
+@click.option(
+    "--model",
+    "model_spec",
+    metavar="SPEC",
+    default=None,
+    help="Also load this model and show its prompt format (chat template or plain text).",
+)
 def ls(templates_dir, model_spec) -> None:
     """List the methods, prompt templates, exemplar sets and sample datasets (and a model's prompt format)."""
     from agentkit.prompting import Templates

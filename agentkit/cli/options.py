@@ -45,8 +45,9 @@ class Number(click.ParamType):
             try:
                 value = int(text)
             except ValueError:
-                raise UsageError(f"{self.label} must be a whole number >= {self.low}, got '{text}' "
-                                 f"(or '{DEFAULT}')") from None
+                raise UsageError(
+                    f"{self.label} must be a whole number >= {self.low}, got '{text}' (or '{DEFAULT}')"
+                ) from None
             if value < self.low:
                 raise UsageError(f"{self.label} must be >= {self.low}, got {value}")
             return value
@@ -97,31 +98,63 @@ CONSTRAIN = SettingChoice("constrain", ("on", "off"))
 
 # Settings field -> its option (the same in every command that takes method settings).
 SETTING_OPTIONS: dict[str, Callable] = {
-    "shots": click.option("--shots", type=SHOTS, default=None,
-                          help="Few-shot exemplars in each prompt, 0 = zero-shot (default: the method's, 4)."),
-    "max_tokens": click.option("--max-tokens", type=MAX_TOKENS, default=None,
-                               help="Token limit per generation (default: the method's)."),
-    "temperature": click.option("--temperature", type=TEMPERATURE, default=None,
-                                help="Sampling temperature, 0 = greedy (the default); the -sc methods always "
-                                     "sample, at 0.7 unless set."),
+    "shots": click.option(
+        "--shots",
+        type=SHOTS,
+        default=None,
+        help="Few-shot exemplars in each prompt, 0 = zero-shot (default: the method's, 4).",
+    ),
+    "max_tokens": click.option(
+        "--max-tokens", type=MAX_TOKENS, default=None, help="Token limit per generation (default: the method's)."
+    ),
+    "temperature": click.option(
+        "--temperature",
+        type=TEMPERATURE,
+        default=None,
+        help="Sampling temperature, 0 = greedy (the default); the -sc methods always sample, at 0.7 unless set.",
+    ),
     "seed": click.option("--seed", type=SEED, default=None, help="Seed for sampling (reproducible runs)."),
-    "k": click.option("-k", "--k", "--samples", "k", type=SAMPLES, default=None,
-                      help="Samples (votes) per question for the -sc methods (default 5); --samples is its "
-                           "older name."),
-    "answer": click.option("--answer", type=ANSWER, default=None,
-                           help="What direct and cot answer: a number (word problems; the default) or a short text "
-                                "(questions about the world)."),
-    "corpus": click.option("--corpus", "--wiki", "corpus", type=CORPUS, default=None,
-                           help="Wikipedia for the react methods: the shipped offline corpus (the default) or the "
-                                "live site (needs the network); --wiki is its older name."),
-    "prompt_format": click.option("--prompt-format", type=PROMPT_FORMAT, default=None,
-                                  help="How prompts reach the model: chat = through its chat template (instructions "
-                                       "as the system message, exemplars as turns); text = one plain prompt; auto = "
-                                       "chat when the model has a chat template (the default)."),
-    "constrain": click.option("--constrain", is_flag=True, default=False,
-                              help="Constrain every reply to the form the method reads (ReAct's actions, the answer "
-                                   "line, PAL's program; see docs/structured.md). Needs a model that honours "
-                                   "constraints: the embedded engine, agentkit serve, or a server that takes them."),
+    "k": click.option(
+        "-k",
+        "--k",
+        "--samples",
+        "k",
+        type=SAMPLES,
+        default=None,
+        help="Samples (votes) per question for the -sc methods (default 5); --samples is its older name.",
+    ),
+    "answer": click.option(
+        "--answer",
+        type=ANSWER,
+        default=None,
+        help="What direct and cot answer: a number (word problems; the default) or a short text "
+        "(questions about the world).",
+    ),
+    "corpus": click.option(
+        "--corpus",
+        "--wiki",
+        "corpus",
+        type=CORPUS,
+        default=None,
+        help="Wikipedia for the react methods: the shipped offline corpus (the default) or the "
+        "live site (needs the network); --wiki is its older name.",
+    ),
+    "prompt_format": click.option(
+        "--prompt-format",
+        type=PROMPT_FORMAT,
+        default=None,
+        help="How prompts reach the model: chat = through its chat template (instructions "
+        "as the system message, exemplars as turns); text = one plain prompt; auto = "
+        "chat when the model has a chat template (the default).",
+    ),
+    "constrain": click.option(
+        "--constrain",
+        is_flag=True,
+        default=False,
+        help="Constrain every reply to the form the method reads (ReAct's actions, the answer "
+        "line, PAL's program; see docs/structured.md). Needs a model that honours "
+        "constraints: the embedded engine, agentkit serve, or a server that takes them.",
+    ),
 }
 
 
@@ -156,21 +189,38 @@ class MethodChoice(click.Choice):
 
 def method_option(*, multiple: bool = False, default: str | None = None, help: str) -> Callable:
     """``--method/-m``: one method (run, chat) or several (bench, which offers only the ones it can score)."""
-    return click.option("--method", "-m", "methods" if multiple else "method", type=MethodChoice(scored=multiple),
-                        multiple=multiple, default=default, show_default=default is not None, help=help)
+    return click.option(
+        "--method",
+        "-m",
+        "methods" if multiple else "method",
+        type=MethodChoice(scored=multiple),
+        multiple=multiple,
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
 
 
 model_option = click.option(
-    "--model", "model_spec", metavar="SPEC", default=None,
+    "--model",
+    "model_spec",
+    metavar="SPEC",
+    default=None,
     help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory, a .gguf file, "
-         "or a server: http://HOST:PORT/v1[,URL...][?model=NAME] (see docs/serving.md).",
+    "or a server: http://HOST:PORT/v1[,URL...][?model=NAME] (see docs/serving.md).",
 )
 dtype_option = click.option(
-    "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="auto",
+    show_default=True,
     help="Weights dtype for a real model (auto: bfloat16 where the hardware has it, else float32).",
 )
 templates_option = click.option(
-    "--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Directory of your own templates/exemplars, searched before the shipped ones.",
 )
 
@@ -179,8 +229,14 @@ templates_option = click.option(
 
 
 def _limit(flag: str, kind: click.ParamType, metavar: str, help: str) -> Callable:
-    return click.option(flag, "budget_" + flag.removeprefix("--max-").replace("-", "_"), type=kind, default=None,
-                        metavar=metavar, help=help)
+    return click.option(
+        flag,
+        "budget_" + flag.removeprefix("--max-").replace("-", "_"),
+        type=kind,
+        default=None,
+        metavar=metavar,
+        help=help,
+    )
 
 
 WHOLE = click.IntRange(min=1)
@@ -189,9 +245,13 @@ BUDGET_OPTIONS: dict[str, Callable] = {
     "output_tokens": _limit("--max-output-tokens", WHOLE, "N", "Budget per episode: generated tokens."),
     "model_calls": _limit("--max-model-calls", WHOLE, "N", "Budget per episode: model calls."),
     "tool_calls": _limit("--max-tool-calls", WHOLE, "N", "Budget per episode: tool calls (searches, programs)."),
-    "seconds": _limit("--max-seconds", click.FloatRange(min=0, min_open=True), "S",
-                      "Budget per episode: wall-clock seconds. An episode over any budget ends as a recorded "
-                      "failure naming it (e.g. budget_model_calls)."),
+    "seconds": _limit(
+        "--max-seconds",
+        click.FloatRange(min=0, min_open=True),
+        "S",
+        "Budget per episode: wall-clock seconds. An episode over any budget ends as a recorded "
+        "failure naming it (e.g. budget_model_calls).",
+    ),
 }
 
 
@@ -213,14 +273,23 @@ def pop_budget(kwargs: dict[str, Any]) -> Any:
 
 def trace_options(command: Callable) -> Callable:
     """``--trace [ENDPOINT]`` and ``--trace-content``: OpenTelemetry traces (``agentkit.tracing``)."""
-    command = click.option("--trace-content", is_flag=True,
-                           help="Record prompts, completions and tool arguments in the trace (they may hold "
-                                "private data).")(command)
-    return click.option("--trace", "trace_endpoint", is_flag=False, flag_value="", default=None, metavar="[ENDPOINT]",
-                        help="Send OpenTelemetry traces (GenAI conventions) over OTLP/HTTP to ENDPOINT, or without "
-                             "it where OTEL_EXPORTER_OTLP_ENDPOINT says (default http://localhost:4318). Setting "
-                             "that variable turns tracing on too. Needs agentkit[otel]; see "
-                             "docs/observability.md.")(command)
+    command = click.option(
+        "--trace-content",
+        is_flag=True,
+        help="Record prompts, completions and tool arguments in the trace (they may hold private data).",
+    )(command)
+    return click.option(
+        "--trace",
+        "trace_endpoint",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[ENDPOINT]",
+        help="Send OpenTelemetry traces (GenAI conventions) over OTLP/HTTP to ENDPOINT, or without "
+        "it where OTEL_EXPORTER_OTLP_ENDPOINT says (default http://localhost:4318). Setting "
+        "that variable turns tracing on too. Needs agentkit[otel]; see "
+        "docs/observability.md.",
+    )(command)
 
 
 def pop_tracing(kwargs: dict[str, Any]) -> Any:
@@ -234,9 +303,14 @@ def pop_tracing(kwargs: dict[str, Any]) -> Any:
 
 
 cache_option = click.option(
-    "--cache", "cache_dir", is_flag=False, flag_value="", default=None, metavar="[DIR]",
+    "--cache",
+    "cache_dir",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
     help="Answer greedy and seeded model calls seen before from a cache on disk, in DIR or without it the agentkit "
-         "cache directory (see `agentkit cache info`); unseeded samples are never cached.",
+    "cache directory (see `agentkit cache info`); unseeded samples are never cached.",
 )
 
 
@@ -261,10 +335,13 @@ def pop_run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 # --- tools from MCP servers -----------------------------------------------------------------------------------
 mcp_option = click.option(
-    "--mcp", "mcp_specs", multiple=True, metavar="SPEC",
-    help="Give the react methods the tools of an MCP server: a command line to start it over stdio (\"python "
-         "server.py\", \"agentkit mcp --tool run_python\") or the URL of a streamable-HTTP server "
-         "(http://127.0.0.1:8765/mcp); repeat for several. Needs agentkit[mcp]; see docs/tools.md.",
+    "--mcp",
+    "mcp_specs",
+    multiple=True,
+    metavar="SPEC",
+    help='Give the react methods the tools of an MCP server: a command line to start it over stdio ("python '
+    'server.py", "agentkit mcp --tool run_python") or the URL of a streamable-HTTP server '
+    "(http://127.0.0.1:8765/mcp); repeat for several. Needs agentkit[mcp]; see docs/tools.md.",
 )
 
 
@@ -283,8 +360,10 @@ def open_mcp_tools(specs: tuple[str, ...], methods: tuple[str, ...] = ()) -> lis
     for spec in specs:
         for tool in ctx.with_resource(MCPTools(spec)):
             if tool.name.lower() in seen:
-                raise UsageError(f"--mcp {spec!r}: its tool {tool.name} clashes with {seen[tool.name.lower()]}; "
-                                 "serve it without that tool (for agentkit mcp: --tool run_python)")
+                raise UsageError(
+                    f"--mcp {spec!r}: its tool {tool.name} clashes with {seen[tool.name.lower()]}; "
+                    "serve it without that tool (for agentkit mcp: --tool run_python)"
+                )
             seen[tool.name.lower()] = f"one of --mcp {spec!r}"
             tools.append(tool)
     return tools

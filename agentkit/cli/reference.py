@@ -70,8 +70,12 @@ def chat_commands() -> list[str]:
     from agentkit.llm import ScriptedLLM
 
     session = ChatSession(llm=ScriptedLLM([]), model_spec="default")
-    lines = ["Inside `agentkit chat`, lines that start with `/` are commands:", "", "| command | what it does |",
-             "| --- | --- |"]
+    lines = [
+        "Inside `agentkit chat`, lines that start with `/` are commands:",
+        "",
+        "| command | what it does |",
+        "| --- | --- |",
+    ]
     seen = set()
     for command in session.commands.values():
         if command.usage not in seen:

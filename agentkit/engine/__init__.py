@@ -14,8 +14,15 @@ from agentkit.engine.loading import CACHE_ENV, ModelLoadError, cache_dir
 if TYPE_CHECKING:
     from agentkit.engine.transformers_llm import EngineSession, TransformersLLM
 
-__all__ = ["CACHE_ENV", "EngineConfig", "EngineSession", "EngineStats", "ModelLoadError", "TransformersLLM",
-           "cache_dir"]
+__all__ = [
+    "CACHE_ENV",
+    "EngineConfig",
+    "EngineSession",
+    "EngineStats",
+    "ModelLoadError",
+    "TransformersLLM",
+    "cache_dir",
+]
 
 
 def __getattr__(name: str) -> Any:

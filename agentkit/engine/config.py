@@ -74,5 +74,4 @@ class EngineStats:
         return dataclasses.replace(self)
 
     def __sub__(self, other: EngineStats) -> EngineStats:
-        return EngineStats(**{f.name: getattr(self, f.name) - getattr(other, f.name)
-                              for f in dataclasses.fields(self)})
+        return EngineStats(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in dataclasses.fields(self)})

@@ -66,8 +66,9 @@ class Vocabulary:
         """The ``llguidance.LLTokenizer``."""
         with self._lock:
             if self._llg is None:
-                self._llg = _llg_tokenizer(_raw_tokenizer(self.tokenizer, self.name), self.n_vocab,
-                                           sorted(self.eos_ids), self.cache)
+                self._llg = _llg_tokenizer(
+                    _raw_tokenizer(self.tokenizer, self.name), self.n_vocab, sorted(self.eos_ids), self.cache
+                )
             return self._llg
 
     def matcher(self, constraint: Constraint) -> RowMatcher:
@@ -119,8 +120,10 @@ class RowMatcher:
         if not self.permits(token):
             if self.started and self._m.is_accepting():
                 return False
-            raise RuntimeError(f"constrained decoding ({self.constraint.kind}): token {token} was chosen although "
-                               "the grammar does not allow it")
+            raise RuntimeError(
+                f"constrained decoding ({self.constraint.kind}): token {token} was chosen although "
+                "the grammar does not allow it"
+            )
         self._m.consume_token(token)
         self._check(f"consuming token {token}")
         if not self.started:
@@ -143,8 +146,10 @@ class RowMatcher:
 
     def _check(self, doing: str) -> None:
         if self._m.is_error():
-            raise RuntimeError(f"constrained decoding ({self.constraint.kind}): llguidance's matcher failed "
-                               f"{doing}: {self._m.get_error()}")
+            raise RuntimeError(
+                f"constrained decoding ({self.constraint.kind}): llguidance's matcher failed "
+                f"{doing}: {self._m.get_error()}"
+            )
 
 
 def row_grammar(constraint: Constraint) -> str:
@@ -175,8 +180,10 @@ def _raw_tokenizer(tokenizer: Any, name: str) -> Any:
         backend = getattr(get(), "backend_tokenizer", None) or get()  # (hf last: it may load transformers)
         if backend is not None and hasattr(backend, "to_str") and hasattr(backend, "encode_batch"):
             return backend
-    raise UsageError(f"engine {name}: constrained decoding needs a Hugging Face fast tokenizer (tokenizer.json); "
-                     "this model's tokenizer has none: drop the constraint or use a model that ships one")
+    raise UsageError(
+        f"engine {name}: constrained decoding needs a Hugging Face fast tokenizer (tokenizer.json); "
+        "this model's tokenizer has none: drop the constraint or use a model that ships one"
+    )
 
 
 def _llg_tokenizer(raw: Any, n_vocab: int, eos: list[int], cache: Path | None) -> Any:
@@ -197,8 +204,9 @@ def _llg_tokenizer(raw: Any, n_vocab: int, eos: list[int], cache: Path | None) -
     path = cache / "llguidance" / f"{key}.tokens" if cache is not None else None
     saved = _load(path) if path is not None else None
     if saved is not None:
-        llg = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Saved(raw, *saved, eos)), n_vocab=n_vocab,
-                                     eos_token=eos)
+        llg = llguidance.LLTokenizer(
+            llguidance.TokenizerWrapper(_Saved(raw, *saved, eos)), n_vocab=n_vocab, eos_token=eos
+        )
     else:
         llg = llguidance.LLTokenizer(spec, n_vocab=n_vocab, eos_token=eos)
         if path is not None:

@@ -49,7 +49,8 @@ CALIBRATION_TEXT = (  # any text gives a valid bound; ordinary prose with number
     "Question: A train leaves at 9:15 and arrives 2 hours 40 minutes later. When does it arrive?\n"
     "Thought: 9:15 plus 2:40 is 11:55.\nAction: Finish[11:55]\n"
     "def solution():\n    total = 3 * 12 + 7\n    return total\n"
-    "The Eiffel Tower, in Paris, was completed in 1889 and is 330 metres tall.")
+    "The Eiffel Tower, in Paris, was completed in 1889 and is 330 metres tall."
+)
 HEAD_CANDIDATES = 64  # greedy shortlist where the bound does not pay (bf16)
 MAX_CANDIDATES = 8192  # rows whose proven candidate set is larger use the full head
 OUTLIER_DIMS = 32  # hidden dimensions computed exactly next to the int8 head (see BoundedHead)
@@ -108,9 +109,7 @@ class BoundedHead:
         self.w_out_t = w[:, o].T.contiguous()  # [|O|, V], the exact part
         self.outliers = o
 
-    def candidates(
-        self, hidden: torch.Tensor, k: int, offset: torch.Tensor | None = None
-    ) -> list[torch.Tensor | None]:
+    def candidates(self, hidden: torch.Tensor, k: int, offset: torch.Tensor | None = None) -> list[torch.Tensor | None]:
         """Per row, sorted token ids that provably contain the exact top-``k`` (None: too many, use the full head)
         of the logits plus ``offset`` (``[rows, vocab]``, the sampling race's noise; none: the logits alone).
 
@@ -142,8 +141,9 @@ class BoundedHead:
         a = approx[rows, ids].mul_(r[rows, 0])
         eps = (coef[rows] * self.norms[:, ids].T).sum(dim=1).add_(margin[rows])
         out: list[torch.Tensor | None] = []
-        for c, part, lo, hi in zip(counts, ids.split(counts), (a - eps).split(counts), (a + eps).split(counts),
-                                   strict=True):
+        for c, part, lo, hi in zip(
+            counts, ids.split(counts), (a - eps).split(counts), (a + eps).split(counts), strict=True
+        ):
             if c > PREFILTER_MAX:
                 out.append(None)
                 continue
@@ -229,5 +229,3 @@ def quantized_head(head: Any) -> Any:
             return QLinear.from_float(lin)
     except Exception:  # the quantized backend is optional; fall back to the full head
         return None
-
-

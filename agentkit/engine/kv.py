@@ -58,8 +58,9 @@ class StepCache:
 
     is_compileable = False
 
-    def __init__(self, store: KVStore, rows: slice, col: int, lo: int, lo_sliding: int,
-                 keep: torch.Tensor | None = None):
+    def __init__(
+        self, store: KVStore, rows: slice, col: int, lo: int, lo_sliding: int, keep: torch.Tensor | None = None
+    ):
         self.store, self.rows, self.col, self.lo, self.lo_sliding = store, rows, col, lo, lo_sliding
         self.keep = keep  # [rows, 1, m, 1]: True where the column's existing K/V stays (cached prefix, padding)
 
@@ -96,8 +97,10 @@ class KVStore:
         dims = (s.n_layers, self.rows, s.n_kv_heads, capacity, s.head_dim)
         # empty, not zeros: zero-filling [rows, capacity] on every growth was a quarter of ReAct's time; the
         # columns a row can be shown are kept finite by ``place_row`` / ``move_row`` instead (see module doc)
-        return (torch.empty(dims, dtype=self.dtype, device=self.device),
-                torch.empty(dims, dtype=self.dtype, device=self.device))
+        return (
+            torch.empty(dims, dtype=self.dtype, device=self.device),
+            torch.empty(dims, dtype=self.dtype, device=self.device),
+        )
 
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
@@ -166,8 +169,15 @@ class KVStore:
         end = self.t if n is None else s + n
         return self.k[:, slot, :, s:end], self.v[:, slot, :, s:end]
 
-    def forward(self, base_model: Any, input_ids: torch.Tensor, rows: slice, col: int,
-                keep: torch.Tensor | None = None, every_position: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        base_model: Any,
+        input_ids: torch.Tensor,
+        rows: slice,
+        col: int,
+        keep: torch.Tensor | None = None,
+        every_position: bool = False,
+    ) -> torch.Tensor:
         """Run ``input_ids`` (``[len(rows), m]``) for slots ``rows`` with KV written at ``col..col+m``, except where
         ``keep`` (``[len(rows), 1, m, 1]``) is True: there the column's K/V stays, and the fed token is padding
         (a query there attends at least to its own column, so it stays finite; its output is never used).
@@ -196,8 +206,10 @@ class KVStore:
             return ok.expand(-1, m, -1)[:, None]  # [rows, 1, m, L]
 
         if self.shape.layer_types:
-            masks: Any = {t: mask(lo_s if t == "sliding_attention" and window else lo, t == "sliding_attention")
-                          for t in set(self.shape.layer_types)}
+            masks: Any = {
+                t: mask(lo_s if t == "sliding_attention" and window else lo, t == "sliding_attention")
+                for t in set(self.shape.layer_types)
+            }
         else:
             masks = mask(lo, False)
         cache = StepCache(self, rows, col, lo, lo_s, keep)

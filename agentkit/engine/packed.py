@@ -64,9 +64,15 @@ def pack_linears(module: Any) -> int:
     """Replace every plain float32 CPU ``nn.Linear`` inside ``module`` by a :class:`PackedLinear`, in place; how
     many. One at a time, so a plain weight held in memory (not memory-mapped) is freed as its copy is made.
     Subclasses of ``nn.Linear`` and weights that are tensor subclasses (quantized, offloaded) are left alone."""
-    targets = [(parent, name) for parent in module.modules() for name, child in parent.named_children()
-               if type(child) is torch.nn.Linear and type(child.weight.data) is torch.Tensor
-               and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu"]
+    targets = [
+        (parent, name)
+        for parent in module.modules()
+        for name, child in parent.named_children()
+        if type(child) is torch.nn.Linear
+        and type(child.weight.data) is torch.Tensor
+        and child.weight.dtype == torch.float32
+        and child.weight.device.type == "cpu"
+    ]
     for parent, name in targets:
         setattr(parent, name, PackedLinear(getattr(parent, name)))
     return len(targets)

@@ -81,8 +81,7 @@ class TokenChooser:
             tokens[greedy] = self.greedy(hidden if len(greedy) == n else hidden[greedy])
         noise = {}
         if race:
-            offset = torch.stack([gumbel(self.head.vocab, rows[i].gen).mul_(rows[i].config.temperature)
-                                  for i in race])
+            offset = torch.stack([gumbel(self.head.vocab, rows[i].gen).mul_(rows[i].config.temperature) for i in race])
             tokens[race] = self._argmax(hidden[race], offset)
             noise = dict(zip(race, offset, strict=True))
         top_k = [i for i in rest if rows[i].config.top_k is not None]
@@ -147,8 +146,14 @@ class TokenChooser:
             tokens[full] = (logits if offset is None else logits + offset[full]).argmax(dim=-1)
         return tokens
 
-    def _masked(self, hidden: torch.Tensor, rows: list[ChoiceRow], tokens: torch.Tensor, which: list[int],
-                noise: dict[int, torch.Tensor]) -> None:
+    def _masked(
+        self,
+        hidden: torch.Tensor,
+        rows: list[ChoiceRow],
+        tokens: torch.Tensor,
+        which: list[int],
+        noise: dict[int, torch.Tensor],
+    ) -> None:
         """The masked choice on the full head for the rows ``which``: the argmax over the allowed tokens (greedy),
         the race over them with the row's same noise (so the winner is a sample of the allowed softmax), or
         temperature / top-k / top-p over the allowed tokens' logits."""

@@ -66,11 +66,23 @@ def _set_threads() -> None:
 
 
 class _Row:
-    __slots__ = ("key", "ids", "config", "text", "gen", "constraint", "generated", "pending", "ahead", "slot",
-                 "completion", "lookup", "draft_k")
+    __slots__ = (
+        "key",
+        "ids",
+        "config",
+        "text",
+        "gen",
+        "constraint",
+        "generated",
+        "pending",
+        "ahead",
+        "slot",
+        "completion",
+        "lookup",
+        "draft_k",
+    )
 
-    def __init__(self, key: Hashable, ids: list[int], config: GenerationConfig, text: RowText, gen: Any,
-                 draft_k: int):
+    def __init__(self, key: Hashable, ids: list[int], config: GenerationConfig, text: RowText, gen: Any, draft_k: int):
         self.key, self.ids, self.config, self.text, self.gen = key, ids, config, text, gen
         self.constraint: RowMatcher | None = None  # the row's grammar state (read by sampling.TokenChooser)
         self.generated: list[int] = []
@@ -197,8 +209,13 @@ class _Batcher:
                 ids.append([row.ids[c - start] if c >= start else 0 for c in range(c0, c1)])
                 keep.append([c < start + done for c in range(c0, c1)])
             keep_t = torch.tensor(keep, device=llm.device)
-            store.forward(llm._base, torch.tensor(ids, device=llm.device), slice(first, first + g), c0,
-                          keep=keep_t[:, None, :, None] if keep_t.any() else None)
+            store.forward(
+                llm._base,
+                torch.tensor(ids, device=llm.device),
+                slice(first, first + g),
+                c0,
+                keep=keep_t[:, None, :, None] if keep_t.any() else None,
+            )
         if llm.prefix_cache is not None:
             for row, n, _, done in plans:
                 if n > done:
@@ -285,8 +302,9 @@ class _Batcher:
         if store.t + m > store.capacity:
             store.make_room(0, row.config.max_new_tokens - len(row.generated) + m)
         t = store.t
-        hidden = store.forward(llm._base, torch.tensor([[row.pending, *draft]], device=llm.device), slice(0, 1), t,
-                               every_position=True)[0]
+        hidden = store.forward(
+            llm._base, torch.tensor([[row.pending, *draft]], device=llm.device), slice(0, 1), t, every_position=True
+        )[0]
         stats = llm.stats
         t_head = time.perf_counter()
         choices = llm.chooser.greedy(hidden).tolist()

@@ -198,8 +198,13 @@ class EngineLoop:
                 stream.gen = self.llm.stream(stream.prompt, stream.config)
             piece = next(stream.gen)
         except StopIteration as stop:
-            stream.put(stop.value if isinstance(stop.value, Completion) else TypeError(
-                f"{self.llm!r}.stream returned {stop.value!r}; a model's stream must return its Completion"))
+            stream.put(
+                stop.value
+                if isinstance(stop.value, Completion)
+                else TypeError(
+                    f"{self.llm!r}.stream returned {stop.value!r}; a model's stream must return its Completion"
+                )
+            )
             return False
         except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
             stream.put(exc)
@@ -288,8 +293,9 @@ def create_app(
             return _sse(_stream_events(loop(), prompt, config, name, chat=True, usage=_usage_wanted(request)))
         completions = await _generate(loop(), [prompt], config, request.n)
         choices = [
-            ChatChoice(index=i, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason,
-                       usage=_usage(c))
+            ChatChoice(
+                index=i, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason, usage=_usage(c)
+            )
             for i, c in enumerate(completions)
         ]
         return ChatCompletionResponse(model=name, choices=choices, usage=_total(completions, request.n))
@@ -299,8 +305,9 @@ def create_app(
 
 def _error(message: str, status: int, param: str | None = None) -> JSONResponse:
     kind = {401: "authentication_error", 404: "not_found_error"}.get(status, "invalid_request_error")
-    body = ErrorResponse(error=ErrorBody(message=message, type="server_error" if status >= 500 else kind,
-                                         param=param, code=status))
+    body = ErrorResponse(
+        error=ErrorBody(message=message, type="server_error" if status >= 500 else kind, param=param, code=status)
+    )
     return JSONResponse(body.model_dump(), status_code=status)
 
 
@@ -339,16 +346,25 @@ class _Gate:
         try:
             given = dict(scope.get("headers") or ()).get(b"authorization", b"")
             if self.expected is not None and not hmac.compare_digest(given, self.expected):
-                refusal = _error("a valid API key is needed: send it as 'Authorization: Bearer KEY' (agentkit "
-                                 "clients take it from $AGENTKIT_API_KEY or $OPENAI_API_KEY)", 401)
+                refusal = _error(
+                    "a valid API key is needed: send it as 'Authorization: Bearer KEY' (agentkit "
+                    "clients take it from $AGENTKIT_API_KEY or $OPENAI_API_KEY)",
+                    401,
+                )
                 await refusal(scope, receive, sending)
             else:
                 await self.app(scope, receive, sending)
         finally:
             client = scope.get("client")
             where = f"{client[0]}:{client[1]}" if client else "-"
-            log.info('%s "%s %s" %d %.0f ms', where, scope["method"], scope["path"], status[0],
-                     1000 * (time.perf_counter() - start))
+            log.info(
+                '%s "%s %s" %d %.0f ms',
+                where,
+                scope["method"],
+                scope["path"],
+                status[0],
+                1000 * (time.perf_counter() - start),
+            )
 
 
 def _check_model(requested: str | None, name: str) -> None:
@@ -386,12 +402,24 @@ def _check_context(llm: LLM, prompt: str, max_tokens: int) -> None:
     used = _prompt_tokens(llm, prompt)
     if used + max_tokens > limit:
         fix = f"ask for at most {limit - used}" if used < limit else "shorten the prompt"
-        raise BadRequest(f"max_tokens {max_tokens} is too large: this model's context is {limit} tokens and the "
-                         f"prompt has {used} ({max_tokens} > {limit} - {used}); {fix}", param="max_tokens")
+        raise BadRequest(
+            f"max_tokens {max_tokens} is too large: this model's context is {limit} tokens and the "
+            f"prompt has {used} ({max_tokens} > {limit} - {used}); {fix}",
+            param="max_tokens",
+        )
 
 
-CONSTRAINT_FIELDS = ("constraint", "response_format", "structured_outputs", "guided_regex", "guided_json",
-                     "guided_grammar", "guided_choice", "grammar", "json_schema")
+CONSTRAINT_FIELDS = (
+    "constraint",
+    "response_format",
+    "structured_outputs",
+    "guided_regex",
+    "guided_json",
+    "guided_grammar",
+    "guided_choice",
+    "grammar",
+    "json_schema",
+)
 
 
 def _constraint(request: CompletionRequest | ChatCompletionRequest) -> Constraint | None:
@@ -426,9 +454,14 @@ def _constraint_of(field: str, value: Any) -> Constraint:
         given = {k: v for k, v in value.model_dump(exclude_none=True).items() if v is not False}
         if len(given) != 1:
             raise ValueError("give exactly one of regex, json, grammar, choice, json_object")
-        (key, value), = given.items()
-        field = {"regex": "guided_regex", "json_": "guided_json", "grammar": "guided_grammar",
-                 "choice": "guided_choice", "json_object": "json_object"}[key]
+        ((key, value),) = given.items()
+        field = {
+            "regex": "guided_regex",
+            "json_": "guided_json",
+            "grammar": "guided_grammar",
+            "choice": "guided_choice",
+            "json_object": "json_object",
+        }[key]
     if field == "json_object":
         return Constraint(json_schema={"type": "object"})
     if field == "guided_regex":
@@ -451,11 +484,15 @@ def _render(llm: LLM, request: ChatCompletionRequest) -> str:
     if request.continue_final_message and last != "assistant":
         raise BadRequest("continue_final_message needs the last message to be the assistant's", param="messages")
     if request.continue_final_message and request.add_generation_prompt:
-        raise BadRequest("continue_final_message and add_generation_prompt cannot both be true",
-                         param="add_generation_prompt")
+        raise BadRequest(
+            "continue_final_message and add_generation_prompt cannot both be true", param="add_generation_prompt"
+        )
     if last == "assistant" and not request.continue_final_message:
-        raise BadRequest("the last message is the assistant's: pass continue_final_message=true and "
-                         "add_generation_prompt=false to continue it", param="messages")
+        raise BadRequest(
+            "the last message is the assistant's: pass continue_final_message=true and "
+            "add_generation_prompt=false to continue it",
+            param="messages",
+        )
     try:
         return llm.render(Chat(messages=messages))
     except ValueError as exc:
@@ -516,8 +553,9 @@ async def _stream_events(
 
     try:
         if chat:  # OpenAI opens a chat stream with the assistant's role
-            opening = ChatCompletionChunk(id=ident, model=name,
-                                          choices=[ChatChunkChoice(delta=Delta(role="assistant"))])
+            opening = ChatCompletionChunk(
+                id=ident, model=name, choices=[ChatChunkChoice(delta=Delta(role="assistant"))]
+            )
             yield f"data: {opening.model_dump_json(exclude_none=True)}\n\n"
         while True:
             item = await stream.out.get()
@@ -555,8 +593,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another port, or port 0 "
-                         f"for a free one)") from None
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another port, or port 0 for a free one)"
+        ) from None
     return sock
 
 
@@ -582,8 +621,14 @@ def _server(llm: LLM, sock: socket.socket, log_level: str, options: dict[str, An
     import uvicorn
 
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(create_app(llm, **options), host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=5)  # in-flight requests get 5 s on Ctrl-C or SIGTERM
+    config = uvicorn.Config(
+        create_app(llm, **options),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )  # in-flight requests get 5 s on Ctrl-C or SIGTERM
     return uvicorn.Server(config)
 
 
@@ -609,9 +654,18 @@ def running(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, **options: Any)
         sock.close()
 
 
-def serve(llm: LLM, sock: socket.socket | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          model_name: str | None = None, max_batch_size: int = 32, api_key: str | None = None,
-          log_level: str = "warning", trace: Any = None) -> None:
+def serve(
+    llm: LLM,
+    sock: socket.socket | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model_name: str | None = None,
+    max_batch_size: int = 32,
+    api_key: str | None = None,
+    log_level: str = "warning",
+    trace: Any = None,
+) -> None:
     """Serve ``llm`` on ``sock`` (from ``bind``; default: bind ``host:port``) until interrupted (Ctrl-C);
     ``log_level`` is uvicorn's own, ``trace`` as in ``create_app``."""
     sock = sock or bind(host, port)

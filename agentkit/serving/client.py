@@ -68,10 +68,25 @@ API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
 # older vLLM ``guided_*``; SGLang ``regex`` / ``json_schema``; llama.cpp ``grammar`` / ``json_schema``; Ollama and
 # OpenAI a JSON schema in ``response_format`` on chat completions only.
 DIALECTS = ("agentkit", "vllm", "vllm-guided", "sglang", "llama.cpp", "ollama", "openai")
-OWNERS = {"agentkit": "agentkit", "vllm": "vllm", "sglang": "sglang", "llamacpp": "llama.cpp", "ollama": "ollama",
-          "library": "ollama"}  # /v1/models' owned_by -> dialect
-CONSTRAINT_PARAMS = {"constraint", "response_format", "structured_outputs", "guided_regex", "guided_json",
-                     "guided_grammar", "grammar", "json_schema", "regex"}  # a 400 naming one refused the constraint
+OWNERS = {
+    "agentkit": "agentkit",
+    "vllm": "vllm",
+    "sglang": "sglang",
+    "llamacpp": "llama.cpp",
+    "ollama": "ollama",
+    "library": "ollama",
+}  # /v1/models' owned_by -> dialect
+CONSTRAINT_PARAMS = {
+    "constraint",
+    "response_format",
+    "structured_outputs",
+    "guided_regex",
+    "guided_json",
+    "guided_grammar",
+    "grammar",
+    "json_schema",
+    "regex",
+}  # a 400 naming one refused the constraint
 log = logging.getLogger("agentkit.serving.client")
 
 
@@ -205,8 +220,11 @@ class ServerLLM(LLM):
         prompts = list(prompts)
         if not prompts:
             return []
-        if len(prompts) > 1 and self.accepts_prompt_lists and all(isinstance(p, str) for p in prompts) and not (
-            config.do_sample and config.seed is not None
+        if (
+            len(prompts) > 1
+            and self.accepts_prompt_lists
+            and all(isinstance(p, str) for p in prompts)
+            and not (config.do_sample and config.seed is not None)
         ):
             completions = self._prompt_list(prompts, config)  # type: ignore[arg-type]
             if completions is not None:
@@ -294,9 +312,7 @@ class ServerLLM(LLM):
             return next(iter(served))
         if not served:
             raise UnknownServedModel(f"{where} does not list its models; name one with ?model=NAME")
-        raise UnknownServedModel(
-            f"{where} serves several models ({', '.join(served)}); name one with ?model=NAME"
-        )
+        raise UnknownServedModel(f"{where} serves several models ({', '.join(served)}); name one with ?model=NAME")
 
     # -- constraints ------------------------------------------------------------------------------------------
 
@@ -354,8 +370,12 @@ class ServerLLM(LLM):
         if dialect == "sglang" and plain and kind != "lark":
             return {"regex": constraint.regex} if kind == "regex" else {"json_schema": json.dumps(schema)}
         if dialect in ("ollama", "openai") and plain and kind == "json_schema" and chat:
-            return {"response_format": {"type": "json_schema",
-                                        "json_schema": {"name": "agentkit", "schema": schema, "strict": True}}}
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "agentkit", "schema": schema, "strict": True},
+                }
+            }
         what = f"{kind} constraint" + ("" if plain else f" with a free prefix (after={constraint.after!r})")
         why = {
             "sglang": "SGLang takes a regex or a JSON schema without a free prefix",
@@ -431,8 +451,9 @@ class ServerLLM(LLM):
             text=text, finish_reason=reason, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
         )
 
-    def _run(self, job: _Job, link: _Link | None = None, headers: dict[str, str] | None = None
-             ) -> list[tuple[Hashable, Completion]]:
+    def _run(
+        self, job: _Job, link: _Link | None = None, headers: dict[str, str] | None = None
+    ) -> list[tuple[Hashable, Completion]]:
         """Send one job (``n`` = its number of keys) and return a completion per key; ``headers`` (a trace's
         ``traceparent``) go with every request."""
         n = len(job.keys)
@@ -449,7 +470,7 @@ class ServerLLM(LLM):
                     self.accepts_n = False  # the server ignored n: ask for the missing samples one by one
                 done = list(zip(job.keys, completions, strict=False))
                 rest = [_Job([k], job.prompt, self._sample_config(job.config, i)) for i, k in enumerate(job.keys)]
-                for single in rest[len(done):]:
+                for single in rest[len(done) :]:
                     done.extend(self._run(single, link, headers))
                 return done
         out: list[tuple[Hashable, Completion]] = []
@@ -501,7 +522,13 @@ class ServerLLM(LLM):
     # -- transport: replicas, retries, errors -----------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, body: dict | None, *, retries: int | None = None, link: _Link | None = None,
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        *,
+        retries: int | None = None,
+        link: _Link | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict:
         """One JSON request with replica choice and bounded retries; the parsed response body."""
@@ -566,16 +593,18 @@ class ServerLLM(LLM):
                 failure = _failure(exc)
                 out_for = self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
                 if received:
-                    raise ServerError(f"{replica.url}{path} (model {self.model}): stream cut mid-way: "
-                                      f"{failure}") from None
+                    raise ServerError(
+                        f"{replica.url}{path} (model {self.model}): stream cut mid-way: {failure}"
+                    ) from None
             finally:
                 with self._lock:
                     replica.in_flight -= 1
                     self._replica_free.notify_all()
             attempt += 1
             if attempt > self.retries:
-                raise ServerError(f"{replica.url}{path} (model {self.model}): {failure}; "
-                                  f"gave up after {attempt} attempts")
+                raise ServerError(
+                    f"{replica.url}{path} (model {self.model}): {failure}; gave up after {attempt} attempts"
+                )
             if out_for is not None:
                 self._note_retry(replica, path, failure, attempt, self.retries + 1)
 
@@ -591,8 +620,11 @@ class ServerLLM(LLM):
         if status in (404, 405) and path == "/completions":
             hint = "; a chat-only server takes chat prompts only (/v1/chat/completions)"
         elif status in (401, 403):
-            hint = ("; give the server's API key in $AGENTKIT_API_KEY or $OPENAI_API_KEY (or ?api_key_env=VAR)"
-                    if not self._client_options["headers"] else "; the API key sent is not the server's")
+            hint = (
+                "; give the server's API key in $AGENTKIT_API_KEY or $OPENAI_API_KEY (or ?api_key_env=VAR)"
+                if not self._client_options["headers"]
+                else "; the API key sent is not the server's"
+            )
         self._release(replica)
         raise self._refused(replica, path, status, message + hint, _error_param(response))
 
@@ -618,9 +650,7 @@ class ServerLLM(LLM):
                 wake = min(r.down_until for r in self.replicas) - now
                 self._replica_free.wait(timeout=min(max(wake, 0.001), 0.25))
 
-    def _release(
-        self, replica: Replica, failure: str | None = None, retry_after: float | None = None
-    ) -> float | None:
+    def _release(self, replica: Replica, failure: str | None = None, retry_after: float | None = None) -> float | None:
         """Record how a request on ``replica`` went; a failure takes it out for a (doubling) backoff, whose length
         is returned (None when the replica was fine or already out)."""
         with self._lock:
@@ -719,13 +749,18 @@ def _jobs(queue: list[tuple[Hashable, Prompt, GenerationConfig]], use_n: bool) -
     open_groups: dict[tuple[str, str], _Job] = {}
     for key, prompt, config in queue:
         if use_n and config.do_sample:
-            group_key = (prompt if isinstance(prompt, str) else prompt.model_dump_json(),
-                         config.model_copy(update={"seed": None}).key())
+            group_key = (
+                prompt if isinstance(prompt, str) else prompt.model_dump_json(),
+                config.model_copy(update={"seed": None}).key(),
+            )
             job = open_groups.get(group_key)
             if job is not None and (
                 (config.seed is None and job.config.seed is None)
-                or (config.seed is not None and job.config.seed is not None
-                    and config.seed == job.config.seed + len(job.keys))
+                or (
+                    config.seed is not None
+                    and job.config.seed is not None
+                    and config.seed == job.config.seed + len(job.keys)
+                )
             ):
                 job.keys.append(key)
                 continue
@@ -759,7 +794,7 @@ def _sse(lines: Iterator[str]) -> Iterator[dict | None]:
     for line in lines:
         if not line.startswith("data:"):
             continue  # blank separators, comments (": ping"), "event:" lines
-        payload = line[len("data:"):].strip()
+        payload = line[len("data:") :].strip()
         if payload == "[DONE]":
             yield None
             return

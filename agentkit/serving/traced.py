@@ -30,9 +30,13 @@ def instrument(app: Any, tracing: Any, model_name: str) -> None:
         if operation is None or request.method != "POST":
             return await call_next(request)
         parent = propagator.extract(dict(request.headers))
-        attributes = {"gen_ai.operation.name": operation, "gen_ai.provider.name": "agentkit",
-                      "gen_ai.request.model": model_name, "http.request.method": "POST",
-                      "url.path": request.url.path}
+        attributes = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": "agentkit",
+            "gen_ai.request.model": model_name,
+            "http.request.method": "POST",
+            "url.path": request.url.path,
+        }
         if request.url.port is not None:
             attributes.update({"server.address": request.url.hostname or "", "server.port": request.url.port})
         span = tracing.start(f"{operation} {model_name}", parent, attributes, tracing.trace.SpanKind.SERVER)

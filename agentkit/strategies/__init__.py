@@ -92,15 +92,24 @@ def _sc(base: Strategy, options: dict[str, Any]):
     return SelfConsistency(base, **{k: options[k] for k in SC_OPTIONS if k in options})
 
 
-def _single(cls: type[Strategy], sc: bool = False, extra: tuple[str, ...] = (),
-            answers: tuple[str, ...] = ANSWER_KINDS):
+def _single(
+    cls: type[Strategy], sc: bool = False, extra: tuple[str, ...] = (), answers: tuple[str, ...] = ANSWER_KINDS
+):
     """Build ``cls`` (with self-consistency over it when ``sc``); ``answer`` goes to one that gives several kinds."""
 
     def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
         kind = {"answer": answer or answers[0]} if len(answers) > 1 else {}
         own = {k: options[k] for k in extra if k in options}
-        base = cls(llm, shots=shots, config=_layer(cls, config), templates=templates, prompt_format=prompt_format,
-                   constrain=constrain, **kind, **own)
+        base = cls(
+            llm,
+            shots=shots,
+            config=_layer(cls, config),
+            templates=templates,
+            prompt_format=prompt_format,
+            constrain=constrain,
+            **kind,
+            **own,
+        )
         return _sc(base, options) if sc else base
 
     return build
@@ -110,18 +119,38 @@ def _react(fallback: bool):
     def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
         own = {k: options[k] for k in REACT_OPTIONS if k in options}
         if fallback:
-            cot = CoT(llm, shots=shots, config=_layer(CoT, config), templates=templates, answer=answer or "text",
-                      prompt_format=prompt_format, constrain=constrain)
+            cot = CoT(
+                llm,
+                shots=shots,
+                config=_layer(CoT, config),
+                templates=templates,
+                answer=answer or "text",
+                prompt_format=prompt_format,
+                constrain=constrain,
+            )
             own["fallback"] = _sc(cot, options)
-        return ReAct(llm, shots=shots, config=_layer(ReAct, config), templates=templates,
-                     prompt_format=prompt_format, constrain=constrain, **own)
+        return ReAct(
+            llm,
+            shots=shots,
+            config=_layer(ReAct, config),
+            templates=templates,
+            prompt_format=prompt_format,
+            constrain=constrain,
+            **own,
+        )
 
     return build
 
 
 def _chat(llm, *, shots, config, templates, answer, prompt_format, constrain, history=None, **_options):
-    return ChatStrategy(llm, config=_layer(ChatStrategy, config), templates=templates, history=history,
-                        prompt_format=prompt_format, constrain=constrain)
+    return ChatStrategy(
+        llm,
+        config=_layer(ChatStrategy, config),
+        templates=templates,
+        history=history,
+        prompt_format=prompt_format,
+        constrain=constrain,
+    )
 
 
 REGISTRY: dict[str, Method] = {}
@@ -154,10 +183,19 @@ def register_method(
     A name already registered is an error. Returns the ``Method`` (the class, as a decorator).
     """
     if strategy is None:
+
         def decorate(cls: type[Strategy]) -> type[Strategy]:
-            register_method(name, cls, description=description, options=options, answers=answers,
-                            exemplar_sets=exemplar_sets, scored=scored, self_consistency=self_consistency,
-                            classes=classes)
+            register_method(
+                name,
+                cls,
+                description=description,
+                options=options,
+                answers=answers,
+                exemplar_sets=exemplar_sets,
+                scored=scored,
+                self_consistency=self_consistency,
+                classes=classes,
+            )
             return cls
 
         return decorate
@@ -170,8 +208,9 @@ def register_method(
     else:
         build = strategy
     fields = {} if exemplar_sets is None else {"exemplar_sets": exemplar_sets}
-    method = Method(name, description, build, options=tuple(options), answers=answers, scored=scored,
-                    classes=classes, **fields)
+    method = Method(
+        name, description, build, options=tuple(options), answers=answers, scored=scored, classes=classes, **fields
+    )
     REGISTRY[name] = method
     if scored:
         METHODS[name] = description
@@ -190,24 +229,58 @@ def all_options() -> frozenset[str]:
     return frozenset(o for m in REGISTRY.values() for o in m.options)
 
 
-register_method("chat", _chat, description="plain chat with the model; keeps the conversation (/reset clears it)",
-                options=("history",), answers=("text",), exemplar_sets=lambda answer: (), scored=False)
+register_method(
+    "chat",
+    _chat,
+    description="plain chat with the model; keeps the conversation (/reset clears it)",
+    options=("history",),
+    answers=("text",),
+    exemplar_sets=lambda answer: (),
+    scored=False,
+)
 register_method("direct", Direct, description="answer at once, no reasoning (zero/one/few-shot)")
-register_method("cot", CoT, description="chain-of-thought: reason step by step, then 'The answer is N' "
-                                        "(Wei et al., 2022)")
-register_method("cot-sc", CoT, self_consistency=True,
-                description="chain-of-thought with self-consistency: k samples, majority vote (Wang et al., 2022)")
-register_method("pal", PAL, options=("sandbox",), answers=("number",),
-                description="program-aided: the model writes solution(), the sandbox runs it (Gao et al., 2022)")
-register_method("pal-sc", PAL, options=("sandbox",), answers=("number",), self_consistency=True,
-                description="PAL with self-consistency over k sampled programs")
-register_method("react", _react(fallback=False), options=REACT_OPTIONS, answers=("text",), classes=(ReAct,),
-                exemplar_sets=lambda answer: ("react",),
-                description="ReAct: Thought / Action / Observation with Search, Lookup, Finish (Yao et al., 2022)")
-register_method("react-cot-sc", _react(fallback=True), options=(*REACT_OPTIONS, *SC_OPTIONS),
-                classes=(ReAct, SelfConsistency),
-                answers=("text", "number"), exemplar_sets=lambda answer: ("react", DEFAULT_EXEMPLARS[answer]),
-                description="ReAct, falling back to chain-of-thought self-consistency when it does not finish")
+register_method(
+    "cot", CoT, description="chain-of-thought: reason step by step, then 'The answer is N' (Wei et al., 2022)"
+)
+register_method(
+    "cot-sc",
+    CoT,
+    self_consistency=True,
+    description="chain-of-thought with self-consistency: k samples, majority vote (Wang et al., 2022)",
+)
+register_method(
+    "pal",
+    PAL,
+    options=("sandbox",),
+    answers=("number",),
+    description="program-aided: the model writes solution(), the sandbox runs it (Gao et al., 2022)",
+)
+register_method(
+    "pal-sc",
+    PAL,
+    options=("sandbox",),
+    answers=("number",),
+    self_consistency=True,
+    description="PAL with self-consistency over k sampled programs",
+)
+register_method(
+    "react",
+    _react(fallback=False),
+    options=REACT_OPTIONS,
+    answers=("text",),
+    classes=(ReAct,),
+    exemplar_sets=lambda answer: ("react",),
+    description="ReAct: Thought / Action / Observation with Search, Lookup, Finish (Yao et al., 2022)",
+)
+register_method(
+    "react-cot-sc",
+    _react(fallback=True),
+    options=(*REACT_OPTIONS, *SC_OPTIONS),
+    classes=(ReAct, SelfConsistency),
+    answers=("text", "number"),
+    exemplar_sets=lambda answer: ("react", DEFAULT_EXEMPLARS[answer]),
+    description="ReAct, falling back to chain-of-thought self-consistency when it does not finish",
+)
 
 
 def get_method(name: str) -> Method:
@@ -259,8 +332,16 @@ def load_strategy(
     if answer is not None and answer not in ANSWER_KINDS:
         raise UsageError(f"answer must be one of: {', '.join(ANSWER_KINDS)}; got {answer!r}")
     own = {k: v for k, v in options.items() if k in method.options}
-    return method.build(llm, shots=shots, config=config, templates=templates, answer=answer,
-                        prompt_format=prompt_format, constrain=constrain, **own)
+    return method.build(
+        llm,
+        shots=shots,
+        config=config,
+        templates=templates,
+        answer=answer,
+        prompt_format=prompt_format,
+        constrain=constrain,
+        **own,
+    )
 
 
 class Settings(BaseModel):
@@ -285,8 +366,9 @@ class Settings(BaseModel):
         if self.max_tokens is not None:
             config["max_new_tokens"] = self.max_tokens
         if self.temperature is not None:
-            config.update({"do_sample": True, "temperature": self.temperature} if self.temperature else
-                          {"do_sample": False})
+            config.update(
+                {"do_sample": True, "temperature": self.temperature} if self.temperature else {"do_sample": False}
+            )
         if self.seed is not None:
             config["seed"] = self.seed
         return config
@@ -321,6 +403,14 @@ def build_strategy(
     extra = {"history": history} if history is not None and "history" in get_method(name).options else {}
     if tools:
         extra["tools"] = list(tools)
-    return load_strategy(name, llm, config=settings.generation() or None, templates=templates, **shots,
-                         prompt_format=settings.prompt_format or "auto", constrain=settings.constrain,
-                         **settings.method_options(), **extra)
+    return load_strategy(
+        name,
+        llm,
+        config=settings.generation() or None,
+        templates=templates,
+        **shots,
+        prompt_format=settings.prompt_format or "auto",
+        constrain=settings.constrain,
+        **settings.method_options(),
+        **extra,
+    )

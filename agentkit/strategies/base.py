@@ -49,8 +49,10 @@ class Strategy(ABC):
         self.prompt_format = prompt_format  # "auto", "text" or "chat"
         self.constrain = constrain  # generate each reply under the constraint derived from what the strategy reads
         if constrain and self.config.constraint is not None:
-            raise UsageError("constrain=True derives the strategy's own constraint: drop config.constraint, or "
-                             "leave constrain off to send that constraint as it is")
+            raise UsageError(
+                "constrain=True derives the strategy's own constraint: drop config.constraint, or "
+                "leave constrain off to send that constraint as it is"
+            )
         if llm is not None:
             resolve_prompt_format(prompt_format, llm)  # a bad format or a model without a template fails here
 
@@ -81,8 +83,14 @@ class Strategy(ABC):
     ) -> Result:
         """Answer one question; ``on_token`` streams the model's text, ``on_event`` the steps. ``options``
         (``budget``, ``cache``, ``trace``, ``usage``) are ``run_episode``'s."""
-        return run_episode(self.llm, self.episode(question), on_event=on_event, on_token=on_token,
-                           info=EpisodeInfo(self.name, question), **options)
+        return run_episode(
+            self.llm,
+            self.episode(question),
+            on_event=on_event,
+            on_token=on_token,
+            info=EpisodeInfo(self.name, question),
+            **options,
+        )
 
     def batch(
         self,
@@ -95,8 +103,12 @@ class Strategy(ABC):
         """Answer many questions, their model calls sharing batches; ``options`` are ``run_episodes``'."""
         questions = list(questions)
         return run_episodes(
-            self.llm, (self.episode(q) for q in questions), batch_size=batch_size, on_result=on_result,
-            info=lambda i: EpisodeInfo(self.name, questions[i]), **options,
+            self.llm,
+            (self.episode(q) for q in questions),
+            batch_size=batch_size,
+            on_result=on_result,
+            info=lambda i: EpisodeInfo(self.name, questions[i]),
+            **options,
         )
 
     def __repr__(self) -> str:

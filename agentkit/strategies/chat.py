@@ -41,8 +41,9 @@ class ChatStrategy(Strategy):
         prompt_format: str = "auto",
         constrain: bool = False,
     ):
-        super().__init__(llm, shots=0, config=config, templates=templates, prompt_format=prompt_format,
-                         constrain=constrain)
+        super().__init__(
+            llm, shots=0, config=config, templates=templates, prompt_format=prompt_format, constrain=constrain
+        )
         self.history = history if history is not None else []
 
     def prompt(self, question: str) -> tuple[Prompt, list[str]]:
@@ -50,8 +51,10 @@ class ChatStrategy(Strategy):
         if self.resolved_format == "chat":
             messages: list[Message] = []
             for turn in self.history:
-                messages += [Message(role="user", content=turn["user"]),
-                             Message(role="assistant", content=turn["assistant"])]
+                messages += [
+                    Message(role="user", content=turn["user"]),
+                    Message(role="assistant", content=turn["assistant"]),
+                ]
             messages.append(Message(role="user", content=question))
             return Chat(messages=tuple(messages)), END_OF_TURN
         return self.templates.render("chat", history=self.history, question=question), TRANSCRIPT_STOP
@@ -79,4 +82,3 @@ class ChatStrategy(Strategy):
 
     def __repr__(self) -> str:
         return f"ChatStrategy(turns={len(self.history)})"
-

@@ -108,8 +108,10 @@ class PAL(SingleCall):
             return Interpretation(answer=answer, program=code, execution=execution)
         if result.ok:
             failure = "unreadable_result"
-            error = (f"the program returned {_shown(result.value)}, not a number that can be read exactly "
-                     f"(at most {MAX_DIGITS} digits)")
+            error = (
+                f"the program returned {_shown(result.value)}, not a number that can be read exactly "
+                f"(at most {MAX_DIGITS} digits)"
+            )
         else:
             failure, error = "sandbox_error", result.error
         if completion.finish_reason == "length":  # the program was cut off by the token limit

@@ -218,8 +218,9 @@ class ReAct(Strategy):
         prompt_format: str = "auto",
         constrain: bool = False,
     ):
-        super().__init__(llm, shots=shots, config=config, templates=templates, prompt_format=prompt_format,
-                         constrain=constrain)
+        super().__init__(
+            llm, shots=shots, config=config, templates=templates, prompt_format=prompt_format, constrain=constrain
+        )
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         for t in tools:

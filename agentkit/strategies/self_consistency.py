@@ -31,7 +31,11 @@ class SelfConsistency(Strategy):
         if k < 1:
             raise ValueError(f"self-consistency needs k >= 1 samples, got {k}")
         super().__init__(
-            base._llm, shots=base.shots, config=base.config, templates=base.templates, prompt_format=base.prompt_format,
+            base._llm,
+            shots=base.shots,
+            config=base.config,
+            templates=base.templates,
+            prompt_format=base.prompt_format,
             constrain=base.constrain,  # each sample is constrained as the base's reply is (config_for_format)
         )
         self.base = base
