@@ -56,6 +56,7 @@ from agentkit import grammar
 from agentkit.errors import UsageError
 from agentkit.llm import LLM, Chat, Completion, Constraint, ConstraintRefused, GenerationConfig, Message
 from agentkit.serving.protocol import (
+    CONSTRAINT_FIELDS,
     AssistantMessage,
     ChatChoice,
     ChatChunkChoice,
@@ -407,19 +408,6 @@ def _check_context(llm: LLM, prompt: str, max_tokens: int) -> None:
             f"prompt has {used} ({max_tokens} > {limit} - {used}); {fix}",
             param="max_tokens",
         )
-
-
-CONSTRAINT_FIELDS = (
-    "constraint",
-    "response_format",
-    "structured_outputs",
-    "guided_regex",
-    "guided_json",
-    "guided_grammar",
-    "guided_choice",
-    "grammar",
-    "json_schema",
-)
 
 
 def _constraint(request: CompletionRequest | ChatCompletionRequest) -> Constraint | None:

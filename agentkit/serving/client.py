@@ -61,6 +61,7 @@ from agentkit.llm import (
     cut_at_stop,
     partial_stop_suffix,
 )
+from agentkit.serving.protocol import CONSTRAINT_FIELDS
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
 API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
@@ -76,17 +77,7 @@ OWNERS = {
     "ollama": "ollama",
     "library": "ollama",
 }  # /v1/models' owned_by -> dialect
-CONSTRAINT_PARAMS = {
-    "constraint",
-    "response_format",
-    "structured_outputs",
-    "guided_regex",
-    "guided_json",
-    "guided_grammar",
-    "grammar",
-    "json_schema",
-    "regex",
-}  # a 400 naming one refused the constraint
+CONSTRAINT_PARAMS = {*CONSTRAINT_FIELDS, "regex"}  # a 400 naming one refused the constraint (SGLang: regex)
 log = logging.getLogger("agentkit.serving.client")
 
 

@@ -44,6 +44,20 @@ UNSUPPORTED = {
 }
 
 
+# The request fields that carry a constraint, one per server dialect (agentkit serve takes them all).
+CONSTRAINT_FIELDS = (
+    "constraint",
+    "response_format",
+    "structured_outputs",
+    "guided_regex",
+    "guided_json",
+    "guided_grammar",
+    "guided_choice",
+    "grammar",
+    "json_schema",
+)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
