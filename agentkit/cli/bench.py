@@ -31,7 +31,7 @@ from agentkit.cli.options import (
     settings_options,
     templates_option,
 )
-from agentkit.errors import BenchmarkError, ServerError
+from agentkit.errors import BenchmarkError, MCPServerError, ServerError
 from agentkit.eval.config import DEFAULT_METHODS, BenchmarkConfig
 
 
@@ -226,7 +226,7 @@ def bench(
             err=True,
         )
         sys.exit(130)
-    except (ServerError, OSError) as exc:  # a server or the disk: once it is back, the same command resumes
+    except (ServerError, MCPServerError, OSError) as exc:  # a server, a tool server or the disk: once back, it resumes
         saved = saved_examples(out) if out.is_dir() else 0
         if not saved:
             raise
