@@ -189,18 +189,10 @@ def test_ls_shows_the_prompt_format_and_run_sends_chat(model_dir):
     shown = run_cli("ls", "--model", str(model_dir))
     assert shown.exit_code == 0, shown.output
     assert "prompt format: chat" in shown.output and "<start_of_turn>user\\nINSTRUCTIONS" in shown.output
+    command = ("run", "What is 2 plus 2?", "--method", "direct", "--model", str(model_dir), "--json")
+    command += ("--max-tokens", "3", "--shots", "1")
     ran = run_cli(
-        "run",
-        "What is 2 plus 2?",
-        "--method",
-        "direct",
-        "--model",
-        str(model_dir),
-        "--json",
-        "--max-tokens",
-        "3",
-        "--shots",
-        "1",
+        *command,
         "--dtype",
         "float32",
     )
@@ -208,17 +200,7 @@ def test_ls_shows_the_prompt_format_and_run_sends_chat(model_dir):
     record = json.loads(ran.stdout[ran.stdout.index("{") :])
     assert record["prompt"].startswith("<bos><start_of_turn>user\nAnswer each question with a number.\n\n")
     as_text = run_cli(
-        "run",
-        "What is 2 plus 2?",
-        "--method",
-        "direct",
-        "--model",
-        str(model_dir),
-        "--json",
-        "--max-tokens",
-        "3",
-        "--shots",
-        "1",
+        *command,
         "--prompt-format",
         "text",
         "--dtype",

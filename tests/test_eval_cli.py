@@ -33,6 +33,12 @@ def invoke(*args: str, catch_exceptions=False):
     return CliRunner().invoke(main, ["bench", *args], catch_exceptions=catch_exceptions, prog_name="agentkit")
 
 
+def bench_cot(tmp_path: Path, out: Path, *extra: str):
+    """``agentkit bench`` of CoT on the first two sample questions (gold answers scripted) into ``out``."""
+    script = f"scripted:{gold_script(tmp_path)}"
+    return invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", str(out), "-q", *extra)
+
+
 def strip(lines):
     return [{k: v for k, v in json.loads(line).items() if k != TIMING} for line in lines]
 
@@ -89,18 +95,9 @@ def test_bench_runs_and_prints_table_and_chart(tmp_path):
 
 def test_generation_options_reach_the_run_config(tmp_path):
     out = tmp_path / "out"
-    result = invoke(
-        "-d",
-        "gsm8k-sample",
-        "-m",
-        "cot",
-        "--model",
-        f"scripted:{gold_script(tmp_path)}",
-        "-n",
-        "2",
-        "-o",
-        str(out),
-        "-q",
+    result = bench_cot(
+        tmp_path,
+        out,
         "--max-tokens",
         "64",
         "--seed",
@@ -393,18 +390,9 @@ def test_bench_takes_your_templates_and_records_them(tmp_path):
     templates.mkdir()
     (templates / "cot.jinja").write_text("MY COT\nQuestion: {{ question }}\nAnswer:")
     out = tmp_path / "out"
-    result = invoke(
-        "-d",
-        "gsm8k-sample",
-        "-m",
-        "cot",
-        "--model",
-        f"scripted:{gold_script(tmp_path)}",
-        "-n",
-        "2",
-        "-o",
-        str(out),
-        "-q",
+    result = bench_cot(
+        tmp_path,
+        out,
         "--templates",
         str(templates),
     )
