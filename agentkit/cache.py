@@ -73,7 +73,10 @@ def call_key(identity: str, prompt: Prompt, config: GenerationConfig) -> str | N
     if not config.do_sample:
         for name in _SAMPLING:
             settings.pop(name)
-    sent = prompt if isinstance(prompt, str) else [m.model_dump() for m in prompt.messages]
+    sent: Any = prompt if isinstance(prompt, str) else [m.as_dict() for m in prompt.messages]
+    if not isinstance(prompt, str) and prompt.tools:
+        tools = prompt.model_dump(mode="json", include={"tools", "tool_choice", "parallel_tool_calls"})
+        sent = {"messages": sent, **tools}
     blob = json.dumps([_FORMAT, identity, sent, settings], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

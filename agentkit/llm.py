@@ -18,6 +18,7 @@ Not here: anything that imports torch. The transformers backend lives in ``agent
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -105,13 +106,66 @@ class GenerationConfig(BaseModel):
         return self.model_dump_json()
 
 
-class Message(BaseModel):
-    """One turn of a conversation."""
+class ToolCall(BaseModel):
+    """One native tool call: the function's name and its arguments, a JSON object already parsed.
+
+    ``id`` pairs the call with the ``tool`` message that answers it (OpenAI's ``tool_call_id``); a backend whose
+    model writes no ids numbers the calls ``call_0``, ``call_1``, ... within a reply.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    role: Literal["system", "user", "assistant"]
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Message(BaseModel):
+    """One turn of a conversation.
+
+    An assistant turn may carry ``tool_calls`` (its ``content`` is then what it said before them, often empty); a
+    ``tool`` turn answers one call: its ``content`` is the tool's result, ``tool_call_id`` the call's id and
+    ``name`` the tool's name (chat templates differ in which of the two they show).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def as_dict(self, *, json_arguments: bool = False) -> dict[str, Any]:
+        """The message as chat templates and the OpenAI API take it: ``role`` and ``content``, and only the tool
+        fields it uses. Calls are ``{"id", "type": "function", "function": {"name", "arguments"}}`` with the
+        arguments an object (what Hugging Face chat templates read) or, ``json_arguments``, a JSON string (the
+        OpenAI wire form)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False)
+                        if json_arguments
+                        else call.arguments,
+                    },
+                }
+                for call in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+# How a model may use the tools of a ``Chat``: ``auto`` (it decides), ``required`` (at least one call), ``none``
+# (no call), or the name of the one function it must call.
+ToolChoice = str
 
 
 class Chat(BaseModel):
@@ -120,11 +174,19 @@ class Chat(BaseModel):
     When the last message is the assistant's, the model *continues* that message (no end-of-turn after it):
     that is how ReAct extends one assistant turn across its steps. Otherwise the model starts a new assistant
     turn. A model turns a ``Chat`` into the text it sees with ``LLM.render``.
+
+    ``tools`` makes it a tool-calling prompt: the reply's ``Completion.tool_calls`` holds the calls the model made
+    (see ``agentkit.toolcalls`` for how a model without native calls is prompted and constrained to make them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     messages: tuple[Message, ...] = Field(min_length=1)
+    tools: tuple[dict[str, Any], ...] = Field(
+        (), description="functions the model may call: OpenAI-style {'type': 'function', 'function': {...}} records"
+    )
+    tool_choice: ToolChoice = Field("auto", description="auto, required, none, or the name of a function to call")
+    parallel_tool_calls: bool = Field(True, description="whether one reply may carry more than one call")
 
     @property
     def continues(self) -> bool:
@@ -166,12 +228,15 @@ class Completion(BaseModel):
     ``"stop"`` when the text ended of its own accord (a stop string, or the model's end-of-sequence token) and
     ``"length"`` when ``max_new_tokens`` cut it off; then ``completion_tokens == max_new_tokens``. Token counts
     are the model's own (``prompt_tokens`` includes special tokens such as BOS where the model adds them).
+    For a ``Chat`` with ``tools``, ``tool_calls`` holds the calls the reply made and ``text`` what it said besides
+    them; ``finish_reason`` stays ``"stop"`` (a server's ``"tool_calls"`` reads as ``"stop"``).
     """
 
     text: str
     finish_reason: FinishReason
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tool_calls: list[ToolCall] = Field(default_factory=list)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -339,7 +404,7 @@ def render_chat(template: str, chat: Chat, **special_tokens: str) -> str:
     assistant's is rendered with a marker after that message and cut at the marker, so the model continues the
     message (transformers' ``continue_final_message``); where the template trims the message, so is the cut.
     """
-    messages = [m.model_dump() for m in chat.messages]
+    messages = [m.as_dict() for m in chat.messages]
     if chat.continues:
         messages[-1]["content"] += _CONTINUE_MARK
     text = (

@@ -599,7 +599,7 @@ class TransformersLLM(LLM):
 
     def apply_chat_template(self, chat: Chat) -> str:
         return self._chat_tokenizer.apply_chat_template(
-            [m.model_dump() for m in chat.messages],
+            [m.as_dict() for m in chat.messages],
             tokenize=False,
             add_generation_prompt=not chat.continues,
             continue_final_message=chat.continues,

@@ -395,7 +395,7 @@ class ServerLLM(LLM):
     # -- requests ---------------------------------------------------------------------------------------------
 
     def _chat_fields(self, chat: Chat) -> dict[str, Any]:
-        fields: dict[str, Any] = {"messages": [m.model_dump() for m in chat.messages]}
+        fields: dict[str, Any] = {"messages": [m.as_dict(json_arguments=True) for m in chat.messages]}
         if chat.continues:
             fields.update(continue_final_message=True, add_generation_prompt=False)
         return fields
