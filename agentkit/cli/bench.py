@@ -19,18 +19,7 @@ from pathlib import Path
 import click
 
 from agentkit.cli.display import one_line
-from agentkit.cli.options import (
-    dtype_option,
-    mcp_option,
-    method_option,
-    model_option,
-    open_mcp_tools,
-    pop_run_options,
-    pop_settings,
-    run_options,
-    settings_options,
-    templates_option,
-)
+from agentkit.cli.options import episode_options, method_option, model_option, open_mcp_tools, pop_episode_options
 from agentkit.errors import BenchmarkError, MCPServerError, ServerError
 from agentkit.eval.config import DEFAULT_METHODS, BenchmarkConfig
 
@@ -66,6 +55,17 @@ def ray_options(command):
     )(command)
 
 
+def tolerance_option(flag: str, default: float, which: str):
+    """``--rel-tol`` or ``--abs-tol``: how far a gold answer that is not a whole number may be from the answer."""
+    return click.option(
+        flag,
+        type=click.FloatRange(min=0),
+        default=default,
+        show_default=True,
+        help=f"{which} tolerance for gold answers that are not whole numbers (whole numbers match exactly).",
+    )
+
+
 def saved_examples(out: Path) -> int:
     """How many finished examples the run in ``out`` holds (lines of its samples files)."""
     from agentkit.eval.runner import SAMPLES
@@ -86,57 +86,42 @@ def saved_examples(out: Path) -> int:
     multiple=True, help="Method to run; repeat to compare several (each once). Default: direct, cot and pal."
 )
 @model_option
-@settings_options
-@dtype_option
-@templates_option
-@click.option(
-    "--limit",
-    "-n",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Use only the first N examples (can grow on a later resumed run).",
+@episode_options(
+    click.option(
+        "--limit",
+        "-n",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Use only the first N examples (can grow on a later resumed run).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="Episodes decoded together by the engine.",
+    ),
+    click.option(
+        "--output-dir",
+        "-o",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where samples and reports go; rerunning with the same directory resumes. "
+        "Default: runs/bench-<dataset>-<model>-<shots>shot.",
+    ),
+    click.option("--overwrite", is_flag=True, help="Delete an earlier run in --output-dir instead of resuming it."),
+    click.option(
+        "--field",
+        "fields",
+        multiple=True,
+        metavar="TARGET=SOURCE",
+        help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).",
+    ),
+    tolerance_option("--rel-tol", 0.0, "Relative"),
+    tolerance_option("--abs-tol", 1e-4, "Absolute"),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ray_options,
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Episodes decoded together by the engine.",
-)
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where samples and reports go; rerunning with the same directory resumes. "
-    "Default: runs/bench-<dataset>-<model>-<shots>shot.",
-)
-@click.option("--overwrite", is_flag=True, help="Delete an earlier run in --output-dir instead of resuming it.")
-@click.option(
-    "--field",
-    "fields",
-    multiple=True,
-    metavar="TARGET=SOURCE",
-    help="Map a JSONL field, e.g. --field question=q --field answer=a (also id=...).",
-)
-@click.option(
-    "--rel-tol",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Relative tolerance for gold answers that are not whole numbers (whole numbers match exactly).",
-)
-@click.option(
-    "--abs-tol",
-    type=click.FloatRange(min=0),
-    default=1e-4,
-    show_default=True,
-    help="Absolute tolerance for gold answers that are not whole numbers (whole numbers match exactly).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@ray_options
-@mcp_option
-@run_options
 def bench(
     dataset,
     methods,
@@ -171,8 +156,7 @@ def bench(
 
     if workers is not None and ray_address is None:
         raise click.UsageError("--workers starts Ray workers: add --ray (and an ADDRESS to use a cluster)")
-    settings = pop_settings(kwargs)
-    options = pop_run_options(kwargs)
+    settings, options = pop_episode_options(kwargs)
     shots = 4 if settings.shots is None else settings.shots
     out = output_dir or default_output_dir(dataset, model_spec, shots)
     if mcp_specs and ray_address is not None:

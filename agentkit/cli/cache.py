@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import click
 
-dir_option = click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="The cache directory (default: the one --cache uses without DIR).",
-)
+from agentkit.cli.options import directory_option
+
+dir_option = directory_option("--dir", "directory", "The cache directory (default: the one --cache uses without DIR).")
 
 
 @click.group("cache", short_help="Show or clear the model-call cache.")

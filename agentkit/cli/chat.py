@@ -40,16 +40,11 @@ from agentkit.cli.options import (
     PROMPT_FORMAT,
     SHOTS,
     TEMPERATURE,
-    dtype_option,
-    mcp_option,
+    episode_options,
     method_option,
     model_option,
     open_mcp_tools,
-    pop_run_options,
-    pop_settings,
-    run_options,
-    settings_options,
-    templates_option,
+    pop_episode_options,
 )
 from agentkit.errors import AgentkitError, UsageError
 from agentkit.llm import LLM
@@ -429,17 +424,14 @@ def _isatty(stream: Any) -> bool:
 @method_option(
     default=CHAT, help="How each question is answered: chat or a method (see `agentkit ls`); /mode switches."
 )
-@settings_options
-@dtype_option
-@templates_option
-@click.option(
-    "--history-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Where the terminal keeps input history (default: in the user data directory).",
+@episode_options(
+    click.option(
+        "--history-file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Where the terminal keeps input history (default: in the user data directory).",
+    )
 )
-@mcp_option
-@run_options
 @click.pass_context
 def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_file, mcp_specs, **kwargs) -> None:
     """Chat with the model, or ask questions of an agent, in an interactive loop.
@@ -450,8 +442,7 @@ def chat(ctx: click.Context, model_spec, method, dtype, templates_dir, history_f
     """
     from agentkit.models import load_model
 
-    settings = pop_settings(kwargs)
-    options = pop_run_options(kwargs)
+    settings, options = pop_episode_options(kwargs)
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)

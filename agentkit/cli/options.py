@@ -2,10 +2,12 @@
 with the same choices, the same help and the same parser (the chat loop's ``/shots``, ``/max-tokens``... use it
 too). ``default`` is accepted wherever a setting has a method default.
 
-A command takes the method settings with ``@settings_options`` and turns them into one
-``agentkit.strategies.Settings`` with ``pop_settings(kwargs)``. A new option shared by several commands (say
-``--prompt-format auto|text|chat`` or ``--workers N``) is one ``click.option`` here, added to the commands'
-decorator lists; a new method setting is one field of ``Settings`` plus one entry in ``SETTING_OPTIONS``.
+A command that runs a method's episodes (run, chat, bench) takes its options after ``--method`` and ``--model``
+with ``@episode_options(...its own...)`` and reads them back with ``pop_episode_options(kwargs)``: one
+``agentkit.strategies.Settings`` and the run options. A new option shared by several commands (say
+``--prompt-format auto|text|chat`` or ``--workers N``) is one ``click.option`` here, added to
+``episode_options`` or to the commands' decorator lists; a new method setting is one field of ``Settings`` plus
+one entry in ``SETTING_OPTIONS``.
 
 Deliberately not here: what a setting does (``agentkit.strategies.Settings``) and any command.
 """
@@ -216,12 +218,15 @@ dtype_option = click.option(
     show_default=True,
     help="Weights dtype for a real model (auto: bfloat16 where the hardware has it, else float32).",
 )
-templates_option = click.option(
-    "--templates",
-    "templates_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Directory of your own templates/exemplars, searched before the shipped ones.",
+
+
+def directory_option(flag: str, name: str, help: str) -> Callable:
+    """An option naming a directory (not a file; it need not exist yet), None when not given."""
+    return click.option(flag, name, type=click.Path(file_okay=False), default=None, help=help)
+
+
+templates_option = directory_option(
+    "--templates", "templates_dir", "Directory of your own templates/exemplars, searched before the shipped ones."
 )
 
 
@@ -367,3 +372,22 @@ def open_mcp_tools(specs: tuple[str, ...], methods: tuple[str, ...] = ()) -> lis
             seen[tool.name.lower()] = f"one of --mcp {spec!r}"
             tools.append(tool)
     return tools
+
+
+# --- the commands that run episodes ---------------------------------------------------------------------------
+def episode_options(*own: Callable) -> Callable:
+    """What run, chat and bench take after ``--method`` and ``--model``, in one order: the method settings,
+    ``--dtype``, ``--templates``, the command's ``own`` options, ``--mcp``, then budgets, the cache and traces."""
+
+    def apply(command: Callable) -> Callable:
+        for option in reversed((settings_options, dtype_option, templates_option, *own, mcp_option, run_options)):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def pop_episode_options(kwargs: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
+    """The ``Settings`` and the run options (``pop_run_options``) out of the keyword arguments of a command with
+    ``episode_options`` (which takes ``dtype``, ``templates_dir`` and ``mcp_specs`` by name)."""
+    return pop_settings(kwargs), pop_run_options(kwargs)

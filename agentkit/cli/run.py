@@ -16,18 +16,7 @@ import sys
 import click
 
 from agentkit.cli.display import Display, run_streamed, stdout_is_tty
-from agentkit.cli.options import (
-    dtype_option,
-    mcp_option,
-    method_option,
-    model_option,
-    open_mcp_tools,
-    pop_run_options,
-    pop_settings,
-    run_options,
-    settings_options,
-    templates_option,
-)
+from agentkit.cli.options import episode_options, method_option, model_option, open_mcp_tools, pop_episode_options
 from agentkit.records import jsonable, typed_answer
 from agentkit.strategies import build_strategy, check_shots, get_method
 from agentkit.strategies.chat import ChatStrategy
@@ -37,12 +26,9 @@ from agentkit.strategies.chat import ChatStrategy
 @click.argument("question")
 @method_option(default="cot", help="How to answer (see `agentkit ls`); chat = a plain chat reply.")
 @model_option
-@settings_options
-@dtype_option
-@templates_option
-@click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
-@mcp_option
-@run_options
+@episode_options(
+    click.option("--json", "as_json", is_flag=True, help="Print only the full Result as JSON (no streaming).")
+)
 def run(question, method, model_spec, dtype, templates_dir, as_json, mcp_specs, **kwargs) -> None:
     """Answer one QUESTION with one method, streaming the work, then the answer.
 
@@ -54,8 +40,7 @@ def run(question, method, model_spec, dtype, templates_dir, as_json, mcp_specs, 
 
     if not question.strip():
         raise click.BadParameter("the question is empty", param_hint="QUESTION")
-    settings = pop_settings(kwargs)
-    options = pop_run_options(kwargs)
+    settings, options = pop_episode_options(kwargs)
     templates = Templates(templates_dir) if templates_dir else None
     if settings.shots is not None:  # before loading a model
         check_shots(method, settings.shots, answer=settings.answer, templates=templates)
