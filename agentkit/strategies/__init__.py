@@ -100,16 +100,8 @@ def _single(
     def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
         kind = {"answer": answer or answers[0]} if len(answers) > 1 else {}
         own = {k: options[k] for k in extra if k in options}
-        base = cls(
-            llm,
-            shots=shots,
-            config=_layer(cls, config),
-            templates=templates,
-            prompt_format=prompt_format,
-            constrain=constrain,
-            **kind,
-            **own,
-        )
+        common = {"shots": shots, "templates": templates, "prompt_format": prompt_format, "constrain": constrain}
+        base = cls(llm, config=_layer(cls, config), **common, **kind, **own)
         return _sc(base, options) if sc else base
 
     return build
@@ -118,26 +110,10 @@ def _single(
 def _react(fallback: bool):
     def build(llm, *, shots, config, templates, answer, prompt_format, constrain, **options):
         own = {k: options[k] for k in REACT_OPTIONS if k in options}
+        common = {"shots": shots, "templates": templates, "prompt_format": prompt_format, "constrain": constrain}
         if fallback:
-            cot = CoT(
-                llm,
-                shots=shots,
-                config=_layer(CoT, config),
-                templates=templates,
-                answer=answer or "text",
-                prompt_format=prompt_format,
-                constrain=constrain,
-            )
-            own["fallback"] = _sc(cot, options)
-        return ReAct(
-            llm,
-            shots=shots,
-            config=_layer(ReAct, config),
-            templates=templates,
-            prompt_format=prompt_format,
-            constrain=constrain,
-            **own,
-        )
+            own["fallback"] = _sc(CoT(llm, config=_layer(CoT, config), answer=answer or "text", **common), options)
+        return ReAct(llm, config=_layer(ReAct, config), **common, **own)
 
     return build
 
@@ -182,39 +158,32 @@ def register_method(
     ``classes`` names the classes a build function makes (their constructors give ``Method.defaults``).
     A name already registered is an error. Returns the ``Method`` (the class, as a decorator).
     """
+
+    def register(strategy: type[Strategy] | Callable[..., Strategy]) -> Method:
+        if name in REGISTRY:
+            raise UsageError(f"method '{name}' is registered already; choose another name")
+        build, made, takes = strategy, classes, options
+        if isinstance(strategy, type):
+            made = (strategy, SelfConsistency) if self_consistency else (strategy,)
+            build = _single(strategy, sc=self_consistency, extra=options, answers=answers)
+            takes = (*options, *SC_OPTIONS) if self_consistency else options
+        fields = {} if exemplar_sets is None else {"exemplar_sets": exemplar_sets}
+        method = Method(
+            name, description, build, options=tuple(takes), answers=answers, scored=scored, classes=made, **fields
+        )
+        REGISTRY[name] = method
+        if scored:
+            METHODS[name] = description
+        return method
+
     if strategy is None:
 
         def decorate(cls: type[Strategy]) -> type[Strategy]:
-            register_method(
-                name,
-                cls,
-                description=description,
-                options=options,
-                answers=answers,
-                exemplar_sets=exemplar_sets,
-                scored=scored,
-                self_consistency=self_consistency,
-                classes=classes,
-            )
+            register(cls)
             return cls
 
         return decorate
-    if name in REGISTRY:
-        raise UsageError(f"method '{name}' is registered already; choose another name")
-    if isinstance(strategy, type):
-        classes = (strategy, SelfConsistency) if self_consistency else (strategy,)
-        build = _single(strategy, sc=self_consistency, extra=options, answers=answers)
-        options = (*options, *SC_OPTIONS) if self_consistency else options
-    else:
-        build = strategy
-    fields = {} if exemplar_sets is None else {"exemplar_sets": exemplar_sets}
-    method = Method(
-        name, description, build, options=tuple(options), answers=answers, scored=scored, classes=classes, **fields
-    )
-    REGISTRY[name] = method
-    if scored:
-        METHODS[name] = description
-    return method
+    return register(strategy)
 
 
 def unregister_method(name: str) -> None:
@@ -229,58 +198,46 @@ def all_options() -> frozenset[str]:
     return frozenset(o for m in REGISTRY.values() for o in m.options)
 
 
-register_method(
-    "chat",
-    _chat,
-    description="plain chat with the model; keeps the conversation (/reset clears it)",
-    options=("history",),
-    answers=("text",),
-    exemplar_sets=lambda answer: (),
-    scored=False,
-)
-register_method("direct", Direct, description="answer at once, no reasoning (zero/one/few-shot)")
-register_method(
-    "cot", CoT, description="chain-of-thought: reason step by step, then 'The answer is N' (Wei et al., 2022)"
-)
-register_method(
-    "cot-sc",
-    CoT,
-    self_consistency=True,
-    description="chain-of-thought with self-consistency: k samples, majority vote (Wang et al., 2022)",
-)
-register_method(
-    "pal",
-    PAL,
-    options=("sandbox",),
-    answers=("number",),
-    description="program-aided: the model writes solution(), the sandbox runs it (Gao et al., 2022)",
-)
-register_method(
-    "pal-sc",
-    PAL,
-    options=("sandbox",),
-    answers=("number",),
-    self_consistency=True,
-    description="PAL with self-consistency over k sampled programs",
-)
-register_method(
-    "react",
-    _react(fallback=False),
-    options=REACT_OPTIONS,
-    answers=("text",),
-    classes=(ReAct,),
-    exemplar_sets=lambda answer: ("react",),
-    description="ReAct: Thought / Action / Observation with Search, Lookup, Finish (Yao et al., 2022)",
-)
-register_method(
-    "react-cot-sc",
-    _react(fallback=True),
-    options=(*REACT_OPTIONS, *SC_OPTIONS),
-    classes=(ReAct, SelfConsistency),
-    answers=("text", "number"),
-    exemplar_sets=lambda answer: ("react", DEFAULT_EXEMPLARS[answer]),
-    description="ReAct, falling back to chain-of-thought self-consistency when it does not finish",
-)
+# The shipped methods: name, strategy (a class, or a build function for one that builds several), description,
+# and what else ``register_method`` is told about it.
+_PAL = {"options": ("sandbox",), "answers": ("number",)}
+_SC = {"self_consistency": True}
+for _name, _strategy, _description, _more in (
+    (
+        "chat",
+        _chat,
+        "plain chat with the model; keeps the conversation (/reset clears it)",
+        {"options": ("history",), "answers": ("text",), "exemplar_sets": lambda answer: (), "scored": False},
+    ),
+    ("direct", Direct, "answer at once, no reasoning (zero/one/few-shot)", {}),
+    ("cot", CoT, "chain-of-thought: reason step by step, then 'The answer is N' (Wei et al., 2022)", {}),
+    ("cot-sc", CoT, "chain-of-thought with self-consistency: k samples, majority vote (Wang et al., 2022)", _SC),
+    ("pal", PAL, "program-aided: the model writes solution(), the sandbox runs it (Gao et al., 2022)", _PAL),
+    ("pal-sc", PAL, "PAL with self-consistency over k sampled programs", {**_PAL, **_SC}),
+    (
+        "react",
+        _react(fallback=False),
+        "ReAct: Thought / Action / Observation with Search, Lookup, Finish (Yao et al., 2022)",
+        {
+            "options": REACT_OPTIONS,
+            "answers": ("text",),
+            "classes": (ReAct,),
+            "exemplar_sets": lambda answer: ("react",),
+        },
+    ),
+    (
+        "react-cot-sc",
+        _react(fallback=True),
+        "ReAct, falling back to chain-of-thought self-consistency when it does not finish",
+        {
+            "options": (*REACT_OPTIONS, *SC_OPTIONS),
+            "classes": (ReAct, SelfConsistency),
+            "answers": ("text", "number"),
+            "exemplar_sets": lambda answer: ("react", DEFAULT_EXEMPLARS[answer]),
+        },
+    ),
+):
+    register_method(_name, _strategy, description=_description, **_more)
 
 
 def get_method(name: str) -> Method:
