@@ -299,34 +299,24 @@ def script(tmp_path, replies):
     return f"scripted:{path}"
 
 
+def with_mcp(tmp_path, server, replies, *args, method="react", input=None):
+    """``agentkit ARGS -m METHOD --mcp SERVER`` zero-shot on a scripted model that gives ``replies`` (SERVER: a
+    Python file, or a command line)."""
+    spec = server if isinstance(server, str) else f"{sys.executable} {server}"
+    model = script(tmp_path, replies)
+    return CliRunner().invoke(main, [*args, "-m", method, "--model", model, "--shots", "0", "--mcp", spec], input=input)
+
+
 def test_run_with_mcp_tools(tmp_path, server_file):
-    model = script(tmp_path, [" I add.\nAction 1: add_numbers[40, 2]", " Done.\nAction 2: Finish[42]"])
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "What is 40 + 2?",
-            "-m",
-            "react",
-            "--model",
-            model,
-            "--shots",
-            "0",
-            "--mcp",
-            f"{sys.executable} {server_file}",
-            "--json",
-        ],
-    )
+    replies = [" I add.\nAction 1: add_numbers[40, 2]", " Done.\nAction 2: Finish[42]"]
+    result = with_mcp(tmp_path, server_file, replies, "run", "What is 40 + 2?", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answer"] == "42" and data["trajectory"]["steps"][0]["observation"] == "42"
 
 
 def test_a_dead_server_in_a_run_is_one_error_line(tmp_path, server_file):
-    model = script(tmp_path, [" Bye.\nAction 1: die[]"])
-    result = CliRunner().invoke(
-        main, ["run", "q", "-m", "react", "--model", model, "--shots", "0", "--mcp", f"{sys.executable} {server_file}"]
-    )
+    result = with_mcp(tmp_path, server_file, [" Bye.\nAction 1: die[]"], "run", "q")
     assert result.exit_code == 1
     assert (
         result.stderr.strip().splitlines()[-1].startswith(f"Error: MCP server '{sys.executable} {server_file}' is gone")
@@ -336,28 +326,9 @@ def test_a_dead_server_in_a_run_is_one_error_line(tmp_path, server_file):
 def test_a_dead_server_in_a_benchmark_keeps_what_was_written(tmp_path, server_file):
     data = tmp_path / "qa.jsonl"
     data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "42"}) + "\n" for i in range(2)))
-    model = script(tmp_path, [" t\nAction 1: Finish[42]", " t\nAction 1: die[]"])
-    out = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "bench",
-            "-d",
-            str(data),
-            "-m",
-            "react",
-            "--model",
-            model,
-            "--shots",
-            "0",
-            "--batch-size",
-            "1",
-            "-o",
-            str(out),
-            "-q",
-            "--mcp",
-            f"{sys.executable} {server_file}",
-        ],
+    replies, out = [" t\nAction 1: Finish[42]", " t\nAction 1: die[]"], tmp_path / "run"
+    result = with_mcp(
+        tmp_path, server_file, replies, "bench", "-d", str(data), "--batch-size", "1", "-o", str(out), "-q"
     )
     assert result.exit_code == 1
     assert "is gone" in result.stderr and "1 finished examples are saved" in result.stderr
@@ -365,38 +336,20 @@ def test_a_dead_server_in_a_benchmark_keeps_what_was_written(tmp_path, server_fi
 
 
 def test_mcp_needs_a_method_that_takes_tools(tmp_path, server_file):
-    result = CliRunner().invoke(
-        main, ["run", "q", "-m", "cot", "--model", script(tmp_path, ["x"]), "--mcp", f"{sys.executable} {server_file}"]
-    )
+    result = with_mcp(tmp_path, server_file, ["x"], "run", "q", method="cot")
     assert result.exit_code == 1
     assert "Error: --mcp gives tools to the react methods; method 'cot' uses none" in result.stderr
 
 
 def test_chat_lists_and_uses_mcp_tools(tmp_path, server_file):
-    model = script(tmp_path, [" I add.\nAction 1: add_numbers[1, 2]", " Done.\nAction 2: Finish[3]"])
-    result = CliRunner().invoke(
-        main,
-        ["chat", "-m", "react", "--model", model, "--shots", "0", "--mcp", f"{sys.executable} {server_file}"],
-        input="/tools\n1 + 2?\n",
-    )
+    replies = [" I add.\nAction 1: add_numbers[1, 2]", " Done.\nAction 2: Finish[3]"]
+    result = with_mcp(tmp_path, server_file, replies, "chat", input="/tools\n1 + 2?\n")
     assert result.exit_code == 0, result.output
     assert "add_numbers[a, b]: Adds two whole numbers." in result.stdout
     assert "Observation 1: 3\n" in result.stdout
 
 
 def test_mcp_tools_may_not_clash_with_reacts_own(tmp_path):
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "q",
-            "-m",
-            "react",
-            "--model",
-            script(tmp_path, ["x"]),
-            "--mcp",
-            " ".join(AGENTKIT_MCP + ["--tool", "Search"]),
-        ],
-    )
+    result = with_mcp(tmp_path, " ".join(AGENTKIT_MCP + ["--tool", "Search"]), ["x"], "run", "q")
     assert result.exit_code == 1
     assert "its tool Search clashes with the react methods' own; serve it without that tool" in result.stderr
