@@ -3,8 +3,9 @@
     python benchmarks/bench_chat_prefix.py --n 8 --methods cot,pal,react
 
 The embedded default model (Gemma 3 270M base) has no chat template. For this measurement a copy of it gets one,
-written here in the style of Gemma's (the weights are linked, not copied). Every method then runs its questions
-twice, once per prompt format, through the engine in batches. The script prints, per method and format:
+the Gemma-style template of the chat-format tests (tests/fixtures/chat_templates/gemma.jinja; the weights are
+linked, not copied). Every method then runs its questions twice, once per prompt format, through the engine in
+batches. The script prints, per method and format:
 
 - how many prompt tokens the prefix cache served;
 - how long the shared system + exemplar prefix is.
@@ -29,34 +30,18 @@ sys.path.insert(0, str(ROOT))
 
 from agentkit.strategies import load_strategy  # noqa: E402
 
-GEMMA_STYLE = r"""
-{{- bos_token }}
-{%- if messages[0]['role'] == 'system' %}
-    {%- set prefix = messages[0]['content'] | trim + '\n\n' %}
-    {%- set turns = messages[1:] %}
-{%- else %}
-    {%- set prefix = '' %}
-    {%- set turns = messages %}
-{%- endif %}
-{%- for message in turns %}
-    {%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}
-    {{- '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') }}
-    {{- message['content'] | trim + '<end_of_turn>\n' }}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<start_of_turn>model\n' }}
-{%- endif %}
-"""
+# The Gemma-style chat template the chat-format tests render every strategy through.
+GEMMA_STYLE = ROOT / "tests" / "fixtures" / "chat_templates" / "gemma.jinja"
 
 
 def with_chat_template(source: Path, target: Path) -> Path:
-    """A model directory like ``source`` (weights linked) whose tokenizer has the Gemma-style template above."""
+    """A model directory like ``source`` (weights linked) whose tokenizer has the Gemma-style template."""
     for item in source.iterdir():
         if item.suffix == ".safetensors":
             (target / item.name).symlink_to(item)
         elif item.is_file():
             shutil.copy(item, target / item.name)
-    (target / "chat_template.jinja").write_text(GEMMA_STYLE.strip() + "\n")
+    shutil.copy(GEMMA_STYLE, target / "chat_template.jinja")
     return target
 
 

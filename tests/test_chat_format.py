@@ -1,11 +1,11 @@
 """Chat prompts for instruct models, without weights: the scripted model plays an instruct model by rendering
 ``Chat`` prompts through a chat template.
 
-Golden tests render every strategy in chat form through chat templates written here in the style of Llama 3,
-Qwen (ChatML) and Gemma and assert the exact text; the text form is checked byte for byte against the renderings
-stored before the chat form existed (tests/fixtures/text_prompts.json). Then: which form a model gets, ReAct's one
-growing assistant turn, templates without a system role, and the prompt format on the commands and in a
-benchmark's config.json. tests/test_chat_format_engine.py runs a tiny real model.
+Golden tests render every strategy in chat form through chat templates written for them in the style of Llama 3,
+Qwen (ChatML) and Gemma (tests/fixtures/chat_templates/) and assert the exact text; the text form is checked byte
+for byte against the renderings stored before the chat form existed (tests/fixtures/text_prompts.json). Then:
+which form a model gets, ReAct's one growing assistant turn, templates without a system role, and the prompt
+format on the commands and in a benchmark's config.json. tests/test_chat_format_engine.py runs a tiny real model.
 """
 
 from __future__ import annotations
@@ -27,49 +27,13 @@ from agentkit.tools.wikipedia import OfflineCorpus
 
 FIXTURE = Path(__file__).parent / "fixtures" / "text_prompts.json"
 
-# Chat templates written for these tests in the style of three model families.
-LLAMA3 = r"""
-{{- bos_token }}
-{%- for message in messages %}
-    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
-{%- endif %}
-"""
-CHATML = r"""
-{%- if messages[0]['role'] != 'system' %}
-    {{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}
-{%- endif %}
-{%- for message in messages %}
-    {{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|im_start|>assistant\n' }}
-{%- endif %}
-"""
-GEMMA = r"""
-{{- bos_token }}
-{%- if messages[0]['role'] == 'system' %}
-    {%- set prefix = messages[0]['content'] | trim + '\n\n' %}
-    {%- set turns = messages[1:] %}
-{%- else %}
-    {%- set prefix = '' %}
-    {%- set turns = messages %}
-{%- endif %}
-{%- for message in turns %}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
-        {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
-    {%- endif %}
-    {%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}
-    {{- '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') }}
-    {{- message['content'] | trim + '<end_of_turn>\n' }}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<start_of_turn>model\n' }}
-{%- endif %}
-"""
-CHAT_TEMPLATES = {"llama3": LLAMA3, "chatml": CHATML, "gemma": GEMMA}
+# Chat templates written for these tests in the style of three model families (bench_chat_prefix.py uses the
+# Gemma one too).
+CHAT_TEMPLATES = {
+    name: (FIXTURE.parent / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
+    for name in ("llama3", "chatml", "gemma")
+}
+CHATML, GEMMA = CHAT_TEMPLATES["chatml"], CHAT_TEMPLATES["gemma"]
 
 # Short exemplars, so the golden text stays readable; the templates are the shipped ones.
 EXEMPLARS = {
