@@ -33,10 +33,15 @@ def invoke(*args: str, catch_exceptions=False):
     return CliRunner().invoke(main, ["bench", *args], catch_exceptions=catch_exceptions, prog_name="agentkit")
 
 
+def bench_gold(tmp_path: Path, *args: str, catch_exceptions=False):
+    """``agentkit bench -d gsm8k-sample ARGS`` on a scripted model that gives the gold answers."""
+    script = f"scripted:{gold_script(tmp_path)}"
+    return invoke("-d", "gsm8k-sample", "--model", script, *args, catch_exceptions=catch_exceptions)
+
+
 def bench_cot(tmp_path: Path, out: Path, *extra: str):
     """``agentkit bench`` of CoT on the first two sample questions (gold answers scripted) into ``out``."""
-    script = f"scripted:{gold_script(tmp_path)}"
-    return invoke("-d", "gsm8k-sample", "-m", "cot", "--model", script, "-n", "2", "-o", str(out), "-q", *extra)
+    return bench_gold(tmp_path, "-m", "cot", "-n", "2", "-o", str(out), "-q", *extra)
 
 
 def strip(lines):
@@ -181,21 +186,7 @@ def test_bench_parses_its_dataset_once(monkeypatch, tmp_path):
     parsed = []
     read = datasets._read_file
     monkeypatch.setattr(datasets, "_read_file", lambda *args: parsed.append(args[0]) or read(*args))
-    result = invoke(
-        "-d",
-        "gsm8k-sample",
-        "-m",
-        "cot",
-        "-m",
-        "direct",
-        "--model",
-        f"scripted:{gold_script(tmp_path)}",
-        "-n",
-        "2",
-        "-o",
-        str(tmp_path / "out"),
-        "-q",
-    )
+    result = bench_gold(tmp_path, "-m", "cot", "-m", "direct", "-n", "2", "-o", str(tmp_path / "out"), "-q")
     assert result.exit_code == 0, result.output
     assert parsed == [datasets.shipped_path("gsm8k-sample")]
 
@@ -226,15 +217,7 @@ def test_ctrl_c_says_how_to_resume(monkeypatch, tmp_path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("agentkit.eval.runner.run_benchmark", interrupted)
-    result = invoke(
-        "-d",
-        "gsm8k-sample",
-        "--model",
-        f"scripted:{gold_script(tmp_path)}",
-        "-o",
-        str(tmp_path / "o"),
-        catch_exceptions=True,
-    )
+    result = bench_gold(tmp_path, "-o", str(tmp_path / "o"), catch_exceptions=True)
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
 
 
@@ -298,19 +281,7 @@ def test_killed_process_resumes_to_the_same_results(tmp_path):
 
 
 def test_too_many_shots_is_one_line(tmp_path):
-    result = invoke(
-        "-d",
-        "gsm8k-sample",
-        "-m",
-        "cot",
-        "--model",
-        f"scripted:{gold_script(tmp_path)}",
-        "--shots",
-        "50",
-        "-q",
-        "-o",
-        str(tmp_path / "o"),
-    )
+    result = bench_gold(tmp_path, "-m", "cot", "--shots", "50", "-q", "-o", str(tmp_path / "o"))
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "50 shots" in last and "Traceback" not in result.output
@@ -350,17 +321,7 @@ def test_bench_says_how_many_questions_repeat_and_where_the_page_is(tmp_path):
 )
 def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "o"
-    result = invoke(
-        "-d",
-        "gsm8k-sample",
-        "--model",
-        f"scripted:{gold_script(tmp_path)}",
-        "-o",
-        str(out),
-        "-q",
-        *args,
-        catch_exceptions=True,
-    )
+    result = bench_gold(tmp_path, "-o", str(out), "-q", *args, catch_exceptions=True)
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: ") and message in line and "saved" not in line
