@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -12,8 +13,9 @@ import respx
 from streams import drain
 
 from agentkit.errors import ServerError
-from agentkit.llm import Chat, Message, ToolCall
+from agentkit.llm import Chat, Message, ScriptedLLM, ToolCall
 from agentkit.serving import ServerLLM
+from agentkit.serving.app import running
 
 URL = "http://gpu-1:8000/v1"
 ROOT = "http://gpu-1:8000"
@@ -305,3 +307,170 @@ def test_a_prompted_stream_shows_the_text_and_never_the_call(server):
     assert "".join(pieces) == done.text == "I will look."
     assert all("<" not in p for p in pieces)
     assert done.tool_calls == [ToolCall(id="call_0", name="weather", arguments={"city": "Paris"})]
+
+
+# -- agentkit serve answering tool calls (the exact OpenAI shapes, over loopback) -------------------------------
+
+HERMES_TEMPLATE = (
+    "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }};{% endfor %}</tools>\n{% endif %}"
+    "{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+    "{% for c in m.tool_calls or [] %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}"
+    "</{{ m.role }}>\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+CALL_PARIS = '<tool_call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>'
+CALL_TIME = '<tool_call>{"name": "time", "arguments": {}}</tool_call>'
+
+
+def scripted(*replies: str) -> ScriptedLLM:
+    return ScriptedLLM(list(replies), name="qwen-tools", chat_template=HERMES_TEMPLATE)
+
+
+def chat_request(**fields) -> dict:
+    return {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER, TIME], **fields}
+
+
+def test_serve_answers_with_openai_tool_calls_and_finish_reason_tool_calls():
+    model = scripted("Let me check. " + CALL_PARIS)
+    with running(model) as url:
+        data = httpx.post(url + "/chat/completions", json=chat_request(), timeout=10).json()
+    [choice] = data["choices"]
+    [call] = choice["message"]["tool_calls"]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Let me check."
+    assert re.fullmatch(r"call_[0-9a-f]{24}", call["id"]) and call["type"] == "function"
+    assert call["function"] == {"name": "weather", "arguments": '{"city": "Paris"}'}
+    assert "<tools>weather;time;</tools>" in model.prompts[0]  # the template rendered the tools
+    assert model.constraints[0].after == "<tool_call>"  # free text, then a call by the schemas
+
+
+def test_required_and_a_named_function_constrain_the_call_from_the_first_token():
+    model = scripted(CALL_TIME, CALL_TIME)
+    with running(model) as url:
+        required = httpx.post(url + "/chat/completions", json=chat_request(tool_choice="required"), timeout=10)
+        named = httpx.post(
+            url + "/chat/completions",
+            json=chat_request(tool_choice={"type": "function", "function": {"name": "time"}}),
+            timeout=10,
+        )
+    for response in (required, named):
+        message = response.json()["choices"][0]["message"]
+        assert message["content"] is None and message["tool_calls"][0]["function"]["name"] == "time"
+    assert [c.after for c in model.constraints] == [None, None]
+    assert '"weather"' in model.constraints[0].lark and '"weather"' not in model.constraints[1].lark
+
+
+def test_parallel_calls_come_back_together_and_parallel_tool_calls_false_allows_one():
+    model = scripted(CALL_PARIS + CALL_TIME, CALL_PARIS + CALL_TIME)
+    with running(model) as url:
+        both = httpx.post(url + "/chat/completions", json=chat_request(), timeout=10).json()
+        one = httpx.post(url + "/chat/completions", json=chat_request(parallel_tool_calls=False), timeout=10).json()
+    calls = both["choices"][0]["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["weather", "time"] and calls[0]["id"] != calls[1]["id"]
+    assert [c["function"]["name"] for c in one["choices"][0]["message"]["tool_calls"]] == ["weather"]
+
+
+def test_a_streamed_reply_sends_content_deltas_then_each_calls_id_and_name_then_its_arguments():
+    model = scripted("Checking both. " + CALL_PARIS + CALL_TIME)
+    with running(model) as url:
+        with httpx.stream("POST", url + "/chat/completions", json=chat_request(stream=True), timeout=10) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    deltas = [json.loads(e)["choices"][0] for e in events[:-1]]
+    content = "".join(d["delta"].get("content") or "" for d in deltas)
+    calls = [c for d in deltas for c in d["delta"].get("tool_calls") or []]
+    assert content == "Checking both." and "<tool_call>" not in content
+    assert [(c["index"], "id" in c, c["function"].get("name")) for c in calls] == [
+        (0, True, "weather"),
+        (0, False, None),
+        (1, True, "time"),
+        (1, False, None),
+    ]
+    assert calls[1]["function"]["arguments"] == '{"city": "Paris"}' and calls[3]["function"]["arguments"] == "{}"
+    first_call = next(i for i, d in enumerate(deltas) if d["delta"].get("tool_calls"))
+    assert all(not d["delta"].get("content") for d in deltas[first_call:])  # the text came first
+    assert deltas[-1]["finish_reason"] == "tool_calls"
+
+
+def test_an_earlier_call_and_its_result_reach_the_template_and_none_leaves_the_reply_free():
+    model = scripted("It is sunny in Paris.")
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [wire("call_1", "weather", '{"city": "Paris"}')]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    with running(model) as url:
+        data = httpx.post(
+            url + "/chat/completions",
+            json={"messages": history, "tools": [WEATHER], "tool_choice": "none"},
+            timeout=10,
+        ).json()
+    assert '<assistant><tool_call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>' in model.prompts[0]
+    assert "<tool>sunny</tool>" in model.prompts[0] and model.constraints == [None]
+    assert data["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "It is sunny in Paris.",
+        "tool_calls": None,
+    }
+    assert data["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    "path, payload, param, fragment",
+    [
+        (
+            "/chat/completions",
+            chat_request(tool_choice={"type": "function", "function": {"name": "stock"}}),
+            "tool_choice",
+            "no function named 'stock' (the tools are weather, time)",
+        ),
+        ("/chat/completions", chat_request(tools={"weather": WEATHER}), "tools", "valid list"),
+        ("/chat/completions", chat_request(tools=[{"type": "retrieval"}]), "tools.0.type", "'function'"),
+        ("/chat/completions", chat_request(tools=[WEATHER, WEATHER]), "tools", "given twice: weather"),
+        ("/chat/completions", chat_request(tool_choice="sometimes"), "tool_choice", "auto"),
+        (
+            "/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"},
+            "tool_choice",
+            "'required' needs tools",
+        ),
+        (
+            "/chat/completions",
+            chat_request(response_format={"type": "json_object"}),
+            "response_format",
+            "tools or a constraint, not both",
+        ),
+        ("/completions", {"prompt": "x", "tools": [WEATHER]}, "tools", "/v1/chat/completions only"),
+        (
+            "/chat/completions",
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": None, "tool_calls": [wire("c", "weather", "[1]")]},
+                    {"role": "tool", "tool_call_id": "c", "content": "?"},
+                ],
+                "tools": [WEATHER],
+            },
+            "messages.1.tool_calls.0.function.arguments",
+            "not a JSON object",
+        ),
+    ],
+)
+def test_a_bad_tool_request_is_an_openai_error_naming_the_field(path, payload, param, fragment):
+    with running(scripted()) as url:
+        response = httpx.post(url + path, json=payload, timeout=10)
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["param"] == param, error
+    assert fragment in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_server_llm_through_agentkit_serve_does_native_tool_calls_streamed_or_not(caplog):
+    model = scripted("Looking. " + CALL_PARIS, "Looking. " + CALL_PARIS)
+    with running(model) as url:
+        client = ServerLLM(url)
+        with caplog.at_level(logging.INFO, logger="agentkit.serving.client"):
+            [done] = client.generate([ask()])
+        pieces, streamed = drain(client.stream(ask()))
+    assert client.tool_mode == "native" and "native tool calls" in caplog.text
+    for completion in (done, streamed):
+        assert completion.text == "Looking." and [c.name for c in completion.tool_calls] == ["weather"]
+        assert completion.tool_calls[0].arguments == {"city": "Paris"} and completion.finish_reason == "stop"
+    assert "".join(pieces) == "Looking."

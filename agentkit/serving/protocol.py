@@ -283,6 +283,15 @@ class ChatCompletionRequest(_Request):
             raise ValueError(f"a function may not be named {clash[0]!r} (a tool_choice keyword)")
         return tools
 
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _choice_is_one(cls, choice: object) -> object:
+        if isinstance(choice, str) and choice not in TOOL_CHOICES:
+            raise ValueError(
+                f'{choice!r} is none of auto, required, none or {{"type": "function", "function": {{"name": ...}}}}'
+            )
+        return choice
+
     @field_validator("tool_choice")
     @classmethod
     def _choice_names_a_tool(cls, choice: str | NamedToolChoice | None, info: ValidationInfo) -> object:
