@@ -541,8 +541,8 @@ def _lower(
 
     try:
         prompt, config = toolcalls.lower(llm, chat, config)
-    except ValueError as exc:
-        raise BadRequest(f"tools: {' '.join(str(exc).split())}", param="tools") from None
+    except ValueError as exc:  # the chat template's refusal (or none at all), as without tools
+        raise BadRequest(" ".join(str(exc).split()), param="messages") from None
     return prompt, config, lambda c: toolcalls.lift(llm, chat, c)
 
 

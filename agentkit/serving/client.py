@@ -15,6 +15,16 @@
   (``agentkit.grammar.as_lark``) where the server takes llguidance's Lark. Every constrained completion is
   checked on arrival: one that does not conform (a server that ignored the field) is a ``ServerError``, never
   handed on as if it did.
+- Tool calls: a ``Chat`` with ``tools`` goes with OpenAI's ``tools`` / ``tool_choice`` / ``parallel_tool_calls``, and
+  the reply's ``tool_calls`` (streamed deltas assembled) become ``Completion.tool_calls``; a call whose arguments
+  are not a JSON object is a ``tool_call_errors`` entry, the model's mistake as data. Whether the server does native
+  tool calls is decided once, by the replies: a refusal of the tools (vLLM without ``--enable-auto-tool-choice``,
+  llama.cpp without ``--jinja``, SGLang without ``--tool-call-parser``, an Ollama model without tool support), a
+  required call answered without one, or calls passed on as text mean it does not, and from then on the chat is
+  sent *prompted*: the tools described in the system message and earlier calls and results written as text
+  (``agentkit.toolcalls``' ``plain`` format, Hermes-style ``<tool_call>`` calls), with the call grammar as the
+  constraint where the dialect carries one, and the calls read from the reply. Tools are never dropped; the
+  decision is one log line (a fallback a WARNING, naming the server's reason). ``tool_calls`` in the spec sets it.
 - ``session()`` keeps up to ``max_concurrency`` requests in flight on worker threads and hands each completion
   back as soon as it arrives, so episodes interleave the way they do on the in-process engine. Samples of one
   prompt that differ only by consecutive seeds (self-consistency) share one request with ``n``; a server that
@@ -27,9 +37,9 @@
   ``agentkit.serving.client``, WARNING: the replica, the failure, which try of how many, when the next one goes),
   so a run against a dead server says so at once instead of waiting silently through its retries.
 
-Deliberately not here: parsing model specs (``agentkit.models``), logprobs, tools and function calling, and
-tokenizing. Token counts come from the server's ``usage``; where a server gives only a request's total for
-several completions, the total is shared out by text length.
+Deliberately not here: parsing model specs (``agentkit.models``), logprobs, the legacy ``functions`` /
+``function_call`` fields, and tokenizing. Token counts come from the server's ``usage``; where a server gives only
+a request's total for several completions, the total is shared out by text length.
 """
 
 from __future__ import annotations
@@ -84,12 +94,14 @@ CONSTRAINT_PARAMS = {*CONSTRAINT_FIELDS, "regex"}  # a 400 naming one refused th
 # How a server takes a chat's tools: in OpenAI's ``tools`` fields (it parses the calls), or prompted (agentkit puts
 # them in the messages in the model's call syntax and parses the reply); by default detected at the first request.
 TOOL_MODES = ("native", "prompted")
-# What servers say when they cannot take tools: vLLM without --enable-auto-tool-choice (HTTP 400 on "auto"),
-# llama.cpp without --jinja (a 500 in older builds), Ollama for a model whose template has no tools.
 PROMPTED_FORMAT = "plain"  # toolcalls' format for a template that renders no tools: Hermes-style calls
 _PROBE_TOOL = {"type": "function", "function": {"name": "probe", "parameters": {"type": "object", "properties": {}}}}
+# What servers say when they cannot take tools: vLLM without --enable-auto-tool-choice (HTTP 400 on "auto"),
+# llama.cpp without --jinja and SGLang without --tool-call-parser (a 500 in older builds), Ollama for a model whose
+# template has no tools.
 TOOLS_REFUSED = re.compile(
-    r"enable-auto-tool-choice|tool-call-parser|--jinja|does not support tools|tools? (are |is )?not supported", re.I
+    r"enable-auto-tool-choice|tool[-_]call[-_]parser|--jinja|does not support tools|tools? (are |is )?not supported",
+    re.I,
 )
 log = logging.getLogger("agentkit.serving.client")
 
@@ -306,9 +318,12 @@ class ServerLLM(LLM):
     takes_chat = True  # the server renders chat prompts with its own template (``--prompt-format chat``)
 
     def render(self, prompt: Prompt) -> str:
-        """A text prompt as it is; a ``Chat`` as the JSON messages sent (the server's template is not visible)."""
+        """A text prompt as it is; a ``Chat`` as the JSON messages (and tools) sent: the server's template is not
+        visible."""
         if isinstance(prompt, str):
             return prompt
+        if prompt.tools and self._tool_mode == "prompted":
+            prompt = toolcalls.FORMATS[PROMPTED_FORMAT].prepare(prompt)  # the messages a prompted server gets
         return json.dumps(self._chat_fields(prompt), ensure_ascii=False)
 
     def close(self) -> None:
@@ -779,13 +794,13 @@ class ServerLLM(LLM):
             return
         response.read()
         message = _server_message(response)
-        if (status == 429 or status >= 500) and not (status == 500 and "--jinja" in message):
+        if (status == 429 or status >= 500) and not (status == 500 and TOOLS_REFUSED.search(message)):
             raise _Transient(f"HTTP {status}: {message}", _retry_after(response))
         hint = ""
         if status in (404, 405) and path == "/completions":
             hint = "; a chat-only server takes chat prompts only (/v1/chat/completions)"
-        elif status == 500:
-            hint = "; start llama-server with --jinja for native tool calls"
+        elif status == 500:  # a server that fails on tools instead of refusing them
+            hint = "; the server cannot take tools (docs/serving.md, Tool calls)"
         elif status in (401, 403):
             hint = (
                 "; give the server's API key in $AGENTKIT_API_KEY or $OPENAI_API_KEY (or ?api_key_env=VAR)"
