@@ -478,7 +478,7 @@ class ServerLLM(LLM):
                 self._refused_tools(exc)
             else:
                 completion = self._choices(data, _Job([0], chat, config), expected=1)[0]
-                judged = self._judge(chat, config, completion)
+                judged = self._judge(chat, completion)
                 if judged is not None:
                     return judged
         prompt, sent, _ = self._prompted(chat, config)
@@ -494,7 +494,7 @@ class ServerLLM(LLM):
             except ServerRefused as exc:
                 self._refused_tools(exc)  # refused before the first event: nothing was shown
             else:
-                judged = self._judge(chat, config, completion)
+                judged = self._judge(chat, completion)
                 if judged is not None or shown:
                     return judged or completion
         prompt, sent, opening = self._prompted(chat, config)
@@ -512,14 +512,15 @@ class ServerLLM(LLM):
             raise exc
         self._decide_tools("prompted", f"HTTP {_one_line(said, 160)}")
 
-    def _judge(self, chat: Chat, config: GenerationConfig, completion: Completion) -> Completion | None:
+    def _judge(self, chat: Chat, completion: Completion) -> Completion | None:
         """What a native reply says of the server: calls (it does tool calls); no call where one was required (it
         ignored the tools: None, ask again prompted); calls in the text (it does not parse them: lifted here)."""
-        if completion.tool_calls or completion.tool_call_errors or self._tool_mode_given or chat.tool_choice == "none":
-            if completion.tool_calls or completion.tool_call_errors:
-                self._decide_tools("native", "the server returned tool_calls")
+        if completion.tool_calls or completion.tool_call_errors:
+            self._decide_tools("native", "the server returned tool_calls")
             return completion
-        if chat.tool_choice != "auto" and chat.tool_choice != "none":
+        if self._tool_mode_given or chat.tool_choice == "none":
+            return completion
+        if chat.tool_choice != "auto":
             self._decide_tools("prompted", f"tool_choice {chat.tool_choice!r} was answered without a call")
             return None
         for fmt in toolcalls.FORMATS.values():  # the model's own syntax, which a server without a parser passes on
