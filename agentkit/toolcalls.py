@@ -166,7 +166,7 @@ def _decode_object(text: str, at: int) -> tuple[Any, int]:
     try:
         return json.JSONDecoder().raw_decode(text, at)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos - at + 1})") from None
+        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos - at + 1} of {text[at : at + 60]!r})") from None
 
 
 def _call_from(obj: Any, index: int, keys: tuple[str, ...] = ("arguments", "parameters")) -> ToolCall:
