@@ -475,3 +475,28 @@ def test_server_llm_through_agentkit_serve_does_native_tool_calls_streamed_or_no
         assert completion.text == "Looking." and [c.name for c in completion.tool_calls] == ["weather"]
         assert completion.tool_calls[0].arguments == {"city": "Paris"} and completion.finish_reason == "stop"
     assert "".join(pieces) == "Looking."
+
+
+# -- the tool agent through ServerLLM and agentkit serve ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [None, "prompted"])
+def test_the_tool_agent_runs_through_server_llm_and_agentkit_serve_natively_or_prompted(mode):
+    from agentkit.strategies.tools import ToolAgent
+    from tests.test_tool_agent import CORPUS, call
+    from tests.test_toolcalls import HERMES
+
+    served = ScriptedLLM(
+        ["Who built it? " + call("Search", entity="Zorblatt Tower"), call("Finish", answer="Ada Quill")],
+        chat_template=HERMES,
+    )
+    with running(served) as url:
+        model = ServerLLM(url, tool_calls=mode)
+        result = ToolAgent(model, corpus=CORPUS)("Who built Zorblatt Tower?")
+    assert result.answer == "Ada Quill" and result.failure is None
+    assert [(s.action, s.status) for s in result.trajectory.steps] == [("Search", "ok"), ("Finish", "finish")]
+    assert result.trajectory.steps[0].thought == "Who built it?"
+    assert model.tool_mode == ("native" if mode is None else "prompted")
+    assert '"name": "Search"' in served.prompts[0]  # the tools reached the model: the template's or the prompt's
+    assert "<tool_response>\nZorblatt Tower is a tower in Fooville." in served.prompts[1]
+    assert all(c is not None and c.after == "<tool_call>" for c in served.constraints)  # every call constrained
