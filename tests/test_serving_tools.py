@@ -200,6 +200,25 @@ def test_a_vllm_without_auto_tool_choice_gets_the_tools_in_the_prompt_with_the_c
     assert "constrained to the tools' schemas (vllm)" in line.getMessage()
 
 
+def test_a_refusal_of_auto_after_native_required_calls_sends_every_later_chat_prompted(server):
+    def vllm_without_a_parser(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)
+        if "tools" not in sent:
+            return reply(HERMES_CALL.split("\n", 1)[1])  # the call alone: what auto and required both allow
+        if sent["tool_choice"] == "auto":
+            return httpx.Response(400, json=VLLM_REFUSAL)
+        return reply(None, [wire("c1", "weather", '{"city": "Rome"}')])  # required: vLLM's guided decoding
+
+    route = server.post(f"{URL}/chat/completions").mock(side_effect=vllm_without_a_parser)
+    model = llm()
+    [forced] = model.generate([ask(tool_choice="required")])
+    assert forced.tool_calls[0].arguments == {"city": "Rome"} and model.tool_mode == "native"
+    [auto] = model.generate([ask()])
+    [later] = model.generate([ask(tool_choice="required")])
+    assert auto.tool_calls[0].arguments == later.tool_calls[0].arguments == {"city": "Paris"}
+    assert model.tool_mode == "prompted" and ["tools" in body(c) for c in route.calls] == [True, True, False, False]
+
+
 def test_earlier_calls_and_results_are_written_into_the_prompted_messages(server):
     route = server.post(f"{URL}/chat/completions").mock(return_value=reply("Sunny in Paris."))
     call = ToolCall(id="call_0", name="weather", arguments={"city": "Paris"})

@@ -453,10 +453,12 @@ class ServerLLM(LLM):
         """How the server takes tools (one of ``TOOL_MODES``): set, or decided by a reply; None while undecided."""
         return self._tool_mode
 
-    def _decide_tools(self, mode: str, why: str) -> None:
-        """Settle how tools go to this server, once, and say so in one line (a fallback is a warning)."""
+    def _decide_tools(self, mode: str, why: str, *, overrule: bool = False) -> None:
+        """Settle how tools go to this server, once, and say so in one line (a fallback is a warning); a refusal
+        (``overrule``) settles it even after native calls (vLLM makes a required call without its tool parser, and
+        refuses auto)."""
         with self._dialect_lock:
-            if self._tool_mode is not None:
+            if self._tool_mode == mode or (self._tool_mode is not None and not overrule):
                 return
             self._tool_mode = mode
         where = f"{', '.join(self.urls)} (model {self.model})"
@@ -510,7 +512,7 @@ class ServerLLM(LLM):
         said = str(exc).split(": HTTP ", 1)[-1]
         if self._tool_mode_given or not (TOOLS_REFUSED.search(said) or exc.param in TOOL_FIELDS):
             raise exc
-        self._decide_tools("prompted", f"HTTP {_one_line(said, 160)}")
+        self._decide_tools("prompted", f"HTTP {_one_line(said, 160)}", overrule=True)
 
     def _judge(self, chat: Chat, completion: Completion) -> Completion | None:
         """What a native reply says of the server: calls (it does tool calls); no call where one was required (it
