@@ -143,6 +143,16 @@ def _rename_start(grammar: str, name: str) -> str:
     return re.sub(r"^start:", f"{name}:", grammar, count=1, flags=re.MULTILINE)
 
 
+# The JSON of a constrained call is written as json.dumps writes it (and the families' templates show it): one
+# space after a comma and a colon, no other whitespace, so a small model cannot wander off into blanks.
+_JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def _json(schema: Mapping[str, Any]) -> str:
+    """``%json`` of ``schema``, written in the one style above (llguidance's ``x-guidance`` options)."""
+    return f"%json {json.dumps({**schema, 'x-guidance': _JSON_STYLE}, ensure_ascii=False)}"
+
+
 def _json_call(function: Mapping[str, Any], arguments_key: str) -> str:
     """``%json`` of one call object: the name as a constant first, then the arguments by the tool's schema."""
     schema = {
@@ -151,7 +161,7 @@ def _json_call(function: Mapping[str, Any], arguments_key: str) -> str:
         "required": ["name", arguments_key],
         "additionalProperties": False,
     }
-    return f"%json {json.dumps(schema, ensure_ascii=False)}"
+    return _json(schema)
 
 
 def _call_rules(functions: Sequence[Mapping[str, Any]], arguments_key: str) -> str:
@@ -225,8 +235,8 @@ class Hermes(CallFormat):
         return ParsedCalls(text[:at].rstrip(), calls, errors)
 
     def body(self, functions: Sequence[Mapping[str, Any]], parallel: bool) -> str:
-        one = rf"/\s*/ call /\s*/ {_lit(self.closer)}"
-        more = rf" (/\s*/ {_lit(self.opener)} {one})*" if parallel else ""
+        one = rf"/\n?/ call /\n?/ {_lit(self.closer)}"
+        more = rf" (/\n?/ {_lit(self.opener)} {one})*" if parallel else ""
         return f"start: {one}{more}\n" + _call_rules(functions, "arguments")
 
 
@@ -308,8 +318,8 @@ class Llama3(CallFormat):
         return ParsedCalls(content, calls, errors)
 
     def body(self, functions: Sequence[Mapping[str, Any]], parallel: bool) -> str:
-        more = " (/;\\s*/ call)*" if parallel else ""
-        return f"start: /\\s*/ call{more}\n" + _call_rules(functions, "parameters")
+        more = ' ("; " call)*' if parallel else ""
+        return f"start: / ?/ call{more}\n" + _call_rules(functions, "parameters")
 
     def at_once(self, grammar: str, free: bool) -> str:
         calls = _rename_start(grammar, "calls")
@@ -357,8 +367,8 @@ class Mistral(CallFormat):
         return ParsedCalls(content, calls, errors)
 
     def body(self, functions: Sequence[Mapping[str, Any]], parallel: bool) -> str:
-        more = " (/\\s*,\\s*/ call)*" if parallel else ""
-        return f'start: /\\s*/ "[" /\\s*/ call{more} /\\s*/ "]"\n' + _call_rules(functions, "arguments")
+        more = ' (", " call)*' if parallel else ""
+        return f'start: / ?/ "[" call{more} "]"\n' + _call_rules(functions, "arguments")
 
     def prepare(self, chat: Chat) -> Chat:
         """Mistral's templates refuse a call id that is not nine letters and digits: ids are made so."""
@@ -491,7 +501,7 @@ class FunctionGemma(CallFormat):
             return "/-?\\d+(\\.\\d+)?([eE][-+]?\\d+)?/"
         if kind == "boolean":
             return '("true" | "false")'
-        return f"%json {json.dumps(schema, ensure_ascii=False)}"  # an array, an object, a union: as JSON
+        return _json(schema)  # an array, an object, a union: as JSON
 
 
 # Llama's JSON and FunctionGemma's call text are written differently enough that sniffing reads the most specific

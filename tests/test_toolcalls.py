@@ -295,3 +295,28 @@ def test_the_runner_lowers_tool_chats_and_batches_them_with_text_prompts():
     results = run_episodes(llm, [episode(chat()), episode("text prompt"), episode(chat())], batch_size=8)
     assert [r.answer for r in results] == ["['Search']", "[]", "['Search']"]
     assert all(isinstance(p, str) for p in llm.prompts)  # the model saw text
+
+
+@pytest.mark.model
+def test_the_engine_under_the_call_constraint_gives_calls_that_parse_or_were_cut():
+    """The default model has no chat template of its own: the prompt is rendered with HERMES, the engine honours the
+    constraint lower adds. Sampled hot, so the model would write anything: a reply that ends of its own accord is
+    calls that parse and fit the schemas; a reply with a call that does not parse is one max_new_tokens cut."""
+    from agentkit.engine import TransformersLLM
+
+    engine, renderer = TransformersLLM(dtype="float32"), ScriptedLLM([], chat_template=HERMES)
+    asked = Chat(messages=(Message(role="user", content="Add 2 and 3, then search for Paris."),), tools=(SEARCH, ADD))
+    for choice in ("required", "Add"):
+        prompt = asked.model_copy(update={"tool_choice": choice})
+        text, config = lower(renderer, prompt, GenerationConfig(max_new_tokens=48, do_sample=True, temperature=1.3))
+        completions = engine.generate([text] * 4, config.model_copy(update={"seed": 7}))
+        for completion in completions:
+            lifted = lift(renderer, prompt, completion)
+            if completion.finish_reason == "stop":
+                assert lifted.tool_calls and not lifted.tool_call_errors, completion.text
+            for made in lifted.tool_calls:
+                assert made.name in ("Search", "Add") and (choice == "required" or made.name == "Add")
+                arguments = made.arguments
+                assert set(arguments) == ({"entity"} if made.name == "Search" else {"a", "b"})
+                assert made.name == "Search" or isinstance(arguments["a"], int)
+            assert completion.finish_reason == "length" or not lifted.tool_call_errors

@@ -348,7 +348,7 @@ mcp_option = click.option(
     "mcp_specs",
     multiple=True,
     metavar="SPEC",
-    help='Give the react methods the tools of an MCP server: a command line to start it over stdio ("python '
+    help='Give the react and tools methods the tools of an MCP server: a command line to start it over stdio ("python '
     'server.py", "agentkit mcp --tool run_python") or the URL of a streamable-HTTP server '
     "(http://127.0.0.1:8765/mcp); repeat for several. Needs agentkit[mcp]; see docs/tools.md.",
 )

@@ -22,7 +22,7 @@ takes for the end of a step), but the step cannot end before ``Action n: Tool[ar
 episode's tools with an argument its ``Tool.convert`` reads; the re-ask's reply is constrained to the action.
 
 Deliberately not here: the paper's CoT-SC -> ReAct direction, answer normalisation for scoring (the harness
-does that), and JSON/function-calling action formats.
+does that), and native (JSON) tool calls: the ``tools`` method, ``agentkit.strategies.tools``.
 """
 
 from __future__ import annotations
