@@ -207,7 +207,7 @@ def test_a_refusal_of_auto_after_native_required_calls_sends_every_later_chat_pr
             return reply(HERMES_CALL.split("\n", 1)[1])  # the call alone: what auto and required both allow
         if sent["tool_choice"] == "auto":
             return httpx.Response(400, json=VLLM_REFUSAL)
-        return reply(None, [wire("c1", "weather", '{"city": "Rome"}')])  # required: vLLM's guided decoding
+        return reply(None, [wire("c1", "weather", '{"city": "Rome"}')])  # a forced call, by guided decoding
 
     route = server.post(f"{URL}/chat/completions").mock(side_effect=vllm_without_a_parser)
     model = llm()
@@ -519,3 +519,48 @@ def test_the_tool_agent_runs_through_server_llm_and_agentkit_serve_natively_or_p
     assert '"name": "Search"' in served.prompts[0]  # the tools reached the model: the template's or the prompt's
     assert "<tool_response>\nZorblatt Tower is a tower in Fooville." in served.prompts[1]
     assert all(c is not None and c.after == "<tool_call>" for c in served.constraints)  # every call constrained
+
+
+# -- the real engine behind agentkit serve: a tiny random-weights instruct model --------------------------------
+
+
+def test_the_engine_behind_agentkit_serve_makes_calls_that_parse_and_fit_the_schema(tmp_path_factory):
+    """Random weights would write anything; the call grammar leaves them only calls that parse and fit."""
+    pytest.importorskip("transformers")
+    from test_chat_format_engine import model_dir
+
+    from agentkit.engine import TransformersLLM
+
+    engine = TransformersLLM(str(model_dir.__wrapped__(tmp_path_factory)), dtype="float32", log=lambda _msg: None)
+    city = {"type": "string", "enum": ["Paris", "Rome"]}
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": city},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    }
+    asked = {
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [weather, TIME],
+        "max_tokens": 200,
+    }
+    with running(engine) as url:
+        required = httpx.post(url + "/chat/completions", json={**asked, "tool_choice": "required"}, timeout=600).json()
+        named = {**asked, "tool_choice": {"type": "function", "function": {"name": "weather"}}, "stream": True}
+        with httpx.stream("POST", url + "/chat/completions", json=named, timeout=600) as response:
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    [choice] = required["choices"]
+    assert choice["finish_reason"] == "tool_calls", choice
+    for call in choice["message"]["tool_calls"]:
+        arguments = json.loads(call["function"]["arguments"])
+        fitting = [{"city": "Paris"}, {"city": "Rome"}] if call["function"]["name"] == "weather" else [{}]
+        assert arguments in fitting
+    streamed = [c for e in events for ch in e["choices"] for c in ch["delta"].get("tool_calls") or []]
+    assert streamed[0]["function"]["name"] == "weather" and events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert json.loads(streamed[1]["function"]["arguments"])["city"] in ("Paris", "Rome")

@@ -455,8 +455,7 @@ class ServerLLM(LLM):
 
     def _decide_tools(self, mode: str, why: str, *, overrule: bool = False) -> None:
         """Settle how tools go to this server, once, and say so in one line (a fallback is a warning); a refusal
-        (``overrule``) settles it even after native calls (vLLM makes a required call without its tool parser, and
-        refuses auto)."""
+        (``overrule``) settles it even after native calls (a server may make a forced call and refuse ``auto``)."""
         with self._dialect_lock:
             if self._tool_mode == mode or (self._tool_mode is not None and not overrule):
                 return
