@@ -532,7 +532,11 @@ def test_the_engine_behind_agentkit_serve_makes_calls_that_parse_and_fit_the_sch
     from agentkit.engine import TransformersLLM
 
     engine = TransformersLLM(str(model_dir.__wrapped__(tmp_path_factory)), dtype="float32", log=lambda _msg: None)
-    city = {"type": "string", "enum": ["Paris", "Rome"]}
+    city = {"type": "string", "enum": ["Paris", "Rome"]}  # bounded schemas: every path through them ends
+    clock = {
+        "type": "function",
+        "function": {"name": "time", "parameters": {"type": "object", "additionalProperties": False}},
+    }
     weather = {
         "type": "function",
         "function": {
@@ -547,8 +551,10 @@ def test_the_engine_behind_agentkit_serve_makes_calls_that_parse_and_fit_the_sch
     }
     asked = {
         "messages": [{"role": "user", "content": "Weather in Paris?"}],
-        "tools": [weather, TIME],
+        "tools": [weather, clock],
+        "parallel_tool_calls": False,
         "max_tokens": 200,
+        "temperature": 0,
     }
     with running(engine) as url:
         required = httpx.post(url + "/chat/completions", json={**asked, "tool_choice": "required"}, timeout=600).json()

@@ -325,7 +325,7 @@ def create_app(
                 message=AssistantMessage(
                     content=c.text if c.text or not c.tool_calls else None, tool_calls=_call_items(c) or None
                 ),
-                finish_reason="tool_calls" if c.tool_calls else c.finish_reason,
+                finish_reason=_finish(c),
                 usage=_usage(c),
             )
             for i, c in enumerate(completions)
@@ -557,6 +557,12 @@ def _call_items(completion: Completion) -> list[ToolCallItem]:
     ]
 
 
+def _finish(completion: Completion) -> str:
+    """OpenAI's finish reason: ``length`` where the token limit cut the reply (a call it cut is lost), else
+    ``tool_calls`` for a reply with calls."""
+    return "tool_calls" if completion.tool_calls and completion.finish_reason == "stop" else completion.finish_reason
+
+
 def _call_id(call: ToolCall) -> str:
     """The model's own id for a call where it wrote one; else a fresh one (a reply's ``call_0`` numbering would
     repeat in every turn of a conversation)."""
@@ -678,7 +684,7 @@ async def _stream_events(
                     yield event(None, calls=[ToolCallDelta(index=i, id=call.id, type="function", function=named)])
                     arguments = FunctionDelta(arguments=call.function.arguments)
                     yield event(None, calls=[ToolCallDelta(index=i, function=arguments)])
-                yield event("" if not chat else None, "tool_calls" if item.tool_calls else item.finish_reason)
+                yield event("" if not chat else None, _finish(item))
                 if usage:
                     yield event(None, totals=_usage(item))
                 yield "data: [DONE]\n\n"
