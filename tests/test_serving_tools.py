@@ -521,6 +521,23 @@ def test_the_tool_agent_runs_through_server_llm_and_agentkit_serve_natively_or_p
     assert all(c is not None and c.after == "<tool_call>" for c in served.constraints)  # every call constrained
 
 
+def test_agentkit_run_with_method_tools_on_a_server_leaves_the_calls_to_the_server():
+    from click.testing import CliRunner
+
+    from agentkit.cli import main
+    from tests.test_tool_agent import call
+    from tests.test_toolcalls import HERMES
+
+    served = ScriptedLLM(
+        [call("Search", entity="Zorblatt Tower"), call("Finish", answer="Ada Quill")], chat_template=HERMES
+    )
+    with running(served) as url:
+        ran = CliRunner().invoke(main, ["run", "Who built Zorblatt Tower?", "--method", "tools", "--model", url])
+    assert ran.exit_code == 0, ran.output
+    assert "Answer: Ada Quill" in ran.output
+    assert served.prompts[0].startswith("<|im_start|>system")  # the chat, rendered by the served template: not JSON
+
+
 # -- the real engine behind agentkit serve: a tiny random-weights instruct model --------------------------------
 
 
