@@ -98,11 +98,13 @@ class ServerError(AgentkitError, RuntimeError):
 
 
 class ServerRefused(ServerError):
-    """A server answered a request with a 4xx: not retried; ``status`` is the HTTP status."""
+    """A server answered a request with a 4xx: not retried; ``status`` is the HTTP status, ``param`` the field its
+    error body names (if any)."""
 
-    def __init__(self, message: str, status: int):
+    def __init__(self, message: str, status: int, param: str | None = None):
         super().__init__(message)
         self.status = status
+        self.param = param
 
 
 class ServerConstraintRefused(ServerRefused, ConstraintRefused):

@@ -16,6 +16,7 @@
   ``model`` names the served model (not needed when the server serves one); the API key comes from the
   environment variable ``api_key_env`` names, else ``$AGENTKIT_API_KEY``, else ``$OPENAI_API_KEY``;
   ``dialect`` says how the server takes constraints (``agentkit.serving.client.DIALECTS``; detected by default);
+  ``tool_calls`` how it takes a chat's tools (``native`` or ``prompted``; detected by default);
 * anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
   ``agentkit.engine.TransformersLLM``.
 
@@ -49,6 +50,7 @@ SERVER_OPTIONS = {
     "retries": int,
     "api_key_env": str,
     "dialect": str,
+    "tool_calls": str,
 }
 DEFAULT_NAMES = ("default", "")
 DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)

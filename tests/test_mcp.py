@@ -210,6 +210,24 @@ def test_react_uses_mcp_tools_like_any_other(stdio_tools):
     assert "add_numbers[a, b]: Adds two whole numbers." in llm.prompts[0]
 
 
+def test_the_tool_agent_calls_mcp_tools_natively(stdio_tools):
+    from agentkit.strategies.tools import ToolAgent
+    from tests.test_tool_agent import call
+    from tests.test_toolcalls import HERMES
+
+    replies = [
+        call("add_numbers", a=40, b=2) + call("weather", city="Oslo") + call("add_numbers", a="x"),
+        call("Finish", answer="42"),
+    ]
+    llm = ScriptedLLM(replies, chat_template=HERMES)
+    result = ToolAgent(llm, tools=stdio_tools, corpus=None)("What is 40 + 2?")
+    add, weather, bad, _ = result.trajectory.steps
+    assert add.observation == "42" and json.loads(weather.observation) == {"city": "Oslo", "celsius": 21.5}
+    assert bad.status == "bad_arguments" and bad.observation.startswith("add_numbers: a: 'x' is not of type 'integer'")
+    assert '"name": "add_numbers"' in llm.prompts[0] and '"required": ["a"]' in llm.prompts[0]  # the server's schema
+    assert result.answer == "42"
+
+
 @pytest.mark.parametrize(
     "prop, annotation_type",
     [

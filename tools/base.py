@@ -27,7 +27,7 @@ the OpenAI-style ``{"name", "description", "parameters"}`` record, and ``tool.in
 it with keyword arguments, validated against the schema (a bad argument is a ``ToolError`` observation, like a
 bad bracket). A tool from elsewhere (an MCP server, ``agentkit.tools.mcp``) brings its own schema.
 
-Not here: a strategy that reads native tool calls from the model, async tools, or state kept per
+Not here: the agent that calls tools natively (``agentkit.strategies.tools``), async tools, or state kept per
 episode (a tool is shared by every episode that uses it, and may run in a worker thread: keep it stateless or
 thread-safe; the Wikipedia tools get their per-episode state from ``agentkit.tools.wikipedia.WikiSession``).
 """

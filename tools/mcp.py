@@ -23,7 +23,7 @@ stdout, error, kind) exactly as PAL sees it, and Wikipedia ``Search``/``Lookup``
 default) -- and :func:`serve` runs it over stdio or streamable HTTP (``agentkit mcp``).
 
 Deliberately not here: MCP resources, prompts, sampling and elicitation; authentication; a native tool-calling
-agent (the tools here are called through the strategies' text protocol, or from Python with keyword arguments).
+agent (the ``tools`` method, ``agentkit.strategies.tools``, calls these as it calls any tool).
 The Wikipedia tools' current page belongs to the server process, so clients of one HTTP server share it.
 """
 

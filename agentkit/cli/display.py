@@ -231,7 +231,12 @@ class _Watched(LLM):
         self.inner = inner
         self.name = inner.name
         self.chat_template, self.special_tokens = inner.chat_template, inner.special_tokens  # so render() agrees
+        self.native_tools = inner.native_tools  # a server's tool calls stay the server's
         self.on_start = on_start
+
+    @property
+    def takes_chat(self) -> bool:
+        return self.inner.takes_chat
 
     def generate(self, prompts, config=None):
         return self.inner.generate(prompts, config)

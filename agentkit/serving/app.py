@@ -26,6 +26,13 @@ agentkit's ``constraint``); it becomes ``GenerationConfig.constraint`` and the m
 One that does not compile, or that the model cannot honour, is a 400 whose ``param`` names the field
 (``constraint`` for the model's refusal), in a stream too (as its error event).
 
+Tool calls: a chat request's ``tools``, ``tool_choice`` and ``parallel_tool_calls`` go through
+``agentkit.toolcalls.lower`` (the tools rendered by the model's chat template, and the grammar that makes a call
+parse against its function's schema as the model's constraint) and the reply through ``lift``; the response has
+OpenAI's ``message.tool_calls`` (arguments as JSON text) and ``finish_reason`` ``"tool_calls"``. A stream sends the
+text before the calls as content deltas, then each call as ``tool_calls`` deltas (index, id and name, then its
+arguments). A model that makes tool calls itself (``native_tools``) gets the chat as it came.
+
 Deliberately not here: TLS, rate limiting and multi-model routing (put a proxy in front), logprobs, cancelling a
 non-streamed request whose client went away (its rows finish in the batch).
 """
@@ -38,11 +45,12 @@ import hmac
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +62,18 @@ from starlette.exceptions import HTTPException
 
 from agentkit import grammar
 from agentkit.errors import UsageError
-from agentkit.llm import LLM, Chat, Completion, Constraint, ConstraintRefused, GenerationConfig, Message
+from agentkit.llm import (
+    LLM,
+    Chat,
+    Completion,
+    Constraint,
+    ConstraintRefused,
+    GenerationConfig,
+    Message,
+    Prompt,
+    ToolCall,
+    partial_stop_suffix,
+)
 from agentkit.serving.protocol import (
     CONSTRAINT_FIELDS,
     AssistantMessage,
@@ -70,8 +89,12 @@ from agentkit.serving.protocol import (
     Delta,
     ErrorBody,
     ErrorResponse,
+    FunctionCall,
+    FunctionDelta,
     ModelCard,
     ModelList,
+    ToolCallDelta,
+    ToolCallItem,
     Usage,
 )
 
@@ -91,7 +114,7 @@ class BadRequest(Exception):
 class _Stream:
     """A streamed request: the engine thread pushes pieces, then the final Completion (or an exception)."""
 
-    prompt: str
+    prompt: Prompt
     config: GenerationConfig
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue
@@ -113,7 +136,7 @@ class EngineLoop:
         self._stopped = threading.Event()
         self._thread.start()
 
-    def submit(self, prompt: str, config: GenerationConfig) -> Future:
+    def submit(self, prompt: Prompt, config: GenerationConfig) -> Future:
         future: Future = Future()
         self._inbox.put(("generate", prompt, config, future))
         return future
@@ -128,7 +151,7 @@ class EngineLoop:
 
     def _run(self) -> None:
         session = self.llm.session(self.max_batch_size)
-        waiting: list[tuple[str, GenerationConfig, Future]] = []
+        waiting: list[tuple[Prompt, GenerationConfig, Future]] = []
         futures: dict[int, Future] = {}
         streams: list[_Stream] = []
         ids = iter(range(1 << 62))
@@ -285,17 +308,25 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: ChatCompletionRequest) -> ChatCompletionResponse | StreamingResponse:
         _check_model(request.model, name)
-        prompt = _render(llm, request)
+        chat = _chat(request)
         config = _config(request, request.max_completion_tokens or request.max_tokens)
+        prompt, config, lift = _lower(llm, chat, config, request)
         _check_context(llm, prompt, config.max_new_tokens)
         if request.stream:
             if request.n != 1:
                 raise BadRequest("stream: agentkit serve streams with n=1", param="stream")
-            return _sse(_stream_events(loop(), prompt, config, name, chat=True, usage=_usage_wanted(request)))
+            events = _stream_events(loop(), prompt, config, name, chat=True, usage=_usage_wanted(request), lift=lift)
+            return _sse(events)
         completions = await _generate(loop(), [prompt], config, request.n)
+        completions = [lift(c) for c in completions] if lift is not None else completions
         choices = [
             ChatChoice(
-                index=i, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason, usage=_usage(c)
+                index=i,
+                message=AssistantMessage(
+                    content=c.text if c.text or not c.tool_calls else None, tool_calls=_call_items(c) or None
+                ),
+                finish_reason=_finish(c),
+                usage=_usage(c),
             )
             for i, c in enumerate(completions)
         ]
@@ -395,12 +426,12 @@ def _prompt_tokens(llm: LLM, prompt: str) -> int:
     return len(encode(prompt)) if callable(encode) else llm.count_tokens(prompt)
 
 
-def _check_context(llm: LLM, prompt: str, max_tokens: int) -> None:
+def _check_context(llm: LLM, prompt: Prompt, max_tokens: int) -> None:
     """A 400 for a prompt plus ``max_tokens`` beyond the model's context (``context_length``), as vLLM answers."""
     limit = getattr(llm, "context_length", None)
     if not limit:
         return
-    used = _prompt_tokens(llm, prompt)
+    used = _prompt_tokens(llm, prompt if isinstance(prompt, str) else llm.render(prompt))
     if used + max_tokens > limit:
         fix = f"ask for at most {limit - used}" if used < limit else "shorten the prompt"
         raise BadRequest(
@@ -466,9 +497,80 @@ def _constraint_of(field: str, value: Any) -> Constraint:
         raise ValueError(f"not a Lark or GBNF grammar ({exc})") from None
 
 
-def _render(llm: LLM, request: ChatCompletionRequest) -> str:
-    messages = tuple(Message(role=m.role, content=m.text()) for m in request.messages)
-    last = messages[-1].role
+def _chat(request: ChatCompletionRequest) -> Chat:
+    """The request's conversation and tools as an ``agentkit.llm.Chat``; a call whose arguments are not a JSON
+    object is a 400 naming it."""
+    messages = []
+    for i, m in enumerate(request.messages):
+        calls = []
+        for j, call in enumerate(m.tool_calls or []):
+            try:
+                arguments = json.loads(call.function.arguments or "{}")
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                where = f"messages.{i}.tool_calls.{j}.function.arguments"
+                raise BadRequest(f"{where}: not a JSON object ({call.function.arguments[:40]!r})", param=where)
+            calls.append(ToolCall(id=call.id, name=call.function.name, arguments=arguments))
+        messages.append(
+            Message(role=m.role, content=m.text(), tool_calls=tuple(calls), tool_call_id=m.tool_call_id, name=m.name)
+        )
+    return Chat(
+        messages=tuple(messages),
+        tools=tuple(t.model_dump(exclude_none=True) for t in request.tools or ()),
+        tool_choice=request.tool_choice_name,
+        parallel_tool_calls=request.parallel_tool_calls,
+    )
+
+
+def _lower(
+    llm: LLM, chat: Chat, config: GenerationConfig, request: ChatCompletionRequest
+) -> tuple[Prompt, GenerationConfig, Callable[[Completion], Completion] | None]:
+    """What the model is given for ``chat`` and how its completions are read: the rendered text as it is, or,
+    with tools, ``toolcalls.lower``'s prompt and constraint and ``lift`` (a model with its own tool calls gets the
+    chat itself)."""
+    _check_turns(request, chat)
+    if not chat.tools:
+        return _render(llm, chat), config, None
+    if llm.native_tools:
+        return chat, config, None
+    if config.constraint is not None:
+        given = next(f for f in CONSTRAINT_FIELDS if getattr(request, f) is not None)
+        raise BadRequest(f"tools and {given}: a request takes tools or a constraint, not both", param=given)
+    from agentkit import toolcalls
+
+    try:
+        prompt, config = toolcalls.lower(llm, chat, config)
+    except ValueError as exc:  # the chat template's refusal (or none at all), as without tools
+        raise BadRequest(" ".join(str(exc).split()), param="messages") from None
+    return prompt, config, lambda c: toolcalls.lift(llm, chat, c)
+
+
+def _call_items(completion: Completion) -> list[ToolCallItem]:
+    """A completion's calls as OpenAI sends them: arguments as JSON text, and ids unique beyond the reply."""
+    return [
+        ToolCallItem(
+            id=_call_id(call),
+            function=FunctionCall(name=call.name, arguments=json.dumps(call.arguments, ensure_ascii=False)),
+        )
+        for call in completion.tool_calls
+    ]
+
+
+def _finish(completion: Completion) -> str:
+    """OpenAI's finish reason: ``length`` where the token limit cut the reply (a call it cut is lost), else
+    ``tool_calls`` for a reply with calls."""
+    return "tool_calls" if completion.tool_calls and completion.finish_reason == "stop" else completion.finish_reason
+
+
+def _call_id(call: ToolCall) -> str:
+    """The model's own id for a call where it wrote one; else a fresh one (a reply's ``call_0`` numbering would
+    repeat in every turn of a conversation)."""
+    return f"call_{uuid.uuid4().hex[:24]}" if re.fullmatch(r"call_\d+", call.id) else call.id
+
+
+def _check_turns(request: ChatCompletionRequest, chat: Chat) -> None:
+    last = chat.messages[-1].role
     if request.continue_final_message and last != "assistant":
         raise BadRequest("continue_final_message needs the last message to be the assistant's", param="messages")
     if request.continue_final_message and request.add_generation_prompt:
@@ -481,13 +583,16 @@ def _render(llm: LLM, request: ChatCompletionRequest) -> str:
             "add_generation_prompt=false to continue it",
             param="messages",
         )
+
+
+def _render(llm: LLM, chat: Chat) -> str:
     try:
-        return llm.render(Chat(messages=messages))
+        return llm.render(chat)
     except ValueError as exc:
         raise BadRequest(" ".join(str(exc).split()), param="messages") from None
 
 
-async def _generate(engine: EngineLoop, prompts: list[str], config: GenerationConfig, n: int) -> list[Completion]:
+async def _generate(engine: EngineLoop, prompts: list[Prompt], config: GenerationConfig, n: int) -> list[Completion]:
     """Every prompt's ``n`` samples (seeds ``seed + j``), in the order OpenAI numbers choices."""
     futures = []
     for prompt in prompts:
@@ -523,16 +628,33 @@ def _sse(events: AsyncIterator[str]) -> StreamingResponse:
 
 
 async def _stream_events(
-    engine: EngineLoop, prompt: str, config: GenerationConfig, name: str, *, chat: bool, usage: bool
+    engine: EngineLoop,
+    prompt: Prompt,
+    config: GenerationConfig,
+    name: str,
+    *,
+    chat: bool,
+    usage: bool,
+    lift: Callable[[Completion], Completion] | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE events of one streamed completion, ending with ``data: [DONE]``."""
+    """The SSE events of one streamed completion, ending with ``data: [DONE]``. With ``lift`` (a chat with
+    tools), the text up to where a call opens streams as content and the calls follow as ``tool_calls`` deltas."""
     stream = _Stream(prompt, config, asyncio.get_running_loop(), asyncio.Queue())
     engine.stream(stream)
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    text, sent = "", 0
+    constraint = config.constraint if lift is not None else None
+    call_opens = constraint.after if constraint is not None else None  # the literal that opens a call
 
-    def event(piece: str | None, finish: str | None = None, totals: Usage | None = None) -> str:
+    def event(
+        piece: str | None,
+        finish: str | None = None,
+        totals: Usage | None = None,
+        calls: list[ToolCallDelta] | None = None,
+    ) -> str:
         if chat:
-            choices = [] if totals else [ChatChunkChoice(delta=Delta(content=piece), finish_reason=finish)]
+            delta = Delta(content=piece, tool_calls=calls)
+            choices = [] if totals else [ChatChunkChoice(delta=delta, finish_reason=finish)]
             chunk: Any = ChatCompletionChunk(id=ident, model=name, choices=choices, usage=totals)
         else:
             choices = [] if totals else [CompletionChoice(index=0, text=piece or "", finish_reason=finish)]
@@ -553,12 +675,31 @@ async def _stream_events(
                 yield f"data: {_stream_error(item).model_dump_json()}\n\n"
                 return
             if isinstance(item, Completion):
-                yield event("" if not chat else None, item.finish_reason)
+                if lift is not None:
+                    item = lift(item)
+                    if item.text.startswith(text[:sent]) and len(item.text) > sent:
+                        yield event(item.text[sent:])  # the text held back, now known not to be a call
+                for i, call in enumerate(_call_items(item)):  # each call: its id and name, then its arguments
+                    named = FunctionDelta(name=call.function.name, arguments="")
+                    yield event(None, calls=[ToolCallDelta(index=i, id=call.id, type="function", function=named)])
+                    arguments = FunctionDelta(arguments=call.function.arguments)
+                    yield event(None, calls=[ToolCallDelta(index=i, function=arguments)])
+                yield event("" if not chat else None, _finish(item))
                 if usage:
                     yield event(None, totals=_usage(item))
                 yield "data: [DONE]\n\n"
                 return
-            yield event(item)
+            if lift is None:
+                yield event(item)
+                continue
+            text += item  # with tools: hold back what may be (or is) a call
+            shown = "" if constraint is not None and call_opens is None else text  # a call from the first token
+            if call_opens is not None:
+                shown = shown.split(call_opens, 1)[0]
+                shown = shown[: len(shown) - partial_stop_suffix(shown, [call_opens])].rstrip()
+            if len(shown) > sent:
+                yield event(shown[sent:])
+                sent = len(shown)
     finally:
         stream.cancelled.set()  # the client went away, or the stream is over: the engine drops it
 

@@ -15,6 +15,16 @@
   (``agentkit.grammar.as_lark``) where the server takes llguidance's Lark. Every constrained completion is
   checked on arrival: one that does not conform (a server that ignored the field) is a ``ServerError``, never
   handed on as if it did.
+- Tool calls: a ``Chat`` with ``tools`` goes with OpenAI's ``tools`` / ``tool_choice`` / ``parallel_tool_calls``, and
+  the reply's ``tool_calls`` (streamed deltas assembled) become ``Completion.tool_calls``; a call whose arguments
+  are not a JSON object is a ``tool_call_errors`` entry, the model's mistake as data. Whether the server does native
+  tool calls is decided once, by the replies: a refusal of the tools (vLLM without ``--enable-auto-tool-choice``,
+  llama.cpp without ``--jinja``, SGLang without ``--tool-call-parser``, an Ollama model without tool support), a
+  required call answered without one, or calls passed on as text mean it does not, and from then on the chat is
+  sent *prompted*: the tools described in the system message and earlier calls and results written as text
+  (``agentkit.toolcalls``' ``plain`` format, Hermes-style ``<tool_call>`` calls), with the call grammar as the
+  constraint where the dialect carries one, and the calls read from the reply. Tools are never dropped; the
+  decision is one log line (a fallback a WARNING, naming the server's reason). ``tool_calls`` in the spec sets it.
 - ``session()`` keeps up to ``max_concurrency`` requests in flight on worker threads and hands each completion
   back as soon as it arrives, so episodes interleave the way they do on the in-process engine. Samples of one
   prompt that differ only by consecutive seeds (self-consistency) share one request with ``n``; a server that
@@ -27,9 +37,9 @@
   ``agentkit.serving.client``, WARNING: the replica, the failure, which try of how many, when the next one goes),
   so a run against a dead server says so at once instead of waiting silently through its retries.
 
-Deliberately not here: parsing model specs (``agentkit.models``), logprobs, tools and function calling, and
-tokenizing. Token counts come from the server's ``usage``; where a server gives only a request's total for
-several completions, the total is shared out by text length.
+Deliberately not here: parsing model specs (``agentkit.models``), logprobs, the legacy ``functions`` /
+``function_call`` fields, and tokenizing. Token counts come from the server's ``usage``; where a server gives only
+a request's total for several completions, the total is shared out by text length.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
@@ -47,7 +58,7 @@ from typing import Any
 
 import httpx
 
-from agentkit import grammar
+from agentkit import grammar, toolcalls
 from agentkit.errors import ServerConstraintRefused, ServerError, ServerRefused, UnknownServedModel, UsageError
 from agentkit.llm import (
     LLM,
@@ -57,11 +68,13 @@ from agentkit.llm import (
     Constraint,
     FinishReason,
     GenerationConfig,
+    Message,
     Prompt,
+    ToolCall,
     cut_at_stop,
     partial_stop_suffix,
 )
-from agentkit.serving.protocol import CONSTRAINT_FIELDS
+from agentkit.serving.protocol import CONSTRAINT_FIELDS, TOOL_CHOICES, TOOL_FIELDS
 
 MAX_SERVER_STOPS = 4  # vLLM and OpenAI refuse more stop strings with HTTP 400
 API_KEY_VARIABLES = ("AGENTKIT_API_KEY", "OPENAI_API_KEY")
@@ -78,6 +91,18 @@ OWNERS = {
     "library": "ollama",
 }  # /v1/models' owned_by -> dialect
 CONSTRAINT_PARAMS = {*CONSTRAINT_FIELDS, "regex"}  # a 400 naming one refused the constraint (SGLang: regex)
+# How a server takes a chat's tools: in OpenAI's ``tools`` fields (it parses the calls), or prompted (agentkit puts
+# them in the messages in the model's call syntax and parses the reply); by default detected at the first request.
+TOOL_MODES = ("native", "prompted")
+PROMPTED_FORMAT = "plain"  # toolcalls' format for a template that renders no tools: Hermes-style calls
+_PROBE_TOOL = {"type": "function", "function": {"name": "probe", "parameters": {"type": "object", "properties": {}}}}
+# What servers say when they cannot take tools: vLLM without --enable-auto-tool-choice (HTTP 400 on "auto"),
+# llama.cpp without --jinja and SGLang without --tool-call-parser (a 500 in older builds), Ollama for a model whose
+# template has no tools.
+TOOLS_REFUSED = re.compile(
+    r"enable-auto-tool-choice|tool[-_]call[-_]parser|--jinja|does not support tools|tools? (are |is )?not supported",
+    re.I,
+)
 log = logging.getLogger("agentkit.serving.client")
 
 
@@ -142,8 +167,11 @@ class ServerLLM(LLM):
     ``$AGENTKIT_API_KEY`` or ``$OPENAI_API_KEY``. ``timeout``: seconds to wait for a response (or for the next
     piece of a stream). ``retries``: retries of one request before it gives up; ``backoff``/``max_backoff``:
     the first and the largest wait before retrying a failed replica. ``dialect``: how the server takes
-    constraints (one of ``DIALECTS``); by default detected at the first constrained request.
+    constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``tool_calls``: how it
+    takes a chat's tools (one of ``TOOL_MODES``); by default detected at the first request with tools.
     """
+
+    native_tools = True  # a chat's tools come back as Completion.tool_calls from here, natively or prompted
 
     def __init__(
         self,
@@ -157,6 +185,7 @@ class ServerLLM(LLM):
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         dialect: str | None = None,
+        tool_calls: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ):
         urls = [urls] if isinstance(urls, str) else list(urls)
@@ -166,7 +195,10 @@ class ServerLLM(LLM):
             raise UsageError("ServerLLM: max_concurrency must be >= 1, retries >= 0 and timeout > 0")
         if dialect is not None and dialect not in DIALECTS:
             raise UsageError(f"ServerLLM: unknown dialect {dialect!r}; dialects are {', '.join(DIALECTS)}")
+        if tool_calls is not None and tool_calls not in TOOL_MODES:
+            raise UsageError(f"ServerLLM: tool_calls must be one of {', '.join(TOOL_MODES)}, not {tool_calls!r}")
         self._dialect = dialect
+        self._tool_mode, self._tool_mode_given = tool_calls, tool_calls is not None
         self._dialect_lock = threading.Lock()
         self.replicas = [Replica(u.rstrip("/")) for u in urls]
         self.max_concurrency = max_concurrency
@@ -233,33 +265,52 @@ class ServerLLM(LLM):
         return [out[i] for i in range(len(prompts))]
 
     def stream(self, prompt: Prompt, config: GenerationConfig | None = None) -> Generator[str, None, Completion]:
-        """Stream one completion over SSE; text that may begin a stop string is held back until it cannot."""
+        """Stream one completion over SSE; text that may begin a stop string is held back until it cannot. A chat
+        with tools streams what the model says besides its calls; the calls are in the returned ``Completion``."""
         config = config or GenerationConfig()
+        if isinstance(prompt, Chat) and prompt.tools:
+            return (yield from self._tool_stream(prompt, config))
+        completion, _ = yield from self._stream(prompt, config)
+        return completion
+
+    def _stream(
+        self, prompt: Prompt, config: GenerationConfig, *, hold: str | None = None
+    ) -> Generator[str, None, tuple[Completion, str]]:
+        """The stream of one request: the ``Completion`` (with the calls its deltas carried) and the text yielded.
+        ``hold``: a prompted call's opening; from there on it is the call, not text to show, and the caller shows
+        the rest of the text once the calls are read."""
         path, body = self._body(prompt, config)
         body.update(stream=True, stream_options={"include_usage": True})
         chat = isinstance(prompt, Chat)
-        text, sent, finish, usage = "", 0, None, None
+        text, sent, finish, usage, calls = "", 0, None, None, {}
+        ends = [*config.stop, *([hold] if hold is not None else [])]
         events = self._events(path, body)
         try:
             for event in events:
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                    text += piece or ""
+                    delta = choice.get("delta") or {}
+                    text += (delta.get("content") if chat else choice.get("text")) or ""
+                    _add_call_deltas(calls, delta.get("tool_calls"))
                     finish = choice.get("finish_reason") or finish
                 cut, stopped = cut_at_stop(text, config.stop)
                 if stopped:  # found client-side: end here (closing the stream stops the server's work)
                     text, finish = cut, "stop"
                     break
-                safe = len(text) - partial_stop_suffix(text, config.stop)
+                shown = cut_at_stop(text, ends)[0]
+                safe = len(shown) - partial_stop_suffix(shown, ends)
+                if hold is not None:
+                    safe = len(shown[:safe].rstrip())  # the space before a call is not the reply's
                 if safe > sent:
                     yield text[sent:safe]
                     sent = safe
         finally:
             events.close()
-        if len(text) > sent:
+        if hold is None and len(text) > sent:
             yield text[sent:]
-        return self._completion(text, finish, config, usage, prompt)
+            sent = len(text)
+        completion = self._completion(text, finish, config, usage, prompt, [_call(c, i) for i, c in calls.items()])
+        return completion, text[:sent]
 
     def session(self, max_batch_size: int = 32) -> ServerSession:
         return ServerSession(self, max_batch_size)
@@ -267,9 +318,12 @@ class ServerLLM(LLM):
     takes_chat = True  # the server renders chat prompts with its own template (``--prompt-format chat``)
 
     def render(self, prompt: Prompt) -> str:
-        """A text prompt as it is; a ``Chat`` as the JSON messages sent (the server's template is not visible)."""
+        """A text prompt as it is; a ``Chat`` as the JSON messages (and tools) sent: the server's template is not
+        visible."""
         if isinstance(prompt, str):
             return prompt
+        if prompt.tools and self._tool_mode == "prompted":
+            prompt = toolcalls.FORMATS[PROMPTED_FORMAT].prepare(prompt)  # the messages a prompted server gets
         return json.dumps(self._chat_fields(prompt), ensure_ascii=False)
 
     def close(self) -> None:
@@ -392,12 +446,131 @@ class ServerLLM(LLM):
             "kind of server; set dialect= in the spec"
         )
 
+    # -- tool calls -------------------------------------------------------------------------------------------
+
+    @property
+    def tool_mode(self) -> str | None:
+        """How the server takes tools (one of ``TOOL_MODES``): set, or decided by a reply; None while undecided."""
+        return self._tool_mode
+
+    def _decide_tools(self, mode: str, why: str, *, overrule: bool = False) -> None:
+        """Settle how tools go to this server, once, and say so in one line (a fallback is a warning); a refusal
+        (``overrule``) settles it even after native calls (a server may make a forced call and refuse ``auto``)."""
+        with self._dialect_lock:
+            if self._tool_mode == mode or (self._tool_mode is not None and not overrule):
+                return
+            self._tool_mode = mode
+        where = f"{', '.join(self.urls)} (model {self.model})"
+        if mode == "native":
+            log.info("%s: native tool calls (%s)", where, why)
+            return
+        how = self._prompted_how()
+        log.warning("%s: no native tool calls (%s); tools go in the prompt as %s", where, why, how)
+
+    def _tool_reply(
+        self, chat: Chat, config: GenerationConfig, link: _Link | None, headers: dict[str, str] | None
+    ) -> Completion:
+        """One reply to a chat with tools: natively unless the server is known not to (or refuses) take them."""
+        if self._tool_mode != "prompted":
+            path, body = self._body(chat, config)
+            try:
+                data = self._send("POST", path, body, link=link, headers=headers)
+            except ServerRefused as exc:
+                self._refused_tools(exc)
+            else:
+                completion = self._choices(data, _Job([0], chat, config), expected=1)[0]
+                judged = self._judge(chat, completion)
+                if judged is not None:
+                    return judged
+        prompt, sent, _ = self._prompted(chat, config)
+        data = self._send("POST", "/chat/completions", self._body(prompt, sent)[1], link=link, headers=headers)
+        completion = self._choices(data, _Job([0], prompt, sent), expected=1)[0]
+        return toolcalls.lift(self, chat, completion, format=PROMPTED_FORMAT)
+
+    def _tool_stream(self, chat: Chat, config: GenerationConfig) -> Generator[str, None, Completion]:
+        """``stream`` for a chat with tools: the text streams, the calls come in the returned ``Completion``."""
+        if self._tool_mode != "prompted":
+            try:
+                completion, shown = yield from self._stream(chat, config)
+            except ServerRefused as exc:
+                self._refused_tools(exc)  # refused before the first event: nothing was shown
+            else:
+                judged = self._judge(chat, completion)
+                if judged is not None or shown:
+                    return judged or completion
+        prompt, sent, opening = self._prompted(chat, config)
+        completion, shown = yield from self._stream(prompt, sent, hold=opening)
+        lifted = toolcalls.lift(self, chat, completion, format=PROMPTED_FORMAT)
+        rest = lifted.text[len(shown) :] if lifted.text.startswith(shown) else ""
+        if rest:
+            yield rest
+        return lifted.model_copy(update={"text": shown + rest})
+
+    def _refused_tools(self, exc: ServerRefused) -> None:
+        """A refused native request: a server that cannot take tools is answered prompted; anything else raises."""
+        said = str(exc).split(": HTTP ", 1)[-1]
+        if self._tool_mode_given or not (TOOLS_REFUSED.search(said) or exc.param in TOOL_FIELDS):
+            raise exc
+        self._decide_tools("prompted", f"HTTP {_one_line(said, 160)}", overrule=True)
+
+    def _judge(self, chat: Chat, completion: Completion) -> Completion | None:
+        """What a native reply says of the server: calls (it does tool calls); no call where one was required (it
+        ignored the tools: None, ask again prompted); calls in the text (it does not parse them: lifted here)."""
+        if completion.tool_calls or completion.tool_call_errors:
+            self._decide_tools("native", "the server returned tool_calls")
+            return completion
+        if self._tool_mode_given or chat.tool_choice == "none":
+            return completion
+        if chat.tool_choice != "auto":
+            self._decide_tools("prompted", f"tool_choice {chat.tool_choice!r} was answered without a call")
+            return None
+        for fmt in toolcalls.FORMATS.values():  # the model's own syntax, which a server without a parser passes on
+            lifted = toolcalls.lift(self, chat, completion, format=fmt.name)
+            if lifted.tool_calls:
+                self._decide_tools("prompted", f"its calls came back as {fmt.name} text: the server parses none")
+                return lifted
+        return completion
+
+    def _prompted(self, chat: Chat, config: GenerationConfig) -> tuple[Chat, GenerationConfig, str]:
+        """A chat with tools as a server without native tool calls is sent it: the tools described in the system
+        message and earlier calls and results written as text (``toolcalls`` format ``plain``, Hermes-style calls),
+        with the call grammar as the constraint where the dialect carries it. Also the text that opens a call."""
+        if config.constraint is not None:
+            raise UsageError("a tool-calling chat is constrained by its tools' schemas: drop config.constraint")
+        fmt = toolcalls.FORMATS[PROMPTED_FORMAT]
+        prompt = fmt.prepare(chat)
+        constraint = fmt.constraint(chat, opened=toolcalls.reopened(chat, fmt))
+        if constraint is None or not self._carries(constraint):
+            return prompt, config, fmt.opener
+        return prompt, config.model_copy(update={"constraint": constraint}), constraint.after or ""
+
+    def _carries(self, constraint: Constraint) -> bool:
+        try:
+            self._constraint_fields(constraint, chat=True)
+        except UsageError:
+            return False
+        return True
+
+    def _prompted_how(self) -> str:
+        fmt = toolcalls.FORMATS[PROMPTED_FORMAT]
+        probe = Chat(messages=(Message(role="user", content="?"),), tools=(_PROBE_TOOL,))
+        if self._carries(fmt.constraint(probe)):  # type: ignore[arg-type]
+            return f"{fmt.opener} calls, constrained to the tools' schemas ({self.dialect})"
+        return f"{fmt.opener} calls, unconstrained: the {self.dialect} dialect carries no call grammar"
+
     # -- requests ---------------------------------------------------------------------------------------------
 
     def _chat_fields(self, chat: Chat) -> dict[str, Any]:
         fields: dict[str, Any] = {"messages": [m.as_dict(json_arguments=True) for m in chat.messages]}
         if chat.continues:
             fields.update(continue_final_message=True, add_generation_prompt=False)
+        if chat.tools:
+            choice = chat.tool_choice
+            fields.update(
+                tools=list(chat.tools),
+                tool_choice=choice if choice in TOOL_CHOICES else {"type": "function", "function": {"name": choice}},
+                parallel_tool_calls=chat.parallel_tool_calls,
+            )
         return fields
 
     def _body(self, prompt: Prompt | list[str], config: GenerationConfig, n: int = 1) -> tuple[str, dict[str, Any]]:
@@ -423,9 +596,16 @@ class ServerLLM(LLM):
         return "/completions", {**body, "prompt": prompt}
 
     def _completion(
-        self, text: str, finish: str | None, config: GenerationConfig, usage: dict | None, prompt: Prompt | None
+        self,
+        text: str,
+        finish: str | None,
+        config: GenerationConfig,
+        usage: dict | None,
+        prompt: Prompt | None,
+        tool_calls: Sequence[ToolCall | str] = (),
     ) -> Completion:
-        """The ``Completion`` agentkit sees: cut at every stop string, with the finish reason that follows."""
+        """The ``Completion`` agentkit sees: cut at every stop string, with the finish reason that follows (a
+        server's ``"tool_calls"`` is ``"stop"``)."""
         text, stopped = cut_at_stop(text, config.stop)
         # "length" only when the token limit ended it and no stop text did; the server's own EOS is "stop".
         reason: FinishReason = "length" if finish == "length" and not stopped else "stop"
@@ -439,7 +619,12 @@ class ServerLLM(LLM):
         if completion_tokens is None:
             completion_tokens = self.count_tokens(text)
         return Completion(
-            text=text, finish_reason=reason, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens)
+            text=text,
+            finish_reason=reason,
+            prompt_tokens=int(prompt_tokens),
+            completion_tokens=int(completion_tokens),
+            tool_calls=[c for c in tool_calls if isinstance(c, ToolCall)],
+            tool_call_errors=[c for c in tool_calls if isinstance(c, str)],
         )
 
     def _run(
@@ -448,7 +633,7 @@ class ServerLLM(LLM):
         """Send one job (``n`` = its number of keys) and return a completion per key; ``headers`` (a trace's
         ``traceparent``) go with every request."""
         n = len(job.keys)
-        if n > 1 and self.accepts_n:
+        if n > 1 and self.accepts_n and not _has_tools(job.prompt):
             path, body = self._body(job.prompt, job.config, n=n)
             try:
                 data = self._send("POST", path, body, link=link, headers=headers)
@@ -467,6 +652,9 @@ class ServerLLM(LLM):
         out: list[tuple[Hashable, Completion]] = []
         for i, key in enumerate(job.keys):
             config = self._sample_config(job.config, i)
+            if _has_tools(job.prompt):
+                out.append((key, self._tool_reply(job.prompt, config, link, headers)))  # type: ignore[arg-type]
+                continue
             path, body = self._body(job.prompt, config)
             data = self._send("POST", path, body, link=link, headers=headers)
             out.append((key, self._choices(data, _Job([key], job.prompt, config), expected=1)[0]))
@@ -486,9 +674,12 @@ class ServerLLM(LLM):
         chat = isinstance(job.prompt, Chat)
         texts = [((c.get("message") or {}).get("content") if chat else c.get("text")) or "" for c in choices]
         shared = _share(data.get("usage"), texts, self.count_tokens, prompts=1)
+        calls = [
+            [_call(call, i) for i, call in enumerate((c.get("message") or {}).get("tool_calls") or [])] for c in choices
+        ]
         return [
-            self._completion(t, c.get("finish_reason"), job.config, c.get("usage") or u, job.prompt)
-            for t, c, u in zip(texts[:expected], choices, shared, strict=False)
+            self._completion(t, c.get("finish_reason"), job.config, c.get("usage") or u, job.prompt, k)
+            for t, c, u, k in zip(texts[:expected], choices, shared, calls, strict=False)
         ]
 
     def _prompt_list(self, prompts: list[str], config: GenerationConfig) -> list[Completion] | None:
@@ -605,11 +796,13 @@ class ServerLLM(LLM):
             return
         response.read()
         message = _server_message(response)
-        if status == 429 or status >= 500:
+        if (status == 429 or status >= 500) and not (status == 500 and TOOLS_REFUSED.search(message)):
             raise _Transient(f"HTTP {status}: {message}", _retry_after(response))
         hint = ""
         if status in (404, 405) and path == "/completions":
             hint = "; a chat-only server takes chat prompts only (/v1/chat/completions)"
+        elif status == 500:  # a server that fails on tools instead of refusing them
+            hint = "; the server cannot take tools (docs/serving.md, Tool calls)"
         elif status in (401, 403):
             hint = (
                 "; give the server's API key in $AGENTKIT_API_KEY or $OPENAI_API_KEY (or ?api_key_env=VAR)"
@@ -623,8 +816,8 @@ class ServerLLM(LLM):
         """The error for a refused request; a refused constraint is also a ``UsageError``, as in-process."""
         text = f"{replica.url}{path} refused model {self.model}: HTTP {status}: {message}"
         if status == 400 and param in CONSTRAINT_PARAMS:
-            return ServerConstraintRefused(text, status)
-        return ServerRefused(text, status)
+            return ServerConstraintRefused(text, status, param)
+        return ServerRefused(text, status, param)
 
     def _acquire(self, link: _Link) -> Replica:
         """The live replica with the fewest requests in flight; waits while every replica is out."""
@@ -760,6 +953,46 @@ def _jobs(queue: list[tuple[Hashable, Prompt, GenerationConfig]], use_n: bool) -
         else:
             jobs.append(_Job([key], prompt, config))
     return jobs
+
+
+def _has_tools(prompt: Prompt) -> bool:
+    return isinstance(prompt, Chat) and bool(prompt.tools)
+
+
+def _call(raw: Any, i: int) -> ToolCall | str:
+    """A call from a response (``{"id", "type", "function": {"name", "arguments"}}``, the arguments JSON text or,
+    from some servers, an object already); the ``i``-th of its reply, numbered ``call_i`` when it has no id. A call
+    whose arguments are not a JSON object is the model's mistake: what is wrong with it, as text."""
+    function = raw.get("function") if isinstance(raw, dict) else None
+    function = function if isinstance(function, dict) else {}
+    ident = (raw.get("id") if isinstance(raw, dict) else None) or f"call_{i}"
+    arguments = raw_arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            pass
+    name = str(function.get("name") or "")
+    if not isinstance(arguments, dict):
+        return f"call {i + 1}: {name or '?'}: the arguments are not a JSON object ({str(raw_arguments)[:40]!r})"
+    return ToolCall(id=str(ident), name=name, arguments=arguments)
+
+
+def _add_call_deltas(calls: dict[int, dict], deltas: Any) -> None:
+    """Fold a stream's ``tool_calls`` deltas into ``calls`` (index -> call): the id, type and name come once, the
+    arguments in pieces to be joined."""
+    for position, delta in enumerate(deltas or []):
+        if not isinstance(delta, dict):
+            continue
+        call = calls.setdefault(int(delta.get("index", position)), {"function": {"name": "", "arguments": ""}})
+        call["id"] = call.get("id") or delta.get("id")
+        function, piece = call["function"], delta.get("function") or {}
+        function["name"] = function["name"] or piece.get("name") or ""
+        arguments = piece.get("arguments")
+        if isinstance(arguments, dict):  # a server that sends the whole call at once, arguments as an object
+            function["arguments"] = arguments
+        elif isinstance(arguments, str) and isinstance(function["arguments"], str):
+            function["arguments"] += arguments
 
 
 def _vllm_dialect(version: dict | None) -> str:

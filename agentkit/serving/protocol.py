@@ -15,7 +15,14 @@ Constraints come in each server's own fields, at most one per request: OpenAI's 
 ``structured_outputs`` (0.10.2 on) and ``guided_*`` (before), llama.cpp's ``grammar`` / ``json_schema`` (SGLang's
 ``json_schema`` too), and agentkit's own ``constraint`` (an ``agentkit.llm.Constraint``, ``after`` included).
 
-Deliberately not here: logprobs, echo, penalties, tools and function calling, images, embeddings, the Responses API.
+Tool calls in OpenAI's shapes: a chat request's ``tools`` (functions with a JSON schema of their parameters),
+``tool_choice`` (``auto``, ``required``, ``none`` or ``{"type": "function", "function": {"name": ...}}``) and
+``parallel_tool_calls``; messages with an assistant's ``tool_calls`` and ``tool`` results; a response's
+``message.tool_calls`` (arguments as a JSON string) with ``finish_reason`` ``"tool_calls"``, and in a stream the
+``tool_calls`` deltas (``index``, ``id`` and the name first, then the arguments).
+
+Deliberately not here: logprobs, echo, penalties, the legacy ``functions`` / ``function_call``, images, embeddings,
+the Responses API.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from agentkit.llm import Constraint
 
 FinishReason = Literal["stop", "length"]
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
+TOOL_CHOICES = ("auto", "required", "none")
+TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 
 
 # OpenAI request fields agentkit serve does not implement: accepted at their neutral value, a 400 otherwise.
@@ -157,6 +167,9 @@ class CompletionRequest(_Request):
 
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
+    tools: Any = None  # refused: tool calls are a chat's
+    tool_choice: Any = None
+    parallel_tool_calls: Any = None
 
     @field_validator("prompt")
     @classmethod
@@ -165,14 +178,43 @@ class CompletionRequest(_Request):
             raise ValueError("prompt list is empty")
         return prompt
 
+    @field_validator(*TOOL_FIELDS)
+    @classmethod
+    def _no_tools(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError("tool calls are taken on /v1/chat/completions only (send the prompt as messages)")
+        return value
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCallItem(BaseModel):
+    """One call of an assistant message, in a request's history or a response: ``{"id", "type", "function"}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant"]
-    content: str | list[ContentPart]
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None  # an assistant's turn with tool calls may have none
+    tool_calls: list[ToolCallItem] | None = None  # the assistant's calls
+    tool_call_id: str | None = None  # a tool result: the call it answers
+    name: str | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
@@ -185,6 +227,39 @@ class ContentPart(BaseModel):
     text: str
 
 
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # OpenAI's rule (with dots, as MCP tool names have)
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None  # taken, not needed: the arguments always match the schema here
+
+
+class FunctionTool(BaseModel):
+    """One entry of ``tools``: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice`` naming the one function to call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatCompletionRequest(_Request):
     """``POST /v1/chat/completions``: the next assistant message, or the continuation of the last one."""
 
@@ -192,6 +267,49 @@ class ChatCompletionRequest(_Request):
     max_completion_tokens: int | None = Field(None, ge=1)  # OpenAI's newer name for max_tokens
     continue_final_message: bool = False
     add_generation_prompt: bool = True
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "required", "none"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, tools: list[FunctionTool] | None) -> list[FunctionTool] | None:
+        names = [t.function.name for t in tools or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"each function is named once (given twice: {', '.join(twice)})")
+        clash = [n for n in names if n in TOOL_CHOICES]
+        if clash:
+            raise ValueError(f"a function may not be named {clash[0]!r} (a tool_choice keyword)")
+        return tools
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _choice_is_one(cls, choice: object) -> object:
+        if isinstance(choice, str) and choice not in TOOL_CHOICES:
+            raise ValueError(
+                f'{choice!r} is none of auto, required, none or {{"type": "function", "function": {{"name": ...}}}}'
+            )
+        return choice
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_tool(cls, choice: str | NamedToolChoice | None, info: ValidationInfo) -> object:
+        if "tools" not in info.data:
+            return choice  # the tools themselves were refused
+        names = [t.function.name for t in info.data["tools"] or []]
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            known = f"the tools are {', '.join(names)}" if names else "the request has no tools"
+            raise ValueError(f"no function named {choice.function.name!r} ({known})")
+        if choice == "required" and not names:
+            raise ValueError("'required' needs tools")
+        return choice
+
+    @property
+    def tool_choice_name(self) -> str:
+        """``tool_choice`` as ``agentkit.llm.Chat`` takes it: auto, required, none, or the function's name."""
+        choice = self.tool_choice or "auto"
+        return choice.function.name if isinstance(choice, NamedToolChoice) else choice
 
 
 class Usage(BaseModel):
@@ -227,13 +345,14 @@ class CompletionResponse(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallItem] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: FinishReason | None = None
+    finish_reason: ChatFinishReason | None = None
     logprobs: None = None
     usage: Usage | None = None  # agentkit extension, as on CompletionChoice
 
@@ -247,15 +366,30 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage | None = None
 
 
+class FunctionDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of one streamed call: its first carries ``id``, ``type`` and the name, later ones the arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: FinishReason | None = None
+    finish_reason: ChatFinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -12,8 +12,8 @@ treats as the end of a reply) out of it, then either the end of the reply or a s
 two terminals side by side where the first could go on (a number, then an optional period) reject text that one
 regular expression accepts.
 
-Deliberately not here: Python's grammar (PAL gets its skeleton, not a parser's worth of syntax), JSON tool calls,
-and checking text against a constraint (``agentkit.grammar``).
+Deliberately not here: Python's grammar (PAL gets its skeleton, not a parser's worth of syntax), native tool calls
+(``agentkit.toolcalls``), and checking text against a constraint (``agentkit.grammar``).
 """
 
 from __future__ import annotations

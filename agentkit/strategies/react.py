@@ -22,7 +22,7 @@ takes for the end of a step), but the step cannot end before ``Action n: Tool[ar
 episode's tools with an argument its ``Tool.convert`` reads; the re-ask's reply is constrained to the action.
 
 Deliberately not here: the paper's CoT-SC -> ReAct direction, answer normalisation for scoring (the harness
-does that), and JSON/function-calling action formats.
+does that), and native (JSON) tool calls: the ``tools`` method, ``agentkit.strategies.tools``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Step(BaseModel):
     action: str | None = None  # tool name as the tool spells it ("Search"), or as written if unknown
     argument: str | None = None
     observation: str | None = None  # None only for the Finish step
-    status: Literal["ok", "finish", "malformed", "unknown_tool"] = "ok"
+    status: Literal["ok", "finish", "malformed", "unknown_tool", "bad_arguments"] = "ok"  # the last: tool agent's
     reasked: bool = False  # the action came from (or was tried with) the "Action n:" re-ask
     error: str | None = None  # why the model text was not a valid action
     raw: str = ""  # the model's text for this step
