@@ -695,3 +695,151 @@ def test_the_dialect_set_in_the_spec_and_an_unknown_one(server):
     assert load_model(f"{URL}?dialect=llama.cpp").dialect == "llama.cpp"
     with pytest.raises(UsageError, match="unknown dialect 'tgi'; dialects are agentkit, vllm"):
         load_model(f"{URL}?dialect=tgi")
+
+
+# -- seeds: vLLM's CPU backend dies on seeded samples -----------------------------------------------------------
+
+SEEDED = GenerationConfig(do_sample=True, temperature=0.7, seed=0)
+ENGINE_DEAD = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+
+
+def test_seed_off_sends_samples_without_a_seed_and_greedy_requests_as_before(server):
+    route = server.post(f"{URL}/completions").mock(side_effect=lambda r: completion(*["s"] * body_of(r).get("n", 1)))
+    model = load_model(f"{URL}?seed=off")
+    assert model.send_seeds is False and load_model(URL).send_seeds is True
+    out = run_session(model, [(i, "q", c) for i, c in enumerate(sc_configs())])
+    assert len(out) == 3 and (body(route.calls[0])["n"], "seed" in body(route.calls[0])) == (3, False)
+    model.generate(["q"], SEEDED)
+    model.generate(["q"])
+    assert "seed" not in body(route.calls[1]) and body(route.calls[2])["temperature"] == 0.0
+    with pytest.raises(ModelSpecError, match="seed must be on or off"):
+        load_model(f"{URL}?seed=maybe")
+
+
+def test_samples_sent_without_seeds_are_not_cached(server, tmp_path):
+    from agentkit.cache import CallCache
+
+    server.post(f"{URL}/completions").mock(return_value=completion("x"))
+    cache = CallCache(tmp_path)
+    assert cache.key(load_model(f"{URL}?seed=off"), "q", SEEDED) is None
+    assert cache.key(load_model(f"{URL}?seed=off"), "q", GenerationConfig()) is not None  # greedy: as before
+    assert cache.key(load_model(URL), "q", SEEDED) is not None
+
+
+@pytest.mark.parametrize(
+    "owner, failure",
+    [
+        ("vllm", httpx.Response(500, json={"error": {"message": ENGINE_DEAD, "type": "InternalServerError"}})),
+        ("test", httpx.Response(500, text="RuntimeError: CPU Generator does not use offset")),  # any server's text
+        ("vllm", httpx.RemoteProtocolError("Server disconnected without sending a response.")),
+    ],
+)
+def test_a_server_that_dies_on_a_seeded_sample_is_one_line_with_the_workaround_not_retries(server, owner, failure):
+    from agentkit.errors import ServerSeedCrash
+
+    server.get(f"{URL}/models").mock(side_effect=[models("gemma", owner=owner), httpx.ConnectError("refused")])
+    kind = "side_effect" if isinstance(failure, Exception) else "return_value"
+    route = server.post(f"{URL}/completions").mock(**{kind: failure})
+    model = llm()
+    with pytest.raises(ServerSeedCrash) as info:
+        model.generate(["q"], SEEDED)
+    message = str(info.value)
+    assert len(route.calls) == 1 and "\n" not in message  # a retry would kill the next replica too
+    assert message.startswith(f"{URL}/completions (model gemma): the server ") and "seeded sampled request" in message
+    assert "add ?seed=off to the model spec" in message and "cannot be reproduced" in message
+
+
+def test_a_seeded_sample_retries_as_before_where_the_server_lives_on_or_is_not_vllm(server):
+    failure = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    route = server.post(f"{URL}/completions").mock(side_effect=[failure, completion("ok")])
+    assert llm().generate(["q"], SEEDED)[0].text == "ok"  # vLLM still answers /models: a passing fault
+    server.get(f"{URL}/models").mock(side_effect=[models("gemma", owner="sglang"), httpx.ConnectError("refused")])
+    route.mock(side_effect=[failure, completion("ok")])
+    assert llm().generate(["q"], SEEDED)[0].text == "ok"
+    server.get(f"{URL}/models").mock(return_value=models("gemma"))
+    route.mock(return_value=httpx.Response(500, json={"error": {"message": ENGINE_DEAD}}))
+    with pytest.raises(ServerError, match="gave up after 2 attempts"):
+        llm(retries=1).generate(["q"])  # greedy: an ordinary 5xx
+
+
+def test_a_stream_that_kills_the_server_on_its_seed_says_so_too(server):
+    from agentkit.errors import ServerSeedCrash
+
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(500, json={"error": {"message": ENGINE_DEAD}}))
+    with pytest.raises(ServerSeedCrash, match=r"\?seed=off"):
+        drain(llm().stream("q", SEEDED))
+
+
+class _VllmCpuLike:
+    """A loopback server that lists a vLLM model and answers completions (``n`` choices of ``reply``) until a
+    seeded sampled request comes: then it stops listening and drops the connection, as vLLM's CPU backend does."""
+
+    def __init__(self, reply: str):
+        import http.server
+        import socketserver
+
+        self.bodies: list[dict] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._reply({"data": [{"id": "gemma", "owned_by": "vllm"}]})
+
+            def do_POST(self):
+                sent = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                owner.bodies.append(sent)
+                if sent.get("seed") is not None:
+                    self.server.socket.close()  # no new connections: the server is gone
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                choices = [{"index": i, "text": reply, "finish_reason": "stop"} for i in range(sent.get("n", 1))]
+                self._reply({"choices": choices, "usage": {"prompt_tokens": 9, "completion_tokens": 4}})
+
+            def _reply(self, data):
+                payload = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_benchmark_that_kills_vllm_on_seeds_resumes_with_seed_off_and_its_config_says_the_cost(tmp_path):
+    from click.testing import CliRunner
+
+    from agentkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["bench", "-d", "gsm8k-sample", "-n", "2", "-m", "cot", "-m", "pal-sc", "-o", str(out), "-q"]
+    first = _VllmCpuLike("The answer is 15.")
+    try:
+        result = CliRunner().invoke(main, [*args, "--model", f"{first.url}?retries=2"])
+    finally:
+        first.close()
+    assert result.exit_code == 1
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith(f"Error: {first.url}/completions (model gemma): the server went away")
+    assert "add ?seed=off to the model spec" in error and "rerun with ?seed=off in the model spec to resume" in error
+    again = _VllmCpuLike("The answer is 15.")  # restarted (on another port: where a server runs is not the run)
+    try:
+        result = CliRunner().invoke(main, [*args, "--model", f"{again.url}?seed=off"])
+    finally:
+        again.close()
+    assert result.exit_code == 0, result.output
+    assert not [b for b in again.bodies if "seed" in b] and any(b.get("n") == 5 for b in again.bodies)
+    execution = json.loads((out / "config.json").read_text())["execution"]
+    assert execution["seed"].startswith("off (?seed=off): sampled requests go without a seed")
+    assert "cannot be reproduced" in execution["seed"]
