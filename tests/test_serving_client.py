@@ -331,7 +331,7 @@ def test_a_timeout_is_retried_and_a_dead_server_ends_in_an_error_not_a_hang(serv
 
 
 def test_a_real_read_timeout_fires_on_a_server_that_does_not_answer():
-    server = _SlowServer(delay=2.0)  # a real socket: respx does not enforce httpx's timeouts
+    server = slow_server(delay=2.0)  # a real socket: respx does not enforce httpx's timeouts
     try:
         model = ServerLLM(server.url, timeout=0.3, retries=1, backoff=0.01, max_backoff=0.02)
         start = time.monotonic()
@@ -506,10 +506,11 @@ def body_of(request: httpx.Request) -> dict:
     return json.loads(request.content)
 
 
-class _SlowServer:
-    """A loopback HTTP server that lists one model and answers completions only after ``delay`` seconds."""
+class _LoopbackServer:
+    """A loopback HTTP server that lists one model and answers each completion request with ``answer(handler,
+    body)``: the JSON reply, or None where ``answer`` dealt with the connection itself."""
 
-    def __init__(self, delay: float):
+    def __init__(self, answer, model: str = "slow", owner: str = "test"):
         import http.server
         import socketserver
 
@@ -518,13 +519,13 @@ class _SlowServer:
                 pass
 
             def do_GET(self):
-                self._reply({"data": [{"id": "slow", "owned_by": "test"}]})
+                self._reply({"data": [{"id": model, "owned_by": owner}]})
 
             def do_POST(self):
-                self.rfile.read(int(self.headers["content-length"]))
-                time.sleep(delay)
+                data = answer(self, json.loads(self.rfile.read(int(self.headers["content-length"]))))
                 try:
-                    self._reply({"choices": [{"index": 0, "text": "late", "finish_reason": "stop"}]})
+                    if data is not None:
+                        self._reply(data)
                 except OSError:
                     pass
 
@@ -544,6 +545,16 @@ class _SlowServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def slow_server(delay: float) -> _LoopbackServer:
+    """Answers completions only after ``delay`` seconds."""
+
+    def late(handler, sent):
+        time.sleep(delay)
+        return {"choices": [{"index": 0, "text": "late", "finish_reason": "stop"}]}
+
+    return _LoopbackServer(late)
 
 
 # -- constraints: each server's dialect -------------------------------------------------------------------------
@@ -770,51 +781,24 @@ def test_a_stream_that_kills_the_server_on_its_seed_says_so_too(server):
         drain(llm().stream("q", SEEDED))
 
 
-class _VllmCpuLike:
-    """A loopback server that lists a vLLM model and answers completions (``n`` choices of ``reply``) until a
-    seeded sampled request comes: then it stops listening and drops the connection, as vLLM's CPU backend does."""
+def vllm_cpu_like(reply: str) -> _LoopbackServer:
+    """Lists a vLLM model and answers completions (``n`` choices of ``reply``) until a seeded sampled request comes:
+    then it stops listening and drops the connection, as vLLM's CPU backend does; ``bodies`` are the requests."""
+    bodies: list[dict] = []
 
-    def __init__(self, reply: str):
-        import http.server
-        import socketserver
+    def answer(handler, sent):
+        bodies.append(sent)
+        if sent.get("seed") is not None:
+            handler.server.socket.close()  # no new connections: the server is gone
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return None
+        choices = [{"index": i, "text": reply, "finish_reason": "stop"} for i in range(sent.get("n", 1))]
+        return {"choices": choices, "usage": {"prompt_tokens": 9, "completion_tokens": 4}}
 
-        self.bodies: list[dict] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self._reply({"data": [{"id": "gemma", "owned_by": "vllm"}]})
-
-            def do_POST(self):
-                sent = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                owner.bodies.append(sent)
-                if sent.get("seed") is not None:
-                    self.server.socket.close()  # no new connections: the server is gone
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                choices = [{"index": i, "text": reply, "finish_reason": "stop"} for i in range(sent.get("n", 1))]
-                self._reply({"choices": choices, "usage": {"prompt_tokens": 9, "completion_tokens": 4}})
-
-            def _reply(self, data):
-                payload = json.dumps(data).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    server = _LoopbackServer(answer, model="gemma", owner="vllm")
+    server.bodies = bodies
+    return server
 
 
 def test_a_benchmark_that_kills_vllm_on_seeds_resumes_with_seed_off_and_its_config_says_the_cost(tmp_path):
@@ -824,7 +808,7 @@ def test_a_benchmark_that_kills_vllm_on_seeds_resumes_with_seed_off_and_its_conf
 
     out = tmp_path / "run"
     args = ["bench", "-d", "gsm8k-sample", "-n", "2", "-m", "cot", "-m", "pal-sc", "-o", str(out), "-q"]
-    first = _VllmCpuLike("The answer is 15.")
+    first = vllm_cpu_like("The answer is 15.")
     try:
         result = CliRunner().invoke(main, [*args, "--model", f"{first.url}?retries=2"])
     finally:
@@ -833,7 +817,7 @@ def test_a_benchmark_that_kills_vllm_on_seeds_resumes_with_seed_off_and_its_conf
     error = result.output.strip().splitlines()[-1]
     assert error.startswith(f"Error: {first.url}/completions (model gemma): the server went away")
     assert "add ?seed=off to the model spec" in error and "rerun with ?seed=off in the model spec to resume" in error
-    again = _VllmCpuLike("The answer is 15.")  # restarted (on another port: where a server runs is not the run)
+    again = vllm_cpu_like("The answer is 15.")  # restarted (on another port: where a server runs is not the run)
     try:
         result = CliRunner().invoke(main, [*args, "--model", f"{again.url}?seed=off"])
     finally:
