@@ -4,8 +4,9 @@ A completion is stored under the SHA-256 of: the model's identity (``model_ident
 dtype for the engine, the server URLs and served model for a server, the script's digest for a scripted model),
 the exact prompt (text, or the chat messages), and the generation config as sent (stops, token limit, constraint,
 and for a sampled call its sampling parameters and seed). Greedy calls and seeded samples are cached; a sample
-without a seed never is (``key`` returns None), since its answer is meant to differ each time. Greedy keys leave
-out the sampling parameters, which greedy decoding ignores.
+without a seed never is (``key`` returns None), since its answer is meant to differ each time, nor is one sent
+to a server without its seed (``?seed=off``). Greedy keys leave out the sampling parameters, which greedy
+decoding ignores.
 
 The store is one SQLite database in WAL mode (``<dir>/calls.sqlite``): each entry is written in its own
 transaction, so concurrent writers (Ray workers, two runs) and a ``kill -9`` mid-write leave either the whole
@@ -46,8 +47,7 @@ def model_identity(llm: Any) -> str:
     """What tells this model's outputs apart from another's: a model's own ``identity`` when it has one, else
     the weights' source and digest with dtype and device (engine), the URLs and served model (server), the
     script's digest (scripted), or the class and name."""
-    while hasattr(llm, "inner"):  # wrappers (the REPL's display) answer as the model they wrap
-        llm = llm.inner
+    llm = _unwrapped(llm)
     own = getattr(llm, "identity", None)
     if isinstance(own, str) and own:
         return own
@@ -63,6 +63,12 @@ def model_identity(llm: Any) -> str:
     if path is not None and Path(path).is_file():
         return f"{kind}:{llm.name}:{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}"
     return f"{kind}:{getattr(llm, 'name', '')}"
+
+
+def _unwrapped(llm: Any) -> Any:
+    while hasattr(llm, "inner"):  # wrappers (the REPL's display) answer as the model they wrap
+        llm = llm.inner
+    return llm
 
 
 def call_key(identity: str, prompt: Prompt, config: GenerationConfig) -> str | None:
@@ -102,7 +108,10 @@ class CallCache:
         self.hits = self.misses = 0
 
     def key(self, llm: Any, prompt: Prompt, config: GenerationConfig) -> str | None:
-        """The key of asking ``llm`` to continue ``prompt`` under ``config`` (None: not cacheable)."""
+        """The key of asking ``llm`` to continue ``prompt`` under ``config`` (None: not cacheable; a server that
+        sends samples without their seed, ``?seed=off``, draws new ones each time, as an unseeded sample does)."""
+        if config.do_sample and getattr(_unwrapped(llm), "send_seeds", True) is False:
+            return None
         identity = self._identities.get(id(llm))
         if identity is None:
             identity = self._identities[id(llm)] = model_identity(llm)

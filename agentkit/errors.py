@@ -27,6 +27,8 @@ also importable from the module that raises it (``agentkit.llm.ScriptError``, ``
 
   - ``ServerRefused``: a 4xx, with the server's own message and ``status``; ``ServerConstraintRefused`` is the
     one that refused a request's constraint (a ``ConstraintRefused`` too, as in-process).
+  - ``ServerSeedCrash``: a server died on a seeded sampled request (vLLM's CPU backend 0.32 does); not retried,
+    since a retry would kill the next replica too; the message names the ``?seed=off`` workaround.
 
 - ``BenchmarkError``: a benchmark run cannot go on (a clash with an earlier run in the same directory, a damaged
   samples file, workers that keep dying).
@@ -109,6 +111,10 @@ class ServerRefused(ServerError):
 
 class ServerConstraintRefused(ServerRefused, ConstraintRefused):
     """The server (its model) cannot honour the request's constraint: a ``UsageError`` too, as in-process."""
+
+
+class ServerSeedCrash(ServerError):
+    """A server died on a seeded sampled request; the message names it and the ``?seed=off`` workaround."""
 
 
 class BenchmarkError(AgentkitError):

@@ -17,6 +17,8 @@
   environment variable ``api_key_env`` names, else ``$AGENTKIT_API_KEY``, else ``$OPENAI_API_KEY``;
   ``dialect`` says how the server takes constraints (``agentkit.serving.client.DIALECTS``; detected by default);
   ``tool_calls`` how it takes a chat's tools (``native`` or ``prompted``; detected by default);
+  ``seed=off`` sends sampled requests without their seed (vLLM's CPU backend dies on seeded samples; the samples
+  then cannot be reproduced);
 * anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
   ``agentkit.engine.TransformersLLM``.
 
@@ -51,6 +53,7 @@ SERVER_OPTIONS = {
     "api_key_env": str,
     "dialect": str,
     "tool_calls": str,
+    "seed": str,  # on (default) or off
 }
 DEFAULT_NAMES = ("default", "")
 DTYPES = ("auto", "bfloat16", "float32")  # what agentkit.engine.loading.resolve_dtype accepts (a test checks)
@@ -125,6 +128,11 @@ def server_model(spec: str) -> LLM:
             raise ModelSpecError(f"{spec}: the environment variable {variable} (api_key_env) is not set")
     if "concurrency" in options:
         options["max_concurrency"] = options.pop("concurrency")
+    if "seed" in options:
+        seed = str(options.pop("seed")).lower()
+        if seed not in ("on", "off"):
+            raise ModelSpecError(f"{spec}: seed must be on or off (off: sampled requests go without a seed)")
+        options["send_seeds"] = seed == "on"
     return ServerLLM(urls, api_key=api_key, **options)  # type: ignore[arg-type]
 
 

@@ -427,7 +427,7 @@ class LocalExecutor:
 
     def describe(self) -> dict[str, Any]:
         urls = server_urls(self.llm)  # where a server runs is how, not what: a restarted one may move
-        return {"backend": "local", "workers": 1, **({"server": urls} if urls else {})}
+        return {"backend": "local", "workers": 1, **({"server": urls} if urls else {}), **server_seeds(self.llm)}
 
     def run(self, jobs: Sequence[Job], work: Work, emit: Callable[[dict[str, Any]], None]) -> None:
         if jobs:
@@ -520,6 +520,16 @@ def model_identity(llm: Any) -> dict[str, Any]:
 def server_urls(llm: Any) -> list[str]:
     """The base URLs of a server model's replicas (none for any other model)."""
     return [replica.url for replica in getattr(llm, "replicas", None) or []]
+
+
+def server_seeds(llm: Any) -> dict[str, str]:
+    """``{"seed": ...}`` saying what it costs when a server model sends its samples without seeds (``?seed=off``):
+    how the run executed, so a run that crashed a server on seeds resumes with them off; else nothing."""
+    if getattr(llm, "send_seeds", True):
+        return {}
+    from agentkit.serving.client import UNSEEDED_COST
+
+    return {"seed": f"off (?seed=off): sampled requests go without a seed; {UNSEEDED_COST}"}
 
 
 def weights_digest(llm: Any) -> str | None:

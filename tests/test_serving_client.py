@@ -331,7 +331,7 @@ def test_a_timeout_is_retried_and_a_dead_server_ends_in_an_error_not_a_hang(serv
 
 
 def test_a_real_read_timeout_fires_on_a_server_that_does_not_answer():
-    server = _SlowServer(delay=2.0)  # a real socket: respx does not enforce httpx's timeouts
+    server = slow_server(delay=2.0)  # a real socket: respx does not enforce httpx's timeouts
     try:
         model = ServerLLM(server.url, timeout=0.3, retries=1, backoff=0.01, max_backoff=0.02)
         start = time.monotonic()
@@ -506,10 +506,11 @@ def body_of(request: httpx.Request) -> dict:
     return json.loads(request.content)
 
 
-class _SlowServer:
-    """A loopback HTTP server that lists one model and answers completions only after ``delay`` seconds."""
+class _LoopbackServer:
+    """A loopback HTTP server that lists one model and answers each completion request with ``answer(handler,
+    body)``: the JSON reply, or None where ``answer`` dealt with the connection itself."""
 
-    def __init__(self, delay: float):
+    def __init__(self, answer, model: str = "slow", owner: str = "test"):
         import http.server
         import socketserver
 
@@ -518,13 +519,13 @@ class _SlowServer:
                 pass
 
             def do_GET(self):
-                self._reply({"data": [{"id": "slow", "owned_by": "test"}]})
+                self._reply({"data": [{"id": model, "owned_by": owner}]})
 
             def do_POST(self):
-                self.rfile.read(int(self.headers["content-length"]))
-                time.sleep(delay)
+                data = answer(self, json.loads(self.rfile.read(int(self.headers["content-length"]))))
                 try:
-                    self._reply({"choices": [{"index": 0, "text": "late", "finish_reason": "stop"}]})
+                    if data is not None:
+                        self._reply(data)
                 except OSError:
                     pass
 
@@ -544,6 +545,16 @@ class _SlowServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def slow_server(delay: float) -> _LoopbackServer:
+    """Answers completions only after ``delay`` seconds."""
+
+    def late(handler, sent):
+        time.sleep(delay)
+        return {"choices": [{"index": 0, "text": "late", "finish_reason": "stop"}]}
+
+    return _LoopbackServer(late)
 
 
 # -- constraints: each server's dialect -------------------------------------------------------------------------
@@ -695,3 +706,126 @@ def test_the_dialect_set_in_the_spec_and_an_unknown_one(server):
     assert load_model(f"{URL}?dialect=llama.cpp").dialect == "llama.cpp"
     with pytest.raises(UsageError, match="unknown dialect 'tgi'; dialects are agentkit, vllm"):
         load_model(f"{URL}?dialect=tgi")
+
+
+# -- seeds: vLLM's CPU backend dies on seeded samples -----------------------------------------------------------
+
+SEEDED = GenerationConfig(do_sample=True, temperature=0.7, seed=0)
+ENGINE_DEAD = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+
+
+def test_seed_off_sends_samples_without_a_seed_and_greedy_requests_as_before(server):
+    route = server.post(f"{URL}/completions").mock(side_effect=lambda r: completion(*["s"] * body_of(r).get("n", 1)))
+    model = load_model(f"{URL}?seed=off")
+    assert model.send_seeds is False and load_model(URL).send_seeds is True
+    out = run_session(model, [(i, "q", c) for i, c in enumerate(sc_configs())])
+    assert len(out) == 3 and (body(route.calls[0])["n"], "seed" in body(route.calls[0])) == (3, False)
+    model.generate(["q"], SEEDED)
+    model.generate(["q"])
+    assert "seed" not in body(route.calls[1]) and body(route.calls[2])["temperature"] == 0.0
+    with pytest.raises(ModelSpecError, match="seed must be on or off"):
+        load_model(f"{URL}?seed=maybe")
+
+
+def test_samples_sent_without_seeds_are_not_cached(server, tmp_path):
+    from agentkit.cache import CallCache
+
+    server.post(f"{URL}/completions").mock(return_value=completion("x"))
+    cache = CallCache(tmp_path)
+    assert cache.key(load_model(f"{URL}?seed=off"), "q", SEEDED) is None
+    assert cache.key(load_model(f"{URL}?seed=off"), "q", GenerationConfig()) is not None  # greedy: as before
+    assert cache.key(load_model(URL), "q", SEEDED) is not None
+
+
+@pytest.mark.parametrize(
+    "owner, failure",
+    [
+        ("vllm", httpx.Response(500, json={"error": {"message": ENGINE_DEAD, "type": "InternalServerError"}})),
+        ("test", httpx.Response(500, text="RuntimeError: CPU Generator does not use offset")),  # any server's text
+        ("vllm", httpx.RemoteProtocolError("Server disconnected without sending a response.")),
+    ],
+)
+def test_a_server_that_dies_on_a_seeded_sample_is_one_line_with_the_workaround_not_retries(server, owner, failure):
+    from agentkit.errors import ServerSeedCrash
+
+    server.get(f"{URL}/models").mock(side_effect=[models("gemma", owner=owner), httpx.ConnectError("refused")])
+    kind = "side_effect" if isinstance(failure, Exception) else "return_value"
+    route = server.post(f"{URL}/completions").mock(**{kind: failure})
+    model = llm()
+    with pytest.raises(ServerSeedCrash) as info:
+        model.generate(["q"], SEEDED)
+    message = str(info.value)
+    assert len(route.calls) == 1 and "\n" not in message  # a retry would kill the next replica too
+    assert message.startswith(f"{URL}/completions (model gemma): the server ") and "seeded sampled request" in message
+    assert "add ?seed=off to the model spec" in message and "cannot be reproduced" in message
+
+
+def test_a_seeded_sample_retries_as_before_where_the_server_lives_on_or_is_not_vllm(server):
+    failure = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    route = server.post(f"{URL}/completions").mock(side_effect=[failure, completion("ok")])
+    assert llm().generate(["q"], SEEDED)[0].text == "ok"  # vLLM still answers /models: a passing fault
+    server.get(f"{URL}/models").mock(side_effect=[models("gemma", owner="sglang"), httpx.ConnectError("refused")])
+    route.mock(side_effect=[failure, completion("ok")])
+    assert llm().generate(["q"], SEEDED)[0].text == "ok"
+    server.get(f"{URL}/models").mock(return_value=models("gemma"))
+    route.mock(return_value=httpx.Response(500, json={"error": {"message": ENGINE_DEAD}}))
+    with pytest.raises(ServerError, match="gave up after 2 attempts"):
+        llm(retries=1).generate(["q"])  # greedy: an ordinary 5xx
+
+
+def test_a_stream_that_kills_the_server_on_its_seed_says_so_too(server):
+    from agentkit.errors import ServerSeedCrash
+
+    server.post(f"{URL}/completions").mock(return_value=httpx.Response(500, json={"error": {"message": ENGINE_DEAD}}))
+    with pytest.raises(ServerSeedCrash, match=r"\?seed=off"):
+        drain(llm().stream("q", SEEDED))
+
+
+def vllm_cpu_like(reply: str) -> _LoopbackServer:
+    """Lists a vLLM model and answers completions (``n`` choices of ``reply``) until a seeded sampled request comes:
+    then it stops listening and drops the connection, as vLLM's CPU backend does; ``bodies`` are the requests."""
+    bodies: list[dict] = []
+
+    def answer(handler, sent):
+        bodies.append(sent)
+        if sent.get("seed") is not None:
+            handler.server.socket.close()  # no new connections: the server is gone
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return None
+        choices = [{"index": i, "text": reply, "finish_reason": "stop"} for i in range(sent.get("n", 1))]
+        return {"choices": choices, "usage": {"prompt_tokens": 9, "completion_tokens": 4}}
+
+    server = _LoopbackServer(answer, model="gemma", owner="vllm")
+    server.bodies = bodies
+    return server
+
+
+def test_a_benchmark_that_kills_vllm_on_seeds_resumes_with_seed_off_and_its_config_says_the_cost(tmp_path):
+    from click.testing import CliRunner
+
+    from agentkit.cli import main
+
+    out = tmp_path / "run"
+    common = ["bench", "-d", "gsm8k-sample", "-n", "2", "-o", str(out), "-q", "-m", "cot"]
+    args = [*common, "-m", "pal-sc"]
+    first = vllm_cpu_like("The answer is 15.")
+    try:  # the greedy method first, so finished examples are on disk when the sampled one kills the server
+        assert CliRunner().invoke(main, [*common, "--model", first.url]).exit_code == 0
+        result = CliRunner().invoke(main, [*args, "--model", f"{first.url}?retries=2"])
+    finally:
+        first.close()
+    assert result.exit_code == 1
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith(f"Error: {first.url}/completions (model gemma): the server went away")
+    assert "add ?seed=off to the model spec" in error and "rerun with ?seed=off in the model spec to resume" in error
+    again = vllm_cpu_like("The answer is 15.")  # restarted (on another port: where a server runs is not the run)
+    try:
+        result = CliRunner().invoke(main, [*args, "--model", f"{again.url}?seed=off"])
+    finally:
+        again.close()
+    assert result.exit_code == 0, result.output
+    assert not [b for b in again.bodies if "seed" in b] and any(b.get("n") == 5 for b in again.bodies)
+    execution = json.loads((out / "config.json").read_text())["execution"]
+    assert execution["seed"].startswith("off (?seed=off): sampled requests go without a seed")
+    assert "cannot be reproduced" in execution["seed"]

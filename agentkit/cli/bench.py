@@ -20,7 +20,7 @@ import click
 
 from agentkit.cli.display import one_line
 from agentkit.cli.options import episode_options, method_option, model_option, open_mcp_tools, pop_episode_options
-from agentkit.errors import BenchmarkError, MCPServerError, ServerError
+from agentkit.errors import BenchmarkError, MCPServerError, ServerError, ServerSeedCrash
 from agentkit.eval.config import DEFAULT_METHODS, BenchmarkConfig
 
 
@@ -214,8 +214,11 @@ def bench(
         saved = saved_examples(out) if out.is_dir() else 0
         if not saved:
             raise
+        again = "rerun the same command"
+        if isinstance(exc, ServerSeedCrash):  # the same command would crash the server again
+            again = "rerun with ?seed=off in the model spec"
         raise BenchmarkError(
-            f"{one_line(exc)} ({saved} finished examples are saved in {out}; rerun the same command to resume)"
+            f"{one_line(exc)} ({saved} finished examples are saved in {out}; {again} to resume)"
         ) from exc
     finally:
         if executor is not None:

@@ -36,6 +36,13 @@
   with the server's own message. Each failure that takes a replica out is logged as it happens (logger
   ``agentkit.serving.client``, WARNING: the replica, the failure, which try of how many, when the next one goes),
   so a run against a dead server says so at once instead of waiting silently through its retries.
+- Seeds: a sampled request carries its seed, so a run's samples are reproducible where the server honours
+  seeds. vLLM's CPU backend (0.32) dies on seeded samples whose prompt is prefilled in chunks (its log: "CPU
+  Generator does not use offset"); a seeded sampled request that fails that way (an HTTP 500 with that text or
+  with vLLM's "EngineCore encountered an issue", or a vLLM server that closes the connection and no longer
+  answers) is a ``ServerSeedCrash`` at once, not a retry that would kill the next replica. ``send_seeds=False``
+  (``?seed=off`` in the spec) sends sampled requests without a seed: the server draws its own random numbers, so
+  those samples differ on every run (and are never cached).
 
 Deliberately not here: parsing model specs (``agentkit.models``), logprobs, the legacy ``functions`` /
 ``function_call`` fields, and tokenizing. Token counts come from the server's ``usage``; where a server gives only
@@ -59,7 +66,14 @@ from typing import Any
 import httpx
 
 from agentkit import grammar, toolcalls
-from agentkit.errors import ServerConstraintRefused, ServerError, ServerRefused, UnknownServedModel, UsageError
+from agentkit.errors import (
+    ServerConstraintRefused,
+    ServerError,
+    ServerRefused,
+    ServerSeedCrash,
+    UnknownServedModel,
+    UsageError,
+)
 from agentkit.llm import (
     LLM,
     BatchSession,
@@ -102,6 +116,12 @@ _PROBE_TOOL = {"type": "function", "function": {"name": "probe", "parameters": {
 TOOLS_REFUSED = re.compile(
     r"enable-auto-tool-choice|tool[-_]call[-_]parser|--jinja|does not support tools|tools? (are |is )?not supported",
     re.I,
+)
+SEED_CRASH = "CPU Generator does not use offset"  # vLLM CPU 0.32's error on a seeded sample prefilled in chunks
+ENGINE_DEAD = "EngineCore encountered an issue"  # vLLM's 500 for every request in flight when its engine died
+UNSEEDED_COST = (
+    "the server draws its own random numbers, so sampled completions differ on every run and cannot be reproduced; "
+    "greedy ones are unaffected"
 )
 log = logging.getLogger("agentkit.serving.client")
 
@@ -169,6 +189,9 @@ class ServerLLM(LLM):
     the first and the largest wait before retrying a failed replica. ``dialect``: how the server takes
     constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``tool_calls``: how it
     takes a chat's tools (one of ``TOOL_MODES``); by default detected at the first request with tools.
+)
+    constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``send_seeds``:
+    False sends sampled requests without their seed (for vLLM's CPU backend, which dies on seeded samples).
     """
 
     native_tools = True  # a chat's tools come back as Completion.tool_calls from here, natively or prompted
@@ -186,6 +209,7 @@ class ServerLLM(LLM):
         max_backoff: float = 30.0,
         dialect: str | None = None,
         tool_calls: str | None = None,
+        send_seeds: bool = True,
         transport: httpx.BaseTransport | None = None,
     ):
         urls = [urls] if isinstance(urls, str) else list(urls)
@@ -199,6 +223,7 @@ class ServerLLM(LLM):
             raise UsageError(f"ServerLLM: tool_calls must be one of {', '.join(TOOL_MODES)}, not {tool_calls!r}")
         self._dialect = dialect
         self._tool_mode, self._tool_mode_given = tool_calls, tool_calls is not None
+        self.send_seeds = send_seeds
         self._dialect_lock = threading.Lock()
         self.replicas = [Replica(u.rstrip("/")) for u in urls]
         self.max_concurrency = max_concurrency
@@ -582,7 +607,7 @@ class ServerLLM(LLM):
             body.update(temperature=config.temperature, top_p=config.top_p)
             if config.top_k is not None:
                 body["top_k"] = config.top_k  # vLLM, SGLang and llama.cpp take it beside OpenAI's fields
-            if config.seed is not None:
+            if config.seed is not None and self.send_seeds:
                 body["seed"] = config.seed
         else:
             body["temperature"] = 0.0  # greedy on every OpenAI-compatible server
@@ -731,6 +756,9 @@ class ServerLLM(LLM):
                 failure = _failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, _Transient) else None
                 out_for = self._release(replica, failure, retry_after)
+                crash = self._seed_crash(replica, path, body, exc, failure)
+                if crash is not None:
+                    raise crash from None
             else:
                 self._release(replica)
                 return data
@@ -774,6 +802,9 @@ class ServerLLM(LLM):
             except (httpx.TransportError, _Transient, ValueError) as exc:
                 failure = _failure(exc)
                 out_for = self._release(replica, failure, exc.retry_after if isinstance(exc, _Transient) else None)
+                crash = self._seed_crash(replica, path, body, exc, failure)
+                if crash is not None:
+                    raise crash from None
                 if received:
                     raise ServerError(
                         f"{replica.url}{path} (model {self.model}): stream cut mid-way: {failure}"
@@ -789,6 +820,40 @@ class ServerLLM(LLM):
                 )
             if out_for is not None:
                 self._note_retry(replica, path, failure, attempt, self.retries + 1)
+
+    def _seed_crash(
+        self, replica: Replica, path: str, body: dict | None, exc: BaseException, failure: str
+    ) -> ServerSeedCrash | None:
+        """The error for a server that died on this seeded sampled request (vLLM's CPU backend does), else None:
+        an HTTP 500 with vLLM CPU's own error or with vLLM's dead-engine message, or a vLLM server that lost the
+        connection and no longer answers."""
+        if not body or body.get("seed") is None:
+            return None  # only sampled requests carry a seed
+        vllm = self._owner == "vllm" or self._dialect in ("vllm", "vllm-guided")
+        if SEED_CRASH in str(exc) or (vllm and isinstance(exc, _Transient) and ENGINE_DEAD in str(exc)):
+            how = f"failed ({failure})"
+        elif (
+            vllm
+            and isinstance(exc, httpx.TransportError)
+            and not isinstance(exc, httpx.TimeoutException)
+            and not self._answers(replica)
+        ):
+            how = f"went away ({failure})"
+        else:
+            return None
+        return ServerSeedCrash(
+            f"{replica.url}{path} (model {self.model}): the server {how} on a seeded sampled request: vLLM's CPU "
+            f"backend (0.32) dies on seeded samples whose prompt is prefilled in chunks ({SEED_CRASH!r} in its log); "
+            f"restart it and add ?seed=off to the model spec to send sampled requests without a seed ({UNSEEDED_COST})"
+        )
+
+    def _answers(self, replica: Replica) -> bool:
+        """Whether ``replica`` still answers at all (any HTTP status)."""
+        try:
+            self._client.get(replica.url + "/models", timeout=min(5.0, self.timeout))
+        except httpx.HTTPError:
+            return False
+        return True
 
     def _check(self, response: httpx.Response, replica: Replica, path: str) -> None:
         status = response.status_code
