@@ -143,6 +143,14 @@ def test_render_chat_renders_tools_calls_and_results_as_transformers_does():
         assert '"name": "Search"' in expected
 
 
+def test_the_engine_gives_the_tokenizers_template_the_tools(llm, monkeypatch):
+    from test_toolcalls import HERMES, chat
+
+    monkeypatch.setattr(llm._chat_tokenizer, "chat_template", HERMES)
+    assert llm.render(chat()) == render_chat(HERMES, chat())
+    assert '"name": "Add"' in llm.render(chat())
+
+
 def test_the_tool_agent_through_the_engine_under_its_constraint(llm):
     """Random weights write anything; constrained, a call the model opens parses unless max_new_tokens cut it."""
     from agentkit.strategies.tools import ToolAgent
