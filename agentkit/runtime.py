@@ -462,8 +462,8 @@ def _drive(
         if hit and options.on_cached is not None and completion.text:
             options.on_cached(completion.text)
         asked = lifts.pop(key, None)
-        if asked is not None:
-            completion = toolcalls.lift(llm, asked.prompt, completion, format=asked.tool_format)  # type: ignore[arg-type]
+        if asked is not None and isinstance(asked.prompt, Chat):
+            completion = toolcalls.lift(llm, asked.prompt, completion, format=asked.tool_format)
         deliver(key, completion)
 
     try:

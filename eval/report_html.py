@@ -420,7 +420,8 @@ _JS = r"""
 
   function renderTrajectory(t, parent) {
     (t.steps || []).forEach(function (s) {
-      var step = el("div", "step" + (s.status === "malformed" || s.status === "unknown_tool" ? " bad" : ""));
+      var bad = s.status === "malformed" || s.status === "unknown_tool" || s.status === "bad_arguments";
+      var step = el("div", "step" + (bad ? " bad" : ""));
       add(step, label("Thought " + s.n), pre(s.thought || "(none)"));
       var action = s.action ? s.action + "[" + (s.argument == null ? "" : s.argument) + "]" : "(no valid action)";
       add(step, label("Action " + s.n + (s.reasked ? " (re-asked)" : "")), pre(action));

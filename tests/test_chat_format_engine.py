@@ -121,6 +121,51 @@ def test_render_chat_renders_what_transformers_apply_chat_template_does(name):
         assert render_chat(template, chat, bos_token="<bos>", eos_token="<eos>") == expected
 
 
+def test_render_chat_renders_tools_calls_and_results_as_transformers_does():
+    from test_toolcalls import CALLS, HERMES, chat
+
+    asked = chat()
+    history = asked.model_copy(
+        update={
+            "messages": (
+                *asked.messages,
+                Message(role="assistant", content="Looking.", tool_calls=tuple(CALLS)),
+                *(Message(role="tool", content="found", tool_call_id=c.id, name=c.name) for c in CALLS),
+            )
+        }
+    )
+    hf = hf_tokenizer(HERMES)
+    for sent in (asked, history):
+        expected = hf.apply_chat_template(
+            [m.as_dict() for m in sent.messages], tools=list(sent.tools), tokenize=False, add_generation_prompt=True
+        )
+        assert render_chat(HERMES, sent) == expected
+        assert '"name": "Search"' in expected
+
+
+def test_the_engine_gives_the_tokenizers_template_the_tools(llm, monkeypatch):
+    from test_toolcalls import HERMES, chat
+
+    monkeypatch.setattr(llm._chat_tokenizer, "chat_template", HERMES)
+    assert llm.render(chat()) == render_chat(HERMES, chat())
+    assert '"name": "Add"' in llm.render(chat())
+
+
+def test_the_tool_agent_through_the_engine_under_its_constraint(llm):
+    """Random weights write anything; constrained, a call the model opens parses unless max_new_tokens cut it."""
+    from agentkit.strategies.tools import ToolAgent
+    from agentkit.tools.wikipedia import OfflineCorpus
+
+    corpus = OfflineCorpus.from_records([{"title": "Fooville", "text": "Fooville is a town. It has a tower."}])
+    agent = ToolAgent(llm, corpus=corpus, max_steps=2, constrain=True, config=GenerationConfig(max_new_tokens=48))
+    results = agent.batch(["Where is Fooville?", "What does Fooville have?"])
+    for result in results:
+        assert result.trajectory.steps
+        for step in result.trajectory.steps:
+            if step.status == "malformed" and "call 1" in (step.error or ""):
+                assert step.cut, step.error  # a call that does not parse was cut short
+
+
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory):
     return short_exemplars(tmp_path_factory.mktemp("exemplars"))
@@ -130,7 +175,7 @@ def strategy_for(method: str, llm, templates):
     from agentkit.tools.wikipedia import OfflineCorpus
 
     options = {}
-    if method.startswith("react"):
+    if method.startswith("react") or method == "tools":
         corpus = OfflineCorpus.from_records([{"title": "Fooville", "text": "Fooville is a town. It has a tower."}])
         options = {"corpus": corpus, "max_steps": 2}
     return load_strategy(
@@ -146,7 +191,8 @@ def test_every_method_runs_in_chat_form_through_the_engine(llm, sent, templates,
     first = sent[0]
     assert result.prompt == first  # the record keeps the exact text sent
     assert first.startswith("<bos><start_of_turn>user\n")  # the instructions open the first user turn
-    assert first.count("<start_of_turn>model\n") == 2  # the exemplar's reply, then the reply to the question
+    exemplars = 0 if method == "tools" else 1  # the tool agent has none
+    assert first.count("<start_of_turn>model\n") == exemplars + 1  # the exemplar's reply, then the question's
     reply = first.rsplit("<start_of_turn>model\n", 1)[1]
     assert "<end_of_turn>" not in reply  # the model writes (or continues) the last assistant turn
     assert reply == {"pal": "```python", "react": "Thought 1:"}.get(method.split("-")[0], "")

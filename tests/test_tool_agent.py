@@ -232,3 +232,22 @@ def test_the_registry_and_the_cli_run_it(tmp_path, monkeypatch):
     shown = CliRunner().invoke(main, ["run", "Where was Ada Quill born?", "-m", "tools", "--tool-format", "plain"])
     assert shown.exit_code == 0, shown.output
     assert "Barton" in shown.output
+
+
+def test_a_benchmark_of_the_tools_method_beside_react(tmp_path):
+    from agentkit.eval import run_benchmark
+
+    def reply(prompt: str) -> str:
+        if "Thought 1:" in prompt:  # react, in chat form too
+            return " I know it.\nAction 1: Finish[Leonardo da Vinci]"
+        if "<tool_response>" not in prompt:
+            return "Let me look. " + call("Search", entity="Mona Lisa")
+        return call("Finish", answer="Leonardo da Vinci")
+
+    out = run_benchmark(
+        "wiki-sample", ["tools", "react"], ScriptedLLM(reply, chat_template=HERMES), output_dir=tmp_path, limit=2
+    )
+    tools = [json.loads(line) for line in (tmp_path / "tools" / "samples.jsonl").read_text().splitlines()]
+    assert len(tools) == 2 and tools[0]["answer"] == "Leonardo da Vinci" and tools[0]["correct"]
+    assert [s["action"] for s in tools[0]["trajectory"]["steps"]] == ["Search", "Finish"]
+    assert out is not None and (tmp_path / "results.html").is_file()
