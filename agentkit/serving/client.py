@@ -182,16 +182,16 @@ class _Job:
 class ServerLLM(LLM):
     """A model served over an OpenAI-compatible HTTP API by one or several replicas.
 
-    ``urls``: base URLs that end in ``/v1`` (``http://localhost:8000/v1``). ``model``: the served model's name;
-    optional when the servers serve exactly one. ``api_key``: sent as a bearer token; by default taken from
-    ``$AGENTKIT_API_KEY`` or ``$OPENAI_API_KEY``. ``timeout``: seconds to wait for a response (or for the next
-    piece of a stream). ``retries``: retries of one request before it gives up; ``backoff``/``max_backoff``:
-    the first and the largest wait before retrying a failed replica. ``dialect``: how the server takes
-    constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``tool_calls``: how it
-    takes a chat's tools (one of ``TOOL_MODES``); by default detected at the first request with tools.
-)
-    constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``send_seeds``:
-    False sends sampled requests without their seed (for vLLM's CPU backend, which dies on seeded samples).
+        ``urls``: base URLs that end in ``/v1`` (``http://localhost:8000/v1``). ``model``: the served model's name;
+        optional when the servers serve exactly one. ``api_key``: sent as a bearer token; by default taken from
+        ``$AGENTKIT_API_KEY`` or ``$OPENAI_API_KEY``. ``timeout``: seconds to wait for a response (or for the next
+        piece of a stream). ``retries``: retries of one request before it gives up; ``backoff``/``max_backoff``:
+        the first and the largest wait before retrying a failed replica. ``dialect``: how the server takes
+        constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``tool_calls``: how it
+        takes a chat's tools (one of ``TOOL_MODES``); by default detected at the first request with tools.
+    )
+        constraints (one of ``DIALECTS``); by default detected at the first constrained request. ``send_seeds``:
+        False sends sampled requests without their seed (for vLLM's CPU backend, which dies on seeded samples).
     """
 
     native_tools = True  # a chat's tools come back as Completion.tool_calls from here, natively or prompted
