@@ -198,8 +198,10 @@ class Chat(BaseModel):
         else a new assistant message (which the model then continues)."""
         if self.continues:
             last = self.messages[-1]
-            return Chat(messages=(*self.messages[:-1], Message(role="assistant", content=last.content + text)))
-        return Chat(messages=(*self.messages, Message(role="assistant", content=text)))
+            messages = (*self.messages[:-1], last.model_copy(update={"content": last.content + text}))
+        else:
+            messages = (*self.messages, Message(role="assistant", content=text))
+        return self.model_copy(update={"messages": messages})  # the tools stay
 
     def without_system(self) -> Chat:
         """The chat with its system message put at the head of the first user turn, for chat templates that
@@ -209,7 +211,7 @@ class Chat(BaseModel):
         if not system or not rest or rest[0].role != "user":
             return self
         first = Message(role="user", content="\n\n".join([*system, rest[0].content]))
-        return Chat(messages=(first, *rest[1:]))
+        return self.model_copy(update={"messages": (first, *rest[1:])})
 
 
 # What a model is asked to continue: plain text (sent as it is) or a conversation.
@@ -229,7 +231,9 @@ class Completion(BaseModel):
     ``"length"`` when ``max_new_tokens`` cut it off; then ``completion_tokens == max_new_tokens``. Token counts
     are the model's own (``prompt_tokens`` includes special tokens such as BOS where the model adds them).
     For a ``Chat`` with ``tools``, ``tool_calls`` holds the calls the reply made and ``text`` what it said besides
-    them; ``finish_reason`` stays ``"stop"`` (a server's ``"tool_calls"`` reads as ``"stop"``).
+    them; ``finish_reason`` stays ``"stop"`` (a server's ``"tool_calls"`` reads as ``"stop"``). Where the model
+    wrote its calls as text (``agentkit.toolcalls.lift``), ``tool_call_errors`` says why any call it opened could
+    not be read (the model's mistake, as data).
     """
 
     text: str
@@ -237,6 +241,7 @@ class Completion(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_errors: list[str] = Field(default_factory=list)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -339,6 +344,9 @@ class LLM(ABC):
     name: str = "llm"
     chat_template: str | None = None  # a Hugging Face-style Jinja chat template; None: the model takes text only
     special_tokens: dict[str, str] = {}  # e.g. bos_token, eos_token: variables the chat template may use
+    # True: a Chat's tools are sent as they are and the backend fills Completion.tool_calls itself (a server with
+    # native tool calls); False: the episode runner lowers the chat to text and reads the calls (agentkit.toolcalls)
+    native_tools: bool = False
 
     @abstractmethod
     def generate(self, prompts: list[Prompt], config: GenerationConfig | None = None) -> list[Completion]:
@@ -403,6 +411,7 @@ def render_chat(template: str, chat: Chat, **special_tokens: str) -> str:
     A new assistant turn gets the generation prompt (``add_generation_prompt``). A chat whose last message is the
     assistant's is rendered with a marker after that message and cut at the marker, so the model continues the
     message (transformers' ``continue_final_message``); where the template trims the message, so is the cut.
+    The chat's ``tools`` go to the template as ``tools`` (a list of dicts, or None), as transformers passes them.
     """
     messages = [m.as_dict() for m in chat.messages]
     if chat.continues:
@@ -410,7 +419,12 @@ def render_chat(template: str, chat: Chat, **special_tokens: str) -> str:
     text = (
         _chat_environment()
         .from_string(template)
-        .render(messages=messages, add_generation_prompt=not chat.continues, **special_tokens)
+        .render(
+            messages=messages,
+            tools=[dict(t) for t in chat.tools] or None,
+            add_generation_prompt=not chat.continues,
+            **special_tokens,
+        )
     )
     if not chat.continues:
         return text

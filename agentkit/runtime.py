@@ -3,7 +3,9 @@
 An *episode* is a generator: the strategy's logic written straight down, with a ``yield`` wherever it needs
 something from outside.
 
-- ``yield Generate(prompt, config)`` asks the model (text or a ``Chat``) and receives a ``Completion``;
+- ``yield Generate(prompt, config)`` asks the model (text or a ``Chat``) and receives a ``Completion``; a ``Chat``
+  with ``tools`` goes to a model that writes its calls as text through ``agentkit.toolcalls`` (its template
+  renders the tools, the calls are read back into ``Completion.tool_calls``), so it batches like any text prompt;
 - ``yield Call(fn, *args)`` runs a tool (a search, a sandboxed program) on a worker thread and receives its
   return value; an exception it raises is thrown back into the episode;
 - ``yield Event(kind, text)`` reports progress to a live view and receives ``None``;
@@ -43,7 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentkit.llm import LLM, BatchSession, Completion, GenerationConfig, Prompt, StreamingSession
+from agentkit import toolcalls
+from agentkit.llm import LLM, BatchSession, Chat, Completion, GenerationConfig, Prompt, StreamingSession
 from agentkit.result import Result
 
 if TYPE_CHECKING:
@@ -53,10 +56,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Generate:
-    """Ask the model to continue ``prompt``."""
+    """Ask the model to continue ``prompt``.
+
+    A ``Chat`` with ``tools`` is a tool-calling prompt: for a model without ``native_tools`` the loop sends it as
+    ``agentkit.toolcalls.lower`` writes it (``tool_format``: the call format by name, None: the one the chat
+    template shows; ``constrain_calls``: with the call constraint) and reads the calls with ``lift``.
+    """
 
     prompt: Prompt
     config: GenerationConfig
+    tool_format: str | None = None
+    constrain_calls: bool = True
 
 
 @dataclass(frozen=True)
@@ -365,6 +375,7 @@ def _drive(
     first_token: dict[tuple[int, int, int], float] = {}
     timed_tokens = tracing is not None and getattr(session, "token_steps", False)
     headers = getattr(session, "trace_headers", None) if tracing is not None else None
+    lifts: dict[tuple[int, int, int], Generate] = {}  # tool-calling chats sent as text, their calls read on return
 
     def finish(slot: _Slot, result: Result) -> None:
         del slots[slot.index]
@@ -391,6 +402,8 @@ def _drive(
                 key = (slot.index, slot.turn, position)
                 if isinstance(request, Generate):
                     slot.usage.model_calls += 1
+                    if isinstance(request.prompt, Chat) and request.prompt.tools and not llm.native_tools:
+                        lifts[key], request = request, _lowered(llm, request)
                     if slot.first_prompt is None:
                         slot.first_prompt = request.prompt
                     if tracing is not None:
@@ -448,6 +461,9 @@ def _drive(
                 tracing.model_ended(spans.pop(key), completion, first, cached=hit)
         if hit and options.on_cached is not None and completion.text:
             options.on_cached(completion.text)
+        asked = lifts.pop(key, None)
+        if asked is not None:
+            completion = toolcalls.lift(llm, asked.prompt, completion, format=asked.tool_format)  # type: ignore[arg-type]
         deliver(key, completion)
 
     try:
@@ -516,6 +532,14 @@ def _drive(
             for slot in slots.values():
                 tracing.dropped(slot.span)
     return [results[i] for i in range(len(results))]
+
+
+def _lowered(llm: LLM, request: Generate) -> Generate:
+    """A tool-calling chat as the text (and the call constraint) a model that writes its calls as text is sent."""
+    text, config = toolcalls.lower(
+        llm, request.prompt, request.config, format=request.tool_format, constrain=request.constrain_calls
+    )
+    return Generate(text, config)
 
 
 def gather(parts: list[Generator[Any, Any, Any]]) -> Generator[list[Request], list[Any], list[Any]]:

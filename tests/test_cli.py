@@ -41,7 +41,7 @@ def invoke(*args, input=None):
 
 
 def test_every_method_has_a_script():
-    assert set(SCRIPTS) == {"chat", *METHODS}
+    assert set(SCRIPTS) == {"chat", *METHODS} - {"tools"}  # tools needs a chat model: tests/test_tool_agent.py
 
 
 @pytest.mark.parametrize("method", list(SCRIPTS))

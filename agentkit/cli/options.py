@@ -22,6 +22,7 @@ from agentkit.errors import UsageError
 from agentkit.models import DTYPES
 from agentkit.strategies import REGISTRY, Settings
 from agentkit.strategies.base import ANSWER_KINDS
+from agentkit.toolcalls import FORMATS
 
 DEFAULT = "default"
 
@@ -95,6 +96,7 @@ ANSWER = SettingChoice("answer", ANSWER_KINDS)
 CORPUS = SettingChoice("corpus", ("offline", "live"))
 PROMPT_FORMAT = SettingChoice("prompt format", ("auto", "text", "chat"))
 CONSTRAIN = SettingChoice("constrain", ("on", "off"))
+TOOL_FORMAT = SettingChoice("tool format", tuple(FORMATS))
 
 # Settings field -> its option (the same in every command that takes method settings).
 SETTING_OPTIONS: dict[str, Callable] = {
@@ -154,6 +156,13 @@ SETTING_OPTIONS: dict[str, Callable] = {
         help="Constrain every reply to the form the method reads (ReAct's actions, the answer "
         "line, PAL's program; see docs/structured.md). Needs a model that honours "
         "constraints: the embedded engine, agentkit serve, or a server that takes them.",
+    ),
+    "tool_format": click.option(
+        "--tool-format",
+        type=TOOL_FORMAT,
+        default=None,
+        help="How the tools method's model writes its calls (see docs/tools.md); the default reads it from "
+        "the model's chat template (plain where the template renders no tools).",
     ),
 }
 

@@ -600,6 +600,7 @@ class TransformersLLM(LLM):
     def apply_chat_template(self, chat: Chat) -> str:
         return self._chat_tokenizer.apply_chat_template(
             [m.as_dict() for m in chat.messages],
+            tools=[dict(t) for t in chat.tools] or None,
             tokenize=False,
             add_generation_prompt=not chat.continues,
             continue_final_message=chat.continues,

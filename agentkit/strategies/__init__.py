@@ -7,11 +7,12 @@ sets its prompts draw on. Everything that turns a name into a strategy reads it:
 commands' ``--method`` choices. ``register_method`` adds one, a strategy of your own included, in one call.
 
 ``Settings`` are the knobs every command offers, under the names ``load_strategy`` takes them by (``shots``,
-``max_tokens``, ``temperature``, ``seed``, ``k``, ``answer``, ``corpus``, ``prompt_format``, ``constrain``);
+``max_tokens``, ``temperature``, ``seed``, ``k``, ``answer``, ``corpus``, ``prompt_format``, ``constrain``,
+``tool_format``);
 ``None`` means the method's own default.
 
 Deliberately not here: the strategies themselves (``direct.py``, ``cot.py``, ``pal.py``, ``react.py``,
-``self_consistency.py``, ``chat.py``) and anything about the command line (``agentkit.cli``).
+``tools.py``, ``self_consistency.py``, ``chat.py``) and anything about the command line (``agentkit.cli``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from agentkit.strategies.direct import Direct
 from agentkit.strategies.pal import PAL
 from agentkit.strategies.react import ReAct
 from agentkit.strategies.self_consistency import SelfConsistency
+from agentkit.strategies.tools import ToolAgent
 
 SC_OPTIONS = ("k", "temperature", "top_p")
 REACT_OPTIONS = ("tools", "corpus", "max_steps", "sentences", "reask")
+TOOLS_OPTIONS = (*REACT_OPTIONS, "parallel", "tool_format")
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,16 @@ register_method(
     description="ReAct, falling back to chain-of-thought self-consistency when it does not finish",
 )
 
+register_method(
+    "tools",
+    ToolAgent,
+    options=TOOLS_OPTIONS,
+    answers=("text",),
+    exemplar_sets=lambda answer: (),
+    description="ReAct over native tool calls: Search, Lookup, Finish as JSON-schema functions, several calls a "
+    "reply (needs a chat model)",
+)
+
 
 def get_method(name: str) -> Method:
     method = REGISTRY.get(name)
@@ -359,6 +372,7 @@ class Settings(BaseModel):
     corpus: Literal["offline", "live"] | None = Field(None, validation_alias=AliasChoices("corpus", "wiki"))
     prompt_format: Literal["auto", "text", "chat"] | None = None  # None: auto (chat when the model has a template)
     constrain: bool = False  # generate each reply under the constraint the method derives (docs/structured.md)
+    tool_format: str | None = None  # the tools method's call format (agentkit.toolcalls.FORMATS); None: sniffed
 
     def generation(self) -> dict[str, Any]:
         """Generation settings laid over each method's own ``GenerationConfig``."""
@@ -384,6 +398,8 @@ class Settings(BaseModel):
             options["answer"] = self.answer
         if self.corpus is not None:
             options["corpus"] = self.corpus
+        if self.tool_format is not None:
+            options["tool_format"] = self.tool_format
         return options
 
 

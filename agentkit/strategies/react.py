@@ -55,7 +55,7 @@ class Step(BaseModel):
     action: str | None = None  # tool name as the tool spells it ("Search"), or as written if unknown
     argument: str | None = None
     observation: str | None = None  # None only for the Finish step
-    status: Literal["ok", "finish", "malformed", "unknown_tool"] = "ok"
+    status: Literal["ok", "finish", "malformed", "unknown_tool", "bad_arguments"] = "ok"  # the last: tool agent's
     reasked: bool = False  # the action came from (or was tried with) the "Action n:" re-ask
     error: str | None = None  # why the model text was not a valid action
     raw: str = ""  # the model's text for this step
