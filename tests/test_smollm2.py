@@ -112,3 +112,79 @@ def test_run_cot_through_the_cli_in_chat_form():
     assert prompt.startswith("<|im_start|>system\n") and not prompt.startswith(SYSTEM)
     assert prompt.count("<|im_start|>user\n") == 5 and prompt.endswith("<|im_start|>assistant\n")
     assert "What is 6 times 7?" in prompt.rsplit("<|im_start|>user\n", 1)[1]
+
+
+# -- tool calls: SmolLM2's template renders no tools, so it gets the plain format (Hermes calls, tools described) --
+
+WIKI_QUESTIONS = 6
+
+
+@pytest.fixture(scope="module")
+def tool_chats(llm):
+    from agentkit.eval.datasets import load_dataset
+    from agentkit.strategies.tools import ToolAgent
+
+    agent = ToolAgent(llm)
+    tools = agent.episode_tools()
+    questions = [e.question for e in load_dataset("wiki-sample")][:WIKI_QUESTIONS]
+    return agent, {t.name: t for t in tools}, [agent.prompt(q, tools) for q in questions], questions
+
+
+def _reasked(chats, fmt):
+    """Each chat continued from the call opener, as the tool agent re-asks a reply that made no call."""
+    return [chat.extend(fmt.opener) for chat in chats]
+
+
+def _fits(tools, call) -> bool:
+    return call.name in tools and tools[call.name].validate(call.arguments) is not None
+
+
+def test_constrained_calls_always_parse_and_fit_the_schema(llm, tool_chats):
+    from agentkit import toolcalls
+
+    agent, tools, chats, _ = tool_chats
+    assert toolcalls.call_format(llm).name == "plain"
+    config = GenerationConfig(max_new_tokens=96, stop=agent.config.stop)
+    one = [c.model_copy(update={"tool_choice": "required", "parallel_tool_calls": False}) for c in chats]
+    out = toolcalls.generate(llm, one, config) + toolcalls.generate(
+        llm, _reasked(one, toolcalls.call_format(llm)), config
+    )
+    for completion in out:
+        assert completion.tool_call_errors == [] and len(completion.tool_calls) == 1, completion
+        assert _fits(tools, completion.tool_calls[0]), completion.tool_calls
+    # Several calls a reply: each call the model finishes parses; the only call that can fail to is one the token
+    # limit cuts off (this model repeats calls until it runs out of tokens; the grammar cannot end a call early).
+    many = toolcalls.generate(llm, _reasked(chats, toolcalls.call_format(llm)), config)
+    assert sum(len(c.tool_calls) for c in many) >= len(chats)
+    for completion in many:
+        assert all(_fits(tools, call) for call in completion.tool_calls)
+        assert len(completion.tool_call_errors) <= (completion.finish_reason == "length"), completion
+
+
+def test_unconstrained_calls_are_read_and_malformed_ones_counted(llm, tool_chats, capsys):
+    from agentkit import toolcalls
+
+    agent, tools, chats, _ = tool_chats
+    fmt = toolcalls.call_format(llm)
+    config = GenerationConfig(max_new_tokens=96, stop=agent.config.stop)
+    out = toolcalls.generate(llm, _reasked(chats, fmt), config, constrain=False)
+    calls = [call for c in out for call in c.tool_calls]
+    malformed = sum(len(c.tool_call_errors) for c in out) + sum(not _fits(tools, call) for call in calls)
+    assert calls or malformed  # after the opener the model writes something that reads as calls, right or wrong
+    assert all(isinstance(e, str) and e for c in out for e in c.tool_call_errors)  # a model's mistake is data
+    with capsys.disabled():
+        print(
+            f"\nSmolLM2 without the constraint, {len(chats)} re-asked replies: {len(calls)} calls read, "
+            f"{malformed} malformed (not JSON, or off the schema)"
+        )
+
+
+def test_tool_agent_episodes_with_the_constraint_make_only_readable_calls(llm, tool_chats):
+    from agentkit.strategies.tools import ToolAgent
+
+    questions = tool_chats[3][:3]
+    results = ToolAgent(llm, constrain=True, max_steps=2, parallel=False).batch(questions)
+    steps = [step for result in results for step in result.trajectory.steps]
+    assert steps and all(result.trajectory.question in questions for result in results)
+    assert not [s for s in steps if s.status == "bad_arguments" or "not JSON" in (s.error or "")], steps
+    assert any(s.action in ("Search", "Lookup", "Finish") for s in steps)
