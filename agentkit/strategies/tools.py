@@ -36,7 +36,6 @@ from agentkit import toolcalls
 from agentkit.errors import UsageError
 from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message, ToolCall
 from agentkit.prompting import Templates
-from agentkit.result import Result
 from agentkit.runtime import Call, Episode, Event, Generate
 from agentkit.strategies.base import Strategy
 from agentkit.strategies.chat import END_OF_TURN
@@ -137,11 +136,11 @@ class ToolAgent(Strategy):
             if finish is not None and steps[finish].status == "finish":
                 trajectory.answer, trajectory.finished = steps[finish].argument, True
                 yield Event("answer", trajectory.answer or "", {"step": n})
-                return self._result(question, first, completions, trajectory)
+                return trajectory.result(self.name, completions, self.rendered(first), "Finish call")
             malformed = steps[-1] if steps[-1].status == "malformed" else None
             chat = self._next_chat(chat, reply.text, calls, observations, malformed, tools)
         trajectory.forced_finish = True
-        return self._result(question, first, completions, trajectory)
+        return trajectory.result(self.name, completions, self.rendered(first), "Finish call")
 
     def _reply(self, chat: Chat, completions: list[Completion]) -> Any:
         """One reply; re-asked once, continued from the call opener, when it has no call that could be read.
@@ -229,21 +228,6 @@ class ToolAgent(Strategy):
     def _valid(tools: Sequence[Tool] | dict[str, Tool]) -> str:
         listed = tools.values() if isinstance(tools, dict) else tools
         return "Call one of the tools: " + ", ".join(t.name for t in listed) + "."
-
-    def _result(self, question: str, first: Chat, completions: list[Completion], trajectory: Trajectory) -> Result:
-        failure = error = None
-        if trajectory.forced_finish:
-            failure, error = "forced_finish", f"no Finish call within {self.max_steps} steps"
-        return Result.from_completions(
-            self.name,
-            question,
-            completions,
-            answer=trajectory.answer,
-            failure=failure,
-            error=error,
-            prompt=self.rendered(first),
-            trajectory=trajectory,
-        )
 
     def rendered(self, chat: Chat) -> str:
         """The text the model sees for ``chat`` (as the server renders it, for one with native tool calls)."""
