@@ -48,9 +48,9 @@ __all__ = ["ToolAgent"]
 class ToolAgent(Strategy):
     """ReAct over native tool calls, with Wikipedia (offline corpus by default) plus custom or MCP tools.
 
-    ``corpus``, ``tools``, ``max_steps``, ``sentences`` and ``reask`` are ReAct's. ``parallel``: whether a reply may
-    carry several calls (``Chat.parallel_tool_calls``). ``tool_format``: the call format by name (see
-    ``agentkit.toolcalls.FORMATS``); None reads it from the model's chat template.
+    ``react``: ReAct's ``tools``, ``corpus``, ``max_steps``, ``sentences`` and ``reask``, with its defaults.
+    ``parallel``: whether a reply may carry several calls (``Chat.parallel_tool_calls``). ``tool_format``: the call
+    format by name (see ``agentkit.toolcalls.FORMATS``); None reads it from the model's chat template.
     """
 
     name: ClassVar[str] = "tools"
@@ -61,11 +61,6 @@ class ToolAgent(Strategy):
         self,
         llm: LLM | None = None,
         *,
-        tools: Sequence[Tool] = (),
-        corpus: Any = "offline",
-        max_steps: int = 7,
-        sentences: int = 5,
-        reask: bool = True,
         parallel: bool = True,
         tool_format: str | None = None,
         shots: int = 0,
@@ -73,6 +68,7 @@ class ToolAgent(Strategy):
         templates: Templates | None = None,
         prompt_format: str = "auto",
         constrain: bool = False,
+        **react: Any,
     ):
         if prompt_format == "text":
             raise UsageError("method tools calls tools in chat messages: drop --prompt-format text (or use react)")
@@ -83,10 +79,12 @@ class ToolAgent(Strategy):
         super().__init__(
             llm, shots=shots, config=config, templates=templates, prompt_format="auto", constrain=constrain
         )
-        # ReAct checks the tools and the step limit, and owns the Wikipedia tools this agent shares
-        self._react = ReAct(llm, tools=tools, corpus=corpus, max_steps=max_steps, sentences=sentences, shots=0)
-        self.custom_tools, self.corpus, self.max_steps = self._react.custom_tools, corpus, max_steps
-        self.reask, self.parallel, self.tool_format = reask, parallel, tool_format
+        if "fallback" in react:
+            raise TypeError("ToolAgent takes no fallback (ReAct's fallback answers for the text protocol only)")
+        # ReAct takes and checks its options (the tools, the step limit), and owns the Wikipedia tools shared here
+        self._react = ReAct(llm, shots=0, **react)
+        self.custom_tools, self.corpus, self.reask = self._react.custom_tools, self._react.corpus, self._react.reask
+        self.max_steps, self.parallel, self.tool_format = self._react.max_steps, parallel, tool_format
 
     def episode_tools(self) -> list[Tool]:
         """Fresh tools for one episode: Search/Lookup share that episode's current page; Finish comes last."""
