@@ -95,18 +95,14 @@ class Templates:
 
     def names(self) -> list[str]:
         """Every template name available (user and built-in)."""
-        found = set()
-        for d in self._dirs:
-            for sub in (d / "templates", d):
-                found.update(p.stem for p in sub.glob("*.jinja"))
-        return sorted(found)
+        return self._stems("templates", "jinja")
 
     def exemplar_sets(self) -> list[str]:
-        found = set()
-        for d in self._dirs:
-            for sub in (d / "exemplars", d):
-                found.update(p.stem for p in sub.glob("*.jsonl"))
-        return sorted(found)
+        return self._stems("exemplars", "jsonl")
+
+    def _stems(self, folder: str, suffix: str) -> list[str]:
+        """The names of the ``*.suffix`` files in every directory or its ``folder``."""
+        return sorted({p.stem for d in self._dirs for sub in (d / folder, d) for p in sub.glob(f"*.{suffix}")})
 
     def render(self, name: str, **variables: Any) -> str:
         """Render template ``name`` (without ``.jinja``) with ``variables``: its text form."""

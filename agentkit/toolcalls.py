@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -131,6 +131,21 @@ class CallFormat(ABC):
         """``grammar`` behind the opener, from the reply's first character (``free``: or a reply with no call,
         for formats without an opener, whose ``auto`` cannot be written with ``after``)."""
         return _rename_start(grammar, "calls") + f"start: {_lit(self.opener)} calls\n"
+
+    def _parse_each(self, text: str, read: Callable[[str, list[ToolCall]], None]) -> ParsedCalls:
+        """Read a reply whose calls each follow the opener: ``read(part, calls)`` appends what the text after one
+        opener calls, or raises ``ValueError``, which becomes that call's error."""
+        at = text.find(self.opener)
+        if at < 0:
+            return ParsedCalls(text)
+        calls: list[ToolCall] = []
+        errors: list[str] = []
+        for n, part in enumerate(text[at:].split(self.opener)[1:], 1):
+            try:
+                read(part, calls)
+            except ValueError as exc:
+                errors.append(f"call {n}: {exc}")
+        return ParsedCalls(text[:at].rstrip(), calls, errors)
 
 
 # ------------------------------------------------------------------------------------------------ grammar pieces
@@ -347,24 +362,17 @@ class Mistral(CallFormat):
         return self.opener + json.dumps(listed, ensure_ascii=False)
 
     def parse(self, text: str) -> ParsedCalls:
-        at = text.find(self.opener)
-        if at < 0:
-            return ParsedCalls(text)
-        content, calls, errors = text[:at].rstrip(), [], []
-        for n, part in enumerate(text[at:].split(self.opener)[1:], 1):
-            v11 = self._v11.match(part)
-            try:
-                if v11 is not None:
-                    arguments, _ = _decode_object(part, v11.end())
-                    calls.append(_call_from({"name": v11.group(1), "arguments": arguments}, len(calls)))
-                    continue
-                stripped = part.strip()
-                value, _ = _decode_object(stripped, 0)
-                for obj in value if isinstance(value, list) else [value]:
-                    calls.append(_call_from(obj, len(calls)))
-            except ValueError as exc:
-                errors.append(f"call {n}: {exc}")
-        return ParsedCalls(content, calls, errors)
+        return self._parse_each(text, self._read_call)
+
+    def _read_call(self, part: str, calls: list[ToolCall]) -> None:
+        v11 = self._v11.match(part)
+        if v11 is not None:
+            arguments, _ = _decode_object(part, v11.end())
+            calls.append(_call_from({"name": v11.group(1), "arguments": arguments}, len(calls)))
+            return
+        value, _ = _decode_object(part.strip(), 0)
+        for obj in value if isinstance(value, list) else [value]:
+            calls.append(_call_from(obj, len(calls)))
 
     def body(self, functions: Sequence[Mapping[str, Any]], parallel: bool) -> str:
         more = ' (", " call)*' if parallel else ""
@@ -411,26 +419,20 @@ class FunctionGemma(CallFormat):
         return json.dumps(value)
 
     def parse(self, text: str) -> ParsedCalls:
-        at = text.find(self.opener)
-        if at < 0:
-            return ParsedCalls(text)
-        content, calls, errors = text[:at].rstrip(), [], []
-        for n, part in enumerate(text[at:].split(self.opener)[1:], 1):
-            end = part.find(self.closer)
-            inner = (part if end < 0 else part[:end]).strip()
-            head = re.match(r"call:([A-Za-z_][\w.\-]*)", inner)
-            try:
-                if head is None:
-                    raise ValueError("expected call:NAME{...}")
-                if inner[head.end() : head.end() + 1] != "{":
-                    raise ValueError(f"{head.group(1)}: expected {{ after the name")
-                arguments, stop = self._read(inner, head.end())
-                if inner[stop:].strip():
-                    raise ValueError(f"text after the call: {inner[stop:].strip()[:40]!r}")
-                calls.append(ToolCall(id=f"call_{len(calls)}", name=head.group(1), arguments=arguments))
-            except ValueError as exc:
-                errors.append(f"call {n}: {exc}")
-        return ParsedCalls(content, calls, errors)
+        return self._parse_each(text, self._read_call)
+
+    def _read_call(self, part: str, calls: list[ToolCall]) -> None:
+        end = part.find(self.closer)
+        inner = (part if end < 0 else part[:end]).strip()
+        head = re.match(r"call:([A-Za-z_][\w.\-]*)", inner)
+        if head is None:
+            raise ValueError("expected call:NAME{...}")
+        if inner[head.end() : head.end() + 1] != "{":
+            raise ValueError(f"{head.group(1)}: expected {{ after the name")
+        arguments, stop = self._read(inner, head.end())
+        if inner[stop:].strip():
+            raise ValueError(f"text after the call: {inner[stop:].strip()[:40]!r}")
+        calls.append(ToolCall(id=f"call_{len(calls)}", name=head.group(1), arguments=arguments))
 
     def _read(self, text: str, at: int) -> tuple[Any, int]:
         """The value at ``text[at]`` and where it ends; ``ValueError`` where it does not read."""

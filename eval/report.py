@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,13 @@ def parse_record(line: str | bytes) -> dict[str, Any] | None:
     return record
 
 
+def numbered_records(lines: Sequence[str | bytes]) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """The number (from 1) and record (:func:`parse_record`) of each line of samples.jsonl that is not blank."""
+    for lineno, line in enumerate(lines, 1):
+        if line.strip():
+            yield lineno, parse_record(line)
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of one samples.jsonl in dataset order, read only: a torn last line is skipped, not repaired
     as ``runner.SampleStore.load`` does, because a report may be made while the run is still appending."""
@@ -246,10 +253,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     while lines and not lines[-1].strip():
         lines.pop()
     records: dict[str, dict[str, Any]] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        record = parse_record(line)
+    for lineno, record in numbered_records(lines):
         if record is None:
             if lineno == len(lines):
                 continue  # the trace of a kill mid-write; the next resumed run redoes that example

@@ -53,6 +53,7 @@ from agentkit.eval.report import (
     TIMING,
     atomic_write,
     markdown_table,
+    numbered_records,
     parse_record,
     run_totals,
     summarize,
@@ -109,10 +110,7 @@ class SampleStore:
             if parse_record(tail) is not None:  # else a kill in the middle of the write: that example runs again
                 lines.append(tail)  # the record was written whole; only the newline is missing
         records: dict[str, dict[str, Any]] = {}
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            record = parse_record(line)
+        for lineno, record in numbered_records(lines):
             if record is None:
                 if lineno == len(lines) and not tail.strip():
                     damaged = True  # an unreadable last line (e.g. a write cut at a newline inside it)

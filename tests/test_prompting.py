@@ -58,6 +58,10 @@ def test_user_directory_overrides_builtin_templates_and_exemplars(tmp_path):
     t = Templates(tmp_path)
     assert t.render("cot", question="Q", exemplars=t.exemplars("math", 1)) == "MINE Q 1"
     assert "pal" in t.names()  # built-ins still there
+    (tmp_path / "exemplars").mkdir()
+    (tmp_path / "exemplars" / "mine.jsonl").write_text("")
+    (tmp_path / "note.jinja").write_text("")
+    assert t.exemplar_sets() == ["math", "mine", "react", "wiki"] and "note" in t.names() and "mine" not in t.names()
 
 
 def test_bad_exemplar_line_names_file_and_line(tmp_path):

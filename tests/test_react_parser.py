@@ -43,6 +43,10 @@ ACCEPTED = [
     (" I need X.\nAction 1: population[Rome, Italy]", ("population", "Rome, Italy"), "I need X."),
     (" Think\n\n\nAction 7: Lookup[ the 1921 prize ]", ("Lookup", "the 1921 prize"), "Think"),
     (" I need X.\nAction 1:\nSearch[Paris]", ("Search", "Paris"), "I need X."),  # the call on the next line
+    # a label without a call does not hide a later action
+    (" I must act. Then I search.\nAction 1: Search[Paris]", ("Search", "Paris"), "I must act. Then I search."),
+    (" Action 1 failed before.\nAction 2: Lookup[born]", ("Lookup", "born"), "Action 1 failed before."),
+    (" Act: now.\nSearch[Paris]", ("Search", "Paris"), "Act: now."),
 ]
 
 
@@ -190,19 +194,6 @@ def test_parse_step_never_raises_on_random_text():
         parsed = parse_step(text)
         assert parsed.ok or parsed.error
         assert 0 <= parsed.start <= parsed.end <= len(text)
-
-
-@pytest.mark.parametrize(
-    "text, call",
-    [
-        (" I must act. Then I search.\nAction 1: Search[Paris]", ("Search", "Paris")),
-        (" Action 1 failed before.\nAction 2: Lookup[born]", ("Lookup", "born")),
-        (" Act: now.\nSearch[Paris]", ("Search", "Paris")),
-    ],
-)
-def test_a_label_without_a_call_does_not_hide_a_later_action(text, call):
-    parsed = parse_step(text)
-    assert (parsed.name, parsed.argument) == call
 
 
 def test_malformed_action_spans_its_whole_line():

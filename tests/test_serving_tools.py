@@ -38,6 +38,17 @@ def ask(text: str = "Weather in Paris and Rome?", **fields) -> Chat:
     return Chat(messages=(Message(role="user", content=text),), tools=(WEATHER, TIME), **fields)
 
 
+def answered(call_id: str, **fields) -> Chat:
+    """A chat in which the model called weather for Paris (call ``call_id``) and the tool said "sunny"."""
+    call = ToolCall(id=call_id, name="weather", arguments={"city": "Paris"})
+    messages = (
+        Message(role="user", content="Weather in Paris?"),
+        Message(role="assistant", content="", tool_calls=(call,)),
+        Message(role="tool", content="sunny", tool_call_id=call_id, name="weather"),
+    )
+    return Chat(messages=messages, tools=(WEATHER,), **fields)
+
+
 def body(call) -> dict:
     return json.loads(call.request.content)
 
@@ -103,17 +114,7 @@ def test_tools_go_in_openais_fields_and_the_calls_come_back_parsed(server, caplo
 
 def test_a_conversation_with_calls_and_results_is_sent_in_openais_shapes(server):
     route = server.post(f"{URL}/chat/completions").mock(return_value=reply("It is sunny.", []))
-    call = ToolCall(id="call_a1", name="weather", arguments={"city": "Paris"})
-    chat = Chat(
-        messages=(
-            Message(role="user", content="Weather in Paris?"),
-            Message(role="assistant", content="", tool_calls=(call,)),
-            Message(role="tool", content="sunny", tool_call_id="call_a1", name="weather"),
-        ),
-        tools=(WEATHER,),
-        tool_choice="auto",
-    )
-    [done] = llm().generate([chat])
+    [done] = llm().generate([answered("call_a1", tool_choice="auto")])
     sent = body(route.calls[0])["messages"]
     assert sent[1]["tool_calls"] == [wire("call_a1", "weather", '{"city": "Paris"}')]
     assert sent[2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_a1", "name": "weather"}
@@ -221,16 +222,7 @@ def test_a_refusal_of_auto_after_native_required_calls_sends_every_later_chat_pr
 
 def test_earlier_calls_and_results_are_written_into_the_prompted_messages(server):
     route = server.post(f"{URL}/chat/completions").mock(return_value=reply("Sunny in Paris."))
-    call = ToolCall(id="call_0", name="weather", arguments={"city": "Paris"})
-    chat = Chat(
-        messages=(
-            Message(role="user", content="Weather in Paris?"),
-            Message(role="assistant", content="", tool_calls=(call,)),
-            Message(role="tool", content="sunny", tool_call_id="call_0", name="weather"),
-        ),
-        tools=(WEATHER,),
-    )
-    [done] = llm(tool_calls="prompted").generate([chat])
+    [done] = llm(tool_calls="prompted").generate([answered("call_0")])
     sent = body(route.calls[0])["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert '"arguments": {"city": "Paris"}' in sent[2]["content"] and "tool_calls" not in sent[2]

@@ -212,6 +212,18 @@ def test_a_model_without_a_chat_template_is_refused_in_one_line():
         load_strategy("tools", ScriptedLLM([], chat_template=HERMES), tool_format="json")
 
 
+def test_reacts_options_are_its_own_and_checked_there_but_not_the_fallback():
+    strategy, _ = agent([], max_steps=2, sentences=1, reask=False)
+    assert (strategy.max_steps, strategy.reask, strategy._react.sentences) == (2, False, 1)
+    assert load_strategy("tools", ScriptedLLM([], chat_template=HERMES)).max_steps == 7  # ReAct's default
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        agent([], max_steps=0)
+    with pytest.raises(TypeError, match="ToolAgent takes no fallback"):
+        agent([], fallback=ToolAgent())
+    with pytest.raises(TypeError, match="unexpected keyword argument 'steps'"):
+        agent([], steps=3)
+
+
 def test_the_registry_and_the_cli_run_it(tmp_path, monkeypatch):
     replies = [call("Search", entity="Ada Quill"), call("Finish", answer="Barton")]
     strategy = load_strategy("tools", ScriptedLLM(replies, chat_template=HERMES), max_steps=3)

@@ -158,7 +158,8 @@ def register_method(
     names. Or it is a function with ``Method.build``'s signature, for one that builds several. ``exemplar_sets``
     (answer kind -> the sets its prompts draw on; the shots are checked against them) defaults to the answer
     kind's shipped set; ``self_consistency=True`` votes over ``k`` samples of it (the options of ``cot-sc``);
-    ``classes`` names the classes a build function makes (their constructors give ``Method.defaults``).
+    ``classes`` names the classes a build function makes, or those a class hands ``**kwargs`` on to (their
+    constructors give ``Method.defaults``).
     A name already registered is an error. Returns the ``Method`` (the class, as a decorator).
     """
 
@@ -167,7 +168,7 @@ def register_method(
             raise UsageError(f"method '{name}' is registered already; choose another name")
         build, made, takes = strategy, classes, options
         if isinstance(strategy, type):
-            made = (strategy, SelfConsistency) if self_consistency else (strategy,)
+            made = (*classes, strategy, SelfConsistency) if self_consistency else (*classes, strategy)
             build = _single(strategy, sc=self_consistency, extra=options, answers=answers)
             takes = (*options, *SC_OPTIONS) if self_consistency else options
         fields = {} if exemplar_sets is None else {"exemplar_sets": exemplar_sets}
@@ -246,6 +247,7 @@ register_method(
     "tools",
     ToolAgent,
     options=TOOLS_OPTIONS,
+    classes=(ReAct,),  # ReAct's options are ToolAgent's **react
     answers=("text",),
     exemplar_sets=lambda answer: (),
     description="ReAct over native tool calls: Search, Lookup, Finish as JSON-schema functions, several calls a "

@@ -77,6 +77,22 @@ class Trajectory(BaseModel):
     forced_finish: bool = False  # the step limit ended the episode
     fallback: dict[str, Any] | None = None  # what the fallback strategy answered, if it ran
 
+    def result(self, method: str, completions: Sequence[Completion], prompt: str, finish: str) -> Result:
+        """The episode's Result: the answer, or a forced finish (no ``finish`` within the step limit)."""
+        failure = error = None
+        if self.forced_finish:
+            failure, error = "forced_finish", f"no {finish} within {self.max_steps} steps"
+        return Result.from_completions(
+            method,
+            self.question,
+            completions,
+            answer=self.answer,
+            failure=failure,
+            error=error,
+            prompt=prompt,
+            trajectory=self,
+        )
+
     def scratchpad(self) -> str:
         """The steps in the paper's text format."""
         lines = []
@@ -310,7 +326,7 @@ class ReAct(Strategy):
                 if tool.terminal and step.argument:
                     step.status, trajectory.answer, trajectory.finished = "finish", step.argument, True
                     yield Event("answer", step.argument, {"step": n})
-                    return self._result(question, first_prompt, completions, trajectory)
+                    return self._result(first_prompt, completions, trajectory)
                 if tool.terminal:
                     step.observation = f"{tool.name} needs an answer inside the brackets: {tool.signature}."
                 else:
@@ -336,7 +352,7 @@ class ReAct(Strategy):
                 "votes": fallback.votes,
             }
             trajectory.answer = fallback.answer
-        return self._result(question, first_prompt, completions, trajectory, fallback)
+        return self._result(first_prompt, completions, trajectory, fallback)
 
     def _think_and_act(self, prompt: Prompt, n: int, completions: list[Completion], calls: str) -> Any:
         """Generate step ``n``; re-ask for the action if it is missing or malformed. ``calls``: the regex of the
@@ -396,29 +412,15 @@ class ReAct(Strategy):
 
     def _result(
         self,
-        question: str,
         prompt: Prompt,
         completions: list[Completion],
         trajectory: Trajectory,
         fallback: Result | None = None,
     ) -> Result:
-        failure = error = None
-        if trajectory.forced_finish:
-            failure, error = "forced_finish", f"no Finish[...] within {self.max_steps} steps"
-            if fallback is not None:
-                failure = fallback.failure
-                error = None if failure is None else f"{error}; fallback {fallback.method}: {fallback.error}"
-        result = Result.from_completions(
-            self.name,
-            question,
-            completions,
-            answer=trajectory.answer,
-            failure=failure,
-            error=error,
-            prompt=self.llm.render(prompt),
-            trajectory=trajectory,
-        )
-        if fallback is not None:  # the fallback's model work is part of this episode's
+        result = trajectory.result(self.name, completions, self.llm.render(prompt), "Finish[...]")
+        if fallback is not None:  # it answered for the forced finish; its model work is part of this episode's
+            why = f"{result.error}; fallback {fallback.method}: {fallback.error}"
+            result.failure, result.error = fallback.failure, None if fallback.failure is None else why
             result.completions += fallback.completions
             result.finish_reasons += fallback.finish_reasons
             result.prompt_tokens += fallback.prompt_tokens

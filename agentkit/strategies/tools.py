@@ -36,7 +36,6 @@ from agentkit import toolcalls
 from agentkit.errors import UsageError
 from agentkit.llm import LLM, Chat, Completion, GenerationConfig, Message, ToolCall
 from agentkit.prompting import Templates
-from agentkit.result import Result
 from agentkit.runtime import Call, Episode, Event, Generate
 from agentkit.strategies.base import Strategy
 from agentkit.strategies.chat import END_OF_TURN
@@ -49,9 +48,9 @@ __all__ = ["ToolAgent"]
 class ToolAgent(Strategy):
     """ReAct over native tool calls, with Wikipedia (offline corpus by default) plus custom or MCP tools.
 
-    ``corpus``, ``tools``, ``max_steps``, ``sentences`` and ``reask`` are ReAct's. ``parallel``: whether a reply may
-    carry several calls (``Chat.parallel_tool_calls``). ``tool_format``: the call format by name (see
-    ``agentkit.toolcalls.FORMATS``); None reads it from the model's chat template.
+    ``react``: ReAct's ``tools``, ``corpus``, ``max_steps``, ``sentences`` and ``reask``, with its defaults.
+    ``parallel``: whether a reply may carry several calls (``Chat.parallel_tool_calls``). ``tool_format``: the call
+    format by name (see ``agentkit.toolcalls.FORMATS``); None reads it from the model's chat template.
     """
 
     name: ClassVar[str] = "tools"
@@ -62,11 +61,6 @@ class ToolAgent(Strategy):
         self,
         llm: LLM | None = None,
         *,
-        tools: Sequence[Tool] = (),
-        corpus: Any = "offline",
-        max_steps: int = 7,
-        sentences: int = 5,
-        reask: bool = True,
         parallel: bool = True,
         tool_format: str | None = None,
         shots: int = 0,
@@ -74,6 +68,7 @@ class ToolAgent(Strategy):
         templates: Templates | None = None,
         prompt_format: str = "auto",
         constrain: bool = False,
+        **react: Any,
     ):
         if prompt_format == "text":
             raise UsageError("method tools calls tools in chat messages: drop --prompt-format text (or use react)")
@@ -84,10 +79,12 @@ class ToolAgent(Strategy):
         super().__init__(
             llm, shots=shots, config=config, templates=templates, prompt_format="auto", constrain=constrain
         )
-        # ReAct checks the tools and the step limit, and owns the Wikipedia tools this agent shares
-        self._react = ReAct(llm, tools=tools, corpus=corpus, max_steps=max_steps, sentences=sentences, shots=0)
-        self.custom_tools, self.corpus, self.max_steps = self._react.custom_tools, corpus, max_steps
-        self.reask, self.parallel, self.tool_format = reask, parallel, tool_format
+        if "fallback" in react:
+            raise TypeError("ToolAgent takes no fallback (ReAct's fallback answers for the text protocol only)")
+        # ReAct takes and checks its options (the tools, the step limit), and owns the Wikipedia tools shared here
+        self._react = ReAct(llm, shots=0, **react)
+        self.custom_tools, self.corpus, self.reask = self._react.custom_tools, self._react.corpus, self._react.reask
+        self.max_steps, self.parallel, self.tool_format = self._react.max_steps, parallel, tool_format
 
     def episode_tools(self) -> list[Tool]:
         """Fresh tools for one episode: Search/Lookup share that episode's current page; Finish comes last."""
@@ -137,11 +134,11 @@ class ToolAgent(Strategy):
             if finish is not None and steps[finish].status == "finish":
                 trajectory.answer, trajectory.finished = steps[finish].argument, True
                 yield Event("answer", trajectory.answer or "", {"step": n})
-                return self._result(question, first, completions, trajectory)
+                return trajectory.result(self.name, completions, self.rendered(first), "Finish call")
             malformed = steps[-1] if steps[-1].status == "malformed" else None
             chat = self._next_chat(chat, reply.text, calls, observations, malformed, tools)
         trajectory.forced_finish = True
-        return self._result(question, first, completions, trajectory)
+        return trajectory.result(self.name, completions, self.rendered(first), "Finish call")
 
     def _reply(self, chat: Chat, completions: list[Completion]) -> Any:
         """One reply; re-asked once, continued from the call opener, when it has no call that could be read.
@@ -229,21 +226,6 @@ class ToolAgent(Strategy):
     def _valid(tools: Sequence[Tool] | dict[str, Tool]) -> str:
         listed = tools.values() if isinstance(tools, dict) else tools
         return "Call one of the tools: " + ", ".join(t.name for t in listed) + "."
-
-    def _result(self, question: str, first: Chat, completions: list[Completion], trajectory: Trajectory) -> Result:
-        failure = error = None
-        if trajectory.forced_finish:
-            failure, error = "forced_finish", f"no Finish call within {self.max_steps} steps"
-        return Result.from_completions(
-            self.name,
-            question,
-            completions,
-            answer=trajectory.answer,
-            failure=failure,
-            error=error,
-            prompt=self.rendered(first),
-            trajectory=trajectory,
-        )
 
     def rendered(self, chat: Chat) -> str:
         """The text the model sees for ``chat`` (as the server renders it, for one with native tool calls)."""
