@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from agentkit.engine import attention
 from agentkit.engine.config import EngineConfig, EngineStats
 from agentkit.engine.constrain import RowMatcher, Vocabulary
 from agentkit.engine.heads import CALIBRATION_TEXT, BoundedHead, FullHead
@@ -493,6 +494,13 @@ class TransformersLLM(LLM):
         self.packed_linears = 0
         if pack and self.device == "cpu" and self.torch_dtype == torch.float32 and can_pack():
             self.packed_linears = pack_linears(self._base)
+        # bfloat16 on CPU: attention as two oneDNN matmuls, which use the CPU's bf16 dot products where SDPA's fused
+        # kernel does not (engine/attention.py); set on the model, so its other forwards get it too.
+        matmul = config.matmul_attention
+        if matmul is None:
+            matmul = self.device == "cpu" and self.torch_dtype == torch.bfloat16
+        if matmul and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attention.install())
         self.chooser = TokenChooser(FullHead(model), race=config.gumbel_race)
         self._int8_thread: threading.Thread | None = None
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
