@@ -2,11 +2,15 @@
 
     python benchmarks/bench_engine_ab.py --workload cot --n 32 --dtype bfloat16 --feature matmul_attention
     python benchmarks/bench_engine_ab.py --workload react --n 30 --dtype bfloat16 --rounds 3
+    python benchmarks/bench_engine_ab.py --forwards --dtype bfloat16
 
 The model is loaded once; each round runs the workload (``bench_throughput.py``'s CoT / ReAct / PAL-SC, the same
 episodes through ``run_episodes``) with the feature off, then on, in alternating order, so slow spells of a
 shared machine fall on both sides. Prints every run's wall time and engine counters (prefill, decode, LM head),
-the per-round on/off ratios and their median, and whether the two sides' texts agree.
+the per-round on/off ratios and their median, and whether the two sides' texts agree. ``--forwards`` times single
+prefill forwards of the decoder stack instead (``KVStore.forward`` at shapes ReAct's and CoT's prefill chunks
+have), off and on alternating, 6 times each: whole runs swing too much on a shared machine to resolve a change
+that only touches prefill.
 
 Features: ``matmul_attention`` (``agentkit.engine.attention``, set on the loaded model between runs).
 """
@@ -31,6 +35,38 @@ def set_matmul_attention(llm, on: bool) -> None:
 
 
 FEATURES = {"matmul_attention": set_matmul_attention}
+FORWARD_SHAPES = [(5, 153, 664), (15, 35, 546), (2, 112, 623), (1, 512, 1023), (1, 512, 1500)]  # rows, tokens, span
+
+
+def forwards(llm, toggle, name: str) -> None:
+    """Median time of one prefill forward per shape, the feature off and on alternating."""
+    import torch
+
+    from agentkit.engine.kv import KVStore
+
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for rows, m, span in FORWARD_SHAPES:
+            col = span + 50
+            store = KVStore(llm._shape, rows, col + m + 10, llm.torch_dtype, llm.device)
+            store.k.normal_(generator=gen)
+            store.v.normal_(generator=gen)
+            store.n, store.t = rows, col
+            store.start[:rows] = [col - span + i % 7 for i in range(rows)]
+            fed = torch.randint(100, 50000, (rows, m), generator=gen)
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for r in range(7):
+                for on in (False, True) if r % 2 == 0 else (True, False):
+                    toggle(llm, on)
+                    t = time.perf_counter()
+                    store.forward(llm._base, fed, slice(0, rows), col)
+                    times[on].append(time.perf_counter() - t)
+            off, on_ = (statistics.median(times[x][1:]) for x in (False, True))  # the first of each: warm-up
+            print(
+                f"prefill forward, {rows} rows x {m} tokens over a {span}-column span: {name} off {off * 1e3:.1f} ms, "
+                f"on {on_ * 1e3:.1f} ms ({off / on_:.2f}x)",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--feature", choices=sorted(FEATURES), default="matmul_attention")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--forwards", action="store_true", help="time single prefill forwards, not whole runs")
     # what bench_throughput's workloads read from their arguments
     ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--dataset", default=None)
@@ -51,8 +88,12 @@ def main(argv: list[str] | None = None) -> None:
 
     llm = TransformersLLM(dtype=args.dtype)
     llm.wait_until_ready()
-    wl = WORKLOADS[args.workload](args)
     toggle = FEATURES[args.feature]
+    if args.forwards:
+        print(f"model {llm.name} dtype={llm.dtype}; {args.feature}")
+        forwards(llm, toggle, args.feature)
+        return
+    wl = WORKLOADS[args.workload](args)
     print(f"model {llm.name} dtype={llm.dtype}; workload {wl.name}: {len(wl.questions)} questions; {args.feature}")
     times: dict[bool, list[float]] = {False: [], True: []}
     prefill: dict[bool, list[float]] = {False: [], True: []}
