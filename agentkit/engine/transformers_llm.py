@@ -472,7 +472,8 @@ class TransformersLLM(LLM):
         :class:`~agentkit.engine.loading.Tokenizer`.
         ``packed_linears=True`` (float32 on CPU) replaces the decoder's ``nn.Linear`` modules *in place* by
         oneDNN-packed ones, after which the caller's model can only run forward (no saving, pickling, dtype change
-        or training), so it is off here unless asked for.
+        or training), so it is off here unless asked for. A bfloat16 model on CPU is set to the engine's matmul
+        attention (``matmul_attention``), in place too: it computes the same attention, with bf16 rounding.
         """
         config = EngineConfig.of(config, knobs, "from_model")
         self = cls.__new__(cls)
