@@ -118,6 +118,7 @@ def test_tiny_llama_without_layer_types_matches_transformers():
         {"packed_linears": False},
         {"fast_lm_head": False},
         {"gumbel_race": False},
+        {"matmul_attention": True},
     ],
     ids=lambda knob: next(iter(knob)),
 )

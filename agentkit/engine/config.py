@@ -29,6 +29,8 @@ class EngineConfig(BaseModel):
     prefill_chunk: int = Field(512, ge=1)  # prompt columns per prefill forward (bounds mask and activation memory)
     packed_linears: bool | None = None  # oneDNN-packed decoder linears (float32, x86 CPU); None = pack a model the
     #                                     engine loads itself, not one passed to `from_model` (packing is in place)
+    matmul_attention: bool | None = None  # multi-token forwards' attention (prefill) as two matmuls, not SDPA's
+    #                                       fused CPU kernel (engine/attention.py); None = for bfloat16 on CPU only
     fast_lm_head: bool = True  # the bounded int8 LM head on CPU (exact greedy / top-k / race; built in the background)
     gumbel_race: bool = True  # pure-temperature rows draw by the Gumbel-max race (through the int8 head when it is
     #                           built); off: softmax + multinomial over the full head, as rows with top-p do

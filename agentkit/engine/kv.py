@@ -21,7 +21,8 @@ it grows geometrically, and a relayout leaves slack on the left for longer rows 
 agent whose prompts grow each step does not repack the store at every admission.
 
 Not here: paging, cross-row sharing of prefix KV in the batch (shared prefixes are copied in from
-:mod:`agentkit.engine.prefix_cache`), or attention kernels (the model's configured attention, sdpa, is used).
+:mod:`agentkit.engine.prefix_cache`), or attention kernels (the model's configured attention is used: sdpa, or
+:mod:`agentkit.engine.attention` for bfloat16 prefill).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from agentkit.engine import attention
 from agentkit.engine.config import EngineConfig, EngineStats
 from agentkit.engine.constrain import RowMatcher, Vocabulary
 from agentkit.engine.heads import CALIBRATION_TEXT, BoundedHead, FullHead
@@ -471,7 +472,8 @@ class TransformersLLM(LLM):
         :class:`~agentkit.engine.loading.Tokenizer`.
         ``packed_linears=True`` (float32 on CPU) replaces the decoder's ``nn.Linear`` modules *in place* by
         oneDNN-packed ones, after which the caller's model can only run forward (no saving, pickling, dtype change
-        or training), so it is off here unless asked for.
+        or training), so it is off here unless asked for. A bfloat16 model on CPU is set to the engine's matmul
+        attention (``matmul_attention``), in place too: it computes the same attention, with bf16 rounding.
         """
         config = EngineConfig.of(config, knobs, "from_model")
         self = cls.__new__(cls)
@@ -493,6 +495,13 @@ class TransformersLLM(LLM):
         self.packed_linears = 0
         if pack and self.device == "cpu" and self.torch_dtype == torch.float32 and can_pack():
             self.packed_linears = pack_linears(self._base)
+        # bfloat16 on CPU: attention as two oneDNN matmuls, which use the CPU's bf16 dot products where SDPA's fused
+        # kernel does not (engine/attention.py); set on the model, so its other forwards get it too.
+        matmul = config.matmul_attention
+        if matmul is None:
+            matmul = self.device == "cpu" and self.torch_dtype == torch.bfloat16
+        if matmul and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attention.install())
         self.chooser = TokenChooser(FullHead(model), race=config.gumbel_race)
         self._int8_thread: threading.Thread | None = None
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
