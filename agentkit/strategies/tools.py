@@ -71,7 +71,10 @@ class ToolAgent(Strategy):
         **react: Any,
     ):
         if prompt_format == "text":
-            raise UsageError("method tools calls tools in chat messages: drop --prompt-format text (or use react)")
+            raise UsageError(
+                "method tools calls tools in chat messages, but the prompt format is text: pass --prompt-format chat "
+                "(a server's prompts are text unless asked for chat), or use react"
+            )
         if llm is not None:
             _check_chat(llm)
         if tool_format is not None:
