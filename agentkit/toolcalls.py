@@ -578,7 +578,7 @@ def generate(
 ) -> list[Completion]:
     """One completion per chat with its tool calls read; a model with ``native_tools`` gets the chats as they are."""
     config = config or GenerationConfig()
-    if getattr(llm, "native_tools", False):
+    if llm.native_tools:
         return llm.generate(list(chats), config)
     lowered = [lower(llm, chat, config, format=format, constrain=constrain) for chat in chats]
     out: list[Completion | None] = [None] * len(chats)
